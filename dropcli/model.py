@@ -1,0 +1,83 @@
+"""The tutorial's dropout MLP: 784-512-512-512-512-10, ReLU, dropout after each hidden layer.
+
+Weights are stored as the tutorial stores them, W of shape (in, out) with y = x @ W + b.
+`init_params` draws a run's initial weights from its own seed alone, so `dropcli train` and
+every ablation cell with that seed start from identical numbers. `DropoutMLP` is the plain
+torch.nn form of the same network (PyTorch's Dropout takes p = 1 - keep_prob); the fast
+trainer in engine.py is checked against it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+Params = list[tuple[torch.Tensor, torch.Tensor]]  # [(W (in, out), b (out,)), ...] per layer
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Independent 64-bit seeds per purpose (0 init, 1 data order, 2 dropout, 3 MC eval)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0])
+
+
+def init_params(sizes: tuple[int, ...], init: str, seed: int) -> Params:
+    """Initial weights on the CPU, a function of (sizes, init, seed) only."""
+    g = torch.Generator().manual_seed(stream_seed(seed, 0))
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        W = torch.empty(fan_in, fan_out)
+        b = torch.empty(fan_out)
+        if init == "tutorial":  # tf.truncated_normal(stddev=0.1): redrawn beyond 2 stddev
+            nn.init.trunc_normal_(W, std=0.1, a=-0.2, b=0.2, generator=g)
+            b.normal_(0.0, 1.0, generator=g)  # tf.random_normal([n]) biases
+        elif init == "xavier":  # Glorot uniform, as the 98.04% relative of the tutorial
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            W.uniform_(-bound, bound, generator=g)
+            b.normal_(0.0, 1.0, generator=g)
+        elif init == "kaiming":  # He normal for ReLU, zero biases
+            W.normal_(0.0, math.sqrt(2.0 / fan_in), generator=g)
+            b.zero_()
+        else:
+            raise ValueError(f"unknown init {init!r}")
+        params.append((W, b))
+    return params
+
+
+def param_count(sizes: tuple[int, ...]) -> int:
+    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+class DropoutMLP(nn.Module):
+    """Reference torch.nn version: Linear -> ReLU -> Dropout(1 - keep) per hidden layer."""
+
+    def __init__(self, sizes: tuple[int, ...], keep_prob: tuple[float, ...], input_keep_prob: float = 1.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if input_keep_prob < 1.0:
+            layers.append(nn.Dropout(1.0 - input_keep_prob))
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(fan_in, fan_out))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+                if keep_prob[i] < 1.0:  # keep_prob 1.0 means no dropout layer at all
+                    layers.append(nn.Dropout(1.0 - keep_prob[i]))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+    def load_params(self, params: Params) -> DropoutMLP:
+        with torch.no_grad():
+            for lin, (W, b) in zip(self.linears(), params):
+                lin.weight.copy_(W.t())
+                lin.bias.copy_(b)
+        return self
+
+    def params(self) -> Params:
+        return [(lin.weight.detach().t().clone(), lin.bias.detach().clone()) for lin in self.linears()]

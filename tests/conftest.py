@@ -1,0 +1,45 @@
+import os
+
+import pytest
+import torch
+
+from dropcli.config import TrainConfig
+from dropcli.data import Dataset, Split
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Decompress the bundled MNIST once per session into a private cache (never ~/.cache)."""
+    path = tmp_path_factory.mktemp("dropcli-cache")
+    old = os.environ.get("DROPCLI_DATA_DIR")
+    os.environ["DROPCLI_DATA_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DROPCLI_DATA_DIR", None)
+    else:
+        os.environ["DROPCLI_DATA_DIR"] = old
+
+
+def synthetic(n_train=1200, n_test=400, seed=0) -> Dataset:
+    """Ten learnable classes: each a fixed random 784-pixel prototype plus noise, in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(10, 784, generator=g)
+
+    def make(n):
+        y = torch.randint(0, 10, (n,), generator=g)
+        x = (0.7 * protos[y] + 0.3 * torch.rand(n, 784, generator=g)).clamp_(0, 1)
+        return Split(x, y)
+
+    # 60,000 "training" rows are not needed: Dataset.split only slices, so a short file works
+    return Dataset("mnist", make(n_train), make(n_test), "synthetic")
+
+
+@pytest.fixture
+def tiny_data():
+    return synthetic()
+
+
+def small_config(**kw) -> TrainConfig:
+    base = dict(hidden=(64, 64), keep_prob=(0.7,), epochs=2, batch_size=50, validation_size=200, train_size=1000)
+    base.update(kw)
+    return TrainConfig(**base)

@@ -1,0 +1,168 @@
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from dropcli.cli import app
+
+runner = CliRunner()
+FAST = ["--train-size", "1000", "--epochs", "2", "--hidden", "64,64", "--validation-size", "1000"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    result = invoke("train", *FAST, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["ablate"], ["report"]])
+def test_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_train_prints_the_tutorial_lines_and_writes_every_file(trained):
+    out, result = trained
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"Epoch: 0001 cost = \d+\.\d{9}  validation accuracy = 0\.\d{4}", lines[0])
+    assert lines[1].startswith("Epoch: 0002 cost = ")
+    assert lines[2] == "Learning Finished!"
+    assert re.fullmatch(r"Accuracy: 0\.\d{4}", lines[3])
+    assert re.fullmatch(r"Label: \d", lines[4]) and re.fullmatch(r"Prediction: \d", lines[5])
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "history.csv", "run.json"}
+    import json
+
+    import pandas as pd
+
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == ["epoch", "cost", "train_batch_accuracy", "validation_accuracy", "seconds"]
+    assert len(history) == 2 and all(history.dtypes[c].kind == "f" for c in history.columns[1:])
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["train_size"] == 1000 and run["metrics"]["status"] == "ok"
+    assert run["split"] == {"validation_size": 1000, "train_size": 1000, "test_size": 10000}
+    assert "torch" in run["versions"]
+
+
+def test_evaluate_matches_train(trained, tmp_path):
+    out, result = trained
+    accuracy = re.search(r"Accuracy: (0\.\d{4})", result.stdout).group(1)
+    ev = invoke("evaluate", out, "--csv", tmp_path / "eval.csv", "--mc-samples", "3")
+    assert ev.exit_code == 0, ev.output
+    assert f"Accuracy: {accuracy}" in ev.stdout
+    assert re.search(r"MC dropout accuracy \(3 passes\): 0\.\d{4}", ev.stdout)
+    assert "Per-class accuracy" in ev.stdout
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "eval.csv")
+    assert len(table) == 10 and table["images"].sum() == 10_000
+    assert table[[f"predicted_{i}" for i in range(10)]].to_numpy().sum() == 10_000
+    assert np.allclose(table["accuracy"], table["correct"] / table["images"])
+    assert table["correct"].sum() / 10_000 == pytest.approx(float(accuracy), abs=5e-5)
+
+
+def test_evaluate_validation_split(trained):
+    ev = invoke("evaluate", trained[0], "--split", "validation")
+    assert ev.exit_code == 0 and "1,000 images" in ev.stdout
+
+
+def test_predict_index_zero_is_a_seven(trained):
+    result = invoke("predict", trained[0], "--index", "0")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "Label: 7"
+    assert re.fullmatch(r"Prediction: \d \(probability [01]\.\d{4}\)", result.stdout.splitlines()[1])
+
+
+def test_predict_mc_dropout_reports_std_and_entropy(trained):
+    result = invoke("predict", trained[0], "--index", "0", "--mc-samples", "10")
+    assert result.exit_code == 0
+    assert re.search(r"mean probability [01]\.\d{4} ± 0\.\d{4}, entropy \d\.\d{4} nats over 10 passes", result.stdout)
+
+
+def test_predict_png_files(trained, tmp_path):
+    from dropcli.data import load_dataset
+
+    test = load_dataset("mnist").test
+    digit = (test.x[0].reshape(28, 28).numpy() * 255).astype(np.uint8)  # a 7, white on black
+    Image.fromarray(digit).resize((56, 56)).save(tmp_path / "seven.png")
+    Image.fromarray(255 - digit).convert("RGB").save(tmp_path / "paper.jpg")
+    expected = invoke("predict", trained[0], "--index", "0").stdout.splitlines()[1].split()[1]
+    result = invoke("predict", trained[0], tmp_path / "seven.png")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("seven.png:")
+    assert result.stdout.splitlines()[1].split()[1] == expected
+    inverted = invoke("predict", trained[0], "--invert", tmp_path / "paper.jpg")
+    assert inverted.exit_code == 0 and inverted.stdout.splitlines()[1].split()[1] == expected
+
+
+def check_error(result, code, fragment):
+    assert result.exit_code == code, result.output
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output
+    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
+    assert fragment in err, err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--keep-prob", "1.5"], "keep probability 1.5 is outside (0, 1]"),
+    (["--keep-prob", "0"], "outside (0, 1]"),
+    (["--keep-prob", "-0.2"], "outside (0, 1]"),
+    (["--keep-prob", "0.5,0.5"], "give one value or exactly 4"),
+    (["--keep-prob", "abc"], "--keep-prob takes numbers"),
+    (["--keep-prob", "0.5,"], "comma-separated list of numbers"),
+    (["--input-keep-prob", "0"], "outside (0, 1]"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "many"], "Invalid value for '--epochs'"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--hidden", "512,0"], "--hidden takes widths of at least 1"),
+    (["--hidden", "wide"], "--hidden takes whole numbers"),
+    (["--train-size", "60000"], "--train-size must be in 1..55000"),
+    (["--train-size", "0"], "--train-size must be in 1..55000"),
+    (["--train-size", "50", "--batch-size", "100"], "lower --batch-size or raise --train-size"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--lr", "-0.1"], "--lr must be positive"),
+    (["--validation-size", "-1"], "--validation-size must be in"),
+    (["--init", "zeros"], "'zeros' is not one of"),
+])
+def test_train_usage_errors(args, fragment):
+    check_error(invoke("train", *args), 2, fragment)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
+    check_error(invoke("train", *FAST, "--device", "cuda", "--out", tmp_path / "r"), 1, "no CUDA GPU is available here")
+
+
+def test_existing_run_directory_is_not_overwritten(trained):
+    check_error(invoke("train", *FAST, "--out", trained[0]), 2, "already holds a run")
+
+
+def test_bad_checkpoints(tmp_path, trained):
+    check_error(invoke("evaluate", tmp_path / "missing"), 1, "no checkpoint at")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes((trained[0] / "model.safetensors").read_bytes()[:500])
+    check_error(invoke("evaluate", bad), 1, "not a readable safetensors file")
+    other = tmp_path / "other.safetensors"
+    save_file({"layers.0.weight": torch.zeros(3, 3)}, str(other))
+    check_error(invoke("predict", other, "--index", "0"), 1, "not written by dropcli")
+
+
+def test_predict_bad_input(trained, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    check_error(invoke("predict", trained[0], notes), 2, "is not a readable image")
+    check_error(invoke("predict", trained[0], "--index", "10000"), 2, "less than or equal to 9999")
+    check_error(invoke("predict", trained[0], tmp_path / "absent.png"), 2, "does not exist")
+
+
+def test_no_temporary_files_left(trained):
+    assert not [p for p in trained[0].iterdir() if p.name.endswith(".tmp")]
