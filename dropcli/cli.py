@@ -130,6 +130,28 @@ DataDir = typer.Option(None, "--data-dir", help="Folder with your own copy of th
                        file_okay=False)
 
 
+def command_line(skip: tuple[str, ...] = ()) -> str:
+    """The running command as the user would type it, from the parsed options (not sys.argv)."""
+    import shlex
+
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context()
+    parts = ["dropcli", ctx.info_name]
+    for p in ctx.command.params:
+        value, default = ctx.params.get(p.name), p.default
+        norm = [str(getattr(v, "value", v)) for v in (value, default)]
+        if p.name in skip or value is None or norm[0] == norm[1] or not getattr(p, "opts", None):
+            continue
+        if getattr(p, "is_flag", False):
+            parts += [p.opts[0]] if value else []
+        elif p.opts[0].startswith("-"):
+            parts += [p.opts[0], norm[0]]
+        else:
+            parts.append(norm[0])
+    return " ".join(shlex.quote(x) for x in parts)
+
+
 def out_dir_default(config: TrainConfig) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results/runs") / f"{stamp}-keep{config.keep_label.replace(' ', '-')}-seed{config.seed}"
@@ -166,7 +188,7 @@ def train(
     with failures():
         from dropcli.commands import run_train
 
-        run_train(config, device, out, echo=typer.echo, progress=progress_bar())
+        run_train(config, device, out, echo=typer.echo, progress=progress_bar(), command=command_line())
 
 
 @app.command()
@@ -260,7 +282,7 @@ def ablate(
         from dropcli.commands import run_ablate
 
         run_ablate(cells, spec, base, device, out, parallel_models, fresh, dry_run, echo=typer.echo,
-                   progress=progress_bar(), argv=sys.argv)
+                   progress=progress_bar(), resume=command_line(skip=("fresh", "dry_run")))
 
 
 @app.command()

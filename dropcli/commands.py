@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import shlex
 import sys
 from pathlib import Path
 from typing import Callable
@@ -33,12 +32,14 @@ def duration(seconds: float) -> str:
 
 
 def stdout_console():
+    """Rich console on stdout; 120 columns when piped, so that tables stay readable in files."""
     from rich.console import Console
 
-    return Console()
+    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
-def run_train(config: TrainConfig, device_name: str, out: Path, echo: Echo, progress, rng=None) -> None:
+def run_train(config: TrainConfig, device_name: str, out: Path, echo: Echo, progress, command: str = "",
+              rng=None) -> None:
     import random
 
     import pandas as pd
@@ -80,7 +81,7 @@ def run_train(config: TrainConfig, device_name: str, out: Path, echo: Echo, prog
             "started_at": started, "finished_at": now()}
     save_checkpoint(out / "model.safetensors", result.params, config, info)
     write_csv(pd.DataFrame(result.history), out / "history.csv")
-    record = {"command": " ".join(shlex.quote(a) for a in ["dropcli", *sys.argv[1:]]), "config": config.to_dict(),
+    record = {"command": command, "config": config.to_dict(),
               **info, "random_test_image": sample, "history": result.history, "versions": versions()}
     atomic_write_text(out / "run.json", json.dumps(record, indent=2, default=str) + "\n")
     typer.echo(f"Saved run to {out}", err=True)
@@ -185,12 +186,8 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool, 
                  f"entropy {entropy:.4f} nats over {mc_samples} passes)")
 
 
-def resume_command(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in ["dropcli", *[a for a in argv[1:] if a != "--fresh"]])
-
-
 def run_ablate(cells: list[TrainConfig], spec: GridSpec, base: TrainConfig, device_name: str, out: Path,
-               parallel_models: int, fresh: bool, dry_run: bool, echo: Echo, progress, argv: list[str]) -> None:
+               parallel_models: int, fresh: bool, dry_run: bool, echo: Echo, progress, resume: str) -> None:
     from dropcli.ablate import (
         StudyProgress,
         build_report,
@@ -227,7 +224,7 @@ def run_ablate(cells: list[TrainConfig], spec: GridSpec, base: TrainConfig, devi
     except KeyboardInterrupt:
         done = len(done_keys(out))
         typer.echo(f"Interrupted: {done} of {len(cells)} cells are saved in {out / 'runs.csv'}; "
-                   f"{len(cells) - done} remain. Resume with: {resume_command(argv)}", err=True)
+                   f"{len(cells) - done} remain. Resume with: {resume}", err=True)
         raise SystemExit(130) from None
     if counts["skipped"]:
         typer.echo(f"Resumed: {counts['skipped']} cells were already in {out / 'runs.csv'}, ran {counts['ran']}.", err=True)

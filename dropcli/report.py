@@ -33,14 +33,15 @@ def t95(df: int) -> float:
 
 
 def plain_number(x) -> str:
-    """Shortest round-tripping decimal without exponent; '' for NaN and infinities."""
+    """Plain decimal, at most 10 decimals (no float noise such as 0.01899999999999996), never an
+    exponent; '' for NaN and infinities."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return ""
     if isinstance(x, (bool, np.bool_)):
         return str(bool(x)).lower()
     if isinstance(x, (int, np.integer)):
         return str(int(x))
-    return np.format_float_positional(float(x), trim="-")
+    return np.format_float_positional(float(x), precision=10, unique=True, trim="-")
 
 
 def neutralise(text: str) -> str:

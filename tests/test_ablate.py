@@ -1,0 +1,230 @@
+import math
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dropcli import ablate as ab
+from dropcli.ablate import StudyMismatch, StudyProgress, build_report, expand, run_study, study_identity
+from dropcli.cli import app
+from dropcli.config import GridSpec, TrainConfig
+from dropcli.errors import DropcliError
+from dropcli.files import study_lock
+from dropcli.train import resolve_device
+
+CPU = resolve_device("cpu")
+BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
+RUN_COLUMNS = ["keep_prob", "keep_probs", "input_keep_prob", "train_size", "seed", "epochs", "final_cost",
+               "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap", "train_seconds",
+               "parallel_models", "device", "status", "finished_at"]
+runner = CliRunner()
+
+
+def small_grid(**kw):
+    spec = dict(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2))
+    spec.update(kw)
+    return GridSpec(**spec)
+
+
+def study(out, grid=None, base=BASE, **kw):
+    grid = grid or small_grid()
+    cells = expand(grid, base)
+    return run_study(cells, out, study_identity(grid, base), CPU, **kw)
+
+
+def test_standard_grid_expansion():
+    cells = expand(GridSpec(), TrainConfig())
+    assert len(cells) == 24
+    assert [c.keep_prob[0] for c in cells[::3]] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert [c.seed for c in cells[:3]] == [777, 778, 779]
+    assert all(c.epochs == 15 and c.batch_size == 100 and c.init == "tutorial" and c.n_train == 55_000 for c in cells)
+    cells = expand(GridSpec(keep_probs=((0.5,), (0.8, 0.7, 0.7, 0.5)), input_keep_probs=(0.8, 1.0),
+                            train_sizes=(1000, 10000), seeds=(1, 2, 3)), TrainConfig())
+    assert len(cells) == 2 * 2 * 2 * 3
+    assert cells[3].keep_label == "0.8 0.7 0.7 0.5" and cells[0].keep_prob == (0.5,) * 4
+
+
+@pytest.mark.parametrize("grid, fragment", [
+    (dict(keep_probs=()), "--keep-probs is empty"),
+    (dict(keep_probs=((0.5,), (1.5,))), "outside (0, 1]"),
+    (dict(keep_probs=((0.5,), (0.5,))), "lists 0.5 twice"),
+    (dict(train_sizes=(60_000,)), "--train-sizes value 60000 is outside"),
+    (dict(seeds=(1, 1)), "seeds lists 1 twice"),
+    (dict(keep_probs=((0.5, 0.5, 0.5),)), "has 3 values for 2 hidden layers"),
+])
+def test_bad_grids(grid, fragment):
+    with pytest.raises(ValueError, match=None) as e:
+        expand(small_grid(**grid), BASE)
+    assert fragment in str(e.value)
+
+
+def test_study_writes_every_file_with_numeric_columns(tmp_path):
+    counts = study(tmp_path, parallel_models=4)
+    assert counts == {"total": 4, "skipped": 0, "ran": 4}
+    build_report(tmp_path)
+    runs = pd.read_csv(tmp_path / "runs.csv")  # plain read: every numeric column must come back numeric
+    assert set(RUN_COLUMNS) <= set(runs.columns) and len(runs) == 4
+    for col in RUN_COLUMNS:
+        if col not in ("keep_probs", "device", "status", "finished_at"):
+            assert runs[col].dtype.kind in "if", col
+    assert (runs["parallel_models"] == 4).all() and (runs["status"] == "ok").all()
+    assert pd.to_datetime(runs["finished_at"]).notna().all()
+    assert runs["generalization_gap"].round(9).equals((runs["train_accuracy"] - runs["test_accuracy"]).round(9))
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary["keep_prob"]) == [0.5, 1.0] and list(summary["runs"]) == [2, 2]
+    row = summary.iloc[0]
+    accs = runs[runs["keep_prob"] == 0.5]["test_accuracy"]
+    assert row["test_accuracy_mean"] == pytest.approx(accs.mean())
+    assert row["test_accuracy_std"] == pytest.approx(accs.std(ddof=1))
+    assert row["test_accuracy_ci95"] == pytest.approx(12.706 * accs.std(ddof=1) / math.sqrt(2))
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert len(history) == 4 and {"epoch", "cost", "validation_accuracy"} <= set(history.columns)
+    png = (tmp_path / "ablation.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    text = (tmp_path / "runs.csv").read_text(encoding="utf-8")
+    assert "e-0" not in text and "E-0" not in text and text.splitlines()[0].startswith("keep_prob,")
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_study_resumes_with_the_same_rows(tmp_path):
+    def stop_after_first(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study(tmp_path / "a", parallel_models=1, progress=StudyProgress(on_cell=stop_after_first))
+    assert len(pd.read_csv(tmp_path / "a" / "runs.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "a" / "history.csv")) == 1
+    counts = study(tmp_path / "a", parallel_models=1)
+    assert counts == {"total": 4, "skipped": 1, "ran": 3}
+    study(tmp_path / "b", parallel_models=1)
+    a, b = (pd.read_csv(tmp_path / d / "runs.csv") for d in "ab")
+    keys = ["keep_prob", "seed"]
+    a, b = a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True)
+    for col in ("final_cost", "test_accuracy", "validation_accuracy", "train_accuracy"):
+        assert a[col].tolist() == b[col].tolist(), col
+    assert study(tmp_path / "a", parallel_models=1)["ran"] == 0  # a finished study reruns nothing
+
+
+def test_parallel_models_one_and_batched_give_the_same_rows(tmp_path):
+    study(tmp_path / "one", parallel_models=1)
+    study(tmp_path / "all", parallel_models=4)
+    one, batched = (pd.read_csv(tmp_path / d / "runs.csv").sort_values(["keep_prob", "seed"]).reset_index(drop=True)
+                    for d in ("one", "all"))
+    assert one[["keep_prob", "seed"]].equals(batched[["keep_prob", "seed"]])
+    assert ((one["final_cost"] - batched["final_cost"]).abs() <= 0.02 * one["final_cost"].abs()).all()
+    assert ((one["test_accuracy"] - batched["test_accuracy"]).abs() <= 0.015).all()
+    assert set(one["parallel_models"]) == {1} and set(batched["parallel_models"]) == {4}
+
+
+def test_another_study_in_the_folder_is_refused(tmp_path):
+    study(tmp_path)
+    with pytest.raises(StudyMismatch, match=r"holds another study \(epochs 1 there, 2 now\); use --out NEWDIR, or --fresh"):
+        study(tmp_path, base=BASE.replace(epochs=2))
+    with pytest.raises(StudyMismatch, match="seeds"):
+        study(tmp_path, grid=small_grid(seeds=(1, 2, 3)))
+    counts = study(tmp_path, base=BASE.replace(epochs=2), fresh=True)
+    assert counts["ran"] == 4 and len(pd.read_csv(tmp_path / "runs.csv")) == 4
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "runs.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(StudyMismatch, match="no dropcli study.json describes"):
+        study(foreign)
+
+
+def test_concurrent_study_is_refused(tmp_path):
+    with study_lock(tmp_path):
+        with pytest.raises(DropcliError, match="another dropcli ablate .* is writing to"):
+            study(tmp_path)
+    assert study(tmp_path)["ran"] == 4  # the lock is released afterwards
+
+
+def test_diverged_cells_are_recorded_and_the_study_goes_on(tmp_path):
+    study(tmp_path, base=BASE.replace(lr=1e30), parallel_models=1)
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert list(runs["status"]) == ["diverged"] * 4
+    assert runs["test_accuracy"].isna().all()
+    summary = build_report(tmp_path)
+    assert list(summary["diverged"]) == [2, 2] and list(summary["runs"]) == [0, 0]
+
+
+def test_formula_injection_is_neutralised(tmp_path):
+    from dropcli.report import read_runs, write_csv
+
+    df = pd.DataFrame({"name": ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "plain"], "value": [-1.5, 2, 3, 4, 5]})
+    write_csv(df, tmp_path / "t.csv")
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back["name"].tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "plain"]
+    assert back["value"].tolist() == [-1.5, 2, 3, 4, 5]  # numbers, negative ones too, stay numbers
+    assert read_runs is not None
+
+
+def test_report_rebuilds_from_runs_csv_alone(tmp_path):
+    study(tmp_path)
+    first = build_report(tmp_path)
+    (tmp_path / "summary.csv").unlink()
+    (tmp_path / "ablation.png").unlink()
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Ablation summary" in result.stdout and "★" in result.stdout
+    assert pd.read_csv(tmp_path / "summary.csv").equals(pd.read_csv(tmp_path / "summary.csv"))
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == len(first)
+    assert (tmp_path / "ablation.png").exists()
+
+
+ACCEPT = ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1", "--train-sizes", "2000",
+          "--hidden", "64,64", "--device", "cpu"]
+
+
+def test_cli_acceptance_command_and_interrupt_message(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    calls = {"n": 0}
+    real = ab.run_row
+
+    def interrupt_after_first(r, stamp):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(r, stamp)
+
+    monkeypatch.setattr(ab, "run_row", interrupt_after_first)
+    result = runner.invoke(app, [*ACCEPT, "--parallel-models", "1", "--out", str(out)])
+    assert result.exit_code == 130
+    assert "Interrupted: 1 of 4 cells are saved" in result.stderr and "3 remain. Resume with: dropcli ablate" in result.stderr
+    monkeypatch.setattr(ab, "run_row", real)
+    result = runner.invoke(app, [*ACCEPT, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Resumed: 1 cells were already in" in result.stderr
+    assert {p.name for p in out.iterdir()} >= {"runs.csv", "summary.csv", "history.csv", "ablation.png"}
+    assert len(pd.read_csv(out / "runs.csv")) == 4
+
+
+def test_cli_dry_run_trains_nothing(tmp_path):
+    result = runner.invoke(app, [*ACCEPT, "--out", str(tmp_path / "d"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "Would run 4 cells" in result.stdout and "Nothing was trained" in result.stdout
+    assert not (tmp_path / "d" / "runs.csv").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--keep-probs", ""], "give --grid for the standard study"),
+    (["--keep-probs", "0.5,"], "comma-separated list of numbers"),
+    (["--keep-probs", "0.5,1.5"], "keep probability 1.5 is outside (0, 1]"),
+    (["--keep-probs", "0.5,0.5"], "--keep-probs lists 0.5 twice"),
+    (["--keep-probs", "half"], "--keep-probs takes numbers"),
+    (["--keep-probs", "0.5", "--train-sizes", "60000"], "--train-sizes value 60000 is outside"),
+    (["--keep-probs", "0.5", "--train-sizes", "big"], "--train-sizes takes whole numbers"),
+    (["--keep-probs", "0.5", "--input-keep-probs", "0"], "outside (0, 1]"),
+    (["--keep-probs", "0.5", "--seed-list", "1,1"], "seeds lists 1 twice"),
+    (["--keep-probs", "0.5", "--seeds", "0"], "Invalid value for '--seeds'"),
+    (["--grid", "--keep-probs", "0.5"], "--grid sets the keep probabilities"),
+    ([], "give --grid for the standard study"),
+])
+def test_cli_bad_grids_exit_2_before_any_work(tmp_path, args, fragment):
+    result = runner.invoke(app, ["ablate", *args, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("Error: ") and fragment in err, err
+    assert not (tmp_path / "x").exists()
