@@ -21,9 +21,15 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
-from typer._click.exceptions import ClickException, UsageError  # typer vendors click
 from typer.core import TyperGroup
-from typer.exceptions import Abort
+
+try:  # typer >= 0.26 vendors click
+    from typer._click.exceptions import ClickException, UsageError
+    from typer._click.globals import get_current_context
+    from typer.exceptions import Abort
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import Abort, ClickException, UsageError
+    from click.globals import get_current_context
 
 from dropcli import __version__
 from dropcli.config import GridSpec, TrainConfig, check_keep, parse_floats, parse_ints
@@ -133,8 +139,6 @@ DataDir = typer.Option(None, "--data-dir", help="Folder with your own copy of th
 def command_line(skip: tuple[str, ...] = ()) -> str:
     """The running command as the user would type it, from the parsed options (not sys.argv)."""
     import shlex
-
-    from typer._click.globals import get_current_context
 
     ctx = get_current_context()
     parts = ["dropcli", ctx.info_name]

@@ -62,7 +62,7 @@ class MaskSource:
                 else:
                     self.mask_np[k][:, act] = raw <= self.thresh[k][:, act]
             elif self.contiguous[k]:
-                torch.rand(self.B, n, generator=gen, device=self.device, out=self.u[k])
+                torch.rand(self.B, n, generator=gen, out=self.u[k])
             else:
                 self.u[k][:, act] = torch.rand(self.B, n, generator=gen, device=self.device)
         if not cpu:
@@ -153,7 +153,6 @@ class Stack:
         ]
         self.masks = MaskSource(keeps, self.B, device, seeds=[c.seed for c in configs]) if col else None
         self.acts: list[torch.Tensor] = [None] * L  # input of each layer, saved for the backward
-        self.rows = torch.arange(self.B, device=device)
 
     def _mm(self, bias, a, W):
         if self.bf16:

@@ -62,6 +62,9 @@ class EvalResult:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present; asking for a missing device is a DropcliError."""
+    # before the first parallel op, so that the worker threads inherit it: Adam's moments fill
+    # with subnormal floats late in training, slow on CPUs without fast denormal handling
+    torch.set_flush_denormal(True)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

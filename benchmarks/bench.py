@@ -1,0 +1,256 @@
+"""Speed benchmark: dropcli train against the matmul bound and a plain PyTorch DataLoader loop,
+and a keep-probability grid trained in lockstep against cell by cell.
+
+    $ make bench                      # or: .venv/bin/python benchmarks/bench.py [--quick]
+
+Everything is measured in one run on this machine, interleaved and repeated, quoting the
+minimum (the shared machine has slow spells). The matmul bound is the sum, over the matmuls
+of one training step, of each matmul's best time alone at its exact shape and layout (the
+sgemm rate at the model's shapes), times the steps of an epoch. Prints a table of times and
+ratios and appends a row to benchmarks/results.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from dropcli import __version__  # noqa: E402
+from dropcli.config import GridSpec, TrainConfig  # noqa: E402
+from dropcli.data import load_dataset, prepare_bundled_mnist  # noqa: E402
+
+
+def best_time(fn, repeats: int = 5, number: int = 20) -> float:
+    for _ in range(3):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+def step_matmuls(sizes: tuple[int, ...], batch: int) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """The matmuls of one training step, with the operand layouts the engine uses."""
+    ops = []
+    acts = [torch.rand(1, batch, n) for n in sizes[:-1]]
+    grads = [torch.randn(1, batch, n) for n in sizes[1:]]
+    weights = [torch.randn(1, i, o) * 0.05 for i, o in zip(sizes[:-1], sizes[1:])]
+    for a, W in zip(acts, weights):  # forward
+        ops.append((a, W, 2 * batch * W.shape[1] * W.shape[2]))
+    for a, d in zip(acts, grads):  # weight gradients
+        ops.append((a.transpose(1, 2), d, 2 * batch * a.shape[2] * d.shape[2]))
+    for d, W in list(zip(grads, weights))[1:]:  # input gradients (none for the first layer)
+        ops.append((d, W.transpose(1, 2), 2 * batch * W.shape[1] * W.shape[2]))
+    return ops
+
+
+def matmul_bound(config: TrainConfig) -> dict:
+    ops = step_matmuls(config.sizes, config.batch_size)
+    alone = sum(best_time(lambda a=a, b=b: torch.bmm(a, b), number=30) for a, b, _ in ops)
+    flops = sum(f for _, _, f in ops)
+
+    def back_to_back():
+        for a, b, _ in ops:
+            torch.bmm(a, b)
+
+    chained = best_time(back_to_back, number=10)
+    steps = config.steps_per_epoch
+    return {"gflop_per_epoch": flops * steps / 1e9, "sgemm_gflops": flops / alone / 1e9,
+            "bound_epoch_s": alone * steps, "back_to_back_epoch_s": chained * steps}
+
+
+def dropcli_epoch(epochs: int = 3, extra: tuple[str, ...] = ()) -> dict:
+    """`dropcli train` as a user runs it; the steady-state epoch is the fastest after the first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "dropcli", "train", "--epochs", str(epochs), "--device", "cpu",
+               "--out", f"{tmp}/run", *extra]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode:
+            raise SystemExit(f"dropcli train failed: {proc.stderr.strip()}")
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        run = json.loads(Path(f"{tmp}/run/run.json").read_text())
+    seconds = [h["seconds"] for h in run["history"]]
+    return {"epoch_s": min(seconds[1:] or seconds), "test_accuracy": run["metrics"]["test_accuracy"],
+            "peak_rss_mb": max(peak, before) / 1024}
+
+
+def plain_loops(config: TrainConfig, batches: int) -> dict:
+    """pytorch/examples style: DataLoader over per-sample ToTensor, nn.Module, autograd, Adam;
+    and the same loop over data pre-loaded as one tensor. Timed over `batches`, scaled to an epoch."""
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    from dropcli.model import DropoutMLP, init_params
+
+    def model_and_opt():
+        model = DropoutMLP(config.sizes, config.keep_prob).load_params(init_params(config.sizes, "tutorial", 777))
+        return model.train(), torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x.view(-1, 784)), y)
+        loss.backward()
+        opt.step()
+
+    root = prepare_bundled_mnist()
+    ds = Subset(datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor()),
+                range(config.validation_size, 60_000))
+    loader = DataLoader(ds, batch_size=config.batch_size, shuffle=True)
+    model, opt = model_and_opt()
+    it = iter(loader)
+    for _ in range(5):
+        step(model, opt, *next(it))
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step(model, opt, *next(it))
+    dataloader = (time.perf_counter() - t0) / batches * config.steps_per_epoch
+
+    data = load_dataset("mnist")
+    train_x, train_y = data.train_full.x[config.validation_size:], data.train_full.y[config.validation_size:]
+    model, opt = model_and_opt()
+    perm = torch.randperm(len(train_x))
+    for i in range(5):
+        idx = perm[i * 100 : (i + 1) * 100]
+        step(model, opt, train_x[idx], train_y[idx])
+    t0 = time.perf_counter()
+    for i in range(batches):
+        idx = perm[i * 100 : (i + 1) * 100]
+        step(model, opt, train_x[idx], train_y[idx])
+    preloaded = (time.perf_counter() - t0) / batches * config.steps_per_epoch
+    return {"dataloader_epoch_s": dataloader, "preloaded_epoch_s": preloaded}
+
+
+def grid_times(device: torch.device, train_size: int) -> dict:
+    """The 24-cell grid (8 keep probabilities x 3 seeds), 1 epoch each: lockstep vs one by one."""
+    from dropcli.ablate import auto_parallel_models, expand, plan_groups
+    from dropcli.train import train, train_group
+
+    data = load_dataset("mnist", device=device)
+    cells = expand(GridSpec(train_sizes=(train_size,)), TrainConfig(epochs=1))
+    k = auto_parallel_models(device, cells)
+    t0 = time.perf_counter()
+    for group in plan_groups(cells, k):
+        train_group(group, data, device)
+    batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for c in cells:
+        train(c, data, device)
+    single = time.perf_counter() - t0
+    return {"grid_cells": len(cells), "grid_parallel_models": k, "grid_batched_s": batched, "grid_one_by_one_s": single}
+
+
+def help_time() -> float:
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dropcli", "--help"], capture_output=True, cwd=ROOT, check=True)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the minimum is quoted")
+    parser.add_argument("--quick", action="store_true", help="fewer batches and a smaller grid (a smoke run)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.csv")
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    config = TrainConfig()
+    cpu = torch.device("cpu")
+    rounds = []
+    for r in range(args.repeats):  # interleave every measurement in each round
+        print(f"round {r + 1}/{args.repeats}: matmul bound", file=sys.stderr, flush=True)
+        row = matmul_bound(config)
+        print("  dropcli train (3 epochs)", file=sys.stderr, flush=True)
+        row.update({f"train_{k}": v for k, v in dropcli_epoch().items()})
+        print("  plain PyTorch loops", file=sys.stderr, flush=True)
+        row.update(plain_loops(config, batches=60 if args.quick else 200))
+        print("  24-cell grid, lockstep vs one by one", file=sys.stderr, flush=True)
+        row.update(grid_times(cpu, train_size=2000 if args.quick else 10_000))
+        rounds.append(row)
+    best = {k: min(r[k] for r in rounds) if isinstance(rounds[0][k], float) else rounds[0][k] for k in rounds[0]}
+    best["train_test_accuracy"] = rounds[0]["train_test_accuracy"]  # 3 epochs; the same in every round
+    best["peak_rss_mb"] = max(r["train_peak_rss_mb"] for r in rounds)
+    best["help_s"] = help_time()
+    result = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+        "torch": torch.__version__, "dropcli": __version__, "threads": torch.get_num_threads(),
+        "sgemm_gflops": best["sgemm_gflops"], "gflop_per_epoch": best["gflop_per_epoch"],
+        "bound_epoch_s": best["bound_epoch_s"], "back_to_back_epoch_s": best["back_to_back_epoch_s"],
+        "train_epoch_s": best["train_epoch_s"], "train_vs_bound": best["train_epoch_s"] / best["bound_epoch_s"],
+        "dataloader_epoch_s": best["dataloader_epoch_s"], "preloaded_epoch_s": best["preloaded_epoch_s"],
+        "speedup_vs_dataloader": best["dataloader_epoch_s"] / best["train_epoch_s"],
+        "train_peak_rss_mb": best["peak_rss_mb"], "help_s": best["help_s"],
+        "grid_cells": best["grid_cells"], "grid_parallel_models": best["grid_parallel_models"],
+        "grid_batched_s": best["grid_batched_s"], "grid_one_by_one_s": best["grid_one_by_one_s"],
+        "grid_speedup": best["grid_one_by_one_s"] / best["grid_batched_s"], "quick": args.quick,
+    }
+    show(result)
+    if not args.no_record:
+        path = HERE / "results.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(result))
+            if new:
+                w.writeheader()
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in result.items()})
+        print(f"appended to {path}", file=sys.stderr)
+
+
+def show(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"dropcli speed on {r['machine']} (torch {r['torch']}, {r['threads']} threads), min of rounds")
+    t.add_column("what")
+    t.add_column("seconds / epoch", justify="right")
+    t.add_column("x matmul bound", justify="right")
+    b = r["bound_epoch_s"]
+    for name, key in (("matmul bound (sum of each matmul alone)", "bound_epoch_s"),
+                      ("the step's matmuls back to back", "back_to_back_epoch_s"),
+                      ("dropcli train (steady-state epoch)", "train_epoch_s"),
+                      ("plain loop, data pre-loaded", "preloaded_epoch_s"),
+                      ("plain loop, DataLoader + ToTensor", "dataloader_epoch_s")):
+        t.add_row(name, f"{r[key]:.2f}", f"{r[key] / b:.2f}")
+    c = Console()
+    c.print(t)
+    c.print(f"sgemm at the model's shapes: {r['sgemm_gflops']:.0f} GFLOP/s; {r['gflop_per_epoch']:.0f} GFLOP of matmuls per epoch")
+    c.print(f"dropcli train is {r['speedup_vs_dataloader']:.1f}x faster than the DataLoader loop; "
+            f"peak RSS {r['train_peak_rss_mb']:.0f} MB; dropcli --help {r['help_s']:.2f} s")
+    c.print(f"{r['grid_cells']}-cell grid, 1 epoch: lockstep (groups of {r['grid_parallel_models']}) {r['grid_batched_s']:.1f} s, "
+            f"one by one {r['grid_one_by_one_s']:.1f} s: {r['grid_speedup']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
