@@ -7,67 +7,17 @@ with its own keep probabilities, and one fused Adam updates a single flat parame
 views of a flat buffer; no autograd graph is built. tests/test_engine.py checks the gradients
 against autograd and the updates against torch.optim.Adam.
 
-Dropout masks are fresh Bernoulli(keep) draws for every unit at every step, from each cell's own
-stream: on the CPU a numpy SFC64 generator giving 32-bit integers compared with
-round(keep * 2**32) (about 3x cheaper here than torch.rand, and finer than its 24-bit floats);
-on CUDA a torch.Generator per cell. A cell's streams depend on its own seed and config only.
+Dropout masks come from masks.py: fresh Bernoulli(keep) draws for every unit at every step, from
+each cell's own stream. On CUDA the whole step can be replayed as a CUDA graph (stepper.py).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from dropcli.config import TrainConfig
-from dropcli.model import Params, stream_seed
-
-
-class MaskSource:
-    """Per-cell Bernoulli(keep) masks for the units of every layer, one draw per unit and step."""
-
-    def __init__(self, keeps: list[list[float]], batch: int, device: torch.device, stream: int = 2,
-                 seeds: list[int] | None = None):
-        self.K, self.B, self.device = len(keeps), batch, device
-        self.width = len(keeps[0])  # total units with a mask (all dropout layers of the group)
-        keep = np.asarray(keeps, dtype=np.float64)  # (K, width); 1.0 where a cell keeps all
-        self.active = [np.flatnonzero(row < 1.0) for row in keep]  # units each cell draws for
-        self.contiguous = [len(a) == self.width for a in self.active]
-        self.seeds = [stream_seed(s, stream) for s in seeds]
-        if device.type == "cpu":
-            self.gens = [np.random.SFC64(s) for s in self.seeds]
-            # u <= T - 1 with T = round(keep * 2^32) keeps a unit with probability T / 2^32
-            # (keep probabilities below 2^-32 act as 2^-32)
-            t = np.clip(np.round(keep * 2.0**32), 1, 2.0**32).astype(np.uint64) - 1
-            self.thresh = t.astype(np.uint32)[:, None, :]  # (K, 1, width)
-            self.mask_np = np.ones((self.K, batch, self.width), dtype=bool)
-            self.mask = torch.from_numpy(self.mask_np)
-        else:
-            self.gens = [torch.Generator(device).manual_seed(s) for s in self.seeds]
-            self.keep_t = torch.tensor(keep, dtype=torch.float32, device=device)[:, None, :]
-            self.u = torch.zeros(self.K, batch, self.width, device=device)  # inactive units stay 0: kept
-            self.mask = torch.ones(self.K, batch, self.width, dtype=torch.bool, device=device)
-
-    def draw(self) -> torch.Tensor:
-        """(K, B, width) bool: True = kept."""
-        cpu = self.device.type == "cpu"
-        for k, gen in enumerate(self.gens):
-            act, n = self.active[k], len(self.active[k])
-            if n == 0:
-                continue  # this cell keeps every unit; its mask stays all True
-            if cpu:
-                count = self.B * n
-                raw = gen.random_raw((count + 1) // 2).view(np.uint32)[:count].reshape(self.B, n)
-                if self.contiguous[k]:
-                    np.less_equal(raw, self.thresh[k], out=self.mask_np[k])
-                else:
-                    self.mask_np[k][:, act] = raw <= self.thresh[k][:, act]
-            elif self.contiguous[k]:
-                torch.rand(self.B, n, generator=gen, out=self.u[k])
-            else:
-                self.u[k][:, act] = torch.rand(self.B, n, generator=gen, device=self.device)
-        if not cpu:
-            torch.lt(self.u, self.keep_t, out=self.mask)
-        return self.mask
+from dropcli.masks import mask_source
+from dropcli.model import Params
 
 
 class LayerAdam:
@@ -138,20 +88,23 @@ class Stack:
         # dropout: unit columns [input (784, if any cell uses it) | hidden 1 | ... | hidden L-1]
         self.input_drop = any(c.input_keep_prob < 1.0 for c in configs)
         self.layer_drop = [any(c.keep_prob[l] < 1.0 for c in configs) for l in range(L - 1)]
-        keeps, self.segments, col = [[] for _ in configs], [], 0
+        keeps, self.segments, col, unit_ids = [[] for _ in configs], [], 0, []
         for l, width in enumerate(self.sizes[:-1]):
             on = self.input_drop if l == 0 else self.layer_drop[l - 1]
             self.segments.append((col, col + width) if on else None)
             if on:
                 for k, c in enumerate(configs):
                     keeps[k] += [c.input_keep_prob if l == 0 else c.keep_prob[l - 1]] * width
+                first = sum(self.sizes[:l])  # the unit's number in the full layout, whatever the group
+                unit_ids += range(first, first + width)
                 col += width
         self.inv_keep = [
             torch.tensor([1.0 / (c.input_keep_prob if l == 0 else c.keep_prob[l - 1]) for c in configs],
                          device=device).view(self.K, 1, 1)
             for l in range(L)
         ]
-        self.masks = MaskSource(keeps, self.B, device, seeds=[c.seed for c in configs]) if col else None
+        self.masks = mask_source(keeps, unit_ids, sum(self.sizes[:-1]), self.B, device,
+                                 [c.seed for c in configs]) if col else None
         self.acts: list[torch.Tensor] = [None] * L  # input of each layer, saved for the backward
 
     def _mm(self, bias, a, W):
@@ -208,6 +161,11 @@ class Stack:
     def logits(self, x: torch.Tensor, chunk: int = 2000) -> torch.Tensor:
         """Dropout-off logits (K, N, 10) for a shared (N, 784) input."""
         return torch.cat([self.forward(x[i : i + chunk], train=False) for i in range(0, len(x), chunk)], dim=1)
+
+    def state(self) -> list[torch.Tensor]:
+        """Every tensor a training step changes (for snapshots around CUDA-graph capture)."""
+        extra = [self.masks.counter] if getattr(self.masks, "counter", None) is not None else []
+        return [self.flat, self.adam.m, self.adam.v, self.adam.step, *extra]
 
     def cell_params(self, k: int) -> Params:
         return [(W[k].detach().clone().cpu(), b[k, 0].detach().clone().cpu()) for W, b in zip(self.W, self.b)]

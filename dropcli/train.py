@@ -24,6 +24,7 @@ from dropcli.data import Dataset, Split
 from dropcli.engine import Stack
 from dropcli.errors import DropcliError
 from dropcli.model import Params, init_params, stream_seed
+from dropcli.stepper import make_step
 
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so every path rounds alike
 
@@ -109,27 +110,22 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
     stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], device)
     gens = [batch_generator(c.seed) for c in configs]
     B, steps, n = c0.batch_size, c0.steps_per_epoch, len(train_split)
-    xbuf = torch.empty(K * B, 784, device=device)
+    step = make_step(stack, train_split.x, train_split.y)
     histories: list[list[dict]] = [[] for _ in configs]
     diverged = [False] * K
     for epoch in range(1, c0.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-        cost = torch.zeros(K, device=device)
-        correct = torch.zeros(K, dtype=torch.int64, device=device)
+        step.reset()
         for s in range(steps):
-            idx = perm[:, s * B : (s + 1) * B].reshape(-1)
-            torch.index_select(train_split.x, 0, idx, out=xbuf)
-            loss, corr = stack.step(xbuf.view(K, B, 784), train_split.y[idx].view(K, B))
-            cost += loss
-            correct += corr
+            step(perm[:, s * B : (s + 1) * B].reshape(-1))
             if on_step:
                 on_step(s + 1, steps)
         val_acc = [math.nan] * K
         if val is not None:
             val_acc = (stack.logits(val.x, EVAL_CHUNK).argmax(2) == val.y).double().mean(1).tolist()
-        cost_list = (cost / steps).tolist()  # the epoch's only sync
-        acc_list = (correct.double() / (steps * B)).tolist()
+        cost_list = (step.cost / steps).tolist()  # the epoch's only sync
+        acc_list = (step.correct.double() / (steps * B)).tolist()
         seconds = time.perf_counter() - t0
         records = []
         for k in range(K):

@@ -138,3 +138,30 @@ def test_cuda_matches_cpu(tiny_data):
     assert abs(cpu_r.test_accuracy - gpu_r.test_accuracy) <= 0.015
     d = train_group([small_config(keep_prob=(k,), seed=s) for k in (0.5, 0.8) for s in (1, 2)], gpu_data)
     assert all(r.status == "ok" and r.device.startswith("cuda") for r in d)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_changes_no_number(tiny_data, monkeypatch):
+    from dropcli.data import Dataset, Split
+
+    cuda = torch.device("cuda")
+    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
+                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
+    configs = [small_config(keep_prob=(k,), input_keep_prob=ik, seed=s) for k, ik, s in ((0.5, 1.0, 1), (0.8, 0.8, 2))]
+    graphed = train_group(configs, gpu_data)
+    monkeypatch.setenv("DROPCLI_CUDA_GRAPHS", "0")
+    eager = train_group(configs, gpu_data)
+    for g, e in zip(graphed, eager):
+        assert [h["cost"] for h in g.history] == [h["cost"] for h in e.history]
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(g.params, e.params))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_hash_masks_agree_on_cpu_and_cuda():
+    from dropcli.masks import HashMasks
+
+    rows = [[0.5] * 300, [0.8] * 300]
+    a = HashMasks(rows, list(range(300)), 300, 16, torch.device("cpu"), [1, 2])
+    b = HashMasks(rows, list(range(300)), 300, 16, torch.device("cuda"), [1, 2])
+    for _ in range(3):
+        assert torch.equal(a.draw(), b.draw().cpu())
