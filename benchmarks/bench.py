@@ -143,7 +143,8 @@ def plain_loops(config: TrainConfig, batches: int) -> dict:
 
 def grid_times(device: torch.device, train_size: int) -> dict:
     """The 24-cell grid (8 keep probabilities x 3 seeds), 1 epoch each: lockstep vs one by one."""
-    from dropcli.ablate import auto_parallel_models, expand, plan_groups
+    from dropcli.ablate import expand
+    from dropcli.groups import auto_parallel_models, plan_groups
     from dropcli.train import train, train_group
 
     data = load_dataset("mnist", device=device)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -93,6 +92,18 @@ def _describe_difference(old: dict, new: dict) -> str:
     return "a different format"
 
 
+def read_identity(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "study.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def same_study(out: Path, identity: dict) -> bool:
+    old = read_identity(out)
+    return old is not None and json.dumps(old, sort_keys=True) == json.dumps(identity, sort_keys=True)
+
+
 def prepare_out(out: Path, identity: dict, fresh: bool) -> None:
     """Refuse a folder holding another study; with fresh, clear the old study's files."""
     study = out / "study.json"
@@ -100,11 +111,8 @@ def prepare_out(out: Path, identity: dict, fresh: bool) -> None:
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
     if study.exists():
-        try:
-            old = json.loads(study.read_text())
-        except ValueError:
-            old = {}
-        if json.dumps(old, sort_keys=True) != json.dumps(identity, sort_keys=True):
+        if not same_study(out, identity):
+            old = read_identity(out) or {}
             raise StudyMismatch(f"{out} holds another study ({_describe_difference(old, identity)}); "
                                 "use --out NEWDIR, or --fresh to replace it")
     elif (out / "runs.csv").exists():
@@ -120,40 +128,6 @@ def done_keys(out: Path) -> set[str]:
 
     runs = read_runs(path)
     return {cell_key(*row) for row in runs[["keep_probs", "input_keep_prob", "train_size", "seed"]].itertuples(index=False)}
-
-
-def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
-    """Split cells into lockstep groups of at most `parallel_models`, balanced in size."""
-    from dropcli.train import group_key
-
-    by_key: dict[tuple, list[TrainConfig]] = {}
-    for c in cells:
-        by_key.setdefault(group_key(c), []).append(c)
-    groups = []
-    for members in by_key.values():
-        chunks = math.ceil(len(members) / parallel_models)
-        size = math.ceil(len(members) / chunks)
-        groups += [members[i : i + size] for i in range(0, len(members), size)]
-    return groups
-
-
-def auto_parallel_models(device, cells: list[TrainConfig]) -> int:
-    """As many cells per group as free memory allows (a quarter of it), at most 8 on the CPU where
-    bigger groups gain little and an interrupt would lose more, and at most 64 on a GPU."""
-    import torch
-
-    c = cells[0]
-    per_cell = 4 * 4 * (sum(i * o + o for i, o in zip(c.sizes[:-1], c.sizes[1:])))  # params, grads, 2 moments
-    per_cell += 4 * 3 * c.batch_size * sum(c.sizes) + 4 * 2000 * max(c.sizes)  # activations, eval chunk
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        cap = 64
-    else:
-        import os
-
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        cap = 8
-    return max(1, min(cap, len(cells), int(free // 4 // per_cell)))
 
 
 def run_row(r, finished_at: str) -> dict:
@@ -208,6 +182,7 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
     """Train every cell not yet in out/runs.csv; returns counts. KeyboardInterrupt propagates after
     the finished cells are saved (they always are: each group is committed as it ends)."""
     from dropcli.data import load_dataset
+    from dropcli.groups import auto_parallel_models, plan_groups
     from dropcli.train import train_group
 
     progress = progress or StudyProgress()
@@ -255,34 +230,3 @@ def build_report(out: Path) -> pd.DataFrame:
              f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
     plot(summary, out / "ablation.png", title)
     return summary
-
-
-def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
-    """Time a few lockstep steps of each group shape on synthetic data; scale to the whole study."""
-    import torch
-
-    from dropcli.engine import Stack
-    from dropcli.model import init_params
-
-    total, cache = 0.0, {}
-    for g in groups:
-        c = g[0]
-        key = (len(g), c.hidden, c.batch_size)
-        if key not in cache:
-            stack = Stack(g, [init_params(x.sizes, x.init, x.seed) for x in g], device)
-            x = torch.rand(len(g), c.batch_size, 784, device=device)
-            y = torch.randint(0, 10, (len(g), c.batch_size), device=device)
-            for _ in range(3):
-                stack.step(x.clone(), y)
-            t0, n = time.perf_counter(), 10
-            for _ in range(n):
-                loss, _ = stack.step(x.clone(), y)
-            loss.sum().item()
-            cache[key] = (time.perf_counter() - t0) / n
-        # a forward pass costs about a third of a training step: validation every epoch, then
-        # train, validation and test accuracy of each cell at the end (one model at a time)
-        per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
-        final = len(g) * (c.n_train + c.validation_size + 10_000) / c.batch_size / 3 / len(g)
-        total += cache[key] * (c.epochs * per_epoch + final)
-    return total
-

@@ -188,13 +188,7 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool, 
 
 def run_ablate(cells: list[TrainConfig], spec: GridSpec, base: TrainConfig, device_name: str, out: Path,
                parallel_models: int, fresh: bool, dry_run: bool, echo: Echo, progress, resume: str) -> None:
-    from dropcli.ablate import (
-        StudyProgress,
-        build_report,
-        done_keys,
-        run_study,
-        study_identity,
-    )
+    from dropcli.ablate import StudyProgress, build_report, done_keys, run_study, study_identity
     from dropcli.train import resolve_device
 
     device = resolve_device(device_name)
@@ -242,11 +236,10 @@ def summary_table_for(summary, out: Path):
 def dry_run_table(cells, out: Path, identity: dict, device, parallel_models: int, fresh: bool, echo: Echo) -> None:
     from rich.table import Table
 
-    from dropcli.ablate import auto_parallel_models, config_key, done_keys, estimate_seconds, plan_groups
+    from dropcli.ablate import config_key, done_keys, same_study
+    from dropcli.groups import auto_parallel_models, estimate_seconds, plan_groups
 
-    same_study = (out / "study.json").exists() and not fresh and \
-        json.loads((out / "study.json").read_text() or "{}") == identity
-    done = done_keys(out) if same_study else set()
+    done = done_keys(out) if not fresh and same_study(out, identity) else set()
     todo = [c for c in cells if config_key(c) not in done]
     k = parallel_models or (auto_parallel_models(device, todo) if todo else 1)
     groups = plan_groups(todo, k) if todo else []

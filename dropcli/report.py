@@ -84,8 +84,6 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
         for m in METRICS[1:]:
             if m in ok:
                 row[f"{m}_mean"] = ok[m].mean() if n else math.nan
-        if "test_accuracy_mc" in ok:
-            row["test_accuracy_mc_mean"] = ok["test_accuracy_mc"].mean() if n else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)
     return df.sort_values(["train_size", "input_keep_prob", "keep_prob", "keep_probs"], kind="stable").reset_index(drop=True)

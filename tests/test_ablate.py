@@ -141,6 +141,14 @@ def test_concurrent_study_is_refused(tmp_path):
     assert study(tmp_path)["ran"] == 4  # the lock is released afterwards
 
 
+def test_mc_dropout_column(tmp_path):
+    study(tmp_path, base=BASE.replace(mc_samples=3), grid=small_grid(seeds=(1,)))
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert runs["test_accuracy_mc"].dtype.kind == "f" and runs["test_accuracy_mc"].between(0.05, 1).all()
+    assert (runs["mc_samples"] == 3).all()
+    assert "test_accuracy_mc_mean" in build_report(tmp_path).columns
+
+
 def test_diverged_cells_are_recorded_and_the_study_goes_on(tmp_path):
     study(tmp_path, base=BASE.replace(lr=1e30), parallel_models=1)
     runs = pd.read_csv(tmp_path / "runs.csv")
@@ -199,6 +207,8 @@ def test_cli_acceptance_command_and_interrupt_message(tmp_path, monkeypatch):
     assert "Resumed: 1 cells were already in" in result.stderr
     assert {p.name for p in out.iterdir()} >= {"runs.csv", "summary.csv", "history.csv", "ablation.png"}
     assert len(pd.read_csv(out / "runs.csv")) == 4
+    dry = runner.invoke(app, [*ACCEPT, "--out", str(out), "--dry-run"])
+    assert dry.exit_code == 0 and "Nothing to run: every cell is already in" in dry.stdout
 
 
 def test_cli_dry_run_trains_nothing(tmp_path):

@@ -1,0 +1,75 @@
+"""Lockstep groups: which cells train together, how many at once, and how long a study takes.
+
+    $ dropcli ablate --grid --dry-run      # lists the cells with their group and estimates the time
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from dropcli.config import TrainConfig
+
+
+def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
+    """Split cells into lockstep groups of at most `parallel_models`, balanced in size."""
+    from dropcli.train import group_key
+
+    by_key: dict[tuple, list[TrainConfig]] = {}
+    for c in cells:
+        by_key.setdefault(group_key(c), []).append(c)
+    groups = []
+    for members in by_key.values():
+        chunks = math.ceil(len(members) / parallel_models)
+        size = math.ceil(len(members) / chunks)
+        groups += [members[i : i + size] for i in range(0, len(members), size)]
+    return groups
+
+
+def auto_parallel_models(device, cells: list[TrainConfig]) -> int:
+    """As many cells per group as free memory allows (a quarter of it), at most 8 on the CPU where
+    bigger groups gain little and an interrupt would lose more, and at most 64 on a GPU."""
+    import torch
+
+    c = cells[0]
+    per_cell = 4 * 4 * (sum(i * o + o for i, o in zip(c.sizes[:-1], c.sizes[1:])))  # params, grads, 2 moments
+    per_cell += 4 * 3 * c.batch_size * sum(c.sizes) + 4 * 2000 * max(c.sizes)  # activations, eval chunk
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cap = 64
+    else:
+        import os
+
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        cap = 8
+    return max(1, min(cap, len(cells), int(free // 4 // per_cell)))
+
+
+def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
+    """Time a few lockstep steps of each group shape on synthetic data; scale to the whole study."""
+    import torch
+
+    from dropcli.engine import Stack
+    from dropcli.model import init_params
+
+    total, cache = 0.0, {}
+    for g in groups:
+        c = g[0]
+        key = (len(g), c.hidden, c.batch_size)
+        if key not in cache:
+            stack = Stack(g, [init_params(x.sizes, x.init, x.seed) for x in g], device)
+            x = torch.rand(len(g), c.batch_size, 784, device=device)
+            y = torch.randint(0, 10, (len(g), c.batch_size), device=device)
+            for _ in range(3):
+                stack.step(x.clone(), y)
+            t0, n = time.perf_counter(), 10
+            for _ in range(n):
+                loss, _ = stack.step(x.clone(), y)
+            loss.sum().item()
+            cache[key] = (time.perf_counter() - t0) / n
+        # a forward pass costs about a third of a training step: validation every epoch, then
+        # train, validation and test accuracy of each cell at the end (one model at a time)
+        per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
+        final = len(g) * (c.n_train + c.validation_size + 10_000) / c.batch_size / 3 / len(g)
+        total += cache[key] * (c.epochs * per_epoch + final)
+    return total
