@@ -12,46 +12,17 @@ torch is imported inside the commands so that --help answers at once.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import random
-import sys
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from typer.core import TyperGroup
-
-try:  # typer >= 0.26 vendors click
-    from typer._click.exceptions import ClickException, UsageError
-    from typer._click.globals import get_current_context
-    from typer.exceptions import Abort
-except ImportError:  # older typer runs on click itself
-    from click.exceptions import Abort, ClickException, UsageError
-    from click.globals import get_current_context
 
 from dropcli import __version__
 from dropcli.config import GridSpec, TrainConfig, check_keep, parse_floats, parse_ints
-from dropcli.errors import DropcliError
-
-
-class OneLineErrors(TyperGroup):
-    """Usage errors as one line on stderr (exit 2) instead of a boxed panel."""
-
-    def main(self, args=None, prog_name=None, **extra):
-        extra.pop("standalone_mode", None)
-        try:
-            rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
-        except ClickException as e:
-            hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
-            typer.echo(f"Error: {e.format_message()}{hint}", err=True)
-            sys.exit(e.exit_code)
-        except Abort:
-            typer.echo("Aborted.", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
+from dropcli.terminal import OneLineErrors, UsageError, command_line, failures, progress_bar, usage
 
 app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Dropout ablations on MNIST: train, evaluate, predict and ablate the tutorial's network, "
@@ -80,29 +51,6 @@ class SplitName(str, Enum):
     validation = "validation"
 
 
-@contextlib.contextmanager
-def failures() -> Iterator[None]:
-    """DropcliError -> one line on stderr and exit 1 (2 for a study mismatch)."""
-    from dropcli.ablate import StudyMismatch
-
-    try:
-        yield
-    except DropcliError as e:
-        typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(2 if isinstance(e, StudyMismatch) else 1) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted; nothing was saved.", err=True)
-        raise typer.Exit(130) from None
-
-
-def usage(fn, *args, **kwargs):
-    """Run a parser/validator; its ValueError becomes a usage error (exit 2)."""
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
 def keep_list(text: str) -> tuple[float, ...]:
     values = parse_floats(text, "--keep-prob")
     for k in values:
@@ -110,50 +58,10 @@ def keep_list(text: str) -> tuple[float, ...]:
     return values
 
 
-def stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def progress_bar():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=stderr_console(), transient=True)
-
-
 KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden layer (0.8,0.7,0.7,0.5). 1.0 = no dropout."
 Device = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
 DataDir = typer.Option(None, "--data-dir", help="Folder with your own copy of the four IDX files (.gz or not).",
                        file_okay=False)
-
-
-def command_line(skip: tuple[str, ...] = ()) -> str:
-    """The running command as the user would type it, from the parsed options (not sys.argv)."""
-    import shlex
-
-    ctx = get_current_context()
-    parts = ["dropcli", ctx.info_name]
-    for p in ctx.command.params:
-        value, default = ctx.params.get(p.name), p.default
-        norm = [str(getattr(v, "value", v)) for v in (value, default)]
-        if p.name in skip or value is None or norm[0] == norm[1] or not getattr(p, "opts", None):
-            continue
-        if getattr(p, "is_flag", False):
-            parts += [p.opts[0]] if value else []
-        elif p.opts[0].startswith("-"):
-            parts += [p.opts[0], norm[0]]
-        else:
-            parts.append(norm[0])
-    return " ".join(shlex.quote(x) for x in parts)
 
 
 def out_dir_default(config: TrainConfig) -> Path:

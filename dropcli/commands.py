@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +16,7 @@ import typer
 
 from dropcli.config import GridSpec, TrainConfig
 from dropcli.errors import DropcliError
+from dropcli.terminal import stdout_console
 
 Echo = Callable[[str], None]
 
@@ -29,13 +29,6 @@ def duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     h, m = divmod(m, 60)
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
-
-
-def stdout_console():
-    """Rich console on stdout; 120 columns when piped, so that tables stay readable in files."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def run_train(config: TrainConfig, device_name: str, out: Path, echo: Echo, progress, command: str = "",

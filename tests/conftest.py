@@ -43,3 +43,12 @@ def small_config(**kw) -> TrainConfig:
     base = dict(hidden=(64, 64), keep_prob=(0.7,), epochs=2, batch_size=50, validation_size=200, train_size=1000)
     base.update(kw)
     return TrainConfig(**base)
+
+
+def check_error(result, code: int, fragment: str) -> None:
+    """A CLI failure: the exit code, and one line on stderr, 'Error: ...' holding fragment, no traceback."""
+    assert result.exit_code == code, result.output
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output
+    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
+    assert fragment in err, err

@@ -2,6 +2,7 @@ import math
 
 import pandas as pd
 import pytest
+from conftest import check_error
 from typer.testing import CliRunner
 
 from dropcli import ablate as ab
@@ -233,8 +234,5 @@ def test_cli_dry_run_trains_nothing(tmp_path):
     ([], "give --grid for the standard study"),
 ])
 def test_cli_bad_grids_exit_2_before_any_work(tmp_path, args, fragment):
-    result = runner.invoke(app, ["ablate", *args, "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("Error: ") and fragment in err, err
+    check_error(runner.invoke(app, ["ablate", *args, "--out", str(tmp_path / "x")]), 2, fragment)
     assert not (tmp_path / "x").exists()

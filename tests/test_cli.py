@@ -3,6 +3,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import check_error
 from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -102,14 +103,6 @@ def test_predict_png_files(trained, tmp_path):
     assert result.stdout.splitlines()[1].split()[1] == expected
     inverted = invoke("predict", trained[0], "--invert", tmp_path / "paper.jpg")
     assert inverted.exit_code == 0 and inverted.stdout.splitlines()[1].split()[1] == expected
-
-
-def check_error(result, code, fragment):
-    assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert "Traceback" not in result.output
-    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
-    assert fragment in err, err
 
 
 @pytest.mark.parametrize("args, fragment", [
