@@ -25,6 +25,7 @@ from dropcli.config import GridSpec, TrainConfig, check_keep, parse_floats, pars
 from dropcli.terminal import OneLineErrors, UsageError, command_line, failures, progress_bar, usage
 
 app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Dropout ablations on MNIST: train, evaluate, predict and ablate the tutorial's network, "
                        "speaking in keep probabilities (1.0 = no dropout).")
 
@@ -83,7 +84,7 @@ def train(
     data_dir: Optional[Path] = DataDir,
     validation_size: int = typer.Option(5000, help="First N training images held out for validation (0 allowed)."),
     train_size: Optional[int] = typer.Option(None, help="Train on the first N images of the training part."),
-    precision: Precision = typer.Option(Precision.float32, help="bf16 runs the matmuls in bfloat16 (faster on CPUs with AVX-512 BF16, less accurate)."),
+    precision: Precision = typer.Option(Precision.float32, help="bf16 matmuls (opt-in; slower and less accurate on the machines tested, see README)."),
     mc_samples: int = typer.Option(0, help="Also report Monte-Carlo dropout test accuracy over T passes."),
     device: str = Device,
     out: Optional[Path] = typer.Option(None, help="Run directory (default: results/runs/TIME-keepP-seedS)."),
@@ -148,15 +149,15 @@ def ablate(
     train_sizes: Optional[str] = typer.Option(None, help="Training set sizes, e.g. 1000,10000,55000 (default: all 55,000)."),
     seeds: Optional[int] = typer.Option(None, min=1, help="Number of seeds, counted from 777 (default: 3)."),
     seed_list: Optional[str] = typer.Option(None, help="Explicit seeds, e.g. 1,2,3."),
-    epochs: int = typer.Option(15),
-    hidden: str = typer.Option("512,512,512,512"),
-    init: Init = typer.Option(Init.tutorial),
-    lr: float = typer.Option(0.001),
-    batch_size: int = typer.Option(100),
-    dataset: DatasetName = typer.Option(DatasetName.mnist),
+    epochs: int = typer.Option(15, help="Epochs of every cell."),
+    hidden: str = typer.Option("512,512,512,512", help="Hidden layer widths of every cell."),
+    init: Init = typer.Option(Init.tutorial, help="Initialisation of every cell."),
+    lr: float = typer.Option(0.001, help="Adam learning rate."),
+    batch_size: int = typer.Option(100, help="Images per step."),
+    dataset: DatasetName = typer.Option(DatasetName.mnist, help="mnist is bundled; others need --data-dir or a download."),
     data_dir: Optional[Path] = DataDir,
-    validation_size: int = typer.Option(5000),
-    precision: Precision = typer.Option(Precision.float32),
+    validation_size: int = typer.Option(5000, help="First N training images held out for validation."),
+    precision: Precision = typer.Option(Precision.float32, help="bf16 matmuls (opt-in; slower and less accurate here)."),
     mc_samples: int = typer.Option(0, help="Add Monte-Carlo dropout test accuracy (T passes) to every cell."),
     device: str = Device,
     parallel_models: int = typer.Option(0, min=0, help="Most cells trained together in lockstep (0 = chosen from free memory; 1 = one by one)."),
