@@ -128,16 +128,20 @@ def plot(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
     for (ik, ts), g in lines:
         g = g.sort_values("keep_prob")
         label = f"input keep {ik:g}, {int(ts):,} training images"
-        yerr = g["test_accuracy_ci95"].fillna(0)
-        top.errorbar(g["keep_prob"], g["test_accuracy_mean"], yerr=yerr, marker="o", capsize=4, label=label)
+        mean, ci = g["test_accuracy_mean"], g["test_accuracy_ci95"].fillna(0)
+        yerr = [ci.clip(upper=mean), ci.clip(upper=1 - mean)]  # accuracies live in [0, 1]
+        top.errorbar(g["keep_prob"], mean, yerr=yerr, marker="o", capsize=4, label=label)
         bottom.errorbar(g["keep_prob"], g["generalization_gap_mean"], marker="s", capsize=4, label=label)
+        for x, y, text in zip(g["keep_prob"], mean, g["keep_probs"].astype(str)):
+            if " " in text:  # per-layer keep probabilities sit at their mean: name them
+                top.annotate(text, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
     top.set_ylabel("test accuracy (mean ± 95% CI)")
+    bottom.set_xlabel("hidden keep probability (mean over layers; 1.0 = no dropout)")
     top.set_title(title)
     top.grid(alpha=0.3)
-    top.legend(loc="lower right", fontsize=8)
+    top.legend(loc="best", fontsize=8)
     bottom.axhline(0, color="grey", linewidth=0.8)
     bottom.set_ylabel("generalization gap\n(train − test accuracy)")
-    bottom.set_xlabel("hidden keep probability (1.0 = no dropout)")
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
