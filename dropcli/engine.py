@@ -67,13 +67,13 @@ class Stack:
         self.K, self.sizes, self.B, self.device = len(configs), c0.sizes, c0.batch_size, device
         self.bf16 = c0.precision == "bf16"
         L = len(self.sizes) - 1
-        shapes = [((i, o), (1, o)) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
-        total = self.K * sum(i * o + o for (i, o), _ in shapes)
+        shapes = list(zip(self.sizes[:-1], self.sizes[1:]))  # (fan_in, fan_out) per layer
+        total = self.K * sum(i * o + o for i, o in shapes)
         self.flat = torch.empty(total, device=device)
         self.flat.grad = torch.zeros(total, device=device)
         self.W, self.b, self.gW, self.gb = [], [], [], []
         off = 0
-        for (i, o), _ in shapes:
+        for i, o in shapes:
             for dst, gdst, shape in ((self.W, self.gW, (self.K, i, o)), (self.b, self.gb, (self.K, 1, o))):
                 n = self.K * shape[1] * shape[2]
                 dst.append(self.flat[off : off + n].view(shape))
@@ -112,6 +112,13 @@ class Stack:
             return torch.baddbmm(bias.bfloat16(), a.bfloat16(), W.bfloat16()).float()
         return torch.baddbmm(bias, a, W)
 
+    def _bmm(self, a, b, out=None):
+        """a @ b per cell; with --precision bf16 the product runs in bfloat16, the result is float32."""
+        if not self.bf16:
+            return torch.bmm(a, b, out=out)
+        r = torch.bmm(a.bfloat16(), b.bfloat16()).float()
+        return r if out is None else out.copy_(r)
+
     def _dropout(self, a: torch.Tensor, l: int, mask: torch.Tensor | None) -> torch.Tensor:
         seg = self.segments[l]
         if seg is None or mask is None:
@@ -143,14 +150,10 @@ class Stack:
         d.scatter_add_(2, yb.unsqueeze(2), torch.full_like(picked, -1.0).unsqueeze(2)).div_(self.B)
         for l in range(len(self.W) - 1, -1, -1):
             a = self.acts[l]
-            if self.bf16:
-                self.gW[l].copy_(torch.bmm(a.transpose(1, 2).bfloat16(), d.bfloat16()))
-            else:
-                torch.bmm(a.transpose(1, 2), d, out=self.gW[l])
+            self._bmm(a.transpose(1, 2), d, out=self.gW[l])
             torch.sum(d, dim=1, keepdim=True, out=self.gb[l])
             if l > 0:
-                Wt = self.W[l].transpose(1, 2)
-                d = torch.bmm(d.bfloat16(), Wt.bfloat16()).float() if self.bf16 else torch.bmm(d, Wt)
+                d = self._bmm(d, self.W[l].transpose(1, 2))
                 d = torch.ops.aten.threshold_backward(d, a, 0.0)  # ReLU's gradient; dropped units have a == 0
                 if self.segments[l] is not None:
                     d.mul_(self.inv_keep[l])

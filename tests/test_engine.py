@@ -165,3 +165,11 @@ def test_hash_masks_agree_on_cpu_and_cuda():
     b = HashMasks(rows, list(range(300)), 300, 16, torch.device("cuda"), [1, 2])
     for _ in range(3):
         assert torch.equal(a.draw(), b.draw().cpu())
+
+
+def test_bf16_precision_trains_close_to_float32(tiny_data):
+    fp32 = train(small_config(epochs=2), tiny_data)
+    bf16 = train(small_config(epochs=2, precision="bf16"), tiny_data)
+    assert bf16.status == "ok" and bf16.history[-1]["cost"] < bf16.history[0]["cost"]
+    assert math.isclose(bf16.final_cost, fp32.final_cost, rel_tol=0.05)
+    assert abs(bf16.test_accuracy - fp32.test_accuracy) <= 0.03
