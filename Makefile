@@ -1,5 +1,5 @@
 # make train: set up .venv if needed, then the tutorial run (15 epochs, keep 0.7, bundled MNIST)
-# make test:  set up .venv if needed, then the test suite (a few minutes on 2 CPU cores)
+# make test:  set up .venv if needed, then the test suite (under a minute once .venv exists)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
