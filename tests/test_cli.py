@@ -52,6 +52,17 @@ def test_train_prints_the_tutorial_lines_and_writes_every_file(trained):
     assert run["config"]["train_size"] == 1000 and run["metrics"]["status"] == "ok"
     assert run["split"] == {"validation_size": 1000, "train_size": 1000, "test_size": 10000}
     assert "torch" in run["versions"]
+    assert run["command"] == f"dropcli train --hidden 64,64 --epochs 2 --validation-size 1000 --train-size 1000 --device cpu --out {out}"
+
+
+def test_python_dash_m_and_version():
+    import subprocess
+    import sys
+
+    from dropcli import __version__
+
+    out = subprocess.run([sys.executable, "-m", "dropcli", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"dropcli {__version__}"
 
 
 def test_evaluate_matches_train(trained, tmp_path):
