@@ -99,9 +99,12 @@ def read_identity(out: Path) -> dict | None:
         return None
 
 
-def same_study(out: Path, identity: dict) -> bool:
-    old = read_identity(out)
+def _same(old: dict | None, identity: dict) -> bool:
     return old is not None and json.dumps(old, sort_keys=True) == json.dumps(identity, sort_keys=True)
+
+
+def same_study(out: Path, identity: dict) -> bool:
+    return _same(read_identity(out), identity)
 
 
 def prepare_out(out: Path, identity: dict, fresh: bool) -> None:
@@ -111,9 +114,9 @@ def prepare_out(out: Path, identity: dict, fresh: bool) -> None:
         for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
     if study.exists():
-        if not same_study(out, identity):
-            old = read_identity(out) or {}
-            raise StudyMismatch(f"{out} holds another study ({_describe_difference(old, identity)}); "
+        old = read_identity(out)
+        if not _same(old, identity):
+            raise StudyMismatch(f"{out} holds another study ({_describe_difference(old or {}, identity)}); "
                                 "use --out NEWDIR, or --fresh to replace it")
     elif (out / "runs.csv").exists():
         raise StudyMismatch(f"{out} has a runs.csv that no dropcli study.json describes; use --out NEWDIR, or --fresh to replace it")

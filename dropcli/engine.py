@@ -17,7 +17,7 @@ import torch
 
 from dropcli.config import TrainConfig
 from dropcli.masks import mask_source
-from dropcli.model import Params
+from dropcli.model import Params, param_count
 
 
 class LayerAdam:
@@ -67,13 +67,12 @@ class Stack:
         self.K, self.sizes, self.B, self.device = len(configs), c0.sizes, c0.batch_size, device
         self.bf16 = c0.precision == "bf16"
         L = len(self.sizes) - 1
-        shapes = list(zip(self.sizes[:-1], self.sizes[1:]))  # (fan_in, fan_out) per layer
-        total = self.K * sum(i * o + o for i, o in shapes)
+        total = self.K * param_count(self.sizes)
         self.flat = torch.empty(total, device=device)
         self.flat.grad = torch.zeros(total, device=device)
         self.W, self.b, self.gW, self.gb = [], [], [], []
         off = 0
-        for i, o in shapes:
+        for i, o in zip(self.sizes[:-1], self.sizes[1:]):  # (fan_in, fan_out) per layer
             for dst, gdst, shape in ((self.W, self.gW, (self.K, i, o)), (self.b, self.gb, (self.K, 1, o))):
                 n = self.K * shape[1] * shape[2]
                 dst.append(self.flat[off : off + n].view(shape))

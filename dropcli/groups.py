@@ -9,6 +9,7 @@ import math
 import time
 
 from dropcli.config import TrainConfig
+from dropcli.model import param_count
 
 
 def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
@@ -32,7 +33,7 @@ def auto_parallel_models(device, cells: list[TrainConfig]) -> int:
     import torch
 
     c = cells[0]
-    per_cell = 4 * 4 * (sum(i * o + o for i, o in zip(c.sizes[:-1], c.sizes[1:])))  # params, grads, 2 moments
+    per_cell = 4 * 4 * param_count(c.sizes)  # params, grads, 2 moments, float32
     per_cell += 4 * 3 * c.batch_size * sum(c.sizes) + 4 * 2000 * max(c.sizes)  # activations, eval chunk
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -70,6 +71,6 @@ def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
         # a forward pass costs about a third of a training step: validation every epoch, then
         # train, validation and test accuracy of each cell at the end (one model at a time)
         per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
-        final = len(g) * (c.n_train + c.validation_size + 10_000) / c.batch_size / 3 / len(g)
+        final = (c.n_train + c.validation_size + 10_000) / c.batch_size / 3
         total += cache[key] * (c.epochs * per_epoch + final)
     return total

@@ -124,7 +124,7 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
         val_acc = [math.nan] * K
         if val is not None:
             val_acc = (stack.logits(val.x, EVAL_CHUNK).argmax(2) == val.y).double().mean(1).tolist()
-        cost_list = (step.cost / steps).tolist()  # the epoch's only sync
+        cost_list = (step.cost / steps).tolist()  # with the validation above, the epoch's syncs
         acc_list = (step.correct.double() / (steps * B)).tolist()
         seconds = time.perf_counter() - t0
         records = []
