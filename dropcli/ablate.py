@@ -203,12 +203,13 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
             if progress.on_group:
                 progress.on_group(gi, len(groups), group)
             results = train_group(group, data, device, on_epoch=progress.on_epoch, on_step=progress.on_step)
-            for r in results:  # commit cell by cell: runs.csv last, so a listed cell has its history
-                stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-                row = run_row(r, stamp)
-                append_rows(out / "history.csv", history_rows(r))
-                append_rows(out / "runs.csv", [row])
-                ran += 1
+            # commit the group (its cells finish together): runs.csv last, so a listed cell has its history
+            stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            rows = [run_row(r, stamp) for r in results]
+            append_rows(out / "history.csv", [h for r in results for h in history_rows(r)])
+            append_rows(out / "runs.csv", rows)
+            ran += len(rows)
+            for row in rows:
                 if progress.on_cell:
                     progress.on_cell(row)
         return {"total": len(cells), "skipped": len(cells) - len(todo), "ran": ran}

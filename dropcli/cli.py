@@ -44,7 +44,11 @@ class DatasetName(str, Enum):
 
 class Precision(str, Enum):
     float32 = "float32"
+    tf32 = "tf32"
     bf16 = "bf16"
+
+
+PRECISION_HELP = "Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README."
 
 
 class SplitName(str, Enum):
@@ -84,7 +88,7 @@ def train(
     data_dir: Optional[Path] = DataDir,
     validation_size: int = typer.Option(5000, help="First N training images held out for validation (0 allowed)."),
     train_size: Optional[int] = typer.Option(None, help="Train on the first N images of the training part."),
-    precision: Precision = typer.Option(Precision.float32, help="bf16 matmuls (opt-in; slower and less accurate on the machines tested, see README)."),
+    precision: Precision = typer.Option(Precision.float32, help=PRECISION_HELP),
     mc_samples: int = typer.Option(0, help="Also report Monte-Carlo dropout test accuracy over T passes."),
     device: str = Device,
     out: Optional[Path] = typer.Option(None, help="Run directory (default: results/runs/TIME-keepP-seedS)."),
@@ -157,7 +161,7 @@ def ablate(
     dataset: DatasetName = typer.Option(DatasetName.mnist, help="mnist is bundled; others need --data-dir or a download."),
     data_dir: Optional[Path] = DataDir,
     validation_size: int = typer.Option(5000, help="First N training images held out for validation."),
-    precision: Precision = typer.Option(Precision.float32, help="bf16 matmuls (opt-in; slower and less accurate here)."),
+    precision: Precision = typer.Option(Precision.float32, help=PRECISION_HELP),
     mc_samples: int = typer.Option(0, help="Add Monte-Carlo dropout test accuracy (T passes) to every cell."),
     device: str = Device,
     parallel_models: int = typer.Option(0, min=0, help="Most cells trained together in lockstep (0 = chosen from free memory; 1 = one by one)."),

@@ -41,10 +41,11 @@ def run_train(config: TrainConfig, device_name: str, out: Path, echo: Echo, prog
     from dropcli.data import load_dataset
     from dropcli.files import atomic_write_text
     from dropcli.report import write_csv
-    from dropcli.train import probabilities, resolve_device, train
+    from dropcli.train import check_precision, probabilities, resolve_device, train
 
     started = now()
     device = resolve_device(device_name)
+    check_precision(config.precision, device)
     data = load_dataset(config.dataset, config.data_dir, device)
     with progress:
         epochs = progress.add_task("epoch", total=config.epochs)
@@ -182,9 +183,10 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool, 
 def run_ablate(cells: list[TrainConfig], spec: GridSpec, base: TrainConfig, device_name: str, out: Path,
                parallel_models: int, fresh: bool, dry_run: bool, echo: Echo, progress, resume: str) -> None:
     from dropcli.ablate import StudyProgress, build_report, done_keys, run_study, study_identity
-    from dropcli.train import resolve_device
+    from dropcli.train import check_precision, resolve_device
 
     device = resolve_device(device_name)
+    check_precision(base.precision, device)
     identity = study_identity(spec, base)
     if dry_run:
         return dry_run_table(cells, out, identity, device, parallel_models, fresh, echo)

@@ -16,15 +16,16 @@ from __future__ import annotations
 import torch
 
 from dropcli.config import TrainConfig
-from dropcli.masks import mask_source
+from dropcli.masks import dropout_source
 from dropcli.model import Params, param_count
 
 
 class LayerAdam:
-    """Adam (torch.optim.Adam's defaults and arithmetic) over one flat parameter vector, applied
-    layer by layer as soon as each layer's gradient is ready, so that parameters, gradients and
-    moments are still in cache: over the whole vector at once it was memory-bound, 2.6 ms of an
-    11 ms step on the 2-core CPU. Adam is elementwise, so the order of the updates changes nothing."""
+    """Adam (torch.optim.Adam's defaults and arithmetic) over one flat parameter vector. On the CPU
+    it is applied layer by layer as soon as each layer's gradient is ready, so that parameters,
+    gradients and moments are still in cache: over the whole vector at once it was memory-bound,
+    2.6 ms of an 11 ms step on the 2-core CPU. On a GPU one call over the whole vector, after the
+    backward, streams memory fastest. Adam is elementwise, so the order of the updates changes nothing."""
 
     def __init__(self, flat: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
@@ -32,6 +33,8 @@ class LayerAdam:
         self.m, self.v = torch.zeros_like(flat), torch.zeros_like(flat)
         self.step = torch.zeros((), dtype=torch.float32, device=flat.device)
         self.fused = flat.device.type in ("cpu", "cuda")
+        self.per_layer = flat.device.type == "cpu"
+        self.whole = ([flat], [flat.grad], [self.m], [self.v])
         base = flat.data_ptr()
         self.groups = []
         for tensors in layers:
@@ -45,7 +48,9 @@ class LayerAdam:
     def update(self, layer: int) -> None:
         if layer == len(self.groups) - 1:
             self.step += 1
-        p, g, m, v = self.groups[layer]
+        if not self.per_layer and layer > 0:
+            return  # the whole vector is updated after the last layer's gradient (layer 0)
+        p, g, m, v = self.groups[layer] if self.per_layer else self.whole
         b1, b2 = self.betas
         if self.fused:
             torch._fused_adam_(p, g, m, v, [], [self.step] * len(p), lr=self.lr, beta1=b1, beta2=b2,
@@ -102,8 +107,8 @@ class Stack:
                          device=device).view(self.K, 1, 1)
             for l in range(L)
         ]
-        self.masks = mask_source(keeps, unit_ids, sum(self.sizes[:-1]), self.B, device,
-                                 [c.seed for c in configs]) if col else None
+        self.masks = dropout_source(keeps, unit_ids, sum(self.sizes[:-1]), self.B, device, [c.seed for c in configs],
+                                    self.segments, self.inv_keep) if col else None
         self.acts: list[torch.Tensor] = [None] * L  # input of each layer, saved for the backward
 
     def _mm(self, bias, a, W):
@@ -118,29 +123,29 @@ class Stack:
         r = torch.bmm(a.bfloat16(), b.bfloat16()).float()
         return r if out is None else out.copy_(r)
 
-    def _dropout(self, a: torch.Tensor, l: int, mask: torch.Tensor | None) -> torch.Tensor:
-        seg = self.segments[l]
-        if seg is None or mask is None:
-            return a
-        return a.mul_(mask[:, :, seg[0] : seg[1]]).mul_(self.inv_keep[l])  # kept units scaled 1/keep
+    def _dropout(self, a: torch.Tensor, l: int, relu: bool, train: bool) -> torch.Tensor:
+        """ReLU (hidden layers) and, in training, dropout of layer l's input: kept units scaled 1/keep."""
+        if train and self.segments[l] is not None:
+            return self.masks.apply(a, l, relu)
+        return a.relu_() if relu else a
 
-    def forward(self, x: torch.Tensor, train: bool, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (K, B, 784) -> logits (K, B, 10); in training saves activations and applies masks."""
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x (K, B, 784) -> logits (K, B, 10); in training saves activations and applies dropout."""
         L = len(self.W)
-        a = self._dropout(x, 0, mask) if train else x  # step() owns x: masked in place
+        a = self._dropout(x, 0, False, train)  # step() owns x: it may be masked in place
         for l in range(L):
             if train:
                 self.acts[l] = a
             z = self._mm(self.b[l], a, self.W[l]) if a.dim() == 3 else torch.matmul(a, self.W[l]).add_(self.b[l])
-            if l < L - 1:
-                a = self._dropout(z.relu_(), l + 1, mask) if train else z.relu_()
-            else:
+            if l == L - 1:
                 return z
+            a = self._dropout(z, l + 1, True, train)
 
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step on a (K, B, 784) batch; returns per-cell (loss, correct) on the device."""
-        mask = self.masks.draw() if self.masks is not None else None
-        logits = self.forward(xb, train=True, mask=mask)
+        if self.masks is not None:
+            self.masks.new_step()
+        logits = self.forward(xb, train=True)
         logp = torch.log_softmax(logits, dim=-1)
         picked = logp.gather(2, yb.unsqueeze(2)).squeeze(2)  # (K, B)
         loss = picked.mean(1).neg_()
@@ -166,7 +171,7 @@ class Stack:
 
     def state(self) -> list[torch.Tensor]:
         """Every tensor a training step changes (for snapshots around CUDA-graph capture)."""
-        extra = [self.masks.counter] if getattr(self.masks, "counter", None) is not None else []
+        extra = [self.masks.counter] if getattr(self.masks, "counter", None) is not None else []  # CUDA draws
         return [self.flat, self.adam.m, self.adam.v, self.adam.step, *extra]
 
     def cell_params(self, k: int) -> Params:

@@ -52,6 +52,7 @@ def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
 
     from dropcli.engine import Stack
     from dropcli.model import init_params
+    from dropcli.train import matmul_precision
 
     total, cache = 0.0, {}
     for g in groups:
@@ -61,12 +62,13 @@ def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
             stack = Stack(g, [init_params(x.sizes, x.init, x.seed) for x in g], device)
             x = torch.rand(len(g), c.batch_size, 784, device=device)
             y = torch.randint(0, 10, (len(g), c.batch_size), device=device)
-            for _ in range(3):
-                stack.step(x.clone(), y)
-            t0, n = time.perf_counter(), 10
-            for _ in range(n):
-                loss, _ = stack.step(x.clone(), y)
-            loss.sum().item()
+            with matmul_precision(c.precision):
+                for _ in range(3):
+                    stack.step(x.clone(), y)
+                t0, n = time.perf_counter(), 10
+                for _ in range(n):
+                    loss, _ = stack.step(x.clone(), y)
+                loss.sum().item()
             cache[key] = (time.perf_counter() - t0) / n
         # a forward pass costs about a third of a training step: validation every epoch, then
         # train, validation and test accuracy of each cell at the end (one model at a time)

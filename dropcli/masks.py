@@ -8,11 +8,18 @@ floats; keep probabilities below 2**-32 act as 2**-32).
 - CPU: one numpy SFC64 generator per cell (random_raw gives two draws per 64-bit word; about
   3x cheaper than torch.rand on the 2-core CPU here).
 - CUDA: a counter-based hash (the splitmix64 finalizer) of (cell key, step, row, unit number):
-  one set of elementwise kernels serves all cells, needs no generator state on the host, and
-  can be captured in a CUDA graph. Tests check its statistics on the CPU.
+  one kernel serves all cells, needs no generator state on the host, and can be captured in a
+  CUDA graph. FusedHashDropout computes the hash, ReLU, mask and 1/keep scaling of a layer in
+  one jiterator kernel (compiled at first use by NVRTC); HashMasks is the same draw as torch
+  ops, the reference the tests check on the CPU and the fallback where jiterator is missing.
+
+Whatever the source, a layer's dropout is `apply(a, l, relu)`: kept units scaled by 1/keep,
+dropped ones zero, ReLU first for the hidden layers; `new_step()` starts a step's fresh draws.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
@@ -99,8 +106,104 @@ class HashMasks:
         return u <= self.thresh
 
 
-def mask_source(keeps: list[list[float]], unit_ids: list[int], units: int, batch: int, device: torch.device,
-                seeds: list[int]):
+def split_key(key: int) -> tuple[int, int]:
+    """A 64-bit key as (low, high) 32-bit halves, each as a signed int32."""
+    lo, hi = key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF
+    return tuple(int(np.array(v, dtype=np.uint32).view(np.int32)) for v in (lo, hi))
+
+
+# One element of a layer's fused dropout. All inputs are int32 (jiterator gives every input one
+# dtype): z and inv are float32 bit patterns, thresh a uint32 one; the result is float32 bits.
+# The hash is HashMasks' arithmetic in uint64 (where int64 wraps alike), so the masks are the same.
+FUSED_SOURCE = """
+template <typename T> T NAME(T z, T base, T step, T key_lo, T key_hi, T thresh, T inv) {
+  unsigned long long x = (unsigned long long)(unsigned int)step * STRIDEull + (unsigned long long)(unsigned int)base;
+  x = x * 0x9E3779B97F4A7C15ull + (((unsigned long long)(unsigned int)key_hi << 32) | (unsigned int)key_lo);
+  x = x ^ (x >> 30);
+  x = x * 0xBF58476D1CE4E5B9ull;
+  x = x ^ (x >> 27);
+  x = x * 0x94D049BB133111EBull;
+  x = x ^ (x >> 31);
+  float v = __int_as_float(z);
+  if (RELU && v < 0.0f) v = 0.0f;
+  return (unsigned int)(x >> 32) <= (unsigned int)thresh ? __float_as_int(v * __int_as_float(inv)) : 0;
+}
+"""
+
+
+def fused_source(stride: int, relu: bool) -> tuple[str, str]:
+    """(kernel name, CUDA source) for one stride (batch x units), with ReLU or without."""
+    name = f"dropcli_dropout_{'relu' if relu else 'linear'}_{stride}"
+    code = FUSED_SOURCE.replace("NAME", name).replace("STRIDE", str(stride)).replace("RELU", str(int(relu)))
+    return name, code
+
+
+class DrawnDropout:
+    """Applies a source's (K, B, width) bool mask, drawn once per step, layer by layer."""
+
+    def __init__(self, source, segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor]):
+        self.source, self.segments, self.inv_keep = source, segments, inv_keep
+        self.counter = getattr(source, "counter", None)
+        self.mask: torch.Tensor | None = None
+
+    def new_step(self) -> None:
+        self.mask = self.source.draw()
+
+    def apply(self, a: torch.Tensor, l: int, relu: bool) -> torch.Tensor:
+        c0, c1 = self.segments[l]
+        a = a.relu_() if relu else a
+        return a.mul_(self.mask[:, :, c0:c1]).mul_(self.inv_keep[l])
+
+
+class FusedHashDropout:
+    """CUDA: HashMasks' draws applied in one kernel per layer (ReLU, mask, 1/keep), reading and
+    writing each activation once instead of some twenty passes over an int64 mask of every unit."""
+
+    def __init__(self, keeps: list[list[float]], unit_ids: list[int], units: int, batch: int,
+                 device: torch.device, seeds: list[int], segments: list[tuple[int, int] | None],
+                 inv_keep: list[torch.Tensor]):
+        from torch.cuda import jiterator
+
+        if batch * units >= 2**31:
+            raise ValueError("batch x units too large for int32 unit numbers")
+        halves = [split_key(stream_seed(s, 2)) for s in seeds]
+        self.key_lo, self.key_hi = (torch.tensor([h[i] for h in halves], dtype=torch.int32, device=device).view(-1, 1, 1)
+                                    for i in (0, 1))
+        rows = np.arange(batch, dtype=np.int64)[:, None] * units
+        base = (rows + np.asarray(unit_ids, dtype=np.int64)[None, :]).astype(np.int32)  # (B, width)
+        thresh = thresholds(keeps).astype(np.uint32).view(np.int32)  # (K, width)
+        self.base, self.thresh = {}, {}
+        for l, seg in enumerate(segments):
+            if seg is not None:
+                self.base[l] = torch.from_numpy(np.ascontiguousarray(base[:, seg[0] : seg[1]])).to(device)[None]
+                self.thresh[l] = torch.from_numpy(np.ascontiguousarray(thresh[:, seg[0] : seg[1]])).to(device)[:, None]
+        self.inv_bits = [t.to(device, torch.float32).contiguous().view(torch.int32) for t in inv_keep]
+        self.counter = torch.full((), -1, dtype=torch.int32, device=device)  # this step's number
+        self.kernels = {relu: jiterator._create_jit_fn(fused_source(batch * units, relu)[1]) for relu in (False, True)}
+
+    def new_step(self) -> None:
+        self.counter += 1
+
+    def apply(self, a: torch.Tensor, l: int, relu: bool) -> torch.Tensor:
+        out = self.kernels[relu](a.view(torch.int32), self.base[l], self.counter, self.key_lo, self.key_hi,
+                                 self.thresh[l], self.inv_bits[l])
+        return out.view(torch.float32)
+
+
+def dropout_source(keeps: list[list[float]], unit_ids: list[int], units: int, batch: int, device: torch.device,
+                   seeds: list[int], segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor]):
+    """The fastest dropout for the device: numpy streams on the CPU; on CUDA the fused hash
+    kernel, or the same hash as torch ops when jiterator fails (or DROPCLI_FUSED_DROPOUT=0)."""
     if device.type == "cpu":
-        return NumpyMasks(keeps, batch, seeds)
-    return HashMasks(keeps, unit_ids, units, batch, device, seeds)
+        return DrawnDropout(NumpyMasks(keeps, batch, seeds), segments, inv_keep)
+    if device.type == "cuda" and os.environ.get("DROPCLI_FUSED_DROPOUT", "1") != "0":
+        try:
+            fused = FusedHashDropout(keeps, unit_ids, units, batch, device, seeds, segments, inv_keep)
+            for l, seg in enumerate(segments):  # compile both kernels now, outside any CUDA-graph capture
+                if seg is not None:
+                    probe = torch.zeros(len(keeps), batch, seg[1] - seg[0], device=device)
+                    fused.apply(probe, l, relu=l > 0)
+            return fused
+        except (RuntimeError, AssertionError, ImportError, ValueError):
+            pass
+    return DrawnDropout(HashMasks(keeps, unit_ids, units, batch, device, seeds), segments, inv_keep)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -89,6 +90,25 @@ def group_key(c: TrainConfig) -> tuple:
     return (c.hidden, c.batch_size, c.epochs, c.n_train, c.validation_size, c.lr, c.precision, c.dataset, c.data_dir)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "tf32" and device.type != "cuda":
+        raise DropcliError(f"--precision tf32 runs on CUDA tensor cores, not on {device.type}; use --precision float32")
+
+
+@contextmanager
+def matmul_precision(precision: str):
+    """tf32: CUDA matmuls on tensor cores (10-bit mantissa inputs, float32 sums) while inside."""
+    if precision != "tf32":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def batch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(seed, 1))
 
@@ -104,6 +124,12 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
     if len({group_key(c) for c in configs}) != 1:
         raise ValueError("train_group needs configs of one shape and step count (see group_key)")
     device = device or data.test.x.device
+    check_precision(configs[0].precision, device)
+    with matmul_precision(configs[0].precision):
+        return _train_group(configs, data, device, on_epoch, on_step)
+
+
+def _train_group(configs: list[TrainConfig], data: Dataset, device: torch.device, on_epoch, on_step) -> list[RunResult]:
     torch.set_flush_denormal(True)  # Adam's moments fill with subnormals late in training
     c0, K = configs[0], len(configs)
     train_split, val = data.split(c0.validation_size, c0.train_size)

@@ -144,6 +144,11 @@ def test_train_usage_errors(args, fragment):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
     check_error(invoke("train", *FAST, "--device", "cuda", "--out", tmp_path / "r"), 1, "no CUDA GPU is available here")
+    check_error(invoke("train", *FAST, "--device", "cpu", "--precision", "tf32", "--out", tmp_path / "r"), 1,
+                "use --precision float32")
+    check_error(invoke("ablate", "--keep-probs", "0.5", "--device", "cpu", "--precision", "tf32", "--dry-run",
+                       "--out", tmp_path / "s"), 1, "use --precision float32")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 
 
 def test_existing_run_directory_is_not_overwritten(trained):

@@ -50,9 +50,11 @@ def test_gradients_match_autograd():
             torch.testing.assert_close(stack.gb[l][k, 0], b.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_layer_adam_matches_torch_adam():
+@pytest.mark.parametrize("per_layer", [True, False])  # the CPU's order, and the GPU's one call after the backward
+def test_layer_adam_matches_torch_adam(per_layer):
     configs = [small_config(seed=4), small_config(keep_prob=(0.4,), seed=5)]
     stack = make_stack(configs)
+    stack.adam.per_layer = per_layer
     ref = [[p.clone().requires_grad_() for W, b in zip(stack.W, stack.b) for p in (W[k], b[k, 0])] for k in range(2)]
     opts = [torch.optim.Adam(r, lr=configs[0].lr) for r in ref]
     for _ in range(4):
@@ -173,3 +175,37 @@ def test_bf16_precision_trains_close_to_float32(tiny_data):
     assert bf16.status == "ok" and bf16.history[-1]["cost"] < bf16.history[0]["cost"]
     assert math.isclose(bf16.final_cost, fp32.final_cost, rel_tol=0.05)
     assert abs(bf16.test_accuracy - fp32.test_accuracy) <= 0.03
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fused_cuda_dropout_equals_the_hash_masks_as_torch_ops(tiny_data, monkeypatch):
+    from dropcli.data import Dataset, Split
+    from dropcli.masks import FusedHashDropout
+
+    cuda = torch.device("cuda")
+    configs = [small_config(keep_prob=(k,), input_keep_prob=ik, seed=s) for k, ik, s in ((0.5, 1.0, 1), (0.8, 0.8, 2))]
+    stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], cuda)
+    assert isinstance(stack.masks, FusedHashDropout)  # jiterator compiled the kernels
+    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
+                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
+    fused = train_group(configs, gpu_data)
+    monkeypatch.setenv("DROPCLI_FUSED_DROPOUT", "0")
+    ops = train_group(configs, gpu_data)
+    for f, o in zip(fused, ops):
+        assert [h["cost"] for h in f.history] == [h["cost"] for h in o.history]
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(f.params, o.params))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tf32_trains_close_to_float32_and_restores_the_setting(tiny_data):
+    from dropcli.data import Dataset, Split
+
+    cuda = torch.device("cuda")
+    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
+                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
+    before = torch.get_float32_matmul_precision()
+    fp32 = train(small_config(epochs=2), gpu_data)
+    tf32 = train(small_config(epochs=2, precision="tf32"), gpu_data)
+    assert torch.get_float32_matmul_precision() == before
+    assert tf32.status == "ok" and math.isclose(tf32.final_cost, fp32.final_cost, rel_tol=0.05)
+    assert abs(tf32.test_accuracy - fp32.test_accuracy) <= 0.03

@@ -1,10 +1,14 @@
 """Dropout masks: Bernoulli(keep) per unit and step, fresh every step, one stream per cell."""
 
+import ctypes
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import torch
 
-from dropcli.masks import HashMasks, NumpyMasks, splitmix64
+from dropcli.masks import DrawnDropout, FusedHashDropout, HashMasks, NumpyMasks, fused_source, splitmix64
 
 CPU = torch.device("cpu")
 KEEPS = [0.3, 0.5, 0.8, 1.0]
@@ -65,3 +69,49 @@ def test_uint32_draws_are_uniform():
     hist = np.histogram(u.numpy(), bins=16, range=(0, 1))[0]
     expected = u.numel() / 16
     assert ((hist - expected) ** 2 / expected).sum() < 40  # chi-square, 15 dof: p ~ 0.0005
+
+
+HARNESS = """
+#include <cstring>
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+static inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
+CODE
+extern "C" void run(const int* z, const int* base, int step, const int* lo, const int* hi, const int* thresh,
+                    const int* inv, int* out, int K, int B, int W) {
+  for (int k = 0; k < K; k++)
+    for (int b = 0; b < B; b++)
+      for (int w = 0; w < W; w++)
+        out[(k * B + b) * W + w] = NAME<int>(z[(k * B + b) * W + w], base[b * W + w], step, lo[k], hi[k],
+                                             thresh[k * W + w], inv[k]);
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+@pytest.mark.parametrize("relu", [True, False])
+def test_fused_cuda_kernel_source_applies_the_hash_masks(tmp_path, relu):
+    """The fused CUDA kernel's element function, compiled here as C++ (CI has no GPU), gives
+    HashMasks' draws applied as the torch ops apply them, bit for bit."""
+    K, B, units, width = 3, 8, 784 + 64, 64
+    keeps = [[k] * width for k in (0.3, 0.5, 0.9)]
+    ids, seeds = list(range(784, 848)), [1, 7, 2**40 + 5]
+    segments = [None, (0, width)]
+    inv = [torch.ones(K, 1, 1), torch.tensor([1 / 0.3, 1 / 0.5, 1 / 0.9]).view(K, 1, 1)]
+    fused = FusedHashDropout(keeps, ids, units, B, CPU, seeds, segments, inv)
+    name, code = fused_source(B * units, relu)
+    src = tmp_path / "k.cpp"
+    src.write_text(HARNESS.replace("CODE", code).replace("NAME", name))
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(tmp_path / "k.so"), str(src)], check=True)
+    lib = ctypes.CDLL(str(tmp_path / "k.so"))
+    ref = DrawnDropout(HashMasks(keeps, ids, units, B, CPU, seeds), segments, inv)
+    ptr = lambda t: t.contiguous().numpy().ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    for step in range(3):
+        z = torch.randn(K, B, width)
+        ref.new_step()
+        expected = ref.apply(z.clone(), 1, relu)
+        out = torch.empty(K, B, width, dtype=torch.int32)
+        args = [z.view(torch.int32), fused.base[1], None, fused.key_lo, fused.key_hi, fused.thresh[1], fused.inv_bits[1], out]
+        keep = [a.contiguous() if a is not None else None for a in args]
+        lib.run(*[ptr(a) if a is not None else ctypes.c_int(step) for a in keep], K, B, width)
+        assert torch.equal(out.view(torch.float32), expected), step
+    assert 0 < (expected == 0).float().mean() < 1

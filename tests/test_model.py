@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dropcli.config import TrainConfig
@@ -30,26 +31,31 @@ def test_eval_output_does_not_depend_on_keep_probability():
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[1], outs[2])
 
 
-def test_training_masks_drop_one_minus_keep_and_scale_kept_units():
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_masks_drop_one_minus_keep_and_scale_kept_units(device):
     """The fast engine: per cell, the zero fraction of hidden units is 1 - keep; kept units are x / keep."""
     keeps = [0.3, 0.5, 0.9, 1.0]
     configs = [TrainConfig(hidden=(256, 256), keep_prob=(k,), seed=10 + i, batch_size=200) for i, k in enumerate(keeps)]
     params = [init_params(c.sizes, "kaiming", c.seed) for c in configs]
-    stack = Stack(configs, params, torch.device("cpu"))
-    zeros = torch.zeros(len(keeps))
+    stack = Stack(configs, params, torch.device(device))
+    zeros = torch.zeros(len(keeps), device=device)
     for _ in range(20):
-        mask = stack.masks.draw()[:, :, :256]  # first hidden layer
-        zeros += (~mask).float().mean(dim=(1, 2))
+        stack.masks.new_step()
+        a = torch.ones(len(keeps), 200, 256, device=device)  # a constant-one activation becomes 0 or 1/keep
+        out = stack._dropout(a, 1, relu=True, train=True)
+        zeros += (out == 0).float().mean(dim=(1, 2))
+        for i, k in enumerate(keeps):
+            scaled = torch.tensor(1.0 / k, dtype=torch.float32).item()
+            assert set(torch.unique(out[i]).tolist()) <= {0.0, scaled}
     frac = zeros / 20
     for k, f in zip(keeps, frac.tolist()):
         assert abs(f - (1 - k)) < 0.01, (k, f)
-    # kept units are scaled by 1/keep: a constant-one activation becomes 0 or 1/keep
-    a = torch.ones(len(keeps), 200, 256)
-    out = stack._dropout(a, 1, stack.masks.draw())
-    for i, k in enumerate(keeps):
-        scaled = torch.tensor(1.0 / k, dtype=torch.float32).item()
-        values = set(torch.unique(out[i]).tolist())
-        assert values <= {0.0, scaled} and scaled in values
+    negative = stack._dropout(-torch.ones(len(keeps), 200, 256, device=device), 1, relu=True, train=True)
+    assert not negative.any()  # ReLU comes first
+    assert torch.equal(stack._dropout(a.clone(), 1, relu=True, train=False), a)  # no dropout outside training
 
 
 def test_reference_module_dropout_statistics():
