@@ -139,14 +139,23 @@ def _train_group(configs: list[TrainConfig], data: Dataset, device: torch.device
     step = make_step(stack, train_split.x, train_split.y)
     histories: list[list[dict]] = [[] for _ in configs]
     diverged = [False] * K
+
+    def epoch_order() -> torch.Tensor:
+        """Each cell's batches for one epoch: row s holds step s's indices, cell after cell."""
+        perm = torch.stack([torch.randperm(n, generator=g) for g in gens])[:, : steps * B]
+        return perm.reshape(K, steps, B).transpose(0, 1).reshape(steps, K * B)
+
+    order = epoch_order()
     for epoch in range(1, c0.epochs + 1):
         t0 = time.perf_counter()
-        perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+        batches = order.to(device)
         step.reset()
         for s in range(steps):
-            step(perm[:, s * B : (s + 1) * B].reshape(-1))
+            step(batches[s])
             if on_step:
                 on_step(s + 1, steps)
+        if epoch < c0.epochs:
+            order = epoch_order()  # on the CPU, while a GPU works through the queued steps
         val_acc = [math.nan] * K
         if val is not None:
             val_acc = (stack.logits(val.x, EVAL_CHUNK).argmax(2) == val.y).double().mean(1).tolist()

@@ -78,9 +78,40 @@ def test_batched_cells_start_like_single_runs(tiny_data):
         single = make_stack([c])
         for l in range(len(stack.W)):
             assert torch.equal(stack.W[l][k], single.W[l][0]) and torch.equal(stack.b[l][k], single.b[l][0])
-    # batch order is a function of the seed alone: two generators with one seed agree exactly
-    n = configs[0].n_train
-    assert torch.equal(torch.randperm(n, generator=batch_generator(1)), torch.randperm(n, generator=batch_generator(1)))
+
+
+def test_batched_cells_see_the_batches_of_single_runs(tiny_data, monkeypatch):
+    """Every step's batch of a cell in a group equals that of the same config trained alone."""
+    import dropcli.train as train_module
+
+    seen: list[list[torch.Tensor]] = []
+    real = train_module.make_step
+
+    class Recording:
+        def __init__(self, stack, x, y):
+            self.inner, self.K = real(stack, x, y), stack.K
+
+        def __call__(self, idx):
+            seen[-1].append(idx.clone().view(self.K, -1))
+            self.inner(idx)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(train_module, "make_step", Recording)
+    configs = [small_config(keep_prob=(k,), seed=s, epochs=2) for k, s in ((0.5, 1), (1.0, 2), (0.8, 1))]
+    seen.append([])
+    train_group(configs, tiny_data)
+    grouped = torch.stack(seen[0])  # (steps, K, B)
+    assert len(grouped) == 2 * configs[0].steps_per_epoch
+    for k, c in enumerate(configs):
+        seen.append([])
+        train(c, tiny_data)
+        assert torch.equal(grouped[:, k], torch.stack(seen[-1])[:, 0])
+    assert torch.equal(grouped[:, 0], grouped[:, 2])  # the order is the seed's alone
+    assert not torch.equal(grouped[:, 0], grouped[:, 1])
+    perm = torch.randperm(configs[0].n_train, generator=batch_generator(1))
+    assert torch.equal(grouped[0, 0], perm[: configs[0].batch_size])  # first batch: the seed's permutation
 
 
 def test_batched_results_match_single_runs(tiny_data):
