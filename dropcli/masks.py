@@ -139,19 +139,34 @@ def fused_source(stride: int, relu: bool) -> tuple[str, str]:
 
 
 class DrawnDropout:
-    """Applies a source's (K, B, width) bool mask, drawn once per step, layer by layer."""
+    """Applies a source's (K, B, width) bool mask, drawn once per step, layer by layer. From numpy
+    masks it first builds, in one numpy pass, a float mask holding 0 or 1/keep, so that each layer
+    takes one multiplication (bool masks cost a conversion and a second pass in torch)."""
 
     def __init__(self, source, segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor]):
         self.source, self.segments, self.inv_keep = source, segments, inv_keep
         self.counter = getattr(source, "counter", None)
         self.mask: torch.Tensor | None = None
+        self.scaled = None
+        if getattr(source, "mask_np", None) is not None:
+            K, B, width = source.mask_np.shape
+            self.scale = np.zeros((K, 1, width), dtype=np.float32)  # the column's 1/keep, per cell
+            for l, seg in enumerate(segments):
+                if seg is not None:
+                    self.scale[:, 0, seg[0] : seg[1]] = inv_keep[l].cpu().numpy().reshape(K, 1)
+            self.scaled_np = np.empty((K, B, width), dtype=np.float32)
+            self.scaled = torch.from_numpy(self.scaled_np)
 
     def new_step(self) -> None:
         self.mask = self.source.draw()
+        if self.scaled is not None:
+            np.multiply(self.source.mask_np, self.scale, out=self.scaled_np)
 
     def apply(self, a: torch.Tensor, l: int, relu: bool) -> torch.Tensor:
         c0, c1 = self.segments[l]
         a = a.relu_() if relu else a
+        if self.scaled is not None:
+            return a.mul_(self.scaled[:, :, c0:c1])
         return a.mul_(self.mask[:, :, c0:c1]).mul_(self.inv_keep[l])
 
 

@@ -1,0 +1,57 @@
+"""Where a `dropcli train` step goes on the CPU: torch.profiler over 100 steps of the tutorial
+network (batch 100, keep 0.7), grouped into matmuls, Adam, dropout and the rest, beside the
+matmul bound (each of the step's matmuls alone at its shape, as benchmarks/bench.py measures it).
+
+    $ .venv/bin/python benchmarks/cpu_profile.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench import best_time, step_matmuls  # noqa: E402
+
+from dropcli.config import TrainConfig  # noqa: E402
+from dropcli.engine import Stack  # noqa: E402
+from dropcli.model import init_params  # noqa: E402
+
+GROUPS = {"matmuls": ("aten::bmm", "aten::baddbmm"), "Adam": ("aten::_fused_adam_",),
+          "dropout (apply; the draw is numpy, in the rest)": ("aten::mul_", "aten::_to_copy", "aten::copy_")}
+
+
+def main(steps: int = 100) -> None:
+    torch.set_flush_denormal(True)
+    c = TrainConfig(keep_prob=(0.7,))
+    stack = Stack([c], [init_params(c.sizes, c.init, c.seed)], torch.device("cpu"))
+    x, y = torch.rand(1, c.batch_size, 784), torch.randint(0, 10, (1, c.batch_size))
+    for _ in range(30):
+        stack.step(x.clone(), y)
+    bound = sum(best_time(lambda a=a, b=b: torch.bmm(a, b), number=30) for a, b, _ in step_matmuls(c.sizes, c.batch_size))
+    draw = best_time(stack.masks.source.draw, number=50)
+    wall = best_time(lambda: stack.step(x.clone(), y), number=steps // 5)
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            stack.step(x.clone(), y)
+        profiled = (time.perf_counter() - t0) / steps
+    self_us = {e.key: e.self_cpu_time_total for e in p.key_averages()}
+    print(f"step {wall * 1e3:.2f} ms (best of 5 x {steps // 5}) against a matmul bound of {bound * 1e3:.2f} ms "
+          f"({wall / bound:.2f}x); {steps} profiled steps took {profiled * 1e3:.2f} ms each:")
+    rest = profiled * 1e3
+    for name, ops in GROUPS.items():
+        ms = sum(self_us.get(op, 0.0) for op in ops) / steps / 1e3
+        rest -= ms
+        print(f"  {name:50s} {ms:6.2f} ms  ({ms / bound / 1e3:.2f}x bound)")
+    print(f"  {'rest (mask draw ' + f'{draw * 1e3:.2f} ms alone' + ', ReLU, loss, bias sums, Python)':50s} {rest:6.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
