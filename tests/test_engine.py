@@ -158,13 +158,29 @@ def test_divergence_is_detected_per_cell(tiny_data):
     assert not math.isfinite(r.final_cost) and math.isnan(r.test_accuracy)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_matches_cpu(tiny_data):
+def test_bf16_precision_trains_close_to_float32(tiny_data):
+    fp32 = train(small_config(epochs=2), tiny_data)
+    bf16 = train(small_config(epochs=2, precision="bf16"), tiny_data)
+    assert bf16.status == "ok" and bf16.history[-1]["cost"] < bf16.history[0]["cost"]
+    assert math.isclose(bf16.final_cost, fp32.final_cost, rel_tol=0.05)
+    assert abs(bf16.test_accuracy - fp32.test_accuracy) <= 0.03
+
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def gpu_data(tiny_data):
     from dropcli.data import Dataset, Split
 
     cuda = torch.device("cuda")
-    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
-                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
+    return Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
+                   Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
+
+
+@needs_cuda
+def test_cuda_matches_cpu(tiny_data, gpu_data):
     c = small_config(keep_prob=(1.0,), epochs=2)  # no dropout: the mask streams differ by device
     cpu_r, gpu_r = train(c, tiny_data), train(c, gpu_data)
     assert math.isclose(cpu_r.final_cost, gpu_r.final_cost, rel_tol=0.02)
@@ -173,23 +189,24 @@ def test_cuda_matches_cpu(tiny_data):
     assert all(r.status == "ok" and r.device.startswith("cuda") for r in d)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_graph_replay_changes_no_number(tiny_data, monkeypatch):
-    from dropcli.data import Dataset, Split
+@needs_cuda
+@pytest.mark.parametrize("switch", ["DROPCLI_CUDA_GRAPHS", "DROPCLI_FUSED_DROPOUT"])
+def test_cuda_graphs_and_the_fused_dropout_kernel_change_no_number(gpu_data, monkeypatch, switch):
+    """Graph replay against eager steps; the fused kernel against the same masks as torch ops."""
+    from dropcli.masks import FusedHashDropout
 
-    cuda = torch.device("cuda")
-    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
-                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
     configs = [small_config(keep_prob=(k,), input_keep_prob=ik, seed=s) for k, ik, s in ((0.5, 1.0, 1), (0.8, 0.8, 2))]
-    graphed = train_group(configs, gpu_data)
-    monkeypatch.setenv("DROPCLI_CUDA_GRAPHS", "0")
-    eager = train_group(configs, gpu_data)
-    for g, e in zip(graphed, eager):
-        assert [h["cost"] for h in g.history] == [h["cost"] for h in e.history]
-        assert all(torch.equal(a[0], b[0]) for a, b in zip(g.params, e.params))
+    stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], torch.device("cuda"))
+    assert isinstance(stack.masks, FusedHashDropout)  # jiterator compiled the kernels
+    on = train_group(configs, gpu_data)
+    monkeypatch.setenv(switch, "0")
+    off = train_group(configs, gpu_data)
+    for a, b in zip(on, off):
+        assert [h["cost"] for h in a.history] == [h["cost"] for h in b.history]
+        assert all(torch.equal(p[0], q[0]) for p, q in zip(a.params, b.params))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_hash_masks_agree_on_cpu_and_cuda():
     from dropcli.masks import HashMasks
 
@@ -200,40 +217,8 @@ def test_hash_masks_agree_on_cpu_and_cuda():
         assert torch.equal(a.draw(), b.draw().cpu())
 
 
-def test_bf16_precision_trains_close_to_float32(tiny_data):
-    fp32 = train(small_config(epochs=2), tiny_data)
-    bf16 = train(small_config(epochs=2, precision="bf16"), tiny_data)
-    assert bf16.status == "ok" and bf16.history[-1]["cost"] < bf16.history[0]["cost"]
-    assert math.isclose(bf16.final_cost, fp32.final_cost, rel_tol=0.05)
-    assert abs(bf16.test_accuracy - fp32.test_accuracy) <= 0.03
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_fused_cuda_dropout_equals_the_hash_masks_as_torch_ops(tiny_data, monkeypatch):
-    from dropcli.data import Dataset, Split
-    from dropcli.masks import FusedHashDropout
-
-    cuda = torch.device("cuda")
-    configs = [small_config(keep_prob=(k,), input_keep_prob=ik, seed=s) for k, ik, s in ((0.5, 1.0, 1), (0.8, 0.8, 2))]
-    stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], cuda)
-    assert isinstance(stack.masks, FusedHashDropout)  # jiterator compiled the kernels
-    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
-                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
-    fused = train_group(configs, gpu_data)
-    monkeypatch.setenv("DROPCLI_FUSED_DROPOUT", "0")
-    ops = train_group(configs, gpu_data)
-    for f, o in zip(fused, ops):
-        assert [h["cost"] for h in f.history] == [h["cost"] for h in o.history]
-        assert all(torch.equal(a[0], b[0]) for a, b in zip(f.params, o.params))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_tf32_trains_close_to_float32_and_restores_the_setting(tiny_data):
-    from dropcli.data import Dataset, Split
-
-    cuda = torch.device("cuda")
-    gpu_data = Dataset("mnist", Split(tiny_data.train_full.x.to(cuda), tiny_data.train_full.y.to(cuda)),
-                       Split(tiny_data.test.x.to(cuda), tiny_data.test.y.to(cuda)), "synthetic")
+@needs_cuda
+def test_tf32_trains_close_to_float32_and_restores_the_setting(gpu_data):
     before = torch.get_float32_matmul_precision()
     fp32 = train(small_config(epochs=2), gpu_data)
     tf32 = train(small_config(epochs=2, precision="tf32"), gpu_data)
