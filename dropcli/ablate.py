@@ -129,8 +129,7 @@ def done_keys(out: Path) -> set[str]:
         return set()
     from dropcli.report import read_runs
 
-    runs = read_runs(path)
-    return {cell_key(*row) for row in runs[["keep_probs", "input_keep_prob", "train_size", "seed"]].itertuples(index=False)}
+    return set(row_keys(read_runs(path)))
 
 
 def run_row(r, finished_at: str) -> dict:
@@ -161,12 +160,21 @@ def history_rows(r) -> list[dict]:
     return [{**head, **h} for h in r.history]
 
 
+def row_keys(table: pd.DataFrame) -> pd.Series:
+    cols = table[["keep_probs", "input_keep_prob", "train_size", "seed"]]
+    return pd.Series([cell_key(*row) for row in cols.itertuples(index=False)], index=table.index, dtype=object)
+
+
 def append_rows(path: Path, rows: list[dict]) -> None:
+    """Add rows to a table, first dropping any rows of the same cells: history left by a commit
+    that was cut off before its runs.csv rows were written."""
     from dropcli.report import read_runs, write_csv
 
     new = pd.DataFrame(rows)
     if path.exists():
-        new = pd.concat([read_runs(path), new], ignore_index=True)
+        old = read_runs(path)
+        old = old[~row_keys(old).isin(set(row_keys(new)))]
+        new = pd.concat([old, new], ignore_index=True)
     write_csv(new, path)
 
 

@@ -109,6 +109,17 @@ def test_interrupted_study_resumes_with_the_same_rows(tmp_path):
     assert study(tmp_path / "a", parallel_models=1)["ran"] == 0  # a finished study reruns nothing
 
 
+def test_a_commit_cut_off_before_runs_csv_leaves_no_duplicate_history(tmp_path):
+    """history.csv is written before runs.csv; a cell listed in history only is retrained once."""
+    study(tmp_path, parallel_models=2)
+    history = pd.read_csv(tmp_path / "history.csv")
+    lines = (tmp_path / "runs.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "runs.csv").write_text("".join(lines[:-1]))  # as if cut off between the two writes
+    assert study(tmp_path, parallel_models=2)["ran"] == 1
+    after = pd.read_csv(tmp_path / "history.csv")
+    assert len(after) == len(history) and not after.duplicated(["keep_prob", "seed", "epoch"]).any()
+
+
 def test_parallel_models_one_and_batched_give_the_same_rows(tmp_path):
     study(tmp_path / "one", parallel_models=1)
     study(tmp_path / "all", parallel_models=4)
