@@ -106,12 +106,6 @@ class HashMasks:
         return u <= self.thresh
 
 
-def split_key(key: int) -> tuple[int, int]:
-    """A 64-bit key as (low, high) 32-bit halves, each as a signed int32."""
-    lo, hi = key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF
-    return tuple(int(np.array(v, dtype=np.uint32).view(np.int32)) for v in (lo, hi))
-
-
 # One element of a layer's fused dropout. All inputs are int32 (jiterator gives every input one
 # dtype): z and inv are float32 bit patterns, thresh a uint32 one; the result is float32 bits.
 # The hash is HashMasks' arithmetic in uint64 (where int64 wraps alike), so the masks are the same.
@@ -172,29 +166,22 @@ class DrawnDropout:
 
 class FusedHashDropout:
     """CUDA: HashMasks' draws applied in one kernel per layer (ReLU, mask, 1/keep), reading and
-    writing each activation once instead of some twenty passes over an int64 mask of every unit."""
+    writing each activation once instead of some twenty passes over an int64 mask of every unit.
+    Its inputs are the HashMasks' own keys, unit numbers and thresholds, cut to int32 bit patterns."""
 
-    def __init__(self, keeps: list[list[float]], unit_ids: list[int], units: int, batch: int,
-                 device: torch.device, seeds: list[int], segments: list[tuple[int, int] | None],
-                 inv_keep: list[torch.Tensor]):
+    def __init__(self, masks: HashMasks, segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor]):
         from torch.cuda import jiterator
 
-        if batch * units >= 2**31:
+        if masks.stride >= 2**31:
             raise ValueError("batch x units too large for int32 unit numbers")
-        halves = [split_key(stream_seed(s, 2)) for s in seeds]
-        self.key_lo, self.key_hi = (torch.tensor([h[i] for h in halves], dtype=torch.int32, device=device).view(-1, 1, 1)
-                                    for i in (0, 1))
-        rows = np.arange(batch, dtype=np.int64)[:, None] * units
-        base = (rows + np.asarray(unit_ids, dtype=np.int64)[None, :]).astype(np.int32)  # (B, width)
-        thresh = thresholds(keeps).astype(np.uint32).view(np.int32)  # (K, width)
-        self.base, self.thresh = {}, {}
-        for l, seg in enumerate(segments):
-            if seg is not None:
-                self.base[l] = torch.from_numpy(np.ascontiguousarray(base[:, seg[0] : seg[1]])).to(device)[None]
-                self.thresh[l] = torch.from_numpy(np.ascontiguousarray(thresh[:, seg[0] : seg[1]])).to(device)[:, None]
-        self.inv_bits = [t.to(device, torch.float32).contiguous().view(torch.int32) for t in inv_keep]
-        self.counter = torch.full((), -1, dtype=torch.int32, device=device)  # this step's number
-        self.kernels = {relu: jiterator._create_jit_fn(fused_source(batch * units, relu)[1]) for relu in (False, True)}
+        i32 = torch.int32  # int64 -> int32 keeps the low 32 bits
+        self.key_lo, self.key_hi = masks.keys.to(i32), (masks.keys >> 32).to(i32)
+        layers = [(l, s) for l, s in enumerate(segments) if s is not None]
+        self.base = {l: masks.base[:, :, s[0] : s[1]].to(i32) for l, s in layers}
+        self.thresh = {l: masks.thresh[:, :, s[0] : s[1]].to(i32) for l, s in layers}
+        self.inv_bits = [t.to(masks.keys.device, torch.float32).contiguous().view(torch.int32) for t in inv_keep]
+        self.counter = torch.full((), -1, dtype=torch.int32, device=masks.keys.device)  # this step's number
+        self.kernels = {relu: jiterator._create_jit_fn(fused_source(masks.stride, relu)[1]) for relu in (False, True)}
 
     def new_step(self) -> None:
         self.counter += 1
@@ -211,9 +198,10 @@ def dropout_source(keeps: list[list[float]], unit_ids: list[int], units: int, ba
     kernel, or the same hash as torch ops when jiterator fails (or DROPCLI_FUSED_DROPOUT=0)."""
     if device.type == "cpu":
         return DrawnDropout(NumpyMasks(keeps, batch, seeds), segments, inv_keep)
+    hashed = HashMasks(keeps, unit_ids, units, batch, device, seeds)
     if device.type == "cuda" and os.environ.get("DROPCLI_FUSED_DROPOUT", "1") != "0":
         try:
-            fused = FusedHashDropout(keeps, unit_ids, units, batch, device, seeds, segments, inv_keep)
+            fused = FusedHashDropout(hashed, segments, inv_keep)
             for l, seg in enumerate(segments):  # compile both kernels now, outside any CUDA-graph capture
                 if seg is not None:
                     probe = torch.zeros(len(keeps), batch, seg[1] - seg[0], device=device)
@@ -221,4 +209,4 @@ def dropout_source(keeps: list[list[float]], unit_ids: list[int], units: int, ba
             return fused
         except (RuntimeError, AssertionError, ImportError, ValueError):
             pass
-    return DrawnDropout(HashMasks(keeps, unit_ids, units, batch, device, seeds), segments, inv_keep)
+    return DrawnDropout(hashed, segments, inv_keep)

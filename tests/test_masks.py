@@ -97,7 +97,7 @@ def test_fused_cuda_kernel_source_applies_the_hash_masks(tmp_path, relu):
     ids, seeds = list(range(784, 848)), [1, 7, 2**40 + 5]
     segments = [None, (0, width)]
     inv = [torch.ones(K, 1, 1), torch.tensor([1 / 0.3, 1 / 0.5, 1 / 0.9]).view(K, 1, 1)]
-    fused = FusedHashDropout(keeps, ids, units, B, CPU, seeds, segments, inv)
+    fused = FusedHashDropout(HashMasks(keeps, ids, units, B, CPU, seeds), segments, inv)
     name, code = fused_source(B * units, relu)
     src = tmp_path / "k.cpp"
     src.write_text(HARNESS.replace("CODE", code).replace("NAME", name))
