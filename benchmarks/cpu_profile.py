@@ -1,6 +1,8 @@
 """Where a `dropcli train` step goes on the CPU: torch.profiler over 100 steps of the tutorial
 network (batch 100, keep 0.7), grouped into matmuls, Adam, dropout and the rest, beside the
-matmul bound (each of the step's matmuls alone at its shape, as benchmarks/bench.py measures it).
+matmul bound (each of the step's matmuls alone at its shape, as benchmarks/bench.py measures it);
+then the step with one part taken out at a time (no mask draw, no dropout, no Adam), timed
+interleaved, so that each part's cost inside the loop shows beside its cost alone.
 
     $ .venv/bin/python benchmarks/cpu_profile.py
 """
@@ -18,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import best_time, step_matmuls  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 from dropcli.config import TrainConfig  # noqa: E402
 from dropcli.engine import Stack  # noqa: E402
@@ -51,6 +55,48 @@ def main(steps: int = 100) -> None:
         rest -= ms
         print(f"  {name:50s} {ms:6.2f} ms  ({ms / bound / 1e3:.2f}x bound)")
     print(f"  {'rest (mask draw ' + f'{draw * 1e3:.2f} ms alone' + ', ReLU, loss, bias sums, Python)':50s} {rest:6.2f} ms")
+
+    without(c, x, y, steps)
+
+
+def without(c: TrainConfig, x: torch.Tensor, y: torch.Tensor, steps: int, rounds: int = 25) -> None:
+    """Each variant timed in turn, `rounds` times over; the minimum of each is quoted."""
+    def stack(config=c):
+        return Stack([config], [init_params(config.sizes, config.init, config.seed)], torch.device("cpu"))
+
+    full, fixed, no_adam, no_drop = stack(), stack(), stack(), stack(c.replace(keep_prob=(1.0,)))
+    fixed.masks.new_step()
+    fixed.masks.new_step = lambda: None  # the same mask every step: dropout applied, nothing drawn
+    no_adam.adam.update = lambda layer: None
+    ops = step_matmuls(c.sizes, c.batch_size)
+
+    def matmuls():
+        for a, b, _ in ops:
+            torch.bmm(a, b)
+
+    variants = {"full step": lambda: full.step(x.clone(), y), "no mask draw (fixed mask)": lambda: fixed.step(x.clone(), y),
+                "no dropout (keep 1.0)": lambda: no_drop.step(x.clone(), y), "no Adam": lambda: no_adam.step(x.clone(), y),
+                "matmuls back to back": matmuls, "mask draw alone": full.masks.new_step}
+    variants |= {f"matmul {i}": (lambda a=a, b=b: torch.bmm(a, b)) for i, (a, b, _) in enumerate(ops)}
+    for fn in variants.values():
+        for _ in range(10):
+            fn()
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            for _ in range(10):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - t0) / 10)
+    bound = sum(v for k, v in best.items() if k.startswith("matmul "))
+    t = Table(title=f"the step without one part (interleaved, min of {rounds} x 10)")
+    for col in ("step", "ms", "x bound", "saves ms"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for name, sec in best.items():
+        if not name.startswith("matmul "):
+            t.add_row(name, f"{sec * 1e3:.2f}", f"{sec / bound:.2f}", f"{(best['full step'] - sec) * 1e3:.2f}")
+    t.add_row("matmul bound (each alone)", f"{bound * 1e3:.2f}", "1.00", "")
+    Console().print(t)
 
 
 if __name__ == "__main__":
