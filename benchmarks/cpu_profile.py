@@ -1,8 +1,9 @@
 """Where a `dropcli train` step goes on the CPU: torch.profiler over 100 steps of the tutorial
 network (batch 100, keep 0.7), grouped into matmuls, Adam, dropout and the rest, beside the
-matmul bound (each of the step's matmuls alone at its shape, as benchmarks/bench.py measures it);
-then the step with one part taken out at a time (no mask draw, no dropout, no Adam), timed
-interleaved, so that each part's cost inside the loop shows beside its cost alone.
+matmul bound (each of the step's matmuls alone at its shape, as benchmarks/bench.py measures it).
+First the step with one part taken out at a time (no mask draw, no dropout, no Adam) is timed
+interleaved with the matmuls alone, so that each part's cost inside the loop shows beside its
+cost alone; then a profile of the full step is grouped against that bound.
 
     $ .venv/bin/python benchmarks/cpu_profile.py
 """
@@ -19,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import best_time, step_matmuls  # noqa: E402
+from bench import step_matmuls  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -34,33 +35,28 @@ GROUPS = {"matmuls": ("aten::bmm", "aten::baddbmm"), "Adam": ("aten::_fused_adam
 def main(steps: int = 100) -> None:
     torch.set_flush_denormal(True)
     c = TrainConfig(keep_prob=(0.7,))
-    stack = Stack([c], [init_params(c.sizes, c.init, c.seed)], torch.device("cpu"))
     x, y = torch.rand(1, c.batch_size, 784), torch.randint(0, 10, (1, c.batch_size))
-    for _ in range(30):
-        stack.step(x.clone(), y)
-    bound = sum(best_time(lambda a=a, b=b: torch.bmm(a, b), number=30) for a, b, _ in step_matmuls(c.sizes, c.batch_size))
-    draw = best_time(stack.masks.source.draw, number=50)
-    wall = best_time(lambda: stack.step(x.clone(), y), number=steps // 5)
+    full, best = without(c, x, y)
+    bound = best["matmul bound (each alone)"]
     with profile(activities=[ProfilerActivity.CPU]) as p:
         t0 = time.perf_counter()
         for _ in range(steps):
-            stack.step(x.clone(), y)
+            full.step(x.clone(), y)
         profiled = (time.perf_counter() - t0) / steps
     self_us = {e.key: e.self_cpu_time_total for e in p.key_averages()}
-    print(f"step {wall * 1e3:.2f} ms (best of 5 x {steps // 5}) against a matmul bound of {bound * 1e3:.2f} ms "
-          f"({wall / bound:.2f}x); {steps} profiled steps took {profiled * 1e3:.2f} ms each:")
+    print(f"{steps} profiled steps took {profiled * 1e3:.2f} ms each (the profiler adds its own cost):")
     rest = profiled * 1e3
     for name, ops in GROUPS.items():
         ms = sum(self_us.get(op, 0.0) for op in ops) / steps / 1e3
         rest -= ms
         print(f"  {name:50s} {ms:6.2f} ms  ({ms / bound / 1e3:.2f}x bound)")
-    print(f"  {'rest (mask draw ' + f'{draw * 1e3:.2f} ms alone' + ', ReLU, loss, bias sums, Python)':50s} {rest:6.2f} ms")
-
-    without(c, x, y, steps)
+    print(f"  {'rest (mask draw, ReLU, loss, bias sums, Python)':50s} {rest:6.2f} ms")
 
 
-def without(c: TrainConfig, x: torch.Tensor, y: torch.Tensor, steps: int, rounds: int = 25) -> None:
-    """Each variant timed in turn, `rounds` times over; the minimum of each is quoted."""
+def without(c: TrainConfig, x: torch.Tensor, y: torch.Tensor, rounds: int = 25) -> tuple[Stack, dict[str, float]]:
+    """Each variant timed in turn, `rounds` times over; prints the minimum of each and returns
+    the warmed-up full stack with the minima (seconds), the matmul bound among them."""
+
     def stack(config=c):
         return Stack([config], [init_params(config.sizes, config.init, config.seed)], torch.device("cpu"))
 
@@ -88,15 +84,15 @@ def without(c: TrainConfig, x: torch.Tensor, y: torch.Tensor, steps: int, rounds
             for _ in range(10):
                 fn()
             best[name] = min(best[name], (time.perf_counter() - t0) / 10)
-    bound = sum(v for k, v in best.items() if k.startswith("matmul "))
+    bound = sum(best.pop(k) for k in list(best) if k.startswith("matmul "))
     t = Table(title=f"the step without one part (interleaved, min of {rounds} x 10)")
     for col in ("step", "ms", "x bound", "saves ms"):
-        t.add_column(col, justify="left" if col == "variant" else "right")
+        t.add_column(col, justify="left" if col == "step" else "right")
     for name, sec in best.items():
-        if not name.startswith("matmul "):
-            t.add_row(name, f"{sec * 1e3:.2f}", f"{sec / bound:.2f}", f"{(best['full step'] - sec) * 1e3:.2f}")
+        t.add_row(name, f"{sec * 1e3:.2f}", f"{sec / bound:.2f}", f"{(best['full step'] - sec) * 1e3:.2f}")
     t.add_row("matmul bound (each alone)", f"{bound * 1e3:.2f}", "1.00", "")
     Console().print(t)
+    return full, {**best, "matmul bound (each alone)": bound}
 
 
 if __name__ == "__main__":

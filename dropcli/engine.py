@@ -22,10 +22,11 @@ from dropcli.model import Params, param_count
 
 class LayerAdam:
     """Adam (torch.optim.Adam's defaults and arithmetic) over one flat parameter vector. On the CPU
-    it is applied layer by layer as soon as each layer's gradient is ready, so that parameters,
-    gradients and moments are still in cache: over the whole vector at once it was memory-bound,
-    2.6 ms of an 11 ms step on the 2-core CPU. On a GPU one call over the whole vector, after the
-    backward, streams memory fastest. Adam is elementwise, so the order of the updates changes nothing."""
+    it is applied layer by layer as soon as each layer's gradient is ready, while parameters and
+    gradients may still be in cache (an early profile had the whole vector at once memory-bound,
+    2.6 ms of an 11 ms step; an interleaved comparison later found the two equal, see
+    benchmarks/RESULTS.md). On a GPU one call over the whole vector, after the backward, streams
+    memory fastest. Adam is elementwise, so the order of the updates changes nothing."""
 
     def __init__(self, flat: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
