@@ -26,6 +26,8 @@ import torch
 
 from dropcli.errors import DropcliError
 
+torch.set_flush_denormal(True)  # before the first parallel op starts torch's threads (see model.py)
+
 BUNDLE = Path(__file__).parent / "mnist"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CLASS_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}

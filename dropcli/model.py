@@ -15,6 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+# Adam's moments fill with subnormal floats late in training, slow on CPUs without fast subnormal
+# arithmetic. torch.set_flush_denormal changes only the calling thread, and torch's worker threads
+# copy the setting when they start (at the first parallel op), so it is set here, when dropcli's
+# torch modules are imported, not only when training starts (tests/test_engine.py checks this).
+torch.set_flush_denormal(True)
+
 Params = list[tuple[torch.Tensor, torch.Tensor]]  # [(W (in, out), b (out,)), ...] per layer
 
 

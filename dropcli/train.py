@@ -64,9 +64,6 @@ class EvalResult:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present; asking for a missing device is a DropcliError."""
-    # before the first parallel op, so that the worker threads inherit it: Adam's moments fill
-    # with subnormal floats late in training, slow on CPUs without fast denormal handling
-    torch.set_flush_denormal(True)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -130,7 +127,7 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
 
 
 def _train_group(configs: list[TrainConfig], data: Dataset, device: torch.device, on_epoch, on_step) -> list[RunResult]:
-    torch.set_flush_denormal(True)  # Adam's moments fill with subnormals late in training
+    torch.set_flush_denormal(True)  # this thread's, in case it was turned off since import (model.py)
     c0, K = configs[0], len(configs)
     train_split, val = data.split(c0.validation_size, c0.train_size)
     stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], device)

@@ -225,3 +225,35 @@ def test_tf32_trains_close_to_float32_and_restores_the_setting(gpu_data):
     assert torch.get_float32_matmul_precision() == before
     assert tf32.status == "ok" and math.isclose(tf32.final_cost, fp32.final_cost, rel_tol=0.05)
     assert abs(tf32.test_accuracy - fp32.test_accuracy) <= 0.03
+
+
+PROBE = """
+import sys, torch
+{setup}
+x = torch.full((1 << 17,), 0x00400000, dtype=torch.int32).view(torch.float32)  # subnormal bits
+y = (x * 0.75).view(torch.int32)  # split across the threads; a flushing thread writes zeros
+half = len(y) // 2
+print(int((y[:half] != 0).sum()), int((y[half:] != 0).sum()))
+"""
+
+
+def flush_probe(setup: str) -> tuple[int, int]:
+    """Unflushed results in the first and second half of a parallel multiply, in a fresh process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], capture_output=True, text=True, check=True)
+    a, b = out.stdout.split()
+    return int(a), int(b)
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs torch's worker threads")
+def test_subnormals_flush_on_every_thread_whatever_runs_first():
+    # control: flushing after a parallel op has started the workers leaves the second half unflushed
+    late = flush_probe("torch.randn(1 << 20).mul_(2)\ntorch.set_flush_denormal(True)")
+    if late[1] == 0:
+        pytest.skip("this platform's worker threads do not keep subnormals")
+    assert late[0] == 0
+    # importing dropcli's torch modules sets it before any parallel op: every thread flushes
+    assert flush_probe("import dropcli.data\ntorch.randn(1 << 20).mul_(2)") == (0, 0)
+    assert flush_probe("import dropcli.train\ntorch.randn(1 << 20).mul_(2)") == (0, 0)
