@@ -99,10 +99,9 @@ def load_split(run: Path, split: str, data_dir, device_name: str):
 
 
 def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_dir, device_name: str, echo: Echo) -> None:
-    import pandas as pd
     from rich.table import Table
 
-    from dropcli.report import write_csv
+    from dropcli.report import per_class_frame, write_csv
     from dropcli.train import evaluate
 
     params, config, info, device, data = load_split(run, split, data_dir, device_name)
@@ -111,22 +110,15 @@ def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_
     echo(f"Loss: {r.loss:.6f}")
     if r.mc_accuracy is not None:
         echo(f"MC dropout accuracy ({mc_samples} passes): {r.mc_accuracy:.4f}")
-    n = len(r.per_class)
-    confusion = [[0] * n for _ in range(n)]
-    for t, p in zip(r.labels.tolist(), r.predictions.tolist()):
-        confusion[t][p] += 1
+    frame = per_class_frame(r.confusion)
     table = Table(title=f"Per-class accuracy, {split} split ({len(r.labels):,} images, dropout off)")
     for name in ("class", "images", "correct", "accuracy"):
         table.add_column(name, justify="right")
-    rows = []
-    for c in range(n):
-        images, correct = sum(confusion[c]), confusion[c][c]
-        table.add_row(str(c), f"{images:,}", f"{correct:,}", f"{r.per_class[c]:.4f}")
-        rows.append({"class": c, "images": images, "correct": correct, "accuracy": r.per_class[c],
-                     **{f"predicted_{p}": confusion[c][p] for p in range(n)}})
+    for c, images, correct, accuracy in frame[["class", "images", "correct", "accuracy"]].itertuples(False, None):
+        table.add_row(str(c), f"{images:,}", f"{correct:,}", f"{accuracy:.4f}")
     stdout_console().print(table)
     if csv:
-        write_csv(pd.DataFrame(rows), csv)
+        write_csv(frame, csv)
         typer.echo(f"Wrote per-class accuracy and the confusion matrix to {csv}", err=True)
 
 

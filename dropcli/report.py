@@ -70,6 +70,15 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"keep_probs": str, "hidden": str, "status": str}, keep_default_na=True)
 
 
+def per_class_frame(confusion: list[list[int]]) -> pd.DataFrame:
+    """One row per true class: images, correct, accuracy, then the confusion row (predicted_0, ...)."""
+    counts = np.asarray(confusion, dtype=np.int64)
+    images, correct = counts.sum(1), np.diag(counts)
+    frame = pd.DataFrame({"class": np.arange(len(counts)), "images": images, "correct": correct,
+                          "accuracy": np.where(images > 0, correct / np.maximum(images, 1), np.nan)})
+    return pd.concat([frame, pd.DataFrame(counts, columns=[f"predicted_{p}" for p in range(len(counts))])], axis=1)
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration over its seeds: counts, mean/std/95% CI of test accuracy, means."""
     rows = []

@@ -59,7 +59,8 @@ class EvalResult:
     predictions: torch.Tensor  # (N,) int64, CPU
     labels: torch.Tensor  # (N,) int64, CPU
     mc_accuracy: float | None = None
-    per_class: list[float] = field(default_factory=list)
+    per_class: list[float] = field(default_factory=list)  # accuracy per true class (NaN where absent)
+    confusion: list[list[int]] = field(default_factory=list)  # [true class][predicted class] counts
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -234,11 +235,10 @@ def evaluate(params: Params, config: TrainConfig, split: Split, device: torch.de
     pred = logits.argmax(1)
     loss = torch.nn.functional.cross_entropy(logits, y).item()
     result = EvalResult(accuracy=(pred == y).double().mean().item(), loss=loss, predictions=pred.cpu(), labels=y.cpu())
-    labels = result.labels
-    result.per_class = [
-        (result.predictions[labels == c] == c).double().mean().item() if (labels == c).any() else math.nan
-        for c in range(logits.shape[1])
-    ]
+    n = logits.shape[1]
+    confusion = torch.bincount(result.labels * n + result.predictions, minlength=n * n).view(n, n)
+    result.confusion = confusion.tolist()
+    result.per_class = [row[c] / sum(row) if sum(row) else math.nan for c, row in enumerate(result.confusion)]
     if mc_samples > 0:
         mc, _ = probabilities(params, x, config, mc_samples, seed=config.seed)
         result.mc_accuracy = (mc.argmax(1) == y).double().mean().item()

@@ -85,3 +85,23 @@ def test_init_depends_only_on_seed():
     c = init_params((784, 64, 10), "tutorial", 6)
     assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
     assert not torch.equal(a[0][0], c[0][0])
+
+
+def test_evaluate_confusion_counts_each_pair_and_per_class_from_it():
+    from dropcli.data import Split
+    from dropcli.report import per_class_frame
+    from dropcli.train import evaluate
+
+    c = TrainConfig(hidden=(16,), keep_prob=(1.0,))
+    params = init_params(c.sizes, c.init, 3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(500, 784, generator=g), torch.randint(0, 9, (500,), generator=g)  # class 9 absent
+    r = evaluate(params, c, Split(x, y))
+    brute = [[int(((r.labels == t) & (r.predictions == p)).sum()) for p in range(10)] for t in range(10)]
+    assert r.confusion == brute and sum(map(sum, brute)) == 500
+    assert r.per_class[9] != r.per_class[9]  # NaN: no image of class 9
+    assert r.per_class[:9] == pytest.approx([brute[t][t] / sum(brute[t]) for t in range(9)])
+    frame = per_class_frame(r.confusion)
+    assert list(frame.columns[:4]) == ["class", "images", "correct", "accuracy"]
+    assert frame["images"].tolist() == [sum(row) for row in brute] and frame["accuracy"].isna().tolist() == [False] * 9 + [True]
+    assert frame.loc[4, "predicted_7"] == brute[4][7]
