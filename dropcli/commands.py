@@ -110,7 +110,7 @@ def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_
     echo(f"Loss: {r.loss:.6f}")
     if r.mc_accuracy is not None:
         echo(f"MC dropout accuracy ({mc_samples} passes): {r.mc_accuracy:.4f}")
-    frame = per_class_frame(r.confusion)
+    frame = per_class_frame(r)
     table = Table(title=f"Per-class accuracy, {split} split ({len(r.labels):,} images, dropout off)")
     for name in ("class", "images", "correct", "accuracy"):
         table.add_column(name, justify="right")

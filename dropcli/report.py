@@ -70,12 +70,12 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"keep_probs": str, "hidden": str, "status": str}, keep_default_na=True)
 
 
-def per_class_frame(confusion: list[list[int]]) -> pd.DataFrame:
-    """One row per true class: images, correct, accuracy, then the confusion row (predicted_0, ...)."""
-    counts = np.asarray(confusion, dtype=np.int64)
-    images, correct = counts.sum(1), np.diag(counts)
-    frame = pd.DataFrame({"class": np.arange(len(counts)), "images": images, "correct": correct,
-                          "accuracy": np.where(images > 0, correct / np.maximum(images, 1), np.nan)})
+def per_class_frame(result) -> pd.DataFrame:
+    """An EvalResult's rows per true class: images, correct, accuracy, then the confusion row
+    (predicted_0, ...)."""
+    counts = np.asarray(result.confusion, dtype=np.int64)
+    frame = pd.DataFrame({"class": np.arange(len(counts)), "images": counts.sum(1), "correct": np.diag(counts),
+                          "accuracy": result.per_class})
     return pd.concat([frame, pd.DataFrame(counts, columns=[f"predicted_{p}" for p in range(len(counts))])], axis=1)
 
 

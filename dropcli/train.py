@@ -59,8 +59,12 @@ class EvalResult:
     predictions: torch.Tensor  # (N,) int64, CPU
     labels: torch.Tensor  # (N,) int64, CPU
     mc_accuracy: float | None = None
-    per_class: list[float] = field(default_factory=list)  # accuracy per true class (NaN where absent)
     confusion: list[list[int]] = field(default_factory=list)  # [true class][predicted class] counts
+
+    @property
+    def per_class(self) -> list[float]:
+        """Accuracy per true class, from the confusion matrix (NaN for a class the split lacks)."""
+        return [row[c] / sum(row) if sum(row) else math.nan for c, row in enumerate(self.confusion)]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -238,7 +242,6 @@ def evaluate(params: Params, config: TrainConfig, split: Split, device: torch.de
     n = logits.shape[1]
     confusion = torch.bincount(result.labels * n + result.predictions, minlength=n * n).view(n, n)
     result.confusion = confusion.tolist()
-    result.per_class = [row[c] / sum(row) if sum(row) else math.nan for c, row in enumerate(result.confusion)]
     if mc_samples > 0:
         mc, _ = probabilities(params, x, config, mc_samples, seed=config.seed)
         result.mc_accuracy = (mc.argmax(1) == y).double().mean().item()

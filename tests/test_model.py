@@ -101,7 +101,7 @@ def test_evaluate_confusion_counts_each_pair_and_per_class_from_it():
     assert r.confusion == brute and sum(map(sum, brute)) == 500
     assert r.per_class[9] != r.per_class[9]  # NaN: no image of class 9
     assert r.per_class[:9] == pytest.approx([brute[t][t] / sum(brute[t]) for t in range(9)])
-    frame = per_class_frame(r.confusion)
+    frame = per_class_frame(r)
     assert list(frame.columns[:4]) == ["class", "images", "correct", "accuracy"]
     assert frame["images"].tolist() == [sum(row) for row in brute] and frame["accuracy"].isna().tolist() == [False] * 9 + [True]
     assert frame.loc[4, "predicted_7"] == brute[4][7]
