@@ -192,7 +192,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer batches and a smaller grid (a smoke run)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.csv")
     args = parser.parse_args()
-    torch.set_flush_denormal(True)
     config = TrainConfig()
     cpu = torch.device("cpu")
     command = dropcli_command()  # first, so that the peak RSS is dropcli's own

@@ -33,7 +33,6 @@ GROUPS = {"matmuls": ("aten::bmm", "aten::baddbmm"), "Adam": ("aten::_fused_adam
 
 
 def main(steps: int = 100) -> None:
-    torch.set_flush_denormal(True)
     c = TrainConfig(keep_prob=(0.7,))
     x, y = torch.rand(1, c.batch_size, 784), torch.randint(0, 10, (1, c.batch_size))
     full, best = without(c, x, y)

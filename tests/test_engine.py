@@ -166,7 +166,6 @@ def test_bf16_precision_trains_close_to_float32(tiny_data):
     assert abs(bf16.test_accuracy - fp32.test_accuracy) <= 0.03
 
 
-
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
