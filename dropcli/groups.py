@@ -32,9 +32,11 @@ def auto_parallel_models(device, cells: list[TrainConfig]) -> int:
     bigger groups gain little and an interrupt would lose more, and at most 64 on a GPU."""
     import torch
 
+    from dropcli.train import EVAL_CHUNK
+
     c = cells[0]
     per_cell = 4 * 4 * param_count(c.sizes)  # params, grads, 2 moments, float32
-    per_cell += 4 * 3 * c.batch_size * sum(c.sizes) + 4 * 2000 * max(c.sizes)  # activations, eval chunk
+    per_cell += 4 * 3 * c.batch_size * sum(c.sizes) + 4 * EVAL_CHUNK * max(c.sizes)  # activations, eval chunk
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         cap = 64

@@ -99,9 +99,13 @@ class HashMasks:
         self.thresh = torch.from_numpy(thresholds(keeps).astype(np.int64)).to(device)[:, None, :]
         self.counter = torch.zeros((), dtype=torch.int64, device=device)  # the step, on the device
 
+    def uniform(self) -> torch.Tensor:
+        """This step's (K, B, width) uniform 32-bit draws, as int64; draw() compares and steps on."""
+        x = (self.base + self.counter * self.stride) * GOLDEN + self.keys
+        return _shr(splitmix64(x), 32)
+
     def draw(self) -> torch.Tensor:
-        x = (self.base + self.counter * self.stride) * GOLDEN + self.keys  # (K, B, width)
-        u = _shr(splitmix64(x), 32)
+        u = self.uniform()
         self.counter += 1
         return u <= self.thresh
 

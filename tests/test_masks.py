@@ -64,8 +64,7 @@ def test_splitmix64_matches_the_reference():
 
 def test_uint32_draws_are_uniform():
     src = sources([0.5], [5], width=1024, batch=100)["hash"]
-    x = (src.base + src.counter * src.stride) * -7046029254386353131 + src.keys
-    u = ((splitmix64(x) >> 32) & 0xFFFFFFFF).flatten().double() / 2**32
+    u = src.uniform().flatten().double() / 2**32
     hist = np.histogram(u.numpy(), bins=16, range=(0, 1))[0]
     expected = u.numel() / 16
     assert ((hist - expected) ** 2 / expected).sum() < 40  # chi-square, 15 dof: p ~ 0.0005
