@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from dropcli import __version__  # noqa: E402
 from dropcli.config import GridSpec, TrainConfig  # noqa: E402
 from dropcli.data import load_dataset, prepare_bundled_mnist  # noqa: E402
+from dropcli.files import atomic_write  # noqa: E402
 
 
 def best_time(fn, repeats: int = 5, number: int = 20) -> float:
@@ -192,6 +193,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer batches and a smaller grid (a smoke run)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.csv")
     args = parser.parse_args()
+    if args.grid_rounds < 1:
+        raise SystemExit("--grid-rounds must be at least 1")
     config = TrainConfig()
     cpu = torch.device("cpu")
     command = dropcli_command()  # first, so that the peak RSS is dropcli's own
@@ -205,8 +208,6 @@ def main() -> None:
         if r < args.grid_rounds:
             row.update(grid_times(cpu, train_size=2000 if args.quick else 10_000))
         rounds.append(row)
-    if args.grid_rounds < 1:
-        raise SystemExit("--grid-rounds must be at least 1")
     best = {k: min(r[k] for r in rounds if k in r) for k in rounds[0]}
     ratios = [r["train_epoch_s"] / r["bound_epoch_s"] for r in rounds]
     result = {
@@ -234,10 +235,14 @@ def main() -> None:
                 rows = list(old)
                 fields += [c for c in old.fieldnames or [] if c not in fields]
         rows.append({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in result.items()})
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+
+        atomic_write(path, write)  # an interrupted write never loses the earlier rows
         print(f"appended to {path}", file=sys.stderr)
 
 
