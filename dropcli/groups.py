@@ -48,30 +48,40 @@ def auto_parallel_models(device, cells: list[TrainConfig]) -> int:
     return max(1, min(cap, len(cells), int(free // 4 // per_cell)))
 
 
-def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
-    """Time a few lockstep steps of each group shape on synthetic data; scale to the whole study."""
+def step_seconds(group: list[TrainConfig], device, steps: int = 10) -> float:
+    """Seconds per lockstep training step of this group's shape, timed on synthetic data through
+    the stepper that training uses (on CUDA the step replayed as a CUDA graph)."""
     import torch
 
     from dropcli.engine import Stack
     from dropcli.model import init_params
+    from dropcli.stepper import make_step
     from dropcli.train import matmul_precision
 
+    c, rows = group[0], len(group) * group[0].batch_size
+    x = torch.rand(rows, c.sizes[0], device=device)
+    y = torch.randint(0, c.sizes[-1], (rows,), device=device)
+    idx = torch.randperm(rows, device=device)
+    with matmul_precision(c.precision):
+        step = make_step(Stack(group, [init_params(m.sizes, m.init, m.seed) for m in group], device), x, y)
+        for _ in range(3):
+            step(idx)
+        step.cost.sum().item()  # the warm-up steps have finished on the device
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(idx)
+        step.cost.sum().item()
+    return (time.perf_counter() - t0) / steps
+
+
+def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
+    """Time a few lockstep steps of each group shape (step_seconds); scale to the whole study."""
     total, cache = 0.0, {}
     for g in groups:
         c = g[0]
-        key = (len(g), c.hidden, c.batch_size)
+        key = (len(g), c.hidden, c.batch_size, c.precision)
         if key not in cache:
-            stack = Stack(g, [init_params(x.sizes, x.init, x.seed) for x in g], device)
-            x = torch.rand(len(g), c.batch_size, 784, device=device)
-            y = torch.randint(0, 10, (len(g), c.batch_size), device=device)
-            with matmul_precision(c.precision):
-                for _ in range(3):
-                    stack.step(x.clone(), y)
-                t0, n = time.perf_counter(), 10
-                for _ in range(n):
-                    loss, _ = stack.step(x.clone(), y)
-                loss.sum().item()
-            cache[key] = (time.perf_counter() - t0) / n
+            cache[key] = step_seconds(g, device)
         # a forward pass costs about a third of a training step: validation every epoch, then
         # train, validation and test accuracy of each cell at the end (one model at a time)
         per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3

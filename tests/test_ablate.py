@@ -234,6 +234,26 @@ def test_cli_dry_run_trains_nothing(tmp_path):
     assert not (tmp_path / "d" / "runs.csv").exists()
 
 
+def test_estimate_times_the_training_stepper_once_per_group_shape(monkeypatch):
+    from dropcli import groups, stepper
+
+    made, real = [], stepper.make_step
+
+    def counted(stack, x, y):
+        made.append(stack.K)
+        return real(stack, x, y)
+
+    monkeypatch.setattr(stepper, "make_step", counted)
+    cells = [BASE.replace(train_size=500, keep_prob=(k,)) for k in (0.5, 1.0)]
+    bf16 = [c.replace(precision="bf16") for c in cells]
+    assert groups.estimate_seconds([cells, cells, bf16], CPU) > 0
+    assert made == [2, 2]  # one timed stepper per (group size, shape, precision)
+    monkeypatch.setattr(groups, "step_seconds", lambda g, device: 1.0)
+    c = cells[0]  # 10 steps an epoch, validation and the final passes at a third of a step per batch
+    expected = c.epochs * (10 + 500 / 50 / 3) + (500 + 500 + 10_000) / 50 / 3
+    assert groups.estimate_seconds([cells, bf16], CPU) == pytest.approx(2 * expected)
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--keep-probs", ""], "give --grid for the standard study"),
     (["--keep-probs", "0.5,"], "comma-separated list of numbers"),
