@@ -206,6 +206,12 @@ def forward(params: Params, x: torch.Tensor, keep: tuple[float, ...] | None = No
     return a
 
 
+def chunked_forward(params: Params, x: torch.Tensor, keep: tuple[float, ...] | None = None,
+                    gen: torch.Generator | None = None) -> torch.Tensor:
+    """forward() over EVAL_CHUNK rows at a time, so that every evaluation path rounds alike."""
+    return torch.cat([forward(params, x[i : i + EVAL_CHUNK], keep, gen) for i in range(0, len(x), EVAL_CHUNK)])
+
+
 @torch.no_grad()
 def probabilities(params: Params, x: torch.Tensor, config: TrainConfig | None = None, mc_samples: int = 0,
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -214,15 +220,13 @@ def probabilities(params: Params, x: torch.Tensor, config: TrainConfig | None = 
     device = x.device
     params = [(W.to(device), b.to(device)) for W, b in params]
     if mc_samples <= 0:
-        probs = torch.cat([forward(params, x[i : i + EVAL_CHUNK]).softmax(1) for i in range(0, len(x), EVAL_CHUNK)])
-        return probs, None
+        return chunked_forward(params, x).softmax(1), None
     gen = torch.Generator(device).manual_seed(stream_seed(seed, 3))
     keep = (config.input_keep_prob, *config.keep_prob)
     total = torch.zeros(len(x), params[-1][1].numel(), device=device)
     total_sq = torch.zeros_like(total)
     for _ in range(mc_samples):
-        p = torch.cat([forward(params, x[i : i + EVAL_CHUNK], keep, gen).softmax(1)
-                       for i in range(0, len(x), EVAL_CHUNK)])
+        p = chunked_forward(params, x, keep, gen).softmax(1)
         total += p
         total_sq += p * p
     mean = total / mc_samples
@@ -235,7 +239,7 @@ def evaluate(params: Params, config: TrainConfig, split: Split, device: torch.de
     """Accuracy and loss with dropout off (and MC-dropout accuracy when mc_samples > 0)."""
     x, y = split.x.to(device or split.x.device), split.y.to(device or split.y.device)
     params = [(W.to(x.device), b.to(x.device)) for W, b in params]
-    logits = torch.cat([forward(params, x[i : i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+    logits = chunked_forward(params, x)
     pred = logits.argmax(1)
     loss = torch.nn.functional.cross_entropy(logits, y).item()
     result = EvalResult(accuracy=(pred == y).double().mean().item(), loss=loss, predictions=pred.cpu(), labels=y.cpu())
