@@ -4,6 +4,7 @@
     $ dropcli evaluate results/runs/<run>
     $ dropcli predict results/runs/<run> --index 0
     $ dropcli ablate --grid
+    $ dropcli report results/ablation
 
 Results go to stdout, progress bars and errors to stderr. Bad input ends with a one-line
 message naming the fix: exit 2 for usage errors, 1 for failures, never a traceback.
@@ -20,56 +21,61 @@ from typing import Optional
 
 import typer
 
-from dropcli import __version__
-from dropcli.config import GridSpec, TrainConfig, check_keep, parse_floats, parse_ints
-from dropcli.terminal import OneLineErrors, UsageError, command_line, failures, progress_bar, usage
+from dropcli.config import (
+    DATASETS,
+    DEFAULT_SEED,
+    DEFAULT_SEEDS,
+    INITS,
+    PRECISIONS,
+    SUBSETS,
+    GridSpec,
+    TrainConfig,
+    default_seeds,
+    parse_floats,
+    parse_ints,
+    parse_keep,
+    parse_keep_list,
+    parse_max_norms,
+)
+from dropcli.terminal import OneLineErrors, Terminal, command_line, failures, install_signal_handlers, usage
 
-app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  rich_markup_mode=None,
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Dropout ablations on MNIST: train, evaluate, predict and ablate the tutorial's network, "
                        "speaking in keep probabilities (1.0 = no dropout).")
 
 
-class Init(str, Enum):
-    tutorial = "tutorial"
-    xavier = "xavier"
-    kaiming = "kaiming"
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A Typer choice type built from the config's tuple (one definition of each choice)."""
+    return Enum(name, [(v, v) for v in values], type=str)
 
 
-class DatasetName(str, Enum):
-    mnist = "mnist"
-    fashion_mnist = "fashion-mnist"
-    kmnist = "kmnist"
+Init = choices("Init", INITS)
+DatasetName = choices("DatasetName", DATASETS)
+Precision = choices("Precision", PRECISIONS)
+Subset = choices("Subset", SUBSETS)
+SplitName = choices("SplitName", ("test", "validation"))
+Metric = choices("Metric", ("test_accuracy", "test_accuracy_at_best"))
 
-
-class Precision(str, Enum):
-    float32 = "float32"
-    tf32 = "tf32"
-    bf16 = "bf16"
-
-
+KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden layer joined by ':' (0.8:0.7:0.7:0.5). 1.0 = no dropout."
 PRECISION_HELP = "Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README."
-
-
-class SplitName(str, Enum):
-    test = "test"
-    validation = "validation"
-
-
-def keep_list(text: str) -> tuple[float, ...]:
-    values = parse_floats(text, "--keep-prob")
-    for k in values:
-        check_keep(k)
-    return values
-
-
-KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden layer (0.8,0.7,0.7,0.5). 1.0 = no dropout."
+SUBSET_HELP = "With --train-size(s): a random subset drawn from each seed (as the dropout paper), or the first N images."
+METRIC_HELP = "What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch."
+BASELINE_HELP = "The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1."
 Device = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
 DataDir = typer.Option(None, "--data-dir", help="Folder with your own copy of the four IDX files (.gz or not).",
                        file_okay=False)
 
 
-def out_dir_default(config: TrainConfig) -> Path:
+def resolved(path: Optional[Path]) -> str | None:
+    """A --data-dir as an absolute path, so that a run evaluated from another folder still finds it."""
+    return str(path.expanduser().resolve()) if path else None
+
+
+def max_norm_option(text: str | None) -> float | None:
+    return None if text is None else parse_max_norms(text, "--max-norm")[0]
+
+
+def run_folder_default(config: TrainConfig) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results/runs") / f"{stamp}-keep{config.keep_label.replace(' ', '-')}-seed{config.seed}"
 
@@ -79,69 +85,83 @@ def train(
     keep_prob: str = typer.Option("0.7", help=KEEP_HELP),
     input_keep_prob: float = typer.Option(1.0, help="Keep probability of input pixels (1.0 = no input dropout)."),
     hidden: str = typer.Option("512,512,512,512", help="Hidden layer widths."),
-    init: Init = typer.Option(Init.tutorial, help="tutorial: truncated normal(0.1) weights, normal(0, 1) biases."),
+    init: Init = typer.Option("tutorial", help="tutorial: truncated normal(0.1) weights, normal(0, 1) biases."),
     lr: float = typer.Option(0.001, help="Adam learning rate."),
     batch_size: int = typer.Option(100, help="Images per step."),
-    epochs: int = typer.Option(15, help="Passes over the training part."),
-    seed: int = typer.Option(777, help="Seeds initial weights, batch order and dropout masks."),
-    dataset: DatasetName = typer.Option(DatasetName.mnist, help="mnist is bundled; others need --data-dir or a download."),
+    epochs: int = typer.Option(15, help="Passes over the training set."),
+    seed: int = typer.Option(DEFAULT_SEED, min=0, help="Seeds initial weights, subset, batch order and dropout masks."),
+    max_norm: Optional[str] = typer.Option(None, help="Max-norm c: each hidden unit's incoming weights kept to norm <= c after every step (the dropout paper uses 3-4); none = off."),
+    dataset: DatasetName = typer.Option("mnist", help="mnist is bundled; others need --data-dir or a download."),
     data_dir: Optional[Path] = DataDir,
     validation_size: int = typer.Option(5000, help="First N training images held out for validation (0 allowed)."),
-    train_size: Optional[int] = typer.Option(None, help="Train on the first N images of the training part."),
-    precision: Precision = typer.Option(Precision.float32, help=PRECISION_HELP),
+    train_size: Optional[int] = typer.Option(None, help="Train on N images of the training part (default: all 55,000)."),
+    subset: Subset = typer.Option("random", help=SUBSET_HELP),
+    precision: Precision = typer.Option("float32", help=PRECISION_HELP),
     mc_samples: int = typer.Option(0, help="Also report Monte-Carlo dropout test accuracy over T passes."),
     device: str = Device,
-    out: Optional[Path] = typer.Option(None, help="Run directory (default: results/runs/TIME-keepP-seedS)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder, new or empty (default: results/runs/TIME-keepP-seedS)."),
 ) -> None:
     """Train the tutorial network and save the run (weights, history.csv, run.json)."""
+    keep = usage(parse_keep, keep_prob.replace(",", ":"), "--keep-prob")
     config = usage(lambda: TrainConfig(
-        keep_prob=keep_list(keep_prob), input_keep_prob=input_keep_prob, hidden=parse_ints(hidden, "--hidden"),
-        init=init.value, lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, dataset=dataset.value,
-        data_dir=str(data_dir) if data_dir else None, validation_size=validation_size, train_size=train_size,
+        keep_prob=keep, input_keep_prob=input_keep_prob, hidden=parse_ints(hidden, "--hidden"), init=init.value, lr=lr,
+        batch_size=batch_size, epochs=epochs, seed=seed, max_norm=max_norm_option(max_norm), dataset=dataset.value,
+        data_dir=resolved(data_dir), validation_size=validation_size, train_size=train_size, subset=subset.value,
         precision=precision.value, mc_samples=mc_samples))
-    out = out or out_dir_default(config)
-    if (out / "model.safetensors").exists():
-        raise UsageError(f"{out} already holds a run; choose another --out or remove it")
     with failures():
         from dropcli.commands import run_train
 
-        run_train(config, device, out, echo=typer.echo, progress=progress_bar(), command=command_line())
+        run_train(config, device, out or run_folder_default(config), out is None, Terminal(), command=command_line())
 
 
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory or model.safetensors written by dropcli train."),
-    split: SplitName = typer.Option(SplitName.test, help="Which split to evaluate."),
+    split: SplitName = typer.Option("test", help="Which split to evaluate."),
     mc_samples: int = typer.Option(0, min=0, help="Add Monte-Carlo dropout accuracy over T stochastic passes."),
-    csv: Optional[Path] = typer.Option(None, help="Write per-class accuracy and the confusion matrix to this CSV."),
+    mc_curve: Optional[str] = typer.Option(None, help="Monte-Carlo accuracy against the number of passes, e.g. 1,2,5,10,20,50,100, beside weight scaling."),
+    repeats: int = typer.Option(5, min=1, help="With --mc-curve: independent repeats of each curve (their spread is shown)."),
+    csv: Optional[Path] = typer.Option(None, help="Write per-class accuracy and the confusion matrix (or, with --mc-curve, the curve and its plot)."),
     data_dir: Optional[Path] = DataDir,
     device: str = Device,
 ) -> None:
-    """Test accuracy and loss with dropout off, and per-class accuracy."""
+    """Test accuracy and loss with dropout off, per-class accuracy, and Monte-Carlo dropout."""
+    samples = usage(parse_ints, mc_curve, "--mc-curve") if mc_curve else None
+    if samples and any(t < 1 for t in samples):
+        usage(_raise, "--mc-curve takes pass counts of at least 1, e.g. 1,2,5,10,20,50,100")
     with failures():
+        if samples:
+            from dropcli.commands import run_mc_curve
+
+            return run_mc_curve(run, split.value, tuple(sorted(set(samples))), repeats, csv, resolved(data_dir), device,
+                                Terminal())
         from dropcli.commands import run_evaluate
 
-        run_evaluate(run, split.value, mc_samples, csv, data_dir, device, echo=typer.echo)
+        run_evaluate(run, split.value, mc_samples, csv, resolved(data_dir), device, Terminal())
+
+
+def _raise(message: str):
+    raise ValueError(message)
 
 
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="Run directory or model.safetensors written by dropcli train."),
-    images: Optional[list[Path]] = typer.Argument(None, help="PNG/JPEG digit images (white on black, or use --invert).",
-                                                  exists=True, dir_okay=False),
+    images: Optional[list[Path]] = typer.Argument(None, help="PNG/JPEG digit images.", exists=True, dir_okay=False),
     index: Optional[int] = typer.Option(None, min=0, max=9999, help="A test image by index (0-9999)."),
-    invert: bool = typer.Option(False, help="Invert image files: dark digits on light paper."),
+    invert: Optional[bool] = typer.Option(None, "--invert/--no-invert",
+                                          help="Dark ink on light paper (default: decided from the image's border)."),
     mc_samples: int = typer.Option(0, min=0, help="T dropout-on passes: mean probability, its std and the entropy."),
     data_dir: Optional[Path] = DataDir,
     device: str = Device,
 ) -> None:
     """Predict a test image (by --index, or a random one) or your own image files."""
     if images and index is not None:
-        raise UsageError("give image files or --index, not both")
+        usage(_raise, "give image files or --index, not both")
     with failures():
         from dropcli.commands import run_predict
 
-        run_predict(run, images or [], index, invert, mc_samples, data_dir, device, echo=typer.echo,
+        run_predict(run, images or [], index, invert, mc_samples, resolved(data_dir), device, Terminal(),
                     rng=random.Random())
 
 
@@ -150,79 +170,91 @@ def ablate(
     grid: bool = typer.Option(False, "--grid", help="The standard grid: keep 0.3..1.0 in steps of 0.1 x 3 seeds."),
     keep_probs: Optional[str] = typer.Option(None, help="Hidden keep probabilities, e.g. 0.5,0.7,1.0; per layer with ':' (0.8:0.7:0.7:0.5)."),
     input_keep_probs: str = typer.Option("1.0", help="Input keep probabilities (the dropout paper suggests 0.8)."),
-    train_sizes: Optional[str] = typer.Option(None, help="Training set sizes, e.g. 1000,10000,55000 (default: all 55,000)."),
-    seeds: Optional[int] = typer.Option(None, min=1, help="Number of seeds, counted from 777 (default: 3)."),
+    max_norms: str = typer.Option("none", help="Max-norm values, e.g. none,3 (none = no constraint)."),
+    train_sizes: Optional[str] = typer.Option(None, help="Training set sizes, e.g. 1000,10000 (default: all 55,000)."),
+    subset: Subset = typer.Option("random", help=SUBSET_HELP),
+    seeds: Optional[int] = typer.Option(None, min=1, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS})."),
     seed_list: Optional[str] = typer.Option(None, help="Explicit seeds, e.g. 1,2,3."),
     epochs: int = typer.Option(15, help="Epochs of every cell."),
     hidden: str = typer.Option("512,512,512,512", help="Hidden layer widths of every cell."),
-    init: Init = typer.Option(Init.tutorial, help="Initialisation of every cell."),
+    init: Init = typer.Option("tutorial", help="Initialisation of every cell."),
     lr: float = typer.Option(0.001, help="Adam learning rate."),
     batch_size: int = typer.Option(100, help="Images per step."),
-    dataset: DatasetName = typer.Option(DatasetName.mnist, help="mnist is bundled; others need --data-dir or a download."),
+    dataset: DatasetName = typer.Option("mnist", help="mnist is bundled; others need --data-dir or a download."),
     data_dir: Optional[Path] = DataDir,
     validation_size: int = typer.Option(5000, help="First N training images held out for validation."),
-    precision: Precision = typer.Option(Precision.float32, help=PRECISION_HELP),
+    precision: Precision = typer.Option("float32", help=PRECISION_HELP),
     mc_samples: int = typer.Option(0, help="Add Monte-Carlo dropout test accuracy (T passes) to every cell."),
     device: str = Device,
-    parallel_models: int = typer.Option(0, min=0, help="Most cells trained together in lockstep (0 = chosen from free memory; 1 = one by one)."),
-    out: Path = typer.Option(Path("results/ablation"), help="Study folder: runs.csv, summary.csv, history.csv, ablation.png."),
-    fresh: bool = typer.Option(False, help="Replace the study already in --out instead of resuming it."),
+    parallel_models: int = typer.Option(0, min=0, help="Most cells trained together in lockstep (0 = the size measured fastest here; 1 = one by one)."),
+    out: Optional[Path] = typer.Option(None, help="Study folder (default: results/studies/<cells>cells-<hash>, one per grid)."),
+    fresh: bool = typer.Option(False, help="Delete this study's results in --out and start over (never committed ones)."),
     dry_run: bool = typer.Option(False, help="List the cells and estimate the time; train nothing."),
-    report_only: bool = typer.Option(False, help="Rebuild summary, table and plot from --out's runs.csv."),
+    metric: Metric = typer.Option("test_accuracy", help=METRIC_HELP),
+    baseline: Optional[str] = typer.Option(None, help=BASELINE_HELP),
 ) -> None:
-    """Train a grid of keep probabilities over seeds; resumable, as spreadsheet-ready CSV and a plot."""
-    if report_only:
-        return report(out)
+    """Train a grid of keep probabilities over seeds; resumable, as spreadsheet-ready CSV and plots."""
     if grid and keep_probs:
-        raise UsageError("--grid sets the keep probabilities; drop --grid or --keep-probs")
+        usage(_raise, "--grid sets the keep probabilities; drop --grid or --keep-probs")
     if not grid and not keep_probs:
-        raise UsageError("give --grid for the standard study, or --keep-probs such as 0.5,0.7,1.0")
+        usage(_raise, "give --grid for the standard study, or --keep-probs such as 0.5,0.7,1.0")
     if seeds is not None and seed_list:
-        raise UsageError("give --seeds N or --seed-list, not both")
+        usage(_raise, "give --seeds N or --seed-list, not both")
     base = usage(lambda: TrainConfig(
         hidden=parse_ints(hidden, "--hidden"), init=init.value, lr=lr, batch_size=batch_size, epochs=epochs,
-        dataset=dataset.value, data_dir=str(data_dir) if data_dir else None, validation_size=validation_size,
+        dataset=dataset.value, data_dir=resolved(data_dir), validation_size=validation_size, subset=subset.value,
         precision=precision.value, mc_samples=mc_samples))
-    spec = GridSpec()
-    if keep_probs:
-        entries = [e.strip() for e in keep_probs.split(",")]
-        spec = GridSpec(keep_probs=tuple(usage(parse_floats, e.replace(":", ","), "--keep-probs") for e in entries))
-    seed_values = (usage(parse_ints, seed_list, "--seed-list") if seed_list
-                   else tuple(range(777, 777 + (seeds if seeds is not None else 3))))
-    sizes = (None,) if train_sizes is None else usage(parse_ints, train_sizes, "--train-sizes")
-    spec = GridSpec(keep_probs=spec.keep_probs, input_keep_probs=usage(parse_floats, input_keep_probs, "--input-keep-probs"),
-                    train_sizes=sizes, seeds=seed_values)
+    spec = usage(lambda: GridSpec(
+        keep_probs=parse_keep_list(keep_probs) if keep_probs else GridSpec().keep_probs,
+        input_keep_probs=parse_floats(input_keep_probs, "--input-keep-probs"),
+        max_norms=parse_max_norms(max_norms),
+        train_sizes=(None,) if train_sizes is None else parse_ints(train_sizes, "--train-sizes"),
+        seeds=parse_ints(seed_list, "--seed-list") if seed_list else default_seeds(seeds or DEFAULT_SEEDS)))
     from dropcli.ablate import expand
+    from dropcli.report import parse_baseline
+    from dropcli.study import default_folder, study_identity
 
     cells = usage(expand, spec, base)
+    chosen = usage(parse_baseline, baseline) if baseline else None
+    out = out or default_folder(study_identity(spec, base))
     with failures():
-        from dropcli.commands import run_ablate
+        from dropcli.study_commands import run_ablate
 
-        run_ablate(cells, spec, base, device, out, parallel_models, fresh, dry_run, echo=typer.echo,
-                   progress=progress_bar(), resume=command_line(skip=("fresh", "dry_run")))
+        run_ablate(cells, spec, base, device, out, parallel_models, fresh, dry_run, Terminal(),
+                   resume=command_line(skip=("fresh", "dry_run")) + ("" if "--out" in command_line() else f" --out {out}"),
+                   metric=metric.value, baseline=chosen)
 
 
 @app.command()
-def report(out: Path = typer.Argument(Path("results/ablation"), help="Study folder holding runs.csv.")) -> None:
-    """Rebuild summary.csv, the summary table and ablation.png from a study's runs.csv."""
-    with failures():
-        from dropcli.commands import run_report
+def report(
+    out: Path = typer.Argument(..., help="Study folder holding runs.csv (e.g. results/ablation)."),
+    metric: Metric = typer.Option("test_accuracy", help=METRIC_HELP),
+    baseline: Optional[str] = typer.Option(None, help=BASELINE_HELP),
+) -> None:
+    """Rebuild summary.csv, the summary table, ablation.png and curves.png from a study's files."""
+    from dropcli.report import parse_baseline
 
-        run_report(out, echo=typer.echo)
+    chosen = usage(parse_baseline, baseline) if baseline else None
+    with failures():
+        from dropcli.study_commands import run_report
+
+        run_report(out, Terminal(), metric.value, chosen)
 
 
 def version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"dropcli {__version__}")
+        from dropcli.provenance import code_version
+
+        typer.echo(f"dropcli {code_version()}")
         raise typer.Exit()
 
 
 @app.callback()
 def common(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                        help="Print the version and exit.")) -> None:
+                                        help="Print the version (and the commit, in a checkout) and exit.")) -> None:
     pass
 
 
 def main() -> None:
+    install_signal_handlers()
     app()
-

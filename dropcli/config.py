@@ -1,22 +1,33 @@
-"""One typed config for a training run, and the parsing of the lists the CLI accepts.
+"""One typed config for a training run, the grid of an ablation, and the parsing of the lists the CLI accepts.
 
-    $ dropcli train --keep-prob 0.8,0.7,0.7,0.5 --hidden 512,512,512,512
+    $ dropcli train --keep-prob 0.8:0.7:0.7:0.5 --hidden 512,512,512,512
+    $ dropcli ablate --keep-probs 0.5,0.7,0.8:0.7:0.7:0.5,1.0 --max-norms none,3
 
 Everything here speaks in keep probabilities, as the tutorial does: 0.7 keeps 70% of the
-units (PyTorch's drop rate p would be 0.3); 1.0 means no dropout layer at all.
+units (PyTorch's drop rate p would be 0.3); 1.0 means no dropout layer at all. Per-layer keep
+probabilities are joined with ':' in every command; ',' separates the values of a list.
 Imports nothing heavy: the CLI's --help must stay fast.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
+import math
 from dataclasses import dataclass, field
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist")
 INITS = ("tutorial", "xavier", "kaiming")
 PRECISIONS = ("float32", "tf32", "bf16")
+SUBSETS = ("random", "first")  # how --train-size N picks its images from the training part
 TRAIN_SPLIT = 60_000  # images in every MNIST-format training file
+TEST_SPLIT = 10_000  # images in every MNIST-format test file
+DEFAULT_SEED = 777  # tutorial: tf.set_random_seed(777); seeds of a grid count up from it
+DEFAULT_SEEDS = 3  # seeds of a grid unless --seeds or --seed-list says otherwise
+EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
+# the axes of a grid, as TrainConfig fields: a cell is a base config with one value of each
+AXES = ("keep_prob", "input_keep_prob", "max_norm", "train_size", "seed")
 
 
 @dataclass(frozen=True)
@@ -28,11 +39,13 @@ class TrainConfig:
     lr: float = 0.001  # tutorial: Adam, learning rate 0.001
     batch_size: int = 100  # tutorial: batch 100, remainder dropped (550 steps/epoch)
     epochs: int = 15  # tutorial: 15 epochs
-    seed: int = 777  # tutorial: tf.set_random_seed(777)
+    seed: int = DEFAULT_SEED
+    max_norm: float | None = None  # dropout paper: each hidden unit's incoming weights kept to norm <= c (3-4)
     dataset: str = "mnist"
     data_dir: str | None = None  # None: the bundled, checksummed MNIST
     validation_size: int = 5_000  # tutorial: input_data's first 5,000 training images validate
     train_size: int | None = None  # None: all of the training part (55,000)
+    subset: str = "random"  # with train_size: a random subset drawn from the seed (as the dropout paper), or the first N
     precision: str = "float32"  # opt-in: tf32 (CUDA tensor cores) or bf16 matmuls, both cost accuracy
     mc_samples: int = 0  # >0: also report Monte-Carlo dropout test accuracy over this many passes
 
@@ -42,6 +55,8 @@ class TrainConfig:
             keep = keep * len(self.hidden)
         object.__setattr__(self, "keep_prob", keep)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.max_norm is not None:
+            object.__setattr__(self, "max_norm", float(self.max_norm))
         self.validate()
 
     def validate(self) -> None:
@@ -51,21 +66,26 @@ class TrainConfig:
         if len(self.keep_prob) != len(self.hidden):
             raise ValueError(
                 f"--keep-prob has {len(self.keep_prob)} values for {len(self.hidden)} hidden layers; "
-                f"give one value or exactly {len(self.hidden)}, e.g. --keep-prob 0.7"
+                f"give one value or exactly {len(self.hidden)} joined by ':', e.g. --keep-prob 0.7"
             )
         for k in (*self.keep_prob, self.input_keep_prob):
             check_keep(k)
         if self.init not in INITS:
             raise ValueError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, e.g. --lr 0.001 (got {self.lr})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, e.g. --lr 0.001 (got {self.lr})")
+        check_max_norm(self.max_norm)
         for name, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1 (got {value})")
+        if self.seed < 0 or self.seed >= 2**63:
+            raise ValueError(f"--seed must be a whole number from 0 to 2**63 - 1 (got {self.seed})")
         if self.dataset not in DATASETS:
             raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.subset not in SUBSETS:
+            raise ValueError(f"--subset must be one of {', '.join(SUBSETS)}, not {self.subset!r}")
         if not 0 <= self.validation_size < TRAIN_SPLIT:
             raise ValueError(f"--validation-size must be in 0..{TRAIN_SPLIT - 1} (got {self.validation_size})")
         part = TRAIN_SPLIT - self.validation_size
@@ -87,13 +107,23 @@ class TrainConfig:
         return self.train_size if self.train_size is not None else TRAIN_SPLIT - self.validation_size
 
     @property
+    def sampling(self) -> str:
+        """How the training images were chosen: 'all', or the subset rule for --train-size."""
+        return "all" if self.train_size is None else self.subset
+
+    @property
     def steps_per_epoch(self) -> int:
         return self.n_train // self.batch_size  # the tutorial drops the last partial batch
 
     @property
     def keep_label(self) -> str:
-        """'0.7' for a uniform keep probability, '0.8 0.7 0.7 0.5' per layer."""
+        """'0.7' for a uniform keep probability, '0.8 0.7 0.7 0.5' per layer (exact decimals; the
+        files' form, which no spreadsheet reads as a time; the command line joins them with ':')."""
         return fmt_keep(self.keep_prob)
+
+    @property
+    def mean_keep(self) -> float:
+        return sum(self.keep_prob) / len(self.keep_prob)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -107,8 +137,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of to_dict; raises ValueError for anything that is not such a dict."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a config must be a JSON object, not {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+        except TypeError as e:
+            raise ValueError(str(e)) from None
 
     def replace(self, **changes) -> TrainConfig:
         if "hidden" in changes and "keep_prob" not in changes and len(set(self.keep_prob)) == 1:
@@ -118,35 +154,84 @@ class TrainConfig:
 
 def check_keep(k: float) -> float:
     if not 0.0 < k <= 1.0:
-        raise ValueError(f"keep probability {k:g} is outside (0, 1]; use e.g. 0.7 (1.0 = no dropout)")
+        raise ValueError(f"keep probability {fmt_number(k)} is outside (0, 1]; use e.g. 0.7 (1.0 = no dropout)")
     return k
+
+
+def check_max_norm(c: float | None) -> float | None:
+    if c is not None and not (math.isfinite(c) and c > 0):
+        raise ValueError(f"--max-norm must be a positive number such as 3, or none (got {fmt_number(c)})")
+    return c
+
+
+def fmt_number(x: float) -> str:
+    """The shortest decimal that reads back as exactly x ('0.7', '1', '0.9999999'), never an exponent."""
+    if not math.isfinite(x):
+        return str(x)
+    text = format(decimal.Decimal(repr(float(x))), "f")  # repr: the shortest exact form; "f": no exponent
+    return text[:-2] if text.endswith(".0") else text
 
 
 def fmt_keep(keep: tuple[float, ...]) -> str:
     if len(set(keep)) == 1:
-        return f"{keep[0]:g}"
-    return " ".join(f"{k:g}" for k in keep)
+        return fmt_number(keep[0])
+    return " ".join(fmt_number(k) for k in keep)
+
+
+def fmt_max_norm(c: float | None) -> str:
+    return "none" if c is None else fmt_number(c)
+
+
+def _split(text: str, what: str, example: str) -> list[str]:
+    parts = [p.strip() for p in str(text).split(",")]
+    if any(p == "" for p in parts):
+        raise ValueError(f"{what} needs a comma-separated list, e.g. {example} (got {text!r})")
+    return parts
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} takes numbers, e.g. 0.5,0.7,1.0 (got {text!r})") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} takes finite numbers (got {text!r})")
+    return value
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:
     """'0.5,0.7' -> (0.5, 0.7); raises ValueError naming `what`."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if not parts or any(p == "" for p in parts):
-        raise ValueError(f"{what} needs a comma-separated list of numbers, e.g. 0.5,0.7,1.0 (got {text!r})")
-    try:
-        return tuple(float(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"{what} takes numbers, e.g. 0.5,0.7,1.0 (got {text!r})") from None
+    return tuple(_number(p, what) for p in _split(text, what, "0.5,0.7,1.0"))
+
+
+def parse_keep(text: str, what: str = "--keep-prob") -> tuple[float, ...]:
+    """One network's keep probabilities: '0.7', or per hidden layer '0.8:0.7:0.7:0.5'."""
+    parts = [p.strip() for p in str(text).split(":")]
+    if any(p == "" for p in parts):
+        raise ValueError(f"{what} takes a keep probability such as 0.7, or one per layer joined by ':' "
+                         f"such as 0.8:0.7:0.7:0.5 (got {text!r})")
+    return tuple(check_keep(_number(p, what)) for p in parts)
+
+
+def parse_keep_list(text: str, what: str = "--keep-probs") -> tuple[tuple[float, ...], ...]:
+    """'0.5,0.8:0.7:0.7:0.5,1.0' -> ((0.5,), (0.8, 0.7, 0.7, 0.5), (1.0,))."""
+    return tuple(parse_keep(p, what) for p in _split(text, what, "0.5,0.7,1.0"))
+
+
+def parse_max_norms(text: str, what: str = "--max-norms") -> tuple[float | None, ...]:
+    """'none,3' -> (None, 3.0)."""
+    return tuple(None if p.lower() == "none" else check_max_norm(_number(p, what)) for p in _split(text, what, "none,3"))
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in str(text).split(",")]
     try:
-        if not parts or any(p == "" for p in parts):
-            raise ValueError
-        return tuple(int(p) for p in parts)
+        return tuple(int(p) for p in _split(text, what, "512,512"))
     except ValueError:
         raise ValueError(f"{what} takes whole numbers, e.g. 512,512 (got {text!r})") from None
+
+
+def default_seeds(n: int = DEFAULT_SEEDS) -> tuple[int, ...]:
+    return tuple(range(DEFAULT_SEED, DEFAULT_SEED + n))
 
 
 @dataclass(frozen=True)
@@ -157,5 +242,16 @@ class GridSpec:
         default=tuple((k,) for k in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
     )  # --grid: the hidden keep probabilities the tutorial's question needs
     input_keep_probs: tuple[float, ...] = (1.0,)  # the dropout paper suggests 0.8 for inputs
+    max_norms: tuple[float | None, ...] = (None,)  # None: no max-norm constraint
     train_sizes: tuple[int | None, ...] = (None,)  # None: all of the training part
-    seeds: tuple[int, ...] = (777, 778, 779)  # three seeds counted from the tutorial's 777
+    seeds: tuple[int, ...] = default_seeds()
+
+
+def cell_key(keep_probs: str, input_keep_prob: float, max_norm: float | None, train_size: int, seed: int) -> str:
+    """A cell's identity, exact: two cells share a key only when their axes are equal floats."""
+    return (f"keep={keep_probs}|input_keep={fmt_number(float(input_keep_prob))}|max_norm={fmt_max_norm(max_norm)}"
+            f"|train_size={int(train_size)}|seed={int(seed)}")
+
+
+def config_cell_key(c: TrainConfig) -> str:
+    return cell_key(c.keep_label, c.input_keep_prob, c.max_norm, c.n_train, c.seed)

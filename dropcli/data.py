@@ -26,8 +26,6 @@ import torch
 
 from dropcli.errors import DropcliError
 
-torch.set_flush_denormal(True)  # before the first parallel op starts torch's threads (see model.py)
-
 BUNDLE = Path(__file__).parent / "mnist"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CLASS_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
@@ -50,13 +48,37 @@ class Dataset:
     test: Split
     source: str  # where the files came from, recorded with every result
 
-    def split(self, validation_size: int, train_size: int | None = None) -> tuple[Split, Split | None]:
-        """The tutorial's split: the first `validation_size` images validate, the rest train."""
-        v = validation_size
-        n = len(self.train_full) - v if train_size is None else train_size
+    def part(self, validation_size: int, n_train: int = 1) -> tuple[Split, Split | None]:
+        """The tutorial's split: the first `validation_size` images validate, the rest (the
+        training part) train; refused when the data set holds fewer than validation + n_train."""
+        v, have = validation_size, len(self.train_full)
+        if have < v + n_train:
+            raise DropcliError(f"{self.name} from {self.source} holds {have:,} training images, fewer than "
+                               f"--validation-size {v:,} plus {n_train:,} to train on; "
+                               f"use --train-size {max(have - v, 0):,} or less, or a smaller --validation-size")
         x, y = self.train_full.x, self.train_full.y
-        train = Split(x[v : v + n], y[v : v + n])
-        return train, (Split(x[:v], y[:v]) if v else None)
+        return Split(x[v:], y[v:]), (Split(x[:v], y[:v]) if v else None)
+
+    def splits(self, config) -> tuple[Split, Split | None]:
+        """A config's training images (its subset of the training part) and validation images."""
+        part, val = self.part(config.validation_size, config.n_train)
+        idx = subset_indices(config, len(part))
+        if idx is None:
+            return Split(part.x[: config.n_train], part.y[: config.n_train]), val
+        idx = idx.to(part.x.device)
+        return Split(part.x[idx], part.y[idx]), val
+
+
+def subset_indices(config, part_size: int) -> torch.Tensor | None:
+    """Which images of the training part a config trains on, ascending; None for the first
+    n_train (all of them without --train-size, or with --subset first). A random subset is drawn
+    from the config's seed alone, so cells of one seed share it across keep probabilities."""
+    if config.train_size is None or config.subset == "first":
+        return None
+    from dropcli.model import stream_seed
+
+    g = torch.Generator().manual_seed(stream_seed(config.seed, 4))
+    return torch.randperm(part_size, generator=g)[: config.train_size].sort().values
 
 
 def cache_dir() -> Path:

@@ -10,16 +10,15 @@ floats; keep probabilities below 2**-32 act as 2**-32).
 - CUDA: a counter-based hash (the splitmix64 finalizer) of (cell key, step, row, unit number):
   one kernel serves all cells, needs no generator state on the host, and can be captured in a
   CUDA graph. FusedHashDropout computes the hash, ReLU, mask and 1/keep scaling of a layer in
-  one jiterator kernel (compiled at first use by NVRTC); HashMasks is the same draw as torch
-  ops, the reference the tests check on the CPU and the fallback where jiterator is missing.
+  one jiterator kernel (a private torch API, compiled at first use by NVRTC); HashMasks is the
+  same draw as torch ops, the reference the tests check on the CPU and the fallback where
+  jiterator is missing or `fused=False` asks for it.
 
 Whatever the source, a layer's dropout is `apply(a, l, relu)`: kept units scaled by 1/keep,
 dropped ones zero, ReLU first for the hidden layers; `new_step()` starts a step's fresh draws.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
@@ -143,6 +142,7 @@ class DrawnDropout:
 
     def __init__(self, source, segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor]):
         self.source, self.segments, self.inv_keep = source, segments, inv_keep
+        self.name = "numpy masks" if isinstance(source, NumpyMasks) else "hash masks"
         self.counter = getattr(source, "counter", None)
         self.mask: torch.Tensor | None = None
         self.scaled = None
@@ -178,6 +178,7 @@ class FusedHashDropout:
 
         if masks.stride >= 2**31:
             raise ValueError("batch x units too large for int32 unit numbers")
+        self.name = "fused hash kernel"
         i32 = torch.int32  # int64 -> int32 keeps the low 32 bits
         self.key_lo, self.key_hi = masks.keys.to(i32), (masks.keys >> 32).to(i32)
         layers = [(l, s) for l, s in enumerate(segments) if s is not None]
@@ -196,21 +197,22 @@ class FusedHashDropout:
         return out.view(torch.float32)
 
 
-def dropout_source(keeps: list[list[float]], unit_ids: list[int], units: int, batch: int, device: torch.device,
-                   seeds: list[int], segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor]):
-    """The fastest dropout for the device: numpy streams on the CPU; on CUDA the fused hash
-    kernel, or the same hash as torch ops when jiterator fails (or DROPCLI_FUSED_DROPOUT=0)."""
+def make_dropout(keeps: list[list[float]], unit_ids: list[int], units: int, batch: int, device: torch.device,
+                 seeds: list[int], segments: list[tuple[int, int] | None], inv_keep: list[torch.Tensor],
+                 fused: bool = True):
+    """The layer-by-layer dropout for the device: numpy streams on the CPU; on CUDA the fused hash
+    kernel, or (fused=False, or where jiterator fails) the same hash as torch ops."""
     if device.type == "cpu":
         return DrawnDropout(NumpyMasks(keeps, batch, seeds), segments, inv_keep)
     hashed = HashMasks(keeps, unit_ids, units, batch, device, seeds)
-    if device.type == "cuda" and os.environ.get("DROPCLI_FUSED_DROPOUT", "1") != "0":
+    if device.type == "cuda" and fused:
         try:
-            fused = FusedHashDropout(hashed, segments, inv_keep)
+            kernel = FusedHashDropout(hashed, segments, inv_keep)
             for l, seg in enumerate(segments):  # compile both kernels now, outside any CUDA-graph capture
                 if seg is not None:
                     probe = torch.zeros(len(keeps), batch, seg[1] - seg[0], device=device)
-                    fused.apply(probe, l, relu=l > 0)
-            return fused
+                    kernel.apply(probe, l, relu=l > 0)
+            return kernel
         except (RuntimeError, AssertionError, ImportError, ValueError):
             pass
     return DrawnDropout(hashed, segments, inv_keep)

@@ -2,30 +2,26 @@
 
 Weights are stored as the tutorial stores them, W of shape (in, out) with y = x @ W + b.
 `init_params` draws a run's initial weights from its own seed alone, so `dropcli train` and
-every ablation cell with that seed start from identical numbers. `DropoutMLP` is the plain
-torch.nn form of the same network (PyTorch's Dropout takes p = 1 - keep_prob); the fast
-trainer in engine.py is checked against it.
+every ablation cell with that seed start from identical numbers. `forward` is the network's one
+forward pass: for one network (W of shape (in, out)) or a lockstep stack (K, in, out), with or
+without dropout. `DropoutMLP` is the plain torch.nn form of the same network (PyTorch's Dropout
+takes p = 1 - keep_prob); tests/test_model.py trains both and checks that they agree.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-# Adam's moments fill with subnormal floats late in training, slow on CPUs without fast subnormal
-# arithmetic. torch.set_flush_denormal changes only the calling thread, and torch's worker threads
-# copy the setting when they start (at the first parallel op), so it is set here, when dropcli's
-# torch modules are imported, not only when training starts (tests/test_engine.py checks this).
-torch.set_flush_denormal(True)
-
 Params = list[tuple[torch.Tensor, torch.Tensor]]  # [(W (in, out), b (out,)), ...] per layer
 
 
 def stream_seed(seed: int, stream: int) -> int:
-    """Independent 64-bit seeds per purpose (0 init, 1 data order, 2 dropout, 3 MC eval)."""
+    """Independent 64-bit seeds per purpose (0 init, 1 data order, 2 dropout, 3 MC eval, 4 subset)."""
     return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0])
 
 
@@ -54,6 +50,30 @@ def init_params(sizes: tuple[int, ...], init: str, seed: int) -> Params:
 
 def param_count(sizes: tuple[int, ...]) -> int:
     return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+Dropout = Callable[[torch.Tensor, int, bool], torch.Tensor]  # (activation, layer, relu first) -> dropped
+
+
+def affine(b: torch.Tensor, a: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """a @ W + b for one network (2-D) or a stack of them (3-D, batched over the first dimension)."""
+    return torch.baddbmm(b, a, W) if a.dim() == 3 else torch.addmm(b, a, W)
+
+
+def forward(params, x: torch.Tensor, dropout: Dropout | None = None, acts: list | None = None,
+            mm: Callable = affine) -> torch.Tensor:
+    """Logits of the network(s) `params` ([(W, b), ...]). With `dropout`, layer l's input passes
+    through dropout(a, l, relu) (ReLU first for hidden layers); `acts` receives every layer's input
+    (the backward pass needs them). May change x in place when dropout is on."""
+    L = len(params)
+    a = dropout(x, 0, False) if dropout else x
+    for l, (W, b) in enumerate(params):
+        if acts is not None:
+            acts[l] = a
+        z = mm(b, a, W)
+        if l == L - 1:
+            return z
+        a = dropout(z, l + 1, True) if dropout else z.relu_()
 
 
 class DropoutMLP(nn.Module):

@@ -1,10 +1,14 @@
-"""Spreadsheet-ready CSV, seed aggregation, Rich tables and the ablation plot.
+"""A study's summary: per configuration over seeds, each compared with a baseline seed by seed.
 
-    $ dropcli report results/ablation      # rebuild summary.csv, the table and ablation.png
+    $ dropcli report results/ablation                          # summary.csv, the table, the plots
+    $ dropcli report results/ablation --metric test_accuracy_at_best --baseline keep=1,input_keep=1
 
-CSV files are UTF-8, comma-separated, one snake_case header row, no index column, numbers as
-plain decimals (never 1e-05, never thousands separators), empty cells for missing values, and
-text cells that a spreadsheet would run as a formula (leading = + - @) prefixed with a quote.
+summary.csv has one row per configuration: its runs, the mean, std and 95% Student-t half-width
+of test accuracy, the means of the other measures, then the paired comparison of the chosen metric
+with the baseline configuration (by default no dropout at all at the same training-set size and
+max-norm): `baseline`, `paired_seeds`, `diff_mean`, `diff_ci95_low`, `diff_ci95_high`, `p_value`
+(paired t-test, two-sided), `p_holm` (Holm-adjusted over all comparisons of the study), `wins`
+(seeds where the configuration beats the baseline) and `wilcoxon_p` (with at least 6 pairs).
 """
 
 from __future__ import annotations
@@ -15,59 +19,154 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.files import atomic_write
+from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep, parse_max_norms
+from dropcli.errors import DropcliError, UsageError
+from dropcli.stats import holm, paired, t_half_width
 
-CONFIG_COLUMNS = ["keep_probs", "keep_prob", "input_keep_prob", "train_size"]
-METRICS = ["test_accuracy", "validation_accuracy", "train_accuracy", "generalization_gap", "final_cost",
-           "test_accuracy_mc", "train_seconds"]
-# two-sided 95% Student t quantiles by degrees of freedom; beyond 30 the normal 1.96 is within 2%
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-       11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-       20: 2.086, 25: 2.060, 30: 2.042}
-
-
-def t95(df: int) -> float:
-    if df < 1:
-        return math.nan
-    return T95.get(df) or next((T95[k] for k in sorted(T95) if k >= df), 1.96)
+CONFIG_COLUMNS = ["keep_probs", "keep_prob", "input_keep_prob", "max_norm", "train_size"]
+MATCH_COLUMNS = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]  # a configuration's identity
+METRICS = ("test_accuracy", "test_accuracy_at_best")  # what --metric compares
+MEANS = ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost", "test_accuracy_at_best",
+         "best_epoch", "test_accuracy_mc", "train_seconds")
+DEFAULT_BASELINE = {"keep_probs": "1", "input_keep_prob": 1.0}  # no dropout at all
+BASELINE_KEYS = {"keep": "keep_probs", "input_keep": "input_keep_prob", "max_norm": "max_norm",
+                 "train_size": "train_size"}
+ALPHA = 0.05  # the level the table marks Holm-adjusted differences at
 
 
-def plain_number(x) -> str:
-    """Plain decimal, at most 10 decimals (no float noise such as 0.01899999999999996), never an
-    exponent; '' for NaN and infinities."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return ""
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x)).lower()
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    return np.format_float_positional(float(x), precision=10, unique=True, trim="-")
-
-
-def neutralise(text: str) -> str:
-    """Stop spreadsheets from running a cell as a formula (CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def to_csv_text(df: pd.DataFrame) -> str:
-    out = pd.DataFrame(index=df.index)
-    for col in df.columns:
-        s = df[col]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            out[col] = [plain_number(v) for v in s.tolist()]
+def parse_baseline(text: str) -> dict:
+    """'keep=1,input_keep=1' (axes not named match the compared configuration's own)."""
+    spec = {}
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        key, _, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in BASELINE_KEYS or not value:
+            raise ValueError(f"--baseline takes axis=value pairs from {', '.join(BASELINE_KEYS)}, "
+                             f"e.g. keep=1,input_keep=1 (got {part!r})")
+        col = BASELINE_KEYS[key]
+        if col == "keep_probs":
+            spec[col] = fmt_keep(parse_keep(value, "--baseline keep"))
+        elif col == "input_keep_prob":
+            spec[col] = parse_keep(value, "--baseline input_keep")[0]
+        elif col == "max_norm":
+            spec[col] = parse_max_norms(value, "--baseline max_norm")[0]
         else:
-            out[col] = ["" if (v is None or (isinstance(v, float) and math.isnan(v))) else neutralise(str(v))
-                        for v in s.tolist()]
-    return out.to_csv(index=False, lineterminator="\n")
+            try:
+                spec[col] = int(value)
+            except ValueError:
+                raise ValueError(f"--baseline train_size takes a whole number (got {value!r})") from None
+    if not spec:
+        raise ValueError("--baseline needs at least one axis=value pair, e.g. keep=1,input_keep=1")
+    return spec
 
 
-def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    text = to_csv_text(df)
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def describe(config: dict) -> str:
+    """'keep 1, input keep 1, max-norm none, 55000 images'."""
+    mn = config["max_norm"]
+    return (f"keep {config['keep_probs']}, input keep {fmt_number(config['input_keep_prob'])}, "
+            f"max-norm {fmt_max_norm(None if mn is None or (isinstance(mn, float) and math.isnan(mn)) else mn)}, "
+            f"{int(config['train_size'])} images")
 
 
-def read_runs(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"keep_probs": str, "hidden": str, "status": str}, keep_default_na=True)
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _norm(value):
+    return math.nan if value is None else value
+
+
+def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict | None = None) -> pd.DataFrame:
+    """One row per configuration over its seeds, compared with its baseline (see module docstring)."""
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    spec = DEFAULT_BASELINE if baseline is None else baseline
+    ok = runs[runs["status"] == "ok"]
+    rows, per_seed = [], []  # (configuration key, per-seed metric); keys hold NaN, so no dict
+    for key, g in runs.groupby(MATCH_COLUMNS, sort=False, dropna=False):
+        good = ok.loc[ok.index.intersection(g.index)]
+        acc = good["test_accuracy"].to_numpy(dtype=np.float64)
+        n = len(good)
+        row = {"keep_probs": key[0], "keep_prob": float(g["keep_prob"].iloc[0]), "input_keep_prob": key[1],
+               "max_norm": key[2], "train_size": key[3], "runs": n, "diverged": int(len(g) - n),
+               "test_accuracy_mean": acc.mean() if n else math.nan,
+               "test_accuracy_std": float(np.std(acc, ddof=1)) if n > 1 else math.nan,
+               "test_accuracy_ci95": t_half_width(acc)}
+        for m in MEANS:
+            row[f"{m}_mean"] = good[m].mean() if n and good[m].notna().any() else math.nan
+        rows.append(row)
+        per_seed.append((tuple(_norm(k) for k in key), good.set_index("seed")[metric].dropna()))
+    summary = pd.DataFrame(rows)
+    comparisons = []
+    for _, row in summary.iterrows():
+        target = {c: spec.get(c, row[c]) for c in MATCH_COLUMNS}
+        target["max_norm"] = _norm(target["max_norm"])
+        own = tuple(_norm(row[c]) for c in MATCH_COLUMNS)
+        base_key = tuple(target[c] for c in MATCH_COLUMNS)
+        mine = next(s for k, s in per_seed if all(_same(a, b) for a, b in zip(k, own)))
+        found = next(((k, s) for k, s in per_seed if all(_same(a, b) for a, b in zip(k, base_key))), None)
+        comp = {"metric": metric, "baseline": describe(target)}
+        if found is not None and not all(_same(a, b) for a, b in zip(found[0], own)):
+            theirs = found[1]
+            common = mine.index.intersection(theirs.index)
+            if len(common):
+                comp.update(paired((mine[common] - theirs[common]).to_numpy()))
+        comparisons.append(comp)
+    summary = pd.concat([summary, pd.DataFrame(comparisons, index=summary.index)], axis=1)
+    for col in ("paired_seeds", "diff_mean", "diff_ci95_low", "diff_ci95_high", "p_value", "wins", "wilcoxon_p"):
+        if col not in summary:
+            summary[col] = math.nan
+    summary["p_holm"] = holm(summary["p_value"].to_numpy(dtype=np.float64))
+    order = ["keep_probs", "keep_prob", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
+             "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", *[f"{m}_mean" for m in MEANS],
+             "metric", "baseline", "paired_seeds", "diff_mean", "diff_ci95_low", "diff_ci95_high", "p_value", "p_holm",
+             "wins", "wilcoxon_p"]
+    summary = summary[order]
+    return summary.sort_values(["train_size", "max_norm", "input_keep_prob", "keep_prob", "keep_probs"],
+                               kind="stable", na_position="first").reset_index(drop=True)
+
+
+def best_index(summary: pd.DataFrame) -> int | None:
+    s = summary["test_accuracy_mean"]
+    return None if s.isna().all() else int(s.idxmax())
+
+
+def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
+    """The Rich table: each configuration's accuracy, and its paired difference with the baseline;
+    ✓ marks a difference that survives Holm's correction at 0.05."""
+    from rich.table import Table
+
+    metric = summary["metric"].iloc[0] if len(summary) else "test_accuracy"
+    label = "test acc" if metric == "test_accuracy" else "test acc at best epoch"
+    table = Table(title=title, caption=f"diff: {label} minus the baseline's, paired by seed, in points (95% CI); "
+                                       f"✓ = Holm-adjusted p < {ALPHA}")
+    columns = ["keep", "input keep", "max-norm", "train size", "runs", "test acc (mean)", "± 95% CI",
+               "val acc", "gap", "diff vs baseline", "p (Holm)", "wins"]
+    for name in columns:
+        table.add_column(name, justify="right", no_wrap=name.startswith("diff"))
+    best = best_index(summary)
+
+    def f(x, digits=4):
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+    for i, r in summary.iterrows():
+        runs = f"{r['runs']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
+        diff = ""
+        if not math.isnan(r["diff_mean"]):
+            ci = (f" [{100 * r['diff_ci95_low']:+.2f}, {100 * r['diff_ci95_high']:+.2f}]"
+                  if not math.isnan(r["diff_ci95_low"]) else "")
+            diff = f"{100 * r['diff_mean']:+.2f}{ci}"
+        p = "" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}" + (" ✓" if r["p_holm"] < ALPHA else "")
+        wins = "" if math.isnan(r["paired_seeds"]) else f"{int(r['wins'])}/{int(r['paired_seeds'])}"
+        mn = r["max_norm"]
+        table.add_row(str(r["keep_probs"]), fmt_number(r["input_keep_prob"]),
+                      "none" if mn is None or math.isnan(mn) else fmt_number(mn), f"{int(r['train_size']):,}", runs,
+                      f(r["test_accuracy_mean"]) + (" ★" if i == best else ""), f(r["test_accuracy_ci95"]),
+                      f(r["validation_accuracy_mean"]), f(r["generalization_gap_mean"]), diff, p, wins,
+                      style="bold green" if i == best else None)
+    return table
 
 
 def per_class_frame(result) -> pd.DataFrame:
@@ -79,81 +178,36 @@ def per_class_frame(result) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame(counts, columns=[f"predicted_{p}" for p in range(len(counts))])], axis=1)
 
 
-def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration over its seeds: counts, mean/std/95% CI of test accuracy, means."""
-    rows = []
-    for key, g in runs.groupby(CONFIG_COLUMNS, sort=False, dropna=False):
-        ok = g[g["status"] == "ok"]
-        n = len(ok)
-        acc = ok["test_accuracy"]
-        std = acc.std(ddof=1) if n > 1 else math.nan
-        row = dict(zip(CONFIG_COLUMNS, key))
-        row.update(runs=n, diverged=int((g["status"] != "ok").sum()), test_accuracy_mean=acc.mean() if n else math.nan,
-                   test_accuracy_std=std, test_accuracy_ci95=t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan)
-        for m in METRICS[1:]:
-            if m in ok:
-                row[f"{m}_mean"] = ok[m].mean() if n else math.nan
-        rows.append(row)
+def mc_curve_frame(rows: list[dict], weight_scaling: float) -> pd.DataFrame:
+    """Per number of samples: the repeats' mean, std, min and max accuracy, beside weight scaling."""
     df = pd.DataFrame(rows)
-    return df.sort_values(["train_size", "input_keep_prob", "keep_prob", "keep_probs"], kind="stable").reset_index(drop=True)
+    g = df.groupby("samples")["accuracy"]
+    out = pd.DataFrame({"samples": g.mean().index, "repeats": g.size().to_numpy(), "accuracy_mean": g.mean().to_numpy(),
+                        "accuracy_std": g.std(ddof=1).to_numpy(), "accuracy_min": g.min().to_numpy(),
+                        "accuracy_max": g.max().to_numpy()})
+    out["weight_scaling_accuracy"] = weight_scaling
+    return out
 
 
-def best_index(summary: pd.DataFrame) -> int | None:
-    s = summary["test_accuracy_mean"]
-    return None if s.isna().all() else int(s.idxmax())
+def build_report(out: Path, metric: str = "test_accuracy", baseline: dict | None = None) -> pd.DataFrame:
+    """summary.csv, ablation.png and curves.png from runs.csv and history.csv alone."""
+    from dropcli.data import TITLES
+    from dropcli.plots import plot_ablation, plot_curves
+    from dropcli.tables import read_history, read_runs, write_csv
 
-
-def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
-    from rich.table import Table
-
-    table = Table(title=title)
-    for name in ("keep", "input keep", "train size", "runs", "test acc (mean)", "± std", "± 95% CI",
-                 "val acc", "train acc", "gap", "final cost"):
-        table.add_column(name, justify="right")
-    best = best_index(summary)
-
-    def f(x, digits=4):
-        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-    for i, r in summary.iterrows():
-        runs = f"{r['runs']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
-        table.add_row(str(r["keep_probs"]), f"{r['input_keep_prob']:g}", str(r["train_size"]), runs,
-                      f(r["test_accuracy_mean"]) + (" ★" if i == best else ""), f(r["test_accuracy_std"]),
-                      f(r["test_accuracy_ci95"]), f(r["validation_accuracy_mean"]), f(r["train_accuracy_mean"]),
-                      f(r["generalization_gap_mean"]), f(r["final_cost_mean"], 5),
-                      style="bold green" if i == best else None)
-    return table
-
-
-def plot(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """Test accuracy (mean ± 95% CI over seeds) and the generalization gap against keep probability."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    lines = summary.groupby(["input_keep_prob", "train_size"], sort=True)
-    for (ik, ts), g in lines:
-        g = g.sort_values("keep_prob")
-        label = f"input keep {ik:g}, {int(ts):,} training images"
-        mean, ci = g["test_accuracy_mean"], g["test_accuracy_ci95"].fillna(0)
-        yerr = [ci.clip(upper=mean), ci.clip(upper=1 - mean)]  # accuracies live in [0, 1]
-        top.errorbar(g["keep_prob"], mean, yerr=yerr, marker="o", capsize=4, label=label)
-        bottom.errorbar(g["keep_prob"], g["generalization_gap_mean"], marker="s", capsize=4, label=label)
-        for x, y, text in zip(g["keep_prob"], mean, g["keep_probs"].astype(str)):
-            if " " in text:  # per-layer keep probabilities sit at their mean: name them
-                top.annotate(text, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
-    top.set_ylabel("test accuracy (mean ± 95% CI)")
-    bottom.set_xlabel("hidden keep probability (mean over layers; 1.0 = no dropout)")
-    top.set_title(title)
-    top.grid(alpha=0.3)
-    top.legend(loc="best", fontsize=8)
-    bottom.axhline(0, color="grey", linewidth=0.8)
-    bottom.set_ylabel("generalization gap\n(train − test accuracy)")
-    bottom.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    path = out / "runs.csv"
+    if not path.exists():
+        raise DropcliError(f"{path} does not exist; run 'dropcli ablate --out {out}' first")
+    runs = read_runs(path)
+    if runs.empty:
+        raise DropcliError(f"{path} holds no finished cells yet; run or resume 'dropcli ablate --out {out}' first")
+    summary = summarise(runs, metric, baseline)
+    write_csv(summary, out / "summary.csv")
+    seeds = runs["seed"].nunique()
+    dataset = runs["dataset"].iloc[0]
+    title = (f"{TITLES.get(dataset, dataset)}, {int(runs['epochs'].iloc[0])} epochs, "
+             f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
+    plot_ablation(summary, out / "ablation.png", title)
+    if (out / "history.csv").exists():
+        plot_curves(read_history(out / "history.csv"), out / "curves.png", title)
+    return summary

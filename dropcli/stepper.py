@@ -3,13 +3,11 @@
 A lockstep step is some fifty small kernels; on a GPU, launching them from Python costs more
 than running them. On CUDA the whole step (batch gather, masks, forward, backward, Adam, loss
 sums) is captured once and replayed with new batch indices. Capture needs warm-up steps, which
-train; the stack's state is restored afterwards, so the graph changes no number.
-Set DROPCLI_CUDA_GRAPHS=0 to run eagerly.
+train; the stack's state is restored afterwards, so the graph changes no number
+(tests/test_engine.py checks replay against eager steps on a GPU).
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -17,9 +15,11 @@ from dropcli.engine import Stack
 
 
 class EagerStep:
+    name = "eager"
+
     def __init__(self, stack: Stack, x: torch.Tensor, y: torch.Tensor):
         self.stack, self.x, self.y = stack, x, y
-        K, B = stack.K, stack.B
+        K, B = stack.K, stack.batch_size
         self.shape = (K, B)
         self.xbuf = torch.empty(K * B, x.shape[1], device=x.device)
         self.cost = torch.zeros(K, device=x.device)  # sums over the epoch's steps
@@ -41,9 +41,11 @@ class EagerStep:
 
 
 class GraphStep(EagerStep):
+    name = "cuda graph"
+
     def __init__(self, stack: Stack, x: torch.Tensor, y: torch.Tensor, warmup: int = 3):
         super().__init__(stack, x, y)
-        self.idx = torch.zeros(stack.K * stack.B, dtype=torch.int64, device=x.device)
+        self.idx = torch.zeros(stack.K * stack.batch_size, dtype=torch.int64, device=x.device)
         saved = [t.clone() for t in stack.state()]
         try:
             side = torch.cuda.Stream()
@@ -65,8 +67,9 @@ class GraphStep(EagerStep):
         self.graph.replay()
 
 
-def make_step(stack: Stack, x: torch.Tensor, y: torch.Tensor) -> EagerStep:
-    if x.device.type == "cuda" and os.environ.get("DROPCLI_CUDA_GRAPHS", "1") != "0":
+def make_step(stack: Stack, x: torch.Tensor, y: torch.Tensor, cuda_graphs: bool = True) -> EagerStep:
+    """A step over batches of x given as indices; on CUDA replayed as a graph unless cuda_graphs=False."""
+    if x.device.type == "cuda" and cuda_graphs:
         try:
             return GraphStep(stack, x, y)
         except RuntimeError:  # capture unsupported here: the state was restored, run eagerly

@@ -1,12 +1,16 @@
-"""How dropcli meets the terminal: one-line errors, progress bars on stderr, the command line.
+"""How dropcli meets the terminal: results, notes, progress, one-line errors and signals.
 
-Usage errors (exit 2) and failures (exit 1) end in one line on stderr that names the fix, never a
-traceback; results go to stdout and progress to stderr, so `dropcli ... > file` stays clean.
+Results go to stdout and notes, progress and errors to stderr, so `dropcli ... > file` stays
+clean. On a terminal, where both streams share one screen, result lines are printed through the
+live progress display (above its bars), so neither overwrites the other. Usage errors (exit 2)
+and failures (exit 1) end in one line on stderr that names the fix, never a traceback; Ctrl-C,
+SIGTERM and SIGHUP (a scheduler's stop, a closed terminal) all stop a command the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from typing import Iterator
 
@@ -14,14 +18,38 @@ import typer
 from typer.core import TyperGroup
 
 try:  # typer >= 0.26 vendors click
-    from typer._click.exceptions import ClickException, UsageError
+    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import UsageError as ClickUsageError
     from typer._click.globals import get_current_context
     from typer.exceptions import Abort
 except ImportError:  # older typer runs on click itself
-    from click.exceptions import Abort, ClickException, UsageError
+    from click.exceptions import Abort, ClickException
+    from click.exceptions import UsageError as ClickUsageError
     from click.globals import get_current_context
 
 from dropcli.errors import DropcliError
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, or SIGTERM/SIGHUP turned into the same clean stop."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError, AttributeError):  # not the main thread, or no SIGHUP
+            signal.signal(sig, _raise_interrupted)
 
 
 class OneLineErrors(TyperGroup):
@@ -38,22 +66,30 @@ class OneLineErrors(TyperGroup):
         except Abort:
             typer.echo("Aborted.", err=True)
             sys.exit(130)
+        except DropcliError as e:  # raised outside a failures() block
+            typer.echo(f"Error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt as e:
+            typer.echo("Interrupted.", err=True)
+            sys.exit(e.exit_code if isinstance(e, Interrupted) else 130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @contextlib.contextmanager
 def failures() -> Iterator[None]:
-    """DropcliError -> one line on stderr and exit 1 (2 for a study mismatch)."""
-    from dropcli.ablate import StudyMismatch
-
+    """DropcliError -> one line on stderr and its exit status; an interrupt -> exit 128 + signal."""
     try:
         yield
     except DropcliError as e:
         typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(2 if isinstance(e, StudyMismatch) else 1) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted; nothing was saved.", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt as e:
+        code = e.exit_code if isinstance(e, Interrupted) else 130
+        typer.echo(f"Interrupted ({e.args[0] if e.args else 'SIGINT'}).", err=True)
+        raise typer.Exit(code) from None
+    except MemoryError:
+        typer.echo("Error: out of memory; use a smaller --hidden, --parallel-models or --batch-size", err=True)
+        raise typer.Exit(1) from None
 
 
 def usage(fn, *args, **kwargs):
@@ -61,34 +97,56 @@ def usage(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise ClickUsageError(str(e)) from None
 
 
-def stderr_console():
-    from rich.console import Console
+class Terminal:
+    """One way to print: `result` lines to stdout, `note` lines and progress to stderr, `table`s
+    (Rich) to stdout. While a progress display is live on a terminal, results print above it."""
 
-    return Console(stderr=True)
+    def __init__(self):
+        from rich.console import Console
 
+        self.err = Console(stderr=True, highlight=False)
+        self.out = Console(highlight=False) if sys.stdout.isatty() else Console(width=120, highlight=False)
+        self.live = None
 
-def progress_bar():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    def result(self, text: str) -> None:
+        if self.live is not None and self.live.live.is_started and sys.stdout.isatty() and sys.stderr.isatty():
+            self.live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            typer.echo(text)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=stderr_console(), transient=True)
+    def note(self, text: str) -> None:
+        if self.live is not None and self.live.live.is_started:
+            self.live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            typer.echo(text, err=True)
 
+    def table(self, table) -> None:
+        self.out.print(table)
 
-def stdout_console():
-    """Rich console on stdout; 120 columns when piped, so that tables stay readable in files."""
-    from rich.console import Console
+    @contextlib.contextmanager
+    def progress(self) -> Iterator:
+        """A Rich progress display on stderr (cleared when done) during which result() lines print above it."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-    return Console() if sys.stdout.isatty() else Console(width=120)
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("eta"), TimeRemainingColumn(), console=self.err, transient=True,
+                            redirect_stdout=False, redirect_stderr=False)
+        self.live = progress
+        try:
+            with progress:
+                yield progress
+        finally:
+            self.live = None
 
 
 def command_line(skip: tuple[str, ...] = ()) -> str:

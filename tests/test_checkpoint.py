@@ -3,7 +3,7 @@ import torch
 from conftest import small_config
 from safetensors.torch import save_file
 
-from dropcli.checkpoint import load_checkpoint, save_checkpoint
+from dropcli.checkpoint import load_run, save_checkpoint
 from dropcli.errors import DropcliError
 from dropcli.model import init_params
 
@@ -12,7 +12,7 @@ def test_round_trip(tmp_path):
     c = small_config(keep_prob=(0.8, 0.5))
     params = init_params(c.sizes, c.init, 1)
     save_checkpoint(tmp_path / "model.safetensors", params, c, {"metrics": {"test_accuracy": 0.5}})
-    loaded, config, info = load_checkpoint(tmp_path)  # a run directory works too
+    loaded, config, info = load_run(tmp_path)  # a run directory works too
     assert config == c and info["metrics"]["test_accuracy"] == 0.5
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(params, loaded))
     assert not list(tmp_path.glob("*.tmp"))
@@ -20,7 +20,7 @@ def test_round_trip(tmp_path):
 
 def test_missing(tmp_path):
     with pytest.raises(DropcliError, match="no checkpoint at"):
-        load_checkpoint(tmp_path / "nope")
+        load_run(tmp_path / "nope")
 
 
 def test_corrupt_and_pickled_files_are_refused_not_unpickled(tmp_path):
@@ -28,20 +28,20 @@ def test_corrupt_and_pickled_files_are_refused_not_unpickled(tmp_path):
     path = save_checkpoint(tmp_path / "model.safetensors", init_params(c.sizes, c.init, 1), c, {})
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(DropcliError, match="not a readable safetensors file"):
-        load_checkpoint(path)
+        load_run(path)
     pickled = tmp_path / "evil.safetensors"
     torch.save({"x": torch.zeros(2)}, pickled)
     with pytest.raises(DropcliError, match="not a readable safetensors file"):
-        load_checkpoint(pickled)
+        load_run(pickled)
 
 
 def test_foreign_and_other_architecture_files_are_refused(tmp_path):
     foreign = tmp_path / "foreign.safetensors"
     save_file({"conv.weight": torch.zeros(3, 3)}, str(foreign))
     with pytest.raises(DropcliError, match="not written by dropcli"):
-        load_checkpoint(foreign)
+        load_run(foreign)
     c = small_config()
     other = small_config(hidden=(32, 32))
     path = save_checkpoint(tmp_path / "m.safetensors", init_params(other.sizes, "tutorial", 1), c, {})
     with pytest.raises(DropcliError, match=r"does not hold the 784-64-64-10 network.*layer 0"):
-        load_checkpoint(path)
+        load_run(path)

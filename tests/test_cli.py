@@ -50,8 +50,9 @@ def test_train_prints_the_tutorial_lines_and_writes_every_file(trained):
     assert len(history) == 2 and all(history.dtypes[c].kind == "f" for c in history.columns[1:])
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["train_size"] == 1000 and run["metrics"]["status"] == "ok"
-    assert run["split"] == {"validation_size": 1000, "train_size": 1000, "test_size": 10000}
+    assert run["split"] == {"validation_size": 1000, "train_size": 1000, "subset": "random", "test_size": 10000}
     assert "torch" in run["versions"]
+    assert run["cpu"] and run["versions"]["dropcli"].startswith("0.1.0")
     assert run["command"] == f"dropcli train --hidden 64,64 --epochs 2 --validation-size 1000 --train-size 1000 --device cpu --out {out}"
 
 
@@ -59,10 +60,10 @@ def test_python_dash_m_and_version():
     import subprocess
     import sys
 
-    from dropcli import __version__
+    from dropcli.provenance import code_version
 
     out = subprocess.run([sys.executable, "-m", "dropcli", "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"dropcli {__version__}"
+    assert out.stdout.strip() == f"dropcli {code_version()}"
 
 
 def test_evaluate_matches_train(trained, tmp_path):
@@ -122,7 +123,15 @@ def test_predict_png_files(trained, tmp_path):
     (["--keep-prob", "-0.2"], "outside (0, 1]"),
     (["--keep-prob", "0.5,0.5"], "give one value or exactly 4"),
     (["--keep-prob", "abc"], "--keep-prob takes numbers"),
-    (["--keep-prob", "0.5,"], "comma-separated list of numbers"),
+    (["--keep-prob", "0.5,"], "joined by ':'"),
+    (["--keep-prob", "0.5:0.5"], "give one value or exactly 4"),
+    (["--keep-prob", "nan"], "takes finite numbers"),
+    (["--max-norm", "0"], "--max-norm must be a positive number"),
+    (["--max-norm", "-inf"], "takes finite numbers"),
+    (["--lr", "inf"], "--lr must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
     (["--input-keep-prob", "0"], "outside (0, 1]"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--epochs", "many"], "Invalid value for '--epochs'"),
@@ -132,8 +141,8 @@ def test_predict_png_files(trained, tmp_path):
     (["--train-size", "60000"], "--train-size must be in 1..55000"),
     (["--train-size", "0"], "--train-size must be in 1..55000"),
     (["--train-size", "50", "--batch-size", "100"], "lower --batch-size or raise --train-size"),
-    (["--lr", "0"], "--lr must be positive"),
-    (["--lr", "-0.1"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "-0.1"], "--lr must be a positive number"),
     (["--validation-size", "-1"], "--validation-size must be in"),
     (["--init", "zeros"], "'zeros' is not one of"),
 ])
@@ -143,16 +152,16 @@ def test_train_usage_errors(args, fragment):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
-    check_error(invoke("train", *FAST, "--device", "cuda", "--out", tmp_path / "r"), 1, "no CUDA GPU is available here")
-    check_error(invoke("train", *FAST, "--device", "cpu", "--precision", "tf32", "--out", tmp_path / "r"), 1,
+    check_error(invoke("train", *FAST, "--device", "cuda", "--out", tmp_path / "r"), 2, "no CUDA GPU is available here")
+    check_error(invoke("train", *FAST, "--device", "cpu", "--precision", "tf32", "--out", tmp_path / "r"), 2,
                 "use --precision float32")
     check_error(invoke("ablate", "--keep-probs", "0.5", "--device", "cpu", "--precision", "tf32", "--dry-run",
-                       "--out", tmp_path / "s"), 1, "use --precision float32")
+                       "--out", tmp_path / "s"), 2, "use --precision float32")
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 
 
 def test_existing_run_directory_is_not_overwritten(trained):
-    check_error(invoke("train", *FAST, "--out", trained[0]), 2, "already holds a run")
+    check_error(invoke("train", *FAST, "--out", trained[0]), 2, "is not empty; a run folder is never reused")
 
 
 def test_bad_checkpoints(tmp_path, trained):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from dropcli.data import BUNDLE, FILES, load_dataset, prepare_bundled_mnist, read_idx
+from dropcli.config import TrainConfig
+from dropcli.data import BUNDLE, FILES, Split, load_dataset, prepare_bundled_mnist, read_idx
 from dropcli.errors import DropcliError
 
 
@@ -20,13 +21,38 @@ def test_bundled_mnist_is_real_and_split_like_the_tutorial(mnist):
     assert mnist.test.y[0].item() == 7
     assert mnist.train_full.x.shape == (60_000, 784) and mnist.train_full.x.dtype == torch.float32
     assert 0.0 == mnist.train_full.x.min() and mnist.train_full.x.max() == 1.0
-    train, val = mnist.split(5_000)
+    train, val = mnist.splits(TrainConfig())
     assert len(train) == 55_000 and len(val) == 5_000
     assert torch.equal(val.x, mnist.train_full.x[:5_000]) and torch.equal(train.x[0], mnist.train_full.x[5_000])
-    train, val = mnist.split(0, 1_000)
+    train, val = mnist.splits(TrainConfig(validation_size=0, train_size=1_000, subset="first"))
     assert len(train) == 1_000 and val is None
-    train, val = mnist.split(5_000, 2_000)
+    train, val = mnist.splits(TrainConfig(train_size=2_000, subset="first"))
     assert len(train) == 2_000 and torch.equal(train.y, mnist.train_full.y[5_000:7_000])
+
+
+def test_random_subsets_differ_between_seeds_and_repeat_for_a_seed(mnist):
+    from dropcli.data import subset_indices
+
+    a, b, c = (subset_indices(TrainConfig(train_size=1_000, seed=s), 55_000) for s in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len(a) == 1_000 == len(a.unique()) and a.min() >= 0 and a.max() < 55_000
+    assert torch.equal(a, a.sort().values)  # a set: the batch order is the batch stream's job
+    assert subset_indices(TrainConfig(train_size=1_000, subset="first"), 55_000) is None
+    assert subset_indices(TrainConfig(), 55_000) is None  # all of the training part
+    train, _ = mnist.splits(TrainConfig(train_size=1_000, seed=1))
+    assert torch.equal(train.y, mnist.train_full.y[5_000:][a])
+    counts = torch.bincount(train.y, minlength=10)
+    assert counts.min() > 60  # a random draw has every class, unlike a sorted file would
+
+
+def test_a_data_set_too_small_for_the_split_is_refused(mnist):
+    from dropcli.data import Dataset
+
+    small = Dataset("mnist", Split(mnist.train_full.x[:3000], mnist.train_full.y[:3000]), mnist.test, "a small copy")
+    with pytest.raises(DropcliError, match=r"holds 3,000 training images, fewer than --validation-size 5,000 plus"):
+        small.splits(TrainConfig())
+    with pytest.raises(DropcliError, match="use --train-size 2,000 or less"):
+        small.splits(TrainConfig(validation_size=1000, train_size=2500))
 
 
 def corrupt_copy(tmp_path, name, how):

@@ -34,10 +34,10 @@ def test_gradients_match_autograd():
     configs = [small_config(keep_prob=(0.5, 0.8), input_keep_prob=0.8, seed=1),
                small_config(keep_prob=(1.0, 0.6), seed=2), small_config(keep_prob=(1.0,), seed=3)]
     stack = make_stack(configs)
-    stack.adam.update = lambda layer: None  # keep the weights; look at the gradients
+    stack.adam.update = lambda: None  # keep the weights; look at the gradients
     x = torch.rand(3, 50, 784)
     y = torch.randint(0, 10, (3, 50))
-    before = [[(W[k].clone(), b[k, 0].clone()) for W, b in zip(stack.W, stack.b)] for k in range(3)]
+    before = [[(W[k].clone(), b[k, 0].clone()) for W, b in stack.params()] for k in range(3)]
     loss, _ = stack.step(x.clone(), y)
     mask = stack.masks.mask.clone()
     for k in range(3):
@@ -46,27 +46,27 @@ def test_gradients_match_autograd():
         ref.backward()
         assert math.isclose(loss[k].item(), ref.item(), rel_tol=1e-5)
         for l, (W, b) in enumerate(params):
-            torch.testing.assert_close(stack.gW[l][k], W.grad, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(stack.gb[l][k, 0], b.grad, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(stack.weight_grads[l][k], W.grad, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(stack.bias_grads[l][k, 0], b.grad, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("per_layer", [True, False])  # the CPU's order, and the GPU's one call after the backward
-def test_layer_adam_matches_torch_adam(per_layer):
+@pytest.mark.parametrize("fused", [True, False])  # torch's fused kernel (CPU, CUDA), the plain arithmetic (MPS)
+def test_flat_adam_matches_torch_adam(fused):
     configs = [small_config(seed=4), small_config(keep_prob=(0.4,), seed=5)]
     stack = make_stack(configs)
-    stack.adam.per_layer = per_layer
-    ref = [[p.clone().requires_grad_() for W, b in zip(stack.W, stack.b) for p in (W[k], b[k, 0])] for k in range(2)]
+    stack.adam.fused = fused
+    ref = [[p.clone().requires_grad_() for W, b in stack.params() for p in (W[k], b[k, 0])] for k in range(2)]
     opts = [torch.optim.Adam(r, lr=configs[0].lr) for r in ref]
     for _ in range(4):
         x, y = torch.rand(2, 50, 784), torch.randint(0, 10, (2, 50))
         stack.step(x, y)
         for k in range(2):
-            grads = [g for gW, gb in zip(stack.gW, stack.gb) for g in (gW[k], gb[k, 0])]
+            grads = [g for gW, gb in zip(stack.weight_grads, stack.bias_grads) for g in (gW[k], gb[k, 0])]
             for p, g in zip(ref[k], grads):
                 p.grad = g.clone()
             opts[k].step()
     for k in range(2):
-        mine = [p for W, b in zip(stack.W, stack.b) for p in (W[k], b[k, 0])]
+        mine = [p for W, b in stack.params() for p in (W[k], b[k, 0])]
         for a, b in zip(mine, ref[k]):
             torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-7)
 
@@ -76,8 +76,9 @@ def test_batched_cells_start_like_single_runs(tiny_data):
     stack = make_stack(configs)
     for k, c in enumerate(configs):
         single = make_stack([c])
-        for l in range(len(stack.W)):
-            assert torch.equal(stack.W[l][k], single.W[l][0]) and torch.equal(stack.b[l][k], single.b[l][0])
+        for l in range(len(stack.weights)):
+            assert torch.equal(stack.weights[l][k], single.weights[l][0])
+            assert torch.equal(stack.biases[l][k], single.biases[l][0])
 
 
 def test_batched_cells_see_the_batches_of_single_runs(tiny_data, monkeypatch):
@@ -88,8 +89,8 @@ def test_batched_cells_see_the_batches_of_single_runs(tiny_data, monkeypatch):
     real = train_module.make_step
 
     class Recording:
-        def __init__(self, stack, x, y):
-            self.inner, self.K = real(stack, x, y), stack.K
+        def __init__(self, stack, x, y, cuda_graphs=True):
+            self.inner, self.K = real(stack, x, y, cuda_graphs), stack.K
 
         def __call__(self, idx):
             seen[-1].append(idx.clone().view(self.K, -1))
@@ -224,35 +225,3 @@ def test_tf32_trains_close_to_float32_and_restores_the_setting(gpu_data):
     assert torch.get_float32_matmul_precision() == before
     assert tf32.status == "ok" and math.isclose(tf32.final_cost, fp32.final_cost, rel_tol=0.05)
     assert abs(tf32.test_accuracy - fp32.test_accuracy) <= 0.03
-
-
-PROBE = """
-import sys, torch
-{setup}
-x = torch.full((1 << 17,), 0x00400000, dtype=torch.int32).view(torch.float32)  # subnormal bits
-y = (x * 0.75).view(torch.int32)  # split across the threads; a flushing thread writes zeros
-half = len(y) // 2
-print(int((y[:half] != 0).sum()), int((y[half:] != 0).sum()))
-"""
-
-
-def flush_probe(setup: str) -> tuple[int, int]:
-    """Unflushed results in the first and second half of a parallel multiply, in a fresh process."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], capture_output=True, text=True, check=True)
-    a, b = out.stdout.split()
-    return int(a), int(b)
-
-
-@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs torch's worker threads")
-def test_subnormals_flush_on_every_thread_whatever_runs_first():
-    # control: flushing after a parallel op has started the workers leaves the second half unflushed
-    late = flush_probe("torch.randn(1 << 20).mul_(2)\ntorch.set_flush_denormal(True)")
-    if late[1] == 0:
-        pytest.skip("this platform's worker threads do not keep subnormals")
-    assert late[0] == 0
-    # importing dropcli's torch modules sets it before any parallel op: every thread flushes
-    assert flush_probe("import dropcli.data\ntorch.randn(1 << 20).mul_(2)") == (0, 0)
-    assert flush_probe("import dropcli.train\ntorch.randn(1 << 20).mul_(2)") == (0, 0)

@@ -1,0 +1,56 @@
+"""Which device runs the work, and at which matmul precision.
+
+    $ dropcli train --device cuda:1 --precision tf32
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from dropcli.errors import UsageError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; a device that does not exist here is a usage error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: Apple's MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "tf32" and device.type != "cuda":
+        raise UsageError(f"--precision tf32 runs on CUDA tensor cores, not on {device.type}; use --precision float32")
+
+
+@contextmanager
+def matmul_precision(precision: str):
+    """tf32: CUDA matmuls on tensor cores (10-bit mantissa inputs, float32 sums) while inside."""
+    if precision != "tf32":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,197 @@
+"""dropcli's CSV tables: written for spreadsheets, read back only when they are dropcli's own.
+
+CSV files are UTF-8, comma-separated, one snake_case header row, no index column. Numbers are
+plain decimals (never 1e-05, never thousands separators): measured values to at most 10 decimals,
+configuration values (keep probabilities, learning rate, max-norm) exactly, so that they read
+back as the same floats. Missing values are empty cells. Text cells that a spreadsheet would run
+as a formula (leading = + - @) get a leading quote; numbers never do.
+
+A study's runs.csv and history.csv are read back by `ablate` (to resume) and `report`. They are
+checked against their schema: every column present and known, every cell of its type, every
+cell key once. A table that fails is refused with one line naming the file, row and column, and
+is never rewritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dropcli.config import SUBSETS, cell_key, fmt_number
+from dropcli.errors import DropcliError
+from dropcli.files import atomic_write
+
+# column -> kind: int, float (measured), exact (a configuration float), text; a trailing "?" allows empty cells
+CELL_SCHEMA = {"keep_prob": "exact", "keep_probs": "text", "input_keep_prob": "exact", "max_norm": "exact?",
+               "train_size": "int", "seed": "int"}
+RUNS_SCHEMA = {
+    **CELL_SCHEMA, "subset": "text", "epochs": "int", "epochs_run": "int", "hidden": "text", "init": "text",
+    "lr": "exact", "batch_size": "int", "dataset": "text", "final_cost": "float?", "train_accuracy": "float?",
+    "validation_accuracy": "float?", "test_accuracy": "float?", "generalization_gap": "float?", "test_loss": "float?",
+    "best_epoch": "int?", "test_accuracy_at_best": "float?", "test_accuracy_mc": "float?", "mc_samples": "int",
+    "train_seconds": "float", "parallel_models": "int", "device": "text", "cpu": "text", "engine": "text",
+    "precision": "text", "status": "text", "finished_at": "text", "dropcli_version": "text", "torch_version": "text",
+}
+HISTORY_SCHEMA = {**CELL_SCHEMA, "epoch": "int", "cost": "float?", "train_batch_accuracy": "float?",
+                  "validation_accuracy": "float?", "seconds": "float"}
+CHOICES = {"status": ("ok", "diverged"), "subset": ("all", *SUBSETS)}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def plain_number(x, exact: bool = False) -> str:
+    """Plain decimal, never an exponent; '' for NaN and infinities. Measured values are cut to 10
+    decimals (no float noise such as 0.01899999999999996); exact ones keep every digit they need."""
+    if x is None or isinstance(x, str):
+        return "" if x is None else x
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x)).lower()
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if not math.isfinite(x):
+        return ""
+    return fmt_number(x) if exact else np.format_float_positional(float(x), precision=10, unique=True, trim="-")
+
+
+def neutralise(text: str) -> str:
+    """Stop spreadsheets from running a text cell as a formula (CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def to_csv_text(df: pd.DataFrame, exact: tuple[str, ...] = ()) -> str:
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            out[col] = [plain_number(v, col in exact) for v in s.tolist()]
+        else:
+            out[col] = ["" if (v is None or (isinstance(v, float) and math.isnan(v)))
+                        else (plain_number(v, col in exact) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                              else neutralise(str(v)))
+                        for v in s.tolist()]
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, schema: dict | None = None) -> Path:
+    """Atomically write a table; with a schema, in its column order and with its exact columns."""
+    if schema is not None:
+        df = df[[c for c in schema if c in df.columns]]
+        exact = tuple(c for c, kind in schema.items() if kind.startswith("exact"))
+    else:
+        exact = ()
+    text = to_csv_text(df, exact)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class TableError(DropcliError):
+    """A study table that is not dropcli's own; nothing was written."""
+
+
+def _parse(value: str, kind: str):
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value == "":
+        if optional:
+            return None
+        raise ValueError("is empty")
+    if kind == "int":
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a whole number") from None
+    if kind in ("float", "exact"):
+        try:
+            x = float(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number (a decimal point, not a comma)") from None
+        if not math.isfinite(x):
+            raise ValueError(f"{value!r} is not a finite number")
+        return x
+    return value
+
+
+def read_table(path: str | Path, schema: dict, what: str = "dropcli study table") -> pd.DataFrame:
+    """Read a table written with `schema`, or raise TableError naming the file, row and column.
+    Rows are numbered as a spreadsheet shows them (the header is row 1)."""
+    path = Path(path)
+    fix = "restore it from a copy, or point --out at a new folder"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TableError(f"{path} is not UTF-8 text, so not a {what}; {fix}") from None
+    except OSError as e:
+        raise TableError(f"cannot read {path}: {e.strerror}") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or not rows[0]:
+        raise TableError(f"{path} has no header row, so it is not a {what}; {fix}")
+    header = rows[0]
+    if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+        raise TableError(f"{path} is not comma-separated (saved with ';' or tabs?); save it as CSV with commas, or {fix}")
+    missing = [c for c in schema if c not in header]
+    unknown = [c for c in header if c not in schema]
+    if missing or unknown or len(set(header)) != len(header):
+        problem = (f"lacks column {missing[0]!r}" if missing else f"has an unknown column {unknown[0]!r}" if unknown
+                   else "repeats a column")
+        raise TableError(f"{path} {problem}, so it is not a {what}; {fix}")
+    columns: dict[str, list] = {c: [] for c in header}
+    for r, row in enumerate(rows[1:], start=2):
+        if not row:
+            raise TableError(f"{path} row {r} is empty; delete it, or {fix}")
+        if len(row) != len(header):
+            raise TableError(f"{path} row {r} has {len(row)} cells for {len(header)} columns "
+                             f"(a decimal comma or a stray separator?); {fix}")
+        for c, value in zip(header, row):
+            try:
+                v = _parse(value, schema[c])
+            except ValueError as e:
+                raise TableError(f"{path} row {r}, column {c}: {e}; {fix}") from None
+            if c in CHOICES and v not in CHOICES[c]:
+                raise TableError(f"{path} row {r}, column {c}: {v!r} is not one of {', '.join(CHOICES[c])}; {fix}")
+            columns[c].append(v)
+    frame = pd.DataFrame({c: _column(columns[c], schema[c]) for c in schema})
+    return frame
+
+
+def _column(values: list, kind: str) -> pd.Series:
+    kind = kind.rstrip("?")
+    if kind == "int":
+        if any(v is None for v in values):
+            return pd.Series([math.nan if v is None else float(v) for v in values], dtype="float64")
+        return pd.Series(values, dtype="int64")
+    if kind in ("float", "exact"):
+        return pd.Series([math.nan if v is None else v for v in values], dtype="float64")
+    return pd.Series(values, dtype=object)
+
+
+def row_keys(table: pd.DataFrame) -> pd.Series:
+    """Each row's exact cell key (see config.cell_key)."""
+    cols = table[["keep_probs", "input_keep_prob", "max_norm", "train_size", "seed"]]
+    return pd.Series([cell_key(kp, ik, None if (mn is None or math.isnan(mn)) else mn, n, s)
+                      for kp, ik, mn, n, s in cols.itertuples(index=False)], index=table.index, dtype=object)
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """A study's runs.csv, checked: schema, and every cell once."""
+    runs = read_table(path, RUNS_SCHEMA, "dropcli runs table")
+    keys = row_keys(runs)
+    dup = keys.duplicated()
+    if dup.any():
+        r = int(np.flatnonzero(dup.to_numpy())[0]) + 2
+        raise TableError(f"{path} row {r} repeats the cell {keys[dup].iloc[0]}; delete one of the two rows, "
+                         "or restore the file from a copy")
+    return runs
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    history = read_table(path, HISTORY_SCHEMA, "dropcli history table")
+    keys = row_keys(history) + "|epoch=" + history["epoch"].astype(str)
+    dup = keys.duplicated()
+    if dup.any():
+        r = int(np.flatnonzero(dup.to_numpy())[0]) + 2
+        raise TableError(f"{path} row {r} repeats epoch {history['epoch'][dup].iloc[0]} of a cell; "
+                         "restore the file from a copy")
+    return history
