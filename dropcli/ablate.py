@@ -10,11 +10,13 @@ together as one stacked model (engine.py); each group is committed to the study 
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from dropcli.config import AXES, TRAIN_SPLIT, GridSpec, TrainConfig, check_keep, check_max_norm, config_cell_key
+from dropcli.errors import DropcliError
 from dropcli.provenance import utc_now
 from dropcli.study import check_tables, claim, commit, done_keys
 
@@ -86,7 +88,7 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
     the finished cells are saved (they always are: each group is committed as it ends)."""
     from dropcli.data import load_dataset
     from dropcli.files import study_lock
-    from dropcli.groups import choose_parallel_models, plan_groups
+    from dropcli.groups import check_memory, choose_parallel_models, plan_groups
     from dropcli.train import train_group
 
     progress = progress or StudyProgress()
@@ -96,6 +98,7 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
         todo = pending(cells, out)
         if not todo:
             return {"total": len(cells), "skipped": len(cells), "ran": 0, "parallel_models": 0}
+        check_memory(todo[0], device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
         k = parallel_models or choose_parallel_models(device, todo, data)
         groups = plan_groups(todo, k)
@@ -105,7 +108,13 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
                 progress.on_group(gi, len(groups), group)
             results = train_group(group, data, device, on_epoch=progress.on_epoch, on_step=progress.on_step,
                                   **(train_options or {}))
-            rows = commit(out, results, utc_now())
+            try:
+                rows = commit(out, results, utc_now())
+            except DropcliError as e:  # the folder could not be written: keep the group's results elsewhere
+                rescue = Path(tempfile.mkdtemp(prefix="dropcli-rescued-cells-"))
+                commit(rescue, results, utc_now())
+                raise DropcliError(f"{e}; this group's {len(results)} finished cells are saved in {rescue} "
+                                   f"(runs.csv, history.csv); the earlier ones are in {out}") from None
             ran += len(rows)
             for row in rows:
                 if progress.on_cell:

@@ -19,12 +19,14 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from dropcli.errors import DropcliError
+from dropcli.files import atomic_write_text
 
 BUNDLE = Path(__file__).parent / "mnist"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -134,18 +136,20 @@ def prepare_bundled_mnist(root: Path | None = None, bundle: Path = BUNDLE) -> Pa
             raise DropcliError(f"bundled file {src} is missing; {fix}")
         if sha256(src) != gz_sums[f"{name}.gz"]:
             raise DropcliError(f"bundled file {src} fails its SHA-256 check (corrupt or truncated); {fix}")
-        tmp = target.with_suffix(".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=raw, prefix=f".{name}.", suffix=".tmp")  # unique: two commands may fill the cache at once
+        tmp = Path(tmp_name)
         try:
-            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+            with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
+            if sha256(tmp) != raw_sums[name]:
+                raise DropcliError(f"{src} decompresses to the wrong bytes; {fix}")
+            os.replace(tmp, target)
         except (OSError, EOFError) as e:
+            raise DropcliError(f"cannot decompress {src} into {raw} ({e}); {fix}, or set DROPCLI_DATA_DIR "
+                               "to a writable folder") from None
+        finally:
             tmp.unlink(missing_ok=True)
-            raise DropcliError(f"cannot decompress {src} ({e}); {fix}") from None
-        if sha256(tmp) != raw_sums[name]:
-            tmp.unlink(missing_ok=True)
-            raise DropcliError(f"{src} decompresses to the wrong bytes; {fix}")
-        os.replace(tmp, target)
-    stamp_file.write_text(json.dumps(_stamp(targets)))
+    atomic_write_text(stamp_file, json.dumps(_stamp(targets)))
     return root
 
 
@@ -182,8 +186,11 @@ def _find_user_files(data_dir: Path, class_name: str) -> list[Path] | None:
 
 
 def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Split:
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
         raise DropcliError("the IDX files do not hold 28x28 images with one label each; check --data-dir")
+    if len(labels) and int(labels.max()) > 9:
+        raise DropcliError(f"the label file holds label {int(labels.max())}, but MNIST-format labels are 0-9; "
+                           "check that --data-dir holds the right label files")
     x = images.to(device).reshape(len(images), 784).float().div_(255)
     return Split(x, labels.to(device=device, dtype=torch.int64))
 

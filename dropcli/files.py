@@ -42,9 +42,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call write(tmp) on a uniquely named temporary file beside `path`, fsync it, then rename it
     over `path`. Nothing is left behind on failure."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder; give a file name")
     with writing(path):
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder; give a file name")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
         os.close(fd)
@@ -66,9 +66,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def claim_folder(folder: Path) -> Path:
     """Create `folder` (and its parents) if needed and check that files can be written in it."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder} is a file, not a folder; choose another --out")
     with writing(folder):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {folder} is a file, not a folder; choose another --out")
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")
         os.close(fd)
@@ -79,9 +79,9 @@ def claim_folder(folder: Path) -> Path:
 def new_run_folder(folder: Path, exclusive_name: bool) -> Path:
     """Claim a run folder that no other run uses. With exclusive_name (a default name), a taken
     name gets a suffix -2, -3, ...; a name the user chose must be new or an empty folder."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder} is a file, not a folder; choose another --out")
     with writing(folder):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {folder} is a file, not a folder; choose another --out")
         folder.parent.mkdir(parents=True, exist_ok=True)
         for n in range(1, 1000):
             candidate = folder if n == 1 else folder.with_name(f"{folder.name}-{n}")

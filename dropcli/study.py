@@ -85,13 +85,14 @@ def tracked_by_git(path: Path) -> bool:
         return False
 
 
-def remove_study(out: Path) -> None:
-    """--fresh: delete dropcli's own files of the study in `out`, and nothing else."""
+def remove_study(out: Path) -> bool:
+    """--fresh: delete dropcli's own files of the study in `out`, and nothing else; True if there
+    was a study."""
     if read_identity(out) is None:
         if any(p.name != ".lock" for p in out.iterdir()):
             raise UsageError(f"--fresh deletes only a dropcli study, and {out} holds no study.json; "
                              "use a new or empty --out")
-        return
+        return False
     committed = [name for name in OUTPUTS if (out / name).exists() and tracked_by_git(out / name)]
     if committed:
         raise UsageError(f"{out / committed[0]} is committed to git; --fresh never deletes committed results, "
@@ -99,17 +100,17 @@ def remove_study(out: Path) -> None:
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "shards", ignore_errors=True)
+    return True
 
 
 def claim(out: Path, identity: dict, fresh: bool) -> None:
     """Make `out` this study's folder, or refuse: another study, or a folder that is not a study."""
     claim_folder(out)
-    if fresh:
-        remove_study(out)
+    was_study = remove_study(out) if fresh else False
     old = read_identity(out)
     if old is None:
         others = sorted(p.name for p in out.iterdir() if p.name not in (".lock", "shards"))
-        if others:
+        if others and not was_study:
             raise StudyMismatch(f"{out} is not a dropcli study (it holds {others[0]} and no study.json); "
                                 "use a new or empty --out")
         atomic_write_text(out / STUDY_FILE, json.dumps(identity, indent=2, sort_keys=True) + "\n")

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from conftest import small_config
@@ -45,3 +47,45 @@ def test_foreign_and_other_architecture_files_are_refused(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", init_params(other.sizes, "tutorial", 1), c, {})
     with pytest.raises(DropcliError, match=r"does not hold the 784-64-64-10 network.*layer 0"):
         load_run(path)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    c = small_config()
+    params = init_params(c.sizes, c.init, 1)
+    params[1][0][3, 4] = bad
+    save_checkpoint(tmp_path / "model.safetensors", params, c, {})
+    with pytest.raises(DropcliError, match="has NaN or infinite weights in layer 1"):
+        load_run(tmp_path)
+
+
+def test_extra_tensors_and_hand_made_metadata_are_refused(tmp_path):
+    c = small_config()
+    params = init_params(c.sizes, c.init, 1)
+    tensors = {f"layers.{i}.{n}": t for i, (W, b) in enumerate(params) for n, t in (("weight", W), ("bias", b))}
+    meta = {"format": "dropcli-checkpoint/1", "config": c.to_json()}
+    save_file({**tensors, "layers.9.weight": torch.zeros(2)}, str(tmp_path / "extra.safetensors"), metadata=meta)
+    with pytest.raises(DropcliError, match="holds tensors of another architecture"):
+        load_run(tmp_path / "extra.safetensors")
+    for config in ("null", "[1, 2]", '{"hidden": "wide"}', '{"keep_prob": [2.0]}'):
+        save_file(tensors, str(tmp_path / "meta.safetensors"), metadata={**meta, "config": config})
+        with pytest.raises(DropcliError, match="has unreadable dropcli metadata"):
+            load_run(tmp_path / "meta.safetensors")
+
+
+def test_run_json_is_strict_json_even_for_a_diverged_run(tmp_path):
+    import json
+
+    from dropcli.checkpoint import save_run
+    from dropcli.train import RunResult
+
+    c = small_config()
+    r = RunResult(c, [{"epoch": 1, "cost": math.inf, "train_batch_accuracy": 0.1, "validation_accuracy": math.nan,
+                       "seconds": 1.0}], init_params(c.sizes, c.init, 1), status="diverged")
+    save_run(tmp_path, r, {"metrics": r.metrics()}, {"history": r.history, "metrics": r.metrics()})
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in run.json")
+
+    run = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
+    assert run["metrics"]["test_accuracy"] is None and run["history"][0]["cost"] is None

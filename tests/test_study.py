@@ -1,0 +1,80 @@
+"""The study folder: claimed exclusively, never mixed with another study or a run, --fresh only for studies."""
+
+import json
+import subprocess
+
+import pytest
+
+from dropcli.config import GridSpec, TrainConfig
+from dropcli.errors import StudyMismatch, UsageError
+from dropcli.study import OUTPUTS, claim, default_folder, study_identity
+
+BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
+GRID = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2))
+
+
+def identity(**kw):
+    return study_identity(GRID, BASE.replace(**kw))
+
+
+def test_a_new_or_empty_folder_becomes_the_study(tmp_path):
+    claim(tmp_path / "new" / "deeper", identity(), fresh=False)
+    assert json.loads((tmp_path / "new" / "deeper" / "study.json").read_text()) == json.loads(json.dumps(identity()))
+    (tmp_path / "empty").mkdir()
+    claim(tmp_path / "empty", identity(), fresh=False)
+    claim(tmp_path / "empty", identity(), fresh=False)  # the same study again: resumes
+
+
+def test_a_folder_that_is_not_a_study_is_refused_and_left_alone(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text("epoch,cost\n1,0.5\n")
+    (run / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(StudyMismatch, match="is not a dropcli study .*history.csv.* use a new or empty --out"):
+        claim(run, identity(), fresh=False)
+    with pytest.raises(UsageError, match="--fresh deletes only a dropcli study"):
+        claim(run, identity(), fresh=True)
+    assert (run / "history.csv").read_text() == "epoch,cost\n1,0.5\n" and (run / "model.safetensors").exists()
+    assert not (run / "study.json").exists()
+
+
+def test_another_study_is_refused_without_suggesting_deletion(tmp_path):
+    claim(tmp_path, identity(), fresh=False)
+    with pytest.raises(StudyMismatch) as e:
+        claim(tmp_path, identity(epochs=2), fresh=False)
+    assert "epochs 1 there, 2 now" in str(e.value) and "--fresh" not in str(e.value)
+
+
+def test_fresh_removes_only_dropcli_files(tmp_path):
+    claim(tmp_path, identity(), fresh=False)
+    for name in OUTPUTS[:-1]:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "shards" / "1-of-2").mkdir(parents=True)
+    claim(tmp_path, identity(epochs=2), fresh=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["notes.txt", "study.json"]
+    assert json.loads((tmp_path / "study.json").read_text()) == json.loads(json.dumps(identity(epochs=2)))
+
+
+def test_fresh_never_deletes_committed_results(tmp_path):
+    repo = tmp_path / "repo"
+    study = repo / "results" / "ablation"
+    claim(study, identity(), fresh=False)
+    (study / "runs.csv").write_text("committed")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    with pytest.raises(UsageError, match="is committed to git; --fresh never deletes committed results"):
+        claim(study, identity(), fresh=True)
+    assert (study / "runs.csv").read_text() == "committed"
+
+
+def test_default_folders_keep_new_studies_apart_from_committed_ones():
+    a, b = default_folder(identity()), default_folder(identity(epochs=2))
+    assert a != b and a == default_folder(identity())  # the same command resumes its own folder
+    assert a.parts[:2] == ("results", "studies") and a.name.startswith("4cells-")
+
+
+def test_out_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        claim(tmp_path / "f", identity(), fresh=False)

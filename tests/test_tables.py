@@ -1,0 +1,150 @@
+"""dropcli's CSV tables: spreadsheet-clean on the way out, refused on the way in unless they are dropcli's own."""
+
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dropcli.config import cell_key, fmt_keep
+from dropcli.study import frame
+from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_keys, write_csv
+
+keep = st.floats(min_value=1e-9, max_value=1.0, exclude_min=False).filter(lambda k: k > 0)
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+maybe = st.one_of(st.none(), finite, st.just(math.nan), st.just(math.inf))
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)
+
+
+@st.composite
+def run_rows(draw):
+    """Arbitrary cells, as run_row makes them: configuration values of any precision, measured
+    values that may be missing, NaN or infinite, and free text that may look like a formula."""
+    n = draw(st.integers(min_value=1, max_value=6))
+    rows, seen = [], set()
+    for _ in range(n):
+        keeps = tuple(draw(st.lists(keep, min_size=1, max_size=3)))
+        row = {"keep_prob": sum(keeps) / len(keeps), "keep_probs": fmt_keep(keeps), "input_keep_prob": draw(keep),
+               "max_norm": draw(st.one_of(st.none(), st.floats(min_value=1e-6, max_value=100))),
+               "train_size": draw(st.integers(1, 55_000)), "seed": draw(st.integers(0, 2**63 - 1)),
+               "subset": draw(st.sampled_from(["all", "random", "first"])), "epochs": draw(st.integers(1, 100)),
+               "epochs_run": draw(st.integers(0, 100)), "hidden": draw(text), "init": draw(text),
+               "lr": draw(st.floats(min_value=1e-12, max_value=10)), "batch_size": draw(st.integers(1, 1000)),
+               "dataset": draw(text), "best_epoch": draw(st.one_of(st.none(), st.integers(1, 100))),
+               "mc_samples": draw(st.integers(0, 1000)), "train_seconds": draw(st.floats(0, 1e6)),
+               "parallel_models": draw(st.integers(1, 64)), "device": draw(text), "cpu": draw(text),
+               "engine": draw(text), "precision": draw(text), "status": draw(st.sampled_from(["ok", "diverged"])),
+               "finished_at": draw(text), "dropcli_version": draw(text), "torch_version": draw(text)}
+        for m in ("final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",
+                  "test_loss", "test_accuracy_at_best", "test_accuracy_mc"):
+            row[m] = draw(maybe)
+        key = cell_key(row["keep_probs"], row["input_keep_prob"], row["max_norm"], row["train_size"], row["seed"])
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=run_rows())
+def test_runs_csv_round_trips_every_cell(tmp_path, rows):
+    path = tmp_path / "runs.csv"
+    write_csv(frame(rows, RUNS_SCHEMA), path, RUNS_SCHEMA)
+    back = read_runs(path)
+    assert list(back.columns) == list(RUNS_SCHEMA) and len(back) == len(rows)
+    assert list(row_keys(back)) == [cell_key(r["keep_probs"], r["input_keep_prob"], r["max_norm"], r["train_size"],
+                                             r["seed"]) for r in rows]  # configuration values come back exactly
+    for r, (_, b) in zip(rows, back.iterrows()):
+        for col, kind in RUNS_SCHEMA.items():
+            want, got = r[col], b[col]
+            if kind.startswith("text"):
+                assert got == ("'" + want if want[:1] in "=+-@\t\r" else want)  # the formula guard, text only
+            elif want is None or (isinstance(want, float) and not math.isfinite(want)):
+                assert math.isnan(got)
+            elif kind.startswith("exact") or kind.startswith("int"):
+                assert got == want, col
+            else:
+                assert got == pytest.approx(want, abs=1e-10), col
+    write_csv(back, tmp_path / "again.csv", RUNS_SCHEMA)  # what was read writes back unchanged
+    assert (tmp_path / "again.csv").read_text() == path.read_text()
+
+
+def test_numbers_are_plain_and_never_prefixed(tmp_path):
+    df = pd.DataFrame({"name": ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "plain"],
+                       "value": [-0.0071, 1e-7, 123456789.5, -4.0, 0.1 + 0.2]})
+    write_csv(df, tmp_path / "t.csv")
+    text = (tmp_path / "t.csv").read_text()
+    assert "-0.0071" in text and "'-0.0071" not in text and "0.0000001" in text and "e-" not in text
+    assert "0.3," not in text and "\n+1" not in text  # measured values cut to 10 decimals: 0.3, not 0.30000000000000004
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back["name"].tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "plain"]
+    assert back["value"].dtype.kind == "f"
+
+
+@pytest.fixture
+def runs_csv(tmp_path):
+    rows = [{col: 0 for col in RUNS_SCHEMA} for _ in range(3)]
+    for i, r in enumerate(rows):
+        r.update(keep_prob=0.5, keep_probs="0.5", input_keep_prob=1.0, max_norm=None, train_size=1000, seed=i,
+                 subset="random", hidden="64 64", init="tutorial", lr=0.001, dataset="mnist", device="cpu", cpu="x",
+                 engine="eager", precision="float32", status="ok", finished_at="2026-11-28T00:00:00+00:00",
+                 dropcli_version="0.1.0", torch_version="2", test_accuracy=0.9 + i / 100, generalization_gap=-0.0071,
+                 best_epoch=None)
+    path = tmp_path / "runs.csv"
+    write_csv(frame(rows, RUNS_SCHEMA), path, RUNS_SCHEMA)
+    return path
+
+
+def edit(path, fn):
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(fn(lines)))
+    return path.read_bytes()
+
+
+def replace_cell(lines, row, col, value):
+    header = lines[0].rstrip("\n").split(",")
+    import csv
+    import io
+
+    cells = next(csv.reader(io.StringIO(lines[row - 1])))
+    cells[header.index(col)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    lines[row - 1] = out.getvalue()
+    return lines
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda ls: replace_cell(ls, 3, "test_accuracy", "ninety"), "row 3, column test_accuracy: 'ninety' is not a number"),
+    (lambda ls: replace_cell(ls, 2, "seed", "1.5"), "row 2, column seed: '1.5' is not a whole number"),
+    (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
+    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 35 cells for 34 columns (a decimal comma"),
+    (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
+    (lambda ls: replace_cell(ls, 2, "keep_probs", ""), "row 2, column keep_probs: is empty"),
+    (lambda ls: ls + ["\n"], "row 5 is empty; delete it"),
+    (lambda ls: ls + [ls[1]], "row 5 repeats the cell keep=0.5|input_keep=1|max_norm=none|train_size=1000|seed=0"),
+    (lambda ls: [ls[0].replace(",test_loss", ",loss")] + ls[1:], "lacks column 'test_loss'"),
+    (lambda ls: [ls[0].rstrip("\n") + ",notes\n"] + [x.rstrip("\n") + ",x\n" for x in ls[1:]], "unknown column 'notes'"),
+    (lambda ls: [x.replace(",", ";") for x in ls], "is not comma-separated"),
+    (lambda ls: [], "has no header row"),
+])
+def test_an_edited_table_is_refused_naming_row_and_column_and_left_alone(runs_csv, change, fragment):
+    before = edit(runs_csv, change)
+    with pytest.raises(TableError) as e:
+        read_runs(runs_csv)
+    assert fragment in str(e.value) and str(runs_csv) in str(e.value)
+    assert runs_csv.read_bytes() == before
+
+
+def test_a_deleted_row_or_header_only_is_still_a_table(runs_csv):
+    edit(runs_csv, lambda ls: ls[:2] + ls[3:])
+    assert list(read_runs(runs_csv)["seed"]) == [0, 2]
+    edit(runs_csv, lambda ls: ls[:1])
+    assert read_runs(runs_csv).empty
+
+
+def test_negative_numbers_survive_a_rewrite(runs_csv):
+    runs = read_runs(runs_csv)
+    write_csv(runs, runs_csv, RUNS_SCHEMA)
+    assert ",-0.0071," in runs_csv.read_text() and "'-" not in runs_csv.read_text()

@@ -1,0 +1,120 @@
+"""On a real terminal: every printed line stays on screen, no progress bar is left behind, and a
+scheduler's SIGTERM stops a study as cleanly as Ctrl-C."""
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyte
+import pytest
+
+SMALL = ["--train-size", "10000", "--validation-size", "1000", "--device", "cpu"]  # epochs long enough to draw bars
+
+
+def dropcli_command() -> list[str]:
+    """The `dropcli` console script users run (it differs from `python -m dropcli` in how its output
+    meets the terminal), else the module."""
+    script = Path(sys.executable).parent / "dropcli"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dropcli"]
+
+
+def run_on_terminal(args, cols=160, rows=50, env=None, timeout=300):
+    """Run `dropcli args` on a pseudo-terminal of cols x rows; return its exit status and the screen
+    as a terminal emulator (pyte) renders the bytes it wrote."""
+    master, slave = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen([*dropcli_command(), *args], stdin=slave, stdout=slave, stderr=slave,
+                            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows),
+                                 **(env or {})}, close_fds=True)
+    os.close(slave)
+    screen = pyte.Screen(cols, rows)
+    stream = pyte.ByteStream(screen)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            stream.feed(data)
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=30)
+    os.close(master)
+    return code, [line.rstrip() for line in screen.display]
+
+
+@pytest.mark.parametrize("cols", [160, 110])
+def test_train_keeps_every_epoch_line_and_no_stale_bars(tmp_path, cols):
+    code, screen = run_on_terminal(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path / "run")], cols=cols)
+    text = "\n".join(screen)
+    assert code == 0, text
+    for epoch in (1, 2, 3):
+        assert sum(line.startswith(f"Epoch: {epoch:04d} cost = ") for line in screen) == 1, text
+    assert "Learning Finished!" in text and "Saved run to" in text
+    assert not [line for line in screen if " eta " in line or line.startswith(("epoch ", "batch "))], text
+    lines = [line for line in screen if line]
+    assert lines[lines.index("Learning Finished!") - 1].startswith("Epoch: 0003")
+
+
+def test_ablate_keeps_its_table_and_no_stale_bars(tmp_path):
+    code, screen = run_on_terminal(["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "2",
+                                    "--train-sizes", "5000", "--hidden", "128,128", "--device", "cpu",
+                                    "--parallel-models", "2", "--out", str(tmp_path / "s")], cols=110)
+    text = "\n".join(screen)
+    assert code == 0, text
+    assert "Ablation summary" in text and "Wrote " in text
+    assert not [line for line in screen if " eta " in line or line.startswith(("cells done", "group ", "batch "))], text
+
+
+def test_sigterm_stops_a_study_like_ctrl_c_and_it_resumes(tmp_path):
+    out = tmp_path / "s"
+    args = [sys.executable, "-m", "dropcli", "ablate", "--keep-probs", "0.5,0.7,1.0", "--seeds", "2", "--epochs", "3",
+            "--train-sizes", "5000", "--hidden", "128,128", "--device", "cpu", "--parallel-models", "2",
+            "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out / "runs.csv").exists():
+        time.sleep(0.2)
+    assert (out / "runs.csv").exists(), "no group was committed"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    done = len(pd.read_csv(out / "runs.csv"))
+    assert 2 <= done < 6
+    assert f"Interrupted (SIGTERM): {done} of 6 cells are saved" in err and "Resume with: dropcli ablate" in err
+    assert "Traceback" not in err
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"Resumed: {done} cells were already in" in again.stderr
+    assert len(pd.read_csv(out / "runs.csv")) == 6
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stopped_train_says_nothing_was_saved_and_leaves_no_folder(tmp_path, sig):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dropcli", "train", "--epochs", "50", *SMALL, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    first = ""
+    while time.time() < deadline and not first.startswith("Epoch"):
+        first = proc.stdout.readline()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig
+    assert f"Interrupted ({signal.Signals(sig).name}): the run was not finished and nothing was saved." in err
+    assert not out.exists()
