@@ -15,49 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dropcli.config import AXES, TRAIN_SPLIT, GridSpec, TrainConfig, check_keep, check_max_norm, config_cell_key
+from dropcli.config import AXES, GridSpec, TrainConfig, cell_id_of
 from dropcli.errors import DropcliError
 from dropcli.provenance import utc_now
 from dropcli.study import check_tables, claim, commit, done_keys
 
 
-def check_grid(grid: GridSpec, base: TrainConfig) -> None:
-    """Raise ValueError for empty axes, values outside their range and oversized train sizes."""
-    axes = {"--keep-probs": grid.keep_probs, "--input-keep-probs": grid.input_keep_probs,
-            "--max-norms": grid.max_norms, "--train-sizes": grid.train_sizes, "seeds": grid.seeds}
-    for name, values in axes.items():
-        if not values:
-            raise ValueError(f"{name} is empty; give at least one value")
-    for keep in grid.keep_probs:
-        if len(keep) not in (1, len(base.hidden)):
-            raise ValueError(f"--keep-probs entry {':'.join(f'{k:g}' for k in keep)} has {len(keep)} values for "
-                             f"{len(base.hidden)} hidden layers; give one value or {len(base.hidden)} joined by ':'")
-        for k in keep:
-            check_keep(k)
-    for k in grid.input_keep_probs:
-        check_keep(k)
-    for c in grid.max_norms:
-        check_max_norm(c)
-    part = TRAIN_SPLIT - base.validation_size
-    for n in grid.train_sizes:
-        if n is not None and not base.batch_size <= n <= part:
-            raise ValueError(f"--train-sizes value {n} is outside {base.batch_size}..{part} "
-                             f"(batch size .. the training part after {base.validation_size} for validation)")
-    for s in grid.seeds:
-        if not 0 <= s < 2**63:
-            raise ValueError(f"seed {s} is outside 0..2**63-1; seeds are whole numbers from 0")
-
-
 def expand(grid: GridSpec, base: TrainConfig) -> list[TrainConfig]:
     """Every cell of the grid, ordered by train size, max-norm, input keep, keep probability, seed.
-    Two values that make the same cell (0.5 and 0.5:0.5:0.5:0.5, or a value given twice) are refused."""
-    check_grid(grid, base)
+    Each cell is a TrainConfig, which checks its values; an empty axis, or two values that make the
+    same cell (0.5 and 0.5:0.5:0.5:0.5, or a value given twice), are refused."""
+    for name, values in zip(("--keep-probs", "--input-keep-probs", "--max-norms", "--train-sizes", "seeds"),
+                            (grid.keep_probs, grid.input_keep_probs, grid.max_norms, grid.train_sizes, grid.seeds)):
+        if not values:
+            raise ValueError(f"{name} is empty; give at least one value")
     cells = [base.replace(keep_prob=keep, input_keep_prob=ik, max_norm=mn, train_size=n, seed=seed)
              for n in grid.train_sizes for mn in grid.max_norms for ik in grid.input_keep_probs
              for keep in grid.keep_probs for seed in grid.seeds]
     seen: dict[str, TrainConfig] = {}
     for c in cells:
-        key = config_cell_key(c)
+        key = cell_id_of(c)
         if key in seen:
             raise ValueError(f"the grid lists one cell twice ({key.replace('|', ', ')}); give each value once")
         seen[key] = c
@@ -79,13 +56,25 @@ class StudyProgress:
 
 def pending(cells: list[TrainConfig], out: Path) -> list[TrainConfig]:
     done = done_keys(out)
-    return [c for c in cells if config_cell_key(c) not in done]
+    return [c for c in cells if cell_id_of(c) not in done]
 
 
 def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, parallel_models: int = 0,
-              fresh: bool = False, progress: StudyProgress | None = None, data=None, train_options=None) -> dict:
+              fresh: bool = False, progress: StudyProgress | None = None, data=None, train_options=None,
+              shard: tuple[int, int] | None = None, ray: dict | None = None) -> dict:
     """Train every cell not yet in out/runs.csv; returns counts. KeyboardInterrupt propagates after
-    the finished cells are saved (they always are: each group is committed as it ends)."""
+    the finished cells are saved (they always are: each group is committed as it ends). With
+    shard=(K, N), only shard K's cells, in out/shards/K-of-N/ (shards.py); with ray (options of
+    ray_executor.run_with_ray), the groups run as Ray tasks and this process writes the folder."""
+    if shard is not None:
+        from dropcli.shards import partition, shard_folder, shard_identity
+
+        k, n = shard
+        cells, out, identity = partition(cells, n)[k - 1], shard_folder(out, k, n), shard_identity(identity, k, n)
+        if not cells:
+            return {"total": 0, "skipped": 0, "ran": 0, "parallel_models": 0, "out": out}
+    if ray is not None:
+        return _run_with_ray(cells, out, identity, device, parallel_models, fresh, progress, train_options, ray)
     from dropcli.data import load_dataset
     from dropcli.files import study_lock
     from dropcli.groups import check_memory, choose_parallel_models, plan_groups
@@ -97,7 +86,7 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
         check_tables(out)
         todo = pending(cells, out)
         if not todo:
-            return {"total": len(cells), "skipped": len(cells), "ran": 0, "parallel_models": 0}
+            return {"total": len(cells), "skipped": len(cells), "ran": 0, "parallel_models": 0, "out": out}
         check_memory(todo[0], device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
         k = parallel_models or choose_parallel_models(device, todo, data)
@@ -119,4 +108,42 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
             for row in rows:
                 if progress.on_cell:
                     progress.on_cell(row)
-        return {"total": len(cells), "skipped": len(cells) - len(todo), "ran": ran, "parallel_models": k}
+        return {"total": len(cells), "skipped": len(cells) - len(todo), "ran": ran, "parallel_models": k, "out": out}
+
+
+def _run_with_ray(cells, out: Path, identity: dict, device_name: str, parallel_models: int, fresh: bool,
+                  progress: StudyProgress | None, train_options, ray: dict) -> dict:
+    """The groups as Ray tasks (ray_executor.py); this process alone writes `out`. Groups are sized
+    so that every slot of the cluster gets work, unless --parallel-models says otherwise."""
+    import math
+
+    from dropcli.files import study_lock
+    from dropcli.groups import plan_groups
+    from dropcli.ray_executor import RayCluster
+    from dropcli.study import commit_rows
+
+    progress = progress or StudyProgress()
+    with study_lock(out):
+        claim(out, identity, fresh)
+        check_tables(out)
+        todo = pending(cells, out)
+        if not todo:
+            return {"total": len(cells), "skipped": len(cells), "ran": 0, "parallel_models": 0, "out": out}
+        cluster = RayCluster(ray.get("address"), device_name, ray.get("cpus_per_task", 1.0), ray.get("gpus_per_task"))
+        try:
+            cap = 64 if cluster.gpus_per_task else 8
+            k = parallel_models or max(1, min(cap, math.ceil(len(todo) / max(1, cluster.slots))))
+            ran = []
+
+            def on_rows(runs: list[dict], history: list[dict]) -> None:
+                commit_rows(out, runs, history)
+                ran.extend(runs)
+                for row in runs:
+                    if progress.on_cell:
+                        progress.on_cell(row)
+
+            report = cluster.run(plan_groups(todo, k), on_rows, train_options, ray.get("log"))
+        finally:
+            cluster.close()
+        return {"total": len(cells), "skipped": len(cells) - len(todo), "ran": len(ran), "parallel_models": k,
+                "out": out, "ray": report}

@@ -3,8 +3,7 @@
     $ dropcli train --keep-prob 0.7
     $ dropcli evaluate results/runs/<run>
     $ dropcli predict results/runs/<run> --index 0
-    $ dropcli ablate --grid
-    $ dropcli report results/ablation
+    $ dropcli ablate --grid                  # and report, merge, slurm: cli_studies.py
 
 Results go to stdout, progress bars and errors to stderr. Bad input ends with a one-line
 message naming the fix: exit 2 for usage errors, 1 for failures, never a traceback.
@@ -24,17 +23,12 @@ import typer
 from dropcli.config import (
     DATASETS,
     DEFAULT_SEED,
-    DEFAULT_SEEDS,
     INITS,
     PRECISIONS,
     SUBSETS,
-    GridSpec,
     TrainConfig,
-    default_seeds,
-    parse_floats,
     parse_ints,
     parse_keep,
-    parse_keep_list,
     parse_max_norms,
 )
 from dropcli.terminal import OneLineErrors, Terminal, command_line, failures, install_signal_handlers, usage
@@ -165,82 +159,6 @@ def predict(
                     rng=random.Random())
 
 
-@app.command()
-def ablate(
-    grid: bool = typer.Option(False, "--grid", help="The standard grid: keep 0.3..1.0 in steps of 0.1 x 3 seeds."),
-    keep_probs: Optional[str] = typer.Option(None, help="Hidden keep probabilities, e.g. 0.5,0.7,1.0; per layer with ':' (0.8:0.7:0.7:0.5)."),
-    input_keep_probs: str = typer.Option("1.0", help="Input keep probabilities (the dropout paper suggests 0.8)."),
-    max_norms: str = typer.Option("none", help="Max-norm values, e.g. none,3 (none = no constraint)."),
-    train_sizes: Optional[str] = typer.Option(None, help="Training set sizes, e.g. 1000,10000 (default: all 55,000)."),
-    subset: Subset = typer.Option("random", help=SUBSET_HELP),
-    seeds: Optional[int] = typer.Option(None, min=1, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS})."),
-    seed_list: Optional[str] = typer.Option(None, help="Explicit seeds, e.g. 1,2,3."),
-    epochs: int = typer.Option(15, help="Epochs of every cell."),
-    hidden: str = typer.Option("512,512,512,512", help="Hidden layer widths of every cell."),
-    init: Init = typer.Option("tutorial", help="Initialisation of every cell."),
-    lr: float = typer.Option(0.001, help="Adam learning rate."),
-    batch_size: int = typer.Option(100, help="Images per step."),
-    dataset: DatasetName = typer.Option("mnist", help="mnist is bundled; others need --data-dir or a download."),
-    data_dir: Optional[Path] = DataDir,
-    validation_size: int = typer.Option(5000, help="First N training images held out for validation."),
-    precision: Precision = typer.Option("float32", help=PRECISION_HELP),
-    mc_samples: int = typer.Option(0, help="Add Monte-Carlo dropout test accuracy (T passes) to every cell."),
-    device: str = Device,
-    parallel_models: int = typer.Option(0, min=0, help="Most cells trained together in lockstep (0 = the size measured fastest here; 1 = one by one)."),
-    out: Optional[Path] = typer.Option(None, help="Study folder (default: results/studies/<cells>cells-<hash>, one per grid)."),
-    fresh: bool = typer.Option(False, help="Delete this study's results in --out and start over (never committed ones)."),
-    dry_run: bool = typer.Option(False, help="List the cells and estimate the time; train nothing."),
-    metric: Metric = typer.Option("test_accuracy", help=METRIC_HELP),
-    baseline: Optional[str] = typer.Option(None, help=BASELINE_HELP),
-) -> None:
-    """Train a grid of keep probabilities over seeds; resumable, as spreadsheet-ready CSV and plots."""
-    if grid and keep_probs:
-        usage(_raise, "--grid sets the keep probabilities; drop --grid or --keep-probs")
-    if not grid and not keep_probs:
-        usage(_raise, "give --grid for the standard study, or --keep-probs such as 0.5,0.7,1.0")
-    if seeds is not None and seed_list:
-        usage(_raise, "give --seeds N or --seed-list, not both")
-    base = usage(lambda: TrainConfig(
-        hidden=parse_ints(hidden, "--hidden"), init=init.value, lr=lr, batch_size=batch_size, epochs=epochs,
-        dataset=dataset.value, data_dir=resolved(data_dir), validation_size=validation_size, subset=subset.value,
-        precision=precision.value, mc_samples=mc_samples))
-    spec = usage(lambda: GridSpec(
-        keep_probs=parse_keep_list(keep_probs) if keep_probs else GridSpec().keep_probs,
-        input_keep_probs=parse_floats(input_keep_probs, "--input-keep-probs"),
-        max_norms=parse_max_norms(max_norms),
-        train_sizes=(None,) if train_sizes is None else parse_ints(train_sizes, "--train-sizes"),
-        seeds=parse_ints(seed_list, "--seed-list") if seed_list else default_seeds(seeds or DEFAULT_SEEDS)))
-    from dropcli.ablate import expand
-    from dropcli.report import parse_baseline
-    from dropcli.study import default_folder, study_identity
-
-    cells = usage(expand, spec, base)
-    chosen = usage(parse_baseline, baseline) if baseline else None
-    out = out or default_folder(study_identity(spec, base))
-    with failures():
-        from dropcli.study_commands import run_ablate
-
-        run_ablate(cells, spec, base, device, out, parallel_models, fresh, dry_run, Terminal(),
-                   resume=command_line(skip=("fresh", "dry_run")) + ("" if "--out" in command_line() else f" --out {out}"),
-                   metric=metric.value, baseline=chosen)
-
-
-@app.command()
-def report(
-    out: Path = typer.Argument(..., help="Study folder holding runs.csv (e.g. results/ablation)."),
-    metric: Metric = typer.Option("test_accuracy", help=METRIC_HELP),
-    baseline: Optional[str] = typer.Option(None, help=BASELINE_HELP),
-) -> None:
-    """Rebuild summary.csv, the summary table, ablation.png and curves.png from a study's files."""
-    from dropcli.report import parse_baseline
-
-    chosen = usage(parse_baseline, baseline) if baseline else None
-    with failures():
-        from dropcli.study_commands import run_report
-
-        run_report(out, Terminal(), metric.value, chosen)
-
-
 def version_callback(value: bool) -> None:
     if value:
         from dropcli.provenance import code_version
@@ -253,6 +171,9 @@ def version_callback(value: bool) -> None:
 def common(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
                                         help="Print the version (and the commit, in a checkout) and exit.")) -> None:
     pass
+
+
+import dropcli.cli_studies  # noqa: E402,F401  (registers ablate, report, merge and slurm on the app)
 
 
 def main() -> None:

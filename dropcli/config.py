@@ -247,11 +247,11 @@ class GridSpec:
     seeds: tuple[int, ...] = default_seeds()
 
 
-def cell_key(keep_probs: str, input_keep_prob: float, max_norm: float | None, train_size: int, seed: int) -> str:
+def cell_id(keep_probs: str, input_keep_prob: float, max_norm: float | None, train_size: int, seed: int) -> str:
     """A cell's identity, exact: two cells share a key only when their axes are equal floats."""
     return (f"keep={keep_probs}|input_keep={fmt_number(float(input_keep_prob))}|max_norm={fmt_max_norm(max_norm)}"
             f"|train_size={int(train_size)}|seed={int(seed)}")
 
 
-def config_cell_key(c: TrainConfig) -> str:
-    return cell_key(c.keep_label, c.input_keep_prob, c.max_norm, c.n_train, c.seed)
+def cell_id_of(c: TrainConfig) -> str:
+    return cell_id(c.keep_label, c.input_keep_prob, c.max_norm, c.n_train, c.seed)

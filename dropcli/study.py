@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from dropcli.config import GridSpec, TrainConfig, cell_key, config_cell_key, fmt_keep, fmt_max_norm
+from dropcli.config import AXES, GridSpec, TrainConfig, fmt_keep, fmt_max_norm
 from dropcli.errors import StudyMismatch, UsageError
 from dropcli.files import atomic_write_text, claim_folder
 from dropcli.provenance import code_version, cpu_model
-from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_history, read_runs, row_keys, write_csv
+from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_history, read_runs, row_cell_ids, write_csv
 
 STUDY_FORMAT = "dropcli-study/2"
 STUDY_FILE = "study.json"
@@ -35,8 +35,7 @@ STUDIES = Path("results/studies")  # where new studies go by default; the commit
 
 def study_identity(grid: GridSpec, base: TrainConfig) -> dict:
     """What makes two runs of `ablate` the same study: the grid's axes and every other setting."""
-    settings = {k: v for k, v in base.to_dict().items() if k not in ("keep_prob", "input_keep_prob", "max_norm",
-                                                                         "train_size", "seed")}
+    settings = {k: v for k, v in base.to_dict().items() if k not in AXES}
     return {"format": STUDY_FORMAT, "settings": settings,
             "grid": {"keep_probs": [fmt_keep(k) for k in grid.keep_probs],
                      "input_keep_probs": [float(k) for k in grid.input_keep_probs],
@@ -120,7 +119,7 @@ def claim(out: Path, identity: dict, fresh: bool) -> None:
 
 def done_keys(out: Path) -> set[str]:
     path = out / "runs.csv"
-    return set(row_keys(read_runs(path))) if path.exists() else set()
+    return set(row_cell_ids(read_runs(path))) if path.exists() else set()
 
 
 def check_tables(out: Path) -> None:
@@ -172,17 +171,36 @@ def _append(path: Path, rows: list[dict], schema: dict, reader) -> None:
     new = frame(rows, schema)
     if path.exists():
         old = reader(path)
-        old = old[~row_keys(old).isin(set(row_keys(new)))]
+        old = old[~row_cell_ids(old).isin(set(row_cell_ids(new)))]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
     write_csv(new, path, schema)
 
 
+def commit_rows(out: Path, runs: list[dict], history: list[dict]) -> list[dict]:
+    """Write finished cells' rows: history.csv first, runs.csv last (so a listed cell has its history)."""
+    _append(out / "history.csv", history, HISTORY_SCHEMA, read_history)
+    _append(out / "runs.csv", runs, RUNS_SCHEMA, read_runs)
+    return runs
+
+
 def commit(out: Path, results: list, finished_at: str) -> list[dict]:
-    """Write finished cells: history.csv first, runs.csv last. Returns the runs.csv rows."""
-    rows = [run_row(r, finished_at) for r in results]
-    _append(out / "history.csv", [h for r in results for h in history_rows(r)], HISTORY_SCHEMA, read_history)
-    _append(out / "runs.csv", rows, RUNS_SCHEMA, read_runs)
-    return rows
+    """Write finished RunResults; returns their runs.csv rows."""
+    return commit_rows(out, [run_row(r, finished_at) for r in results], [h for r in results for h in history_rows(r)])
 
 
-__all__ = ["cell_key", "config_cell_key"]
+
+
+def cells_of(identity: dict) -> list[TrainConfig]:
+    """The cells a study.json describes (the inverse of study_identity), in the grid's order."""
+    from dropcli.ablate import expand
+    from dropcli.config import TRAIN_SPLIT
+
+    settings, grid = identity["settings"], identity["grid"]
+    base = TrainConfig.from_dict(settings)
+    part = TRAIN_SPLIT - base.validation_size
+    spec = GridSpec(keep_probs=tuple(tuple(float(k) for k in label.split()) for label in grid["keep_probs"]),
+                    input_keep_probs=tuple(grid["input_keep_probs"]),
+                    max_norms=tuple(None if c == "none" else float(c) for c in grid["max_norms"]),
+                    train_sizes=tuple(None if n == part else n for n in grid["train_sizes"]),
+                    seeds=tuple(grid["seeds"]))
+    return expand(spec, base)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, cell_key, fmt_number
+from dropcli.config import SUBSETS, cell_id, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write
 
@@ -167,17 +167,17 @@ def _column(values: list, kind: str) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-def row_keys(table: pd.DataFrame) -> pd.Series:
-    """Each row's exact cell key (see config.cell_key)."""
+def row_cell_ids(table: pd.DataFrame) -> pd.Series:
+    """Each row's exact cell key (see config.cell_id)."""
     cols = table[["keep_probs", "input_keep_prob", "max_norm", "train_size", "seed"]]
-    return pd.Series([cell_key(kp, ik, None if (mn is None or math.isnan(mn)) else mn, n, s)
+    return pd.Series([cell_id(kp, ik, None if (mn is None or math.isnan(mn)) else mn, n, s)
                       for kp, ik, mn, n, s in cols.itertuples(index=False)], index=table.index, dtype=object)
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
     """A study's runs.csv, checked: schema, and every cell once."""
     runs = read_table(path, RUNS_SCHEMA, "dropcli runs table")
-    keys = row_keys(runs)
+    keys = row_cell_ids(runs)
     dup = keys.duplicated()
     if dup.any():
         r = int(np.flatnonzero(dup.to_numpy())[0]) + 2
@@ -188,7 +188,7 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 def read_history(path: str | Path) -> pd.DataFrame:
     history = read_table(path, HISTORY_SCHEMA, "dropcli history table")
-    keys = row_keys(history) + "|epoch=" + history["epoch"].astype(str)
+    keys = row_cell_ids(history) + "|epoch=" + history["epoch"].astype(str)
     dup = keys.duplicated()
     if dup.any():
         r = int(np.flatnonzero(dup.to_numpy())[0]) + 2

@@ -56,7 +56,7 @@ class RunResult:
         return {k: getattr(self, k) for k in keys}
 
 
-def group_key(c: TrainConfig) -> tuple:
+def lockstep_shape(c: TrainConfig) -> tuple:
     """Configs with equal keys share shapes and step counts and can train in lockstep."""
     return (c.hidden, c.batch_size, c.epochs, c.n_train, c.validation_size, c.lr, c.precision, c.dataset, c.data_dir)
 
@@ -73,10 +73,10 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
                 on_epoch: Callable[[int, list[dict]], None] | None = None,
                 on_step: Callable[[int, int], None] | None = None,
                 cuda_graphs: bool = True, fused_dropout: bool = True) -> list[RunResult]:
-    """Train configs of one group_key together; each result is bit for bit as if trained beside any
+    """Train configs of one lockstep_shape together; each result is bit for bit as if trained beside any
     other cells. cuda_graphs and fused_dropout choose the CUDA paths (the results are the same)."""
-    if len({group_key(c) for c in configs}) != 1:
-        raise ValueError("train_group needs configs of one shape and step count (see group_key)")
+    if len({lockstep_shape(c) for c in configs}) != 1:
+        raise ValueError("train_group needs configs of one shape and step count (see lockstep_shape)")
     device = device or data.test.x.device
     check_precision(configs[0].precision, device)
     mkl_reproducible()

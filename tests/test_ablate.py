@@ -53,10 +53,11 @@ def test_standard_grid_expansion():
     (dict(keep_probs=((0.5,), (1.5,))), "outside (0, 1]"),
     (dict(keep_probs=((0.5,), (0.5,))), "the grid lists one cell twice (keep=0.5,"),
     (dict(keep_probs=((0.5,), (0.5, 0.5))), "the grid lists one cell twice (keep=0.5,"),
-    (dict(train_sizes=(60_000,)), "--train-sizes value 60000 is outside"),
+    (dict(train_sizes=(60_000,)), "--train-size must be in 1..59500"),
     (dict(seeds=(1, 1)), "seed=1); give each value once"),
     (dict(max_norms=(0.0,)), "--max-norm must be a positive number"),
     (dict(keep_probs=((0.5, 0.5, 0.5),)), "has 3 values for 2 hidden layers"),
+    (dict(seeds=(-1,)), "--seed must be a whole number from 0"),
 ])
 def test_bad_grids(grid, fragment):
     with pytest.raises(ValueError, match=None) as e:
@@ -263,7 +264,8 @@ def test_estimate_times_the_training_stepper_once_per_group_shape(monkeypatch):
     (["--keep-probs", "0.5,0.5"], "the grid lists one cell twice"),
     (["--keep-probs", "0.9999999,1.0", "--dry-run"], None),
     (["--keep-probs", "half"], "--keep-probs takes numbers"),
-    (["--keep-probs", "0.5", "--train-sizes", "60000"], "--train-sizes value 60000 is outside"),
+    (["--keep-probs", "0.5", "--train-sizes", "60000"], "--train-size must be in 1..55000"),
+    (["--keep-probs", "0.5", "--train-sizes", "50"], "lower --batch-size or raise --train-size"),
     (["--keep-probs", "0.5", "--train-sizes", "big"], "--train-sizes takes whole numbers"),
     (["--keep-probs", "0.5", "--input-keep-probs", "0"], "outside (0, 1]"),
     (["--keep-probs", "0.5", "--seed-list", "1,1"], "seed=1); give each value once"),

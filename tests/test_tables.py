@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropcli.config import cell_key, fmt_keep
+from dropcli.config import cell_id, fmt_keep
 from dropcli.study import frame
-from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_keys, write_csv
+from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_cell_ids, write_csv
 
 keep = st.floats(min_value=1e-9, max_value=1.0, exclude_min=False).filter(lambda k: k > 0)
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
@@ -39,7 +39,7 @@ def run_rows(draw):
         for m in ("final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",
                   "test_loss", "test_accuracy_at_best", "test_accuracy_mc"):
             row[m] = draw(maybe)
-        key = cell_key(row["keep_probs"], row["input_keep_prob"], row["max_norm"], row["train_size"], row["seed"])
+        key = cell_id(row["keep_probs"], row["input_keep_prob"], row["max_norm"], row["train_size"], row["seed"])
         if key not in seen:
             seen.add(key)
             rows.append(row)
@@ -53,7 +53,7 @@ def test_runs_csv_round_trips_every_cell(tmp_path, rows):
     write_csv(frame(rows, RUNS_SCHEMA), path, RUNS_SCHEMA)
     back = read_runs(path)
     assert list(back.columns) == list(RUNS_SCHEMA) and len(back) == len(rows)
-    assert list(row_keys(back)) == [cell_key(r["keep_probs"], r["input_keep_prob"], r["max_norm"], r["train_size"],
+    assert list(row_cell_ids(back)) == [cell_id(r["keep_probs"], r["input_keep_prob"], r["max_norm"], r["train_size"],
                                              r["seed"]) for r in rows]  # configuration values come back exactly
     for r, (_, b) in zip(rows, back.iterrows()):
         for col, kind in RUNS_SCHEMA.items():

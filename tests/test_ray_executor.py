@@ -1,0 +1,84 @@
+"""--executor ray on a local Ray cluster: the same rows as a plain run, distinct GPUs per task, resources checked."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dropcli.cli import app
+
+ray = pytest.importorskip("ray")
+GRID = ["--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1", "--train-sizes", "1000", "--hidden", "32,32",
+        "--parallel-models", "2"]
+runner = CliRunner()
+
+
+@pytest.fixture
+def local_ray():
+    def start(**resources):
+        ray.init(include_dashboard=False, log_to_driver=False, num_cpus=2, **resources)
+
+    yield start
+    ray.shutdown()
+
+
+def test_ray_gives_the_rows_of_a_plain_run(tmp_path, local_ray):
+    local_ray()
+    result = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    plain = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--out", str(tmp_path / "p")])
+    assert plain.exit_code == 0
+    a, b = (pd.read_csv(tmp_path / d / "runs.csv").sort_values(["keep_prob", "seed"]).reset_index(drop=True)
+            for d in ("r", "p"))
+    for col in ("test_accuracy", "final_cost", "validation_accuracy", "train_accuracy", "best_epoch"):
+        assert a[col].equals(b[col]), col
+    again = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--out", str(tmp_path / "r")])
+    assert again.exit_code == 0 and "Resumed: 4 cells were already in" in again.stderr
+
+
+def test_tasks_get_distinct_gpus(tmp_path, local_ray):
+    from dropcli.config import TrainConfig
+    from dropcli.ray_executor import RayCluster
+
+    local_ray(num_gpus=2)  # two GPUs Ray believes in: the scheduling is what is checked
+    cluster = RayCluster(None, "auto", gpus_per_task=1.0)
+    assert cluster.slots == 2 and cluster.gpus_per_task == 1.0
+
+    @ray.remote(num_gpus=1)
+    def held():
+        import time
+
+        time.sleep(1.0)  # both tasks hold their GPU at once
+        return ray.get_gpu_ids()
+
+    ids = ray.get([held.remote(), held.remote()])
+    assert sorted(i for task in ids for i in task) == [0, 1]
+    del TrainConfig
+
+
+def test_a_cluster_without_gpus_is_refused_before_anything_waits(tmp_path, local_ray):
+    local_ray()
+    from dropcli.errors import UsageError
+    from dropcli.ray_executor import RayCluster
+
+    with pytest.raises(UsageError, match="the Ray cluster has 0 GPUs and each task asks for 1"):
+        RayCluster(None, "cuda", gpus_per_task=1.0)
+    with pytest.raises(UsageError, match="has 2 CPUs and each task asks for 4"):
+        RayCluster(None, "cpu", cpus_per_task=4.0)
+
+
+def test_retried_tasks_do_not_duplicate_cells(tmp_path, local_ray, monkeypatch):
+    local_ray()
+    import dropcli.ray_executor as rx
+
+    real = rx.train_group_task
+
+    def twice(configs, device, options):  # as if Ray ran the task again after a worker died
+        out = real(configs, device, options)
+        return {**out, "runs": out["runs"] * 2, "history": out["history"] * 2}
+
+    monkeypatch.setattr(rx, "train_group_task", twice)
+    result = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(tmp_path / "r" / "runs.csv")
+    assert len(runs) == 4 and not runs.duplicated(["keep_prob", "seed"]).any()
+    assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 4

@@ -1,0 +1,132 @@
+"""A study split into shards: a fixed, balanced partition, and a merge that equals the whole run bit for bit."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from dropcli.ablate import StudyProgress, expand, run_study
+from dropcli.config import GridSpec, TrainConfig, cell_id_of
+from dropcli.device import resolve_device
+from dropcli.errors import DropcliError
+from dropcli.shards import cost, merge, parse_shard, partition
+from dropcli.study import study_identity
+
+CPU = resolve_device("cpu")
+BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
+GRID = GridSpec(keep_probs=((0.5,), (0.8,), (1.0,)), train_sizes=(500, 1000), seeds=(1, 2))  # 12 cells
+RESULT = ["keep_probs", "input_keep_prob", "train_size", "seed", "final_cost", "train_accuracy", "validation_accuracy",
+          "test_accuracy", "test_loss", "best_epoch", "test_accuracy_at_best", "parallel_models"]
+
+
+def cells(grid=GRID, base=BASE):
+    return expand(grid, base)
+
+
+def test_the_partition_is_fixed_balanced_and_complete():
+    parts = partition(cells(), 3)
+    assert parts == partition(cells(), 3)  # a function of the grid alone
+    ids = [cell_id_of(c) for p in parts for c in p]
+    assert sorted(ids) == sorted(cell_id_of(c) for c in cells()) and len(set(ids)) == 12
+    loads = [sum(cost(c) for c in p) for p in parts]
+    assert max(loads) <= 1.2 * min(loads)
+    for p in parts:  # every shard mixes the expensive (1,000-image) and cheap (500-image) cells
+        assert {c.n_train for c in p} == {500, 1000}
+    assert partition(cells(), 20)[15] == []  # more shards than cells: some are empty
+
+
+@pytest.mark.parametrize("text, expected", [("2/8", (2, 8)), (" 1 / 1 ", (1, 1))])
+def test_parse_shard(text, expected):
+    assert parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text, fragment", [("0/3", "K must be in 1..N"), ("4/3", "K must be in 1..N"),
+                                            ("two", "takes K/N"), ("slurm", "needs SLURM_ARRAY_TASK_ID")])
+def test_bad_shards(text, fragment, monkeypatch):
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    with pytest.raises(ValueError, match=fragment):
+        parse_shard(text)
+
+
+def test_slurm_array_variables_name_the_shard(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "5")
+    assert parse_shard("slurm") == (3, 5)
+
+
+def run_shard(out, k, n, **kw):
+    return run_study(cells(), out, study_identity(GRID, BASE), CPU, parallel_models=2, shard=(k, n), **kw)
+
+
+def sorted_rows(path):
+    return pd.read_csv(path, dtype={"keep_probs": str}).sort_values(["train_size", "keep_probs", "seed"]).reset_index(drop=True)
+
+
+def test_three_shards_one_killed_and_rerun_merge_to_the_whole_run_bit_for_bit(tmp_path):
+    whole = tmp_path / "whole"
+    run_study(cells(), whole, study_identity(GRID, BASE), CPU, parallel_models=2)
+    out = tmp_path / "split"
+    run_shard(out, 1, 3)
+
+    def killed(row):
+        raise KeyboardInterrupt  # after its first group is committed
+
+    with pytest.raises(KeyboardInterrupt):
+        run_shard(out, 2, 3, progress=StudyProgress(on_cell=killed))
+    assert len(pd.read_csv(out / "shards" / "2-of-3" / "runs.csv")) == 2
+    report = merge(out)
+    assert report["merged"] == 6 and report["rerun"] == [2, 3] and len(report["missing"]) == 6
+    counts = run_shard(out, 2, 3)
+    assert counts["skipped"] == 2 and counts["ran"] == 2
+    run_shard(out, 3, 3)
+    report = merge(out)
+    assert report == {**report, "merged": 12, "missing": [], "rerun": [], "duplicates": 0}
+    a, b = sorted_rows(out / "runs.csv"), sorted_rows(whole / "runs.csv")
+    assert a[RESULT].equals(b[RESULT])  # bit for bit: CSV text compares every digit written
+    ha, hb = (pd.read_csv(p / "history.csv").drop(columns="seconds") for p in (out, whole))
+    key = ["train_size", "keep_prob", "seed", "epoch"]
+    assert ha.sort_values(key).reset_index(drop=True).equals(hb.sort_values(key).reset_index(drop=True))
+    before = (out / "runs.csv").read_text()
+    assert merge(out)["merged"] == 12 and (out / "runs.csv").read_text() == before  # merging again changes nothing
+    assert json.loads((out / "study.json").read_text()) == json.loads((whole / "study.json").read_text())
+
+
+def test_merge_drops_identical_duplicates_and_refuses_conflicting_ones(tmp_path):
+    out = tmp_path / "s"
+    for k in (1, 2):
+        run_shard(out, k, 2)
+    one = out / "shards" / "1-of-2" / "runs.csv"
+    extra = pd.read_csv(one, dtype={"keep_probs": str}).iloc[:1]
+    two = out / "shards" / "2-of-2" / "runs.csv"  # a retried task: the same cell, the same numbers, later
+    rows = pd.read_csv(two, dtype={"keep_probs": str})
+    pd.concat([rows, extra.assign(finished_at="2030-01-01T00:00:00+00:00", train_seconds=99.0)]).to_csv(two, index=False)
+    report = merge(out)
+    assert report["duplicates"] == 1 and report["merged"] == 12
+    pd.concat([rows, extra.assign(test_accuracy=0.5)]).to_csv(two, index=False)
+    with pytest.raises(DropcliError, match="has different results in .*shard 1 and shard 2; delete the wrong copy"):
+        merge(out)
+
+
+def test_merge_refuses_a_foreign_shard_and_names_the_missing_ones(tmp_path):
+    out = tmp_path / "s"
+    run_shard(out, 1, 2)
+    other = tmp_path / "other"
+    run_study(cells(base=BASE.replace(epochs=2)), other, study_identity(GRID, BASE.replace(epochs=2)), CPU,
+              parallel_models=2, shard=(2, 2))
+    shutil.copytree(other / "shards" / "2-of-2", out / "shards" / "2-of-2")
+    with pytest.raises(DropcliError, match=r"shards/2-of-2 is a shard of another study \(epochs 2 there, 1 here\)"):
+        merge(out)
+    shutil.rmtree(out / "shards" / "2-of-2")
+    report = merge(out)
+    assert report["rerun"] == [2] and len(report["missing"]) == 6
+
+
+def test_merge_keeps_rows_already_in_the_study_folder(tmp_path):
+    out = tmp_path / "s"
+    run_study(cells(), out, study_identity(GRID, BASE), CPU, parallel_models=2)  # the whole study, run locally
+    run_shard(out, 1, 4)
+    before = sorted_rows(out / "runs.csv")
+    report = merge(out)
+    assert report["merged"] == 12 and report["duplicates"] == 0 and not report["missing"]  # its own rows are no duplicates
+    assert sorted_rows(out / "runs.csv")[RESULT].equals(before[RESULT])
