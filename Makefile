@@ -1,5 +1,6 @@
 # make train: set up .venv if needed, then the tutorial run (15 epochs, keep 0.7, bundled MNIST)
-# make test:  set up .venv if needed, then the test suite (under a minute once .venv exists)
+# make test:  set up .venv if needed, then the test suite (a few minutes once .venv exists)
+# make bench: the speed benchmark (prints; `make bench BENCH_ARGS=--record` appends to benchmarks/results.csv)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/dropcli: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $@
 
 train: $(BIN)/dropcli
@@ -25,7 +26,7 @@ ablate: $(BIN)/dropcli
 	$(BIN)/dropcli ablate --grid
 
 bench: $(BIN)/dropcli
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

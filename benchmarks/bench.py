@@ -7,7 +7,7 @@ Everything is measured in one run on this machine, interleaved and repeated, quo
 minimum (the shared machine has slow spells). The matmul bound is the sum, over the matmuls
 of one training step, of each matmul's best time alone at its exact shape and layout (the
 sgemm rate at the model's shapes), times the steps of an epoch. Prints a table of times and
-ratios and appends a row to benchmarks/results.csv.
+ratios; with --record it appends a row to benchmarks/results.csv (the checkout stays clean otherwise).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,10 +29,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from dropcli import __version__  # noqa: E402
-from dropcli.config import GridSpec, TrainConfig  # noqa: E402
+from dropcli.config import DEFAULT_SEED, TRAIN_SPLIT, GridSpec, TrainConfig  # noqa: E402
 from dropcli.data import load_dataset, prepare_bundled_mnist  # noqa: E402
 from dropcli.files import atomic_write  # noqa: E402
+from dropcli.provenance import code_version, cpu_model  # noqa: E402
 
 
 def best_time(fn, repeats: int = 5, number: int = 20) -> float:
@@ -111,7 +109,7 @@ def plain_loops(config: TrainConfig, batches: int, data) -> dict:
     from dropcli.model import DropoutMLP, init_params
 
     def model_and_opt():
-        model = DropoutMLP(config.sizes, config.keep_prob).load_params(init_params(config.sizes, "tutorial", 777))
+        model = DropoutMLP(config.sizes, config.keep_prob).load_params(init_params(config.sizes, "tutorial", DEFAULT_SEED))
         return model.train(), torch.optim.Adam(model.parameters(), lr=config.lr)
 
     def step(model, opt, x, y):
@@ -122,7 +120,7 @@ def plain_loops(config: TrainConfig, batches: int, data) -> dict:
 
     root = prepare_bundled_mnist()
     ds = Subset(datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor()),
-                range(config.validation_size, 60_000))
+                range(config.validation_size, TRAIN_SPLIT))
     loader = DataLoader(ds, batch_size=config.batch_size, shuffle=True)
     model, opt = model_and_opt()
     it = iter(loader)
@@ -150,12 +148,12 @@ def plain_loops(config: TrainConfig, batches: int, data) -> dict:
 def grid_times(device: torch.device, train_size: int) -> dict:
     """The 24-cell grid (8 keep probabilities x 3 seeds), 1 epoch each: lockstep vs one by one."""
     from dropcli.ablate import expand
-    from dropcli.groups import auto_parallel_models, plan_groups
+    from dropcli.groups import choose_parallel_models, plan_groups
     from dropcli.train import train, train_group
 
     data = load_dataset("mnist", device=device)
     cells = expand(GridSpec(train_sizes=(train_size,)), TrainConfig(epochs=1))
-    k = auto_parallel_models(device, cells)
+    k = max(2, choose_parallel_models(device, cells))  # lockstep at the measured size (at least 2: it is the comparison)
     t0 = time.perf_counter()
     for group in plan_groups(cells, k):
         train_group(group, data, device)
@@ -176,22 +174,12 @@ def help_time() -> float:
     return min(times)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds; the minimum of each is quoted")
     parser.add_argument("--grid-rounds", type=int, default=2, help="rounds that also time the 24-cell grid")
     parser.add_argument("--quick", action="store_true", help="fewer batches and a smaller grid (a smoke run)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.csv")
+    parser.add_argument("--record", action="store_true", help="append the result to benchmarks/results.csv (tracked)")
     args = parser.parse_args()
     if args.grid_rounds < 1:
         raise SystemExit("--grid-rounds must be at least 1")
@@ -211,8 +199,8 @@ def main() -> None:
     best = {k: min(r[k] for r in rounds if k in r) for k in rounds[0]}
     ratios = [r["train_epoch_s"] / r["bound_epoch_s"] for r in rounds]
     result = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": f"{cpu_name()}, {os.cpu_count()} cores",
-        "torch": torch.__version__, "dropcli": __version__, "threads": torch.get_num_threads(), "rounds": args.rounds,
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": cpu_model(),
+        "torch": torch.__version__, "dropcli": code_version(), "threads": torch.get_num_threads(), "rounds": args.rounds,
         "sgemm_gflops": max(r["sgemm_gflops"] for r in rounds), "gflop_per_epoch": best["gflop_per_epoch"],
         "bound_epoch_s": best["bound_epoch_s"], "back_to_back_epoch_s": best["back_to_back_epoch_s"],
         "train_epoch_s": best["train_epoch_s"], "train_vs_bound": best["train_epoch_s"] / best["bound_epoch_s"],
@@ -225,7 +213,7 @@ def main() -> None:
         "grid_speedup": best["grid_one_by_one_s"] / best["grid_batched_s"], "quick": args.quick,
     }
     show(result)
-    if not args.no_record:
+    if args.record:
         path = HERE / "results.csv"
         fields = list(result)
         rows = []

@@ -62,7 +62,7 @@ def without(c: TrainConfig, x: torch.Tensor, y: torch.Tensor, rounds: int = 25) 
     full, fixed, no_adam, no_drop = stack(), stack(), stack(), stack(c.replace(keep_prob=(1.0,)))
     fixed.masks.new_step()
     fixed.masks.new_step = lambda: None  # the same mask every step: dropout applied, nothing drawn
-    no_adam.adam.update = lambda layer: None
+    no_adam.adam.update = lambda: None
     ops = step_matmuls(c.sizes, c.batch_size)
 
     def matmuls():

@@ -23,16 +23,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, torchvision, typer; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| typer', typer.__version__, '| cuda', torch.cuda.is_available())"
 
 echo "== tests that need CUDA (and the engine's checks against autograd and torch.optim.Adam)"
-$PY -m pytest -q -p no:cacheprovider -rs tests/test_engine.py tests/test_masks.py tests/test_model.py
+$PY -m pytest -q -p no:cacheprovider -rs tests/test_engine.py tests/test_train.py tests/test_masks.py tests/test_model.py
 
 echo "== dropcli train --device cuda --epochs 3"
 time $PY -m dropcli train --device cuda --epochs 3 --out "$OUT/train3"
 
 echo "== dropcli ablate --grid --device cuda (24 cells x 15 epochs, lockstep; fused dropout kernel)"
+# (--out under $OUT: a new folder each time; --executor ray splits the grid over several GPUs where there are)
 time $PY -m dropcli ablate --grid --device cuda --out "$OUT/grid-lockstep"
 
-echo "== the same, DROPCLI_FUSED_DROPOUT=0 (the same masks as torch ops)"
-time DROPCLI_FUSED_DROPOUT=0 $PY -m dropcli ablate --grid --device cuda --out "$OUT/grid-unfused"
+echo "== the same, --no-fused-dropout (the same masks as torch ops)"
+time $PY -m dropcli ablate --grid --device cuda --no-fused-dropout --out "$OUT/grid-unfused"
 
 echo "== the same, --precision tf32"
 time $PY -m dropcli ablate --grid --device cuda --precision tf32 --out "$OUT/grid-tf32"

@@ -6,7 +6,6 @@ graph replay) for each dropout path and precision, then the CUDA kernels of a fe
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,20 +14,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dropcli.config import TrainConfig  # noqa: E402
+from dropcli.config import DEFAULT_SEED, TrainConfig  # noqa: E402
+from dropcli.device import matmul_precision  # noqa: E402
 from dropcli.engine import Stack  # noqa: E402
 from dropcli.model import init_params  # noqa: E402
 from dropcli.stepper import make_step  # noqa: E402
-from dropcli.train import matmul_precision  # noqa: E402
 
 
-def stack_and_step(precision: str, K: int = 24, adam_per_layer: bool = False):
+def stack_and_step(precision: str, K: int = 24, fused: bool = True, graphs: bool = True):
     dev = torch.device("cuda")
-    configs = [TrainConfig(keep_prob=(0.3 + 0.1 * (k % 8),), seed=777 + k // 8, precision=precision) for k in range(K)]
-    stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], dev)
-    stack.adam.per_layer = adam_per_layer
+    configs = [TrainConfig(keep_prob=(0.3 + 0.1 * (k % 8),), seed=DEFAULT_SEED + k // 8, precision=precision)
+               for k in range(K)]
+    stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], dev, fused_dropout=fused)
     x, y = torch.rand(55_000, 784, device=dev), torch.randint(0, 10, (55_000,), device=dev)
-    return stack, make_step(stack, x, y), torch.randint(0, 55_000, (K * 100,), device=dev)
+    return stack, make_step(stack, x, y, cuda_graphs=graphs), torch.randint(0, 55_000, (K * 100,), device=dev)
 
 
 def per_step_ms(step, idx, n: int = 300) -> float:
@@ -46,18 +45,15 @@ def per_step_ms(step, idx, n: int = 300) -> float:
 
 
 def main() -> None:
-    variants = (("float32 (defaults)", "1", "float32", False), ("float32, Adam layer by layer", "1", "float32", True),
-                ("float32, dropout as torch ops", "0", "float32", False), ("tf32", "1", "tf32", False))
-    for label, fused, precision, per_layer in variants:
-        os.environ["DROPCLI_FUSED_DROPOUT"] = fused
+    variants = (("float32 (defaults)", True, "float32"), ("float32, dropout as torch ops", False, "float32"),
+                ("tf32", True, "tf32"))
+    for label, fused, precision in variants:
         with matmul_precision(precision):
-            stack, step, idx = stack_and_step(precision, adam_per_layer=per_layer)
+            stack, step, idx = stack_and_step(precision, fused=fused)
             ms = per_step_ms(step, idx)
-        print(f"{label:32s} {type(stack.masks).__name__:18s} {ms:.3f} ms per step of 24 cells "
+        print(f"{label:32s} {stack.dropout_path:18s} {ms:.3f} ms per step of 24 cells "
               f"= {ms * 550 * 15 / 1e3:.1f} s for the --grid's 15 epochs")
-    os.environ["DROPCLI_FUSED_DROPOUT"] = "1"
-    os.environ["DROPCLI_CUDA_GRAPHS"] = "0"
-    stack, step, idx = stack_and_step("float32")
+    stack, step, idx = stack_and_step("float32", graphs=False)
     for _ in range(10):
         step(idx)
     torch.cuda.synchronize()

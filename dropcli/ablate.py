@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dropcli.config import AXES, GridSpec, TrainConfig, cell_id_of
+from dropcli.config import AXES, MAX_CELLS, GridSpec, TrainConfig, cell_id_of
 from dropcli.errors import DropcliError
 from dropcli.provenance import utc_now
 from dropcli.study import check_tables, claim, commit, done_keys
@@ -29,6 +29,9 @@ def expand(grid: GridSpec, base: TrainConfig) -> list[TrainConfig]:
                             (grid.keep_probs, grid.input_keep_probs, grid.max_norms, grid.train_sizes, grid.seeds)):
         if not values:
             raise ValueError(f"{name} is empty; give at least one value")
+    size = len(grid.keep_probs) * len(grid.input_keep_probs) * len(grid.max_norms) * len(grid.train_sizes) * len(grid.seeds)
+    if size > MAX_CELLS:
+        raise ValueError(f"the grid has {size:,} cells, more than {MAX_CELLS:,}; give fewer values or seeds")
     cells = [base.replace(keep_prob=keep, input_keep_prob=ik, max_norm=mn, train_size=n, seed=seed)
              for n in grid.train_sizes for mn in grid.max_norms for ik in grid.input_keep_probs
              for keep in grid.keep_probs for seed in grid.seeds]

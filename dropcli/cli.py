@@ -24,6 +24,7 @@ from dropcli.config import (
     DATASETS,
     DEFAULT_SEED,
     INITS,
+    MAX_MC_SAMPLES,
     PRECISIONS,
     SUBSETS,
     TrainConfig,
@@ -112,17 +113,17 @@ def train(
 def evaluate(
     run: Path = typer.Argument(..., help="Run directory or model.safetensors written by dropcli train."),
     split: SplitName = typer.Option("test", help="Which split to evaluate."),
-    mc_samples: int = typer.Option(0, min=0, help="Add Monte-Carlo dropout accuracy over T stochastic passes."),
+    mc_samples: int = typer.Option(0, min=0, max=MAX_MC_SAMPLES, help="Add Monte-Carlo dropout accuracy over T stochastic passes."),
     mc_curve: Optional[str] = typer.Option(None, help="Monte-Carlo accuracy against the number of passes, e.g. 1,2,5,10,20,50,100, beside weight scaling."),
-    repeats: int = typer.Option(5, min=1, help="With --mc-curve: independent repeats of each curve (their spread is shown)."),
+    repeats: int = typer.Option(5, min=1, max=100, help="With --mc-curve: independent repeats of each curve (their spread is shown)."),
     csv: Optional[Path] = typer.Option(None, help="Write per-class accuracy and the confusion matrix (or, with --mc-curve, the curve and its plot)."),
     data_dir: Optional[Path] = DataDir,
     device: str = Device,
 ) -> None:
     """Test accuracy and loss with dropout off, per-class accuracy, and Monte-Carlo dropout."""
     samples = usage(parse_ints, mc_curve, "--mc-curve") if mc_curve else None
-    if samples and any(t < 1 for t in samples):
-        usage(_raise, "--mc-curve takes pass counts of at least 1, e.g. 1,2,5,10,20,50,100")
+    if samples and not all(1 <= t <= MAX_MC_SAMPLES for t in samples):
+        usage(_raise, f"--mc-curve takes pass counts from 1 to {MAX_MC_SAMPLES:,}, e.g. 1,2,5,10,20,50,100")
     with failures():
         if samples:
             from dropcli.commands import run_mc_curve
@@ -145,7 +146,7 @@ def predict(
     index: Optional[int] = typer.Option(None, min=0, max=9999, help="A test image by index (0-9999)."),
     invert: Optional[bool] = typer.Option(None, "--invert/--no-invert",
                                           help="Dark ink on light paper (default: decided from the image's border)."),
-    mc_samples: int = typer.Option(0, min=0, help="T dropout-on passes: mean probability, its std and the entropy."),
+    mc_samples: int = typer.Option(0, min=0, max=MAX_MC_SAMPLES, help="T dropout-on passes: mean probability, its std and the entropy."),
     data_dir: Optional[Path] = DataDir,
     device: str = Device,
 ) -> None:

@@ -43,7 +43,7 @@ GRID_OPTIONS = {  # name: (type, option): the grid, and the settings every cell 
     "max_norms": (str, typer.Option("none", help="Max-norm values, e.g. none,3 (none = no constraint).")),
     "train_sizes": (Optional[str], typer.Option(None, help="Training set sizes, e.g. 1000,10000 (default: all 55,000).")),
     "subset": (Subset, typer.Option("random", help=SUBSET_HELP)),
-    "seeds": (Optional[int], typer.Option(None, min=1, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")),
+    "seeds": (Optional[int], typer.Option(None, min=1, max=10_000, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")),
     "seed_list": (Optional[str], typer.Option(None, help="Explicit seeds, e.g. 1,2,3.")),
     "epochs": (int, typer.Option(15, help="Epochs of every cell.")),
     "hidden": (str, typer.Option("512,512,512,512", help="Hidden layer widths of every cell.")),

@@ -75,10 +75,10 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     record = {"command": command, "config": config.to_dict(), **info, "random_test_image": sample,
               "history": result.history, "versions": versions()}
     save_run(out, result, info, record)
-    term.note(f"Saved run to {out}")
     if result.status != "ok":
-        raise DropcliError(f"training diverged (the cost became NaN or infinite at epoch {len(result.history)}); "
-                           "lower --lr or raise --keep-prob")
+        raise DropcliError(f"training diverged (the cost became NaN or infinite at epoch {len(result.history)}; "
+                           f"its history is saved in {out}); lower --lr or raise --keep-prob")
+    term.note(f"Saved run to {out}")
     return out
 
 

@@ -25,6 +25,8 @@ TRAIN_SPLIT = 60_000  # images in every MNIST-format training file
 TEST_SPLIT = 10_000  # images in every MNIST-format test file
 DEFAULT_SEED = 777  # tutorial: tf.set_random_seed(777); seeds of a grid count up from it
 DEFAULT_SEEDS = 3  # seeds of a grid unless --seeds or --seed-list says otherwise
+MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
+MAX_CELLS = 100_000  # a bigger grid is a typo (10 seeds x 10,000 configurations)
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
 # the axes of a grid, as TrainConfig fields: a cell is a base config with one value of each
 AXES = ("keep_prob", "input_keep_prob", "max_norm", "train_size", "seed")
@@ -99,8 +101,8 @@ class TrainConfig:
                 f"--batch-size {self.batch_size} is larger than the {self.n_train} training images; "
                 "lower --batch-size or raise --train-size"
             )
-        if self.mc_samples < 0:
-            raise ValueError("--mc-samples must be 0 (off) or more")
+        if not 0 <= self.mc_samples <= MAX_MC_SAMPLES:
+            raise ValueError(f"--mc-samples must be in 0..{MAX_MC_SAMPLES:,} (0 = off; the accuracy settles by 100)")
 
     @property
     def n_train(self) -> int:

@@ -93,7 +93,8 @@ def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict 
                "max_norm": key[2], "train_size": key[3], "runs": n, "diverged": int(len(g) - n),
                "test_accuracy_mean": acc.mean() if n else math.nan,
                "test_accuracy_std": float(np.std(acc, ddof=1)) if n > 1 else math.nan,
-               "test_accuracy_ci95": t_half_width(acc)}
+               "test_accuracy_ci95": t_half_width(acc),
+               "test_accuracy_at_best_ci95": t_half_width(good["test_accuracy_at_best"].dropna().to_numpy(np.float64))}
         for m in MEANS:
             row[f"{m}_mean"] = good[m].mean() if n and good[m].notna().any() else math.nan
         rows.append(row)
@@ -121,6 +122,7 @@ def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict 
     summary["p_holm"] = holm(summary["p_value"].to_numpy(dtype=np.float64))
     order = ["keep_probs", "keep_prob", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
              "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", *[f"{m}_mean" for m in MEANS],
+             "test_accuracy_at_best_ci95",
              "metric", "baseline", "paired_seeds", "diff_mean", "diff_ci95_low", "diff_ci95_high", "p_value", "p_holm",
              "wins", "wilcoxon_p"]
     summary = summary[order]
@@ -128,8 +130,8 @@ def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict 
                                kind="stable", na_position="first").reset_index(drop=True)
 
 
-def best_index(summary: pd.DataFrame) -> int | None:
-    s = summary["test_accuracy_mean"]
+def best_index(summary: pd.DataFrame, metric: str = "test_accuracy") -> int | None:
+    s = summary[f"{metric}_mean"]
     return None if s.isna().all() else int(s.idxmax())
 
 
@@ -142,11 +144,15 @@ def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
     label = "test acc" if metric == "test_accuracy" else "test acc at best epoch"
     table = Table(title=title, caption=f"diff: {label} minus the baseline's, paired by seed, in points (95% CI); "
                                        f"✓ = Holm-adjusted p < {ALPHA}")
-    columns = ["keep", "input keep", "max-norm", "train size", "runs", "test acc (mean)", "± 95% CI",
-               "val acc", "gap", "diff vs baseline", "p (Holm)", "wins"]
+    norms = summary["max_norm"].notna().any()  # the max-norm column only where a study varies it
+    at_best = metric == "test_accuracy_at_best"
+    shown = "test_accuracy_at_best" if at_best else "test_accuracy"
+    columns = ["keep", "input", *(["max-norm"] if norms else []), "images", "runs",
+               "acc @best" if at_best else "test acc", "±95% CI", "gap",
+               "diff vs baseline", "p Holm", "wins"]
     for name in columns:
-        table.add_column(name, justify="right", no_wrap=name.startswith("diff"))
-    best = best_index(summary)
+        table.add_column(name, justify="right", no_wrap=True)
+    best = best_index(summary, shown)
 
     def f(x, digits=4):
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
@@ -158,14 +164,14 @@ def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
             ci = (f" [{100 * r['diff_ci95_low']:+.2f}, {100 * r['diff_ci95_high']:+.2f}]"
                   if not math.isnan(r["diff_ci95_low"]) else "")
             diff = f"{100 * r['diff_mean']:+.2f}{ci}"
-        p = "" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}" + (" ✓" if r["p_holm"] < ALPHA else "")
+        p = ("" if math.isnan(r["p_holm"]) else ("<0.001" if r["p_holm"] < 0.001 else f"{r['p_holm']:.3f}")
+             + (" ✓" if r["p_holm"] < ALPHA else ""))
         wins = "" if math.isnan(r["paired_seeds"]) else f"{int(r['wins'])}/{int(r['paired_seeds'])}"
         mn = r["max_norm"]
-        table.add_row(str(r["keep_probs"]), fmt_number(r["input_keep_prob"]),
-                      "none" if mn is None or math.isnan(mn) else fmt_number(mn), f"{int(r['train_size']):,}", runs,
-                      f(r["test_accuracy_mean"]) + (" ★" if i == best else ""), f(r["test_accuracy_ci95"]),
-                      f(r["validation_accuracy_mean"]), f(r["generalization_gap_mean"]), diff, p, wins,
-                      style="bold green" if i == best else None)
+        norm = ["none" if mn is None or math.isnan(mn) else fmt_number(mn)] if norms else []
+        table.add_row(str(r["keep_probs"]), fmt_number(r["input_keep_prob"]), *norm, f"{int(r['train_size']):,}", runs,
+                      f(r[f"{shown}_mean"]) + (" ★" if i == best else ""), f(r[f"{shown}_ci95"]),
+                      f(r["generalization_gap_mean"]), diff, p, wins, style="bold green" if i == best else None)
     return table
 
 

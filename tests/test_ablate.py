@@ -67,7 +67,7 @@ def test_bad_grids(grid, fragment):
 
 def test_study_writes_every_file_with_numeric_columns(tmp_path):
     counts = study(tmp_path, parallel_models=4)
-    assert counts == {"total": 4, "skipped": 0, "ran": 4, "parallel_models": 4}
+    assert counts == {"total": 4, "skipped": 0, "ran": 4, "parallel_models": 4, "out": tmp_path}
     build_report(tmp_path)
     runs = pd.read_csv(tmp_path / "runs.csv")  # plain read: every numeric column must come back numeric
     assert set(RUN_COLUMNS) <= set(runs.columns) and len(runs) == 4
@@ -105,7 +105,7 @@ def test_interrupted_study_resumes_with_the_same_rows(tmp_path):
     assert len(pd.read_csv(tmp_path / "a" / "runs.csv")) == 1
     assert len(pd.read_csv(tmp_path / "a" / "history.csv")) == 1
     counts = study(tmp_path / "a", parallel_models=1)
-    assert counts == {"total": 4, "skipped": 1, "ran": 3, "parallel_models": 1}
+    assert counts == {"total": 4, "skipped": 1, "ran": 3, "parallel_models": 1, "out": tmp_path / "a"}
     study(tmp_path / "b", parallel_models=1)
     a, b = (pd.read_csv(tmp_path / d / "runs.csv") for d in "ab")
     keys = ["keep_prob", "seed"]
@@ -235,26 +235,6 @@ def test_cli_dry_run_trains_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Would run 4 cells" in result.stdout and "Nothing was trained" in result.stdout
     assert not (tmp_path / "d" / "runs.csv").exists()
-
-
-def test_estimate_times_the_training_stepper_once_per_group_shape(monkeypatch):
-    from dropcli import groups, stepper
-
-    made, real = [], stepper.make_step
-
-    def counted(stack, x, y):
-        made.append(stack.K)
-        return real(stack, x, y)
-
-    monkeypatch.setattr(stepper, "make_step", counted)
-    cells = [BASE.replace(train_size=500, keep_prob=(k,)) for k in (0.5, 1.0)]
-    bf16 = [c.replace(precision="bf16") for c in cells]
-    assert groups.estimate_seconds([cells, cells, bf16], CPU) > 0
-    assert made == [2, 2]  # one timed stepper per (group size, shape, precision)
-    monkeypatch.setattr(groups, "step_seconds", lambda g, device: 1.0)
-    c = cells[0]  # 10 steps an epoch, validation and the final passes at a third of a step per batch
-    expected = c.epochs * (10 + 500 / 50 / 3) + (500 + 500 + 10_000) / 50 / 3
-    assert groups.estimate_seconds([cells, bf16], CPU) == pytest.approx(2 * expected)
 
 
 @pytest.mark.parametrize("args, fragment", [

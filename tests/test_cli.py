@@ -184,3 +184,69 @@ def test_predict_bad_input(trained, tmp_path):
 
 def test_no_temporary_files_left(trained):
     assert not [p for p in trained[0].iterdir() if p.name.endswith(".tmp")]
+
+
+def test_phone_photos_and_transparent_drawings_predict_as_the_plain_digits(trained, tmp_path):
+    from dropcli.data import load_dataset
+
+    test = load_dataset("mnist").test
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated, shown upright
+    files, plain = [], []
+    for i in range(5):
+        digit = (test.x[i].reshape(28, 28).numpy() * 255).astype(np.uint8)
+        Image.fromarray(digit).resize((84, 84)).save(tmp_path / f"plain{i}.png")
+        Image.fromarray(255 - digit).resize((84, 84)).transpose(Image.Transpose.ROTATE_90).convert("RGB").save(
+            tmp_path / f"phone{i}.jpg", exif=exif, quality=95)
+        rgba = np.zeros((28, 28, 4), dtype=np.uint8)
+        rgba[..., 3] = digit
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"drawn{i}.png")
+        plain.append(tmp_path / f"plain{i}.png")
+        files += [tmp_path / f"phone{i}.jpg", tmp_path / f"drawn{i}.png"]
+
+    def predictions(paths):
+        result = invoke("predict", trained[0], *paths)
+        assert result.exit_code == 0, result.output
+        return [line.split()[1] for line in result.stdout.splitlines() if line.startswith("Prediction:")]
+
+    expected = predictions(plain)
+    got = predictions(files)
+    assert got[0::2] == expected and got[1::2] == expected
+
+
+def test_non_finite_weights_are_refused_by_evaluate_and_predict(trained, tmp_path):
+    from dropcli.checkpoint import load_run, save_checkpoint
+
+    params, config, info = load_run(trained[0])
+    params[2][1][0] = float("nan")
+    save_checkpoint(tmp_path / "model.safetensors", params, config, info)
+    check_error(invoke("evaluate", tmp_path), 1, "has NaN or infinite weights in layer 2")
+    check_error(invoke("predict", tmp_path, "--index", "3"), 1, "has NaN or infinite weights in layer 2")
+
+
+def test_a_diverged_train_saves_the_run_and_exits_1(tmp_path):
+    result = invoke("train", *FAST, "--lr", "1e30", "--device", "cpu", "--out", tmp_path / "r")
+    check_error(result, 1, "training diverged")
+    import json
+
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["metrics"]["status"] == "diverged"
+
+
+def test_a_data_dir_is_stored_absolute(tmp_path, monkeypatch):
+    import gzip
+    import json
+    import shutil
+
+    from dropcli.data import BUNDLE, FILES
+
+    data = tmp_path / "mydata"
+    data.mkdir()
+    for name in FILES:
+        with gzip.open(BUNDLE / f"{name}.gz") as fin, open(data / name, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", *FAST, "--device", "cpu", "--data-dir", "mydata", "--out", "run")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["data_dir"] == str(data)
+    monkeypatch.chdir(tmp_path.parent)
+    assert invoke("evaluate", tmp_path / "run").exit_code == 0  # from another folder

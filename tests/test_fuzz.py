@@ -1,0 +1,96 @@
+"""Arbitrary option values into every command: success, or exit 1 or 2 with one line on stderr;
+never a traceback, never a half-written file."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from dropcli.cli import app
+
+runner = CliRunner()
+TRAIN = ["train", "--epochs", "1", "--train-size", "200", "--hidden", "8", "--validation-size", "100",
+         "--device", "cpu"]
+ABLATE = ["ablate", "--keep-probs", "0.5,1", "--seeds", "1", "--epochs", "1", "--train-sizes", "200", "--hidden", "8",
+          "--validation-size", "100", "--device", "cpu", "--dry-run"]
+values = st.one_of(
+    st.sampled_from(["0", "-1", "1e30", "-1e30", "inf", "-inf", "nan", "", " ", "1.5", "0.5,", ",", "0.5:0.5", "none",
+                     "1,2,3", "99999999999999999999", "3.0", "abc", "-0", "0x10", "1e-300", "😀", "../..", "/dev/null",
+                     "cuda", "cuda:7", "mps", "tf32", "bf16", "random", "first", "keep=1", "1/2", "2/1"]),
+    st.integers(min_value=-10**6, max_value=10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=8),
+)
+
+
+def check(result, tmp: Path) -> None:
+    assert result.exit_code in (0, 1, 2), (result.exit_code, result.output)
+    assert "Traceback" not in result.output, result.output
+    if result.exit_code:
+        err = result.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(("Error: ", "Interrupted")), result.output
+    assert not [p for p in tmp.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzz") / "run"
+    assert runner.invoke(app, [*TRAIN, "--out", str(out)]).exit_code == 0
+    return out
+
+
+OPTIONS = {
+    "train": ["--keep-prob", "--input-keep-prob", "--hidden", "--lr", "--batch-size", "--epochs", "--seed",
+              "--max-norm", "--train-size", "--validation-size", "--subset", "--precision", "--mc-samples", "--device",
+              "--init", "--dataset", "--out"],
+    "ablate": ["--keep-probs", "--input-keep-probs", "--max-norms", "--train-sizes", "--seeds", "--seed-list",
+               "--epochs", "--hidden", "--lr", "--batch-size", "--validation-size", "--precision", "--parallel-models",
+               "--device", "--shard", "--executor", "--baseline", "--metric", "--subset"],
+    "evaluate": ["--split", "--mc-samples", "--mc-curve", "--repeats", "--device", "--csv"],
+    "predict": ["--index", "--mc-samples", "--device"],
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(OPTIONS["train"]), value=values)
+def test_train(tmp_path, option, value):
+    args = [*TRAIN, "--out", str(tmp_path / "r")]
+    if option in ("--epochs", "--hidden", "--batch-size") and value.strip().isdigit() and int(value) > 1000:
+        value = "1000"  # a valid request for hours of work: it would run, slowly
+    if option == "--out":
+        value = str(tmp_path / value) if value.strip() else value
+    check(runner.invoke(app, [*args, option, value]), tmp_path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(OPTIONS["ablate"]), value=values)
+def test_ablate(tmp_path, option, value):
+    check(runner.invoke(app, [*ABLATE, "--out", str(tmp_path / "s"), option, value]), tmp_path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(OPTIONS["evaluate"]), value=values)
+def test_evaluate(run_dir, tmp_path, option, value):
+    if option == "--csv":
+        value = str(tmp_path / value) if value.strip() else str(tmp_path)
+    if option == "--mc-curve":
+        value = value[:12]  # many thousands of passes would only be slow
+    check(runner.invoke(app, ["evaluate", str(run_dir), option, value, *(["--repeats", "1"]
+                                                                          if option == "--mc-curve" else [])]), tmp_path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(OPTIONS["predict"]), value=values)
+def test_predict(run_dir, tmp_path, option, value):
+    if option == "--mc-samples" and value.isdigit() and int(value) > 1000:
+        value = "1000"
+    check(runner.invoke(app, ["predict", str(run_dir), option, value]), tmp_path)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=values)
+def test_report_and_merge_on_anything(tmp_path, value):
+    check(runner.invoke(app, ["report", str(tmp_path / value) if value.strip() else value]), tmp_path)
+    check(runner.invoke(app, ["merge", str(tmp_path / value) if value.strip() else value]), tmp_path)

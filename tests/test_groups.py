@@ -1,0 +1,72 @@
+"""Lockstep groups: split by shape, balanced, sized by measurement; memory checked; time estimated."""
+
+import pytest
+import torch
+
+from dropcli.config import TrainConfig
+from dropcli.errors import UsageError
+from dropcli.groups import check_memory, choose_parallel_models, memory_cap, plan_groups
+
+CPU = torch.device("cpu")
+BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
+
+
+def test_plan_groups_splits_by_shape_and_balances_sizes():
+    small = [BASE.replace(train_size=500, seed=s) for s in range(7)]
+    big = [BASE.replace(train_size=1000, seed=s) for s in range(3)]
+    other_lr = [BASE.replace(train_size=500, lr=0.01, seed=s) for s in range(2)]
+    groups = plan_groups(small + big + other_lr, 4)
+    assert sorted(len(g) for g in groups) == [2, 3, 3, 4]  # 7 -> 4 + 3, not 4 + 3 by chance: balanced
+    for g in groups:
+        assert len({(c.n_train, c.lr) for c in g}) == 1
+    assert sum(len(g) for g in groups) == 12
+    assert [len(g) for g in plan_groups(small, 1)] == [1] * 7
+
+
+@pytest.mark.parametrize("rates, expected", [
+    ({1: 100.0, 2: 180.0, 4: 250.0, 8: 255.0}, 4),  # 8 is not 5% better than 4
+    ({1: 100.0, 2: 98.0, 4: 92.0, 8: 80.0}, 1),  # stacking costs (as on an Intel Xeon with AMX)
+    ({1: 100.0, 2: 104.0, 4: 120.0, 8: 119.0}, 4),
+])
+def test_the_group_size_is_the_measured_fastest(monkeypatch, rates, expected):
+    import dropcli.groups as groups
+
+    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells: rates)
+    assert choose_parallel_models(CPU, [BASE.replace(seed=s) for s in range(8)]) == expected
+    assert choose_parallel_models(CPU, [BASE]) == 1  # one cell: nothing to measure
+
+
+def test_measuring_times_real_steps():
+    from dropcli.groups import measure_group_sizes
+
+    rates = measure_group_sizes(CPU, [BASE.replace(train_size=500, seed=s) for s in range(4)], rounds=1)
+    assert sorted(rates) == [1, 2, 4] and all(r > 0 for r in rates.values())
+
+
+def test_a_network_too_big_for_memory_is_refused_with_the_estimate():
+    with pytest.raises(UsageError, match=r"network needs about [\d,.]+ GiB to train and cpu has [\d,.]+ GiB free"):
+        check_memory(TrainConfig(hidden=(100_000_000,)), CPU)
+    check_memory(TrainConfig(), CPU)
+    assert 1 <= memory_cap(CPU, [BASE] * 20) <= 8
+
+
+def test_estimate_times_the_training_stepper_once_per_group_shape(monkeypatch):
+    from dropcli import groups, stepper
+
+    made, real = [], stepper.make_step
+
+    def counted(stack, x, y):
+        made.append(stack.K)
+        return real(stack, x, y)
+
+    monkeypatch.setattr(stepper, "make_step", counted)
+    cells = [BASE.replace(train_size=500, keep_prob=(k,)) for k in (0.5, 1.0)]
+    bf16 = [c.replace(precision="bf16") for c in cells]
+    assert groups.estimate_seconds([cells, cells, bf16], CPU) > 0
+    assert made == [2, 2]  # one timed stepper per (group size, shape, precision)
+    monkeypatch.setattr(groups, "step_seconds", lambda g, device: 1.0)
+    c = cells[0]  # 10 steps an epoch, validation and the final passes at a third of a step per batch
+    expected = c.epochs * (10 + 500 / 50 / 3) + (500 + 500 + 10_000) / 50 / 3
+    assert groups.estimate_seconds([cells, bf16], CPU) == pytest.approx(2 * expected)
+
+
