@@ -10,10 +10,11 @@ together as one stacked model (engine.py); each group is committed to the study 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from dropcli.config import AXES, MAX_CELLS, GridSpec, TrainConfig, cell_id_of
 from dropcli.errors import DropcliError
@@ -62,13 +63,25 @@ def pending(cells: list[TrainConfig], out: Path) -> list[TrainConfig]:
     return [c for c in cells if cell_id_of(c) not in done]
 
 
+@contextlib.contextmanager
+def opened(out: Path, identity: dict, fresh: bool, cells: list[TrainConfig]) -> Iterator[list[TrainConfig]]:
+    """Lock and claim the study folder, refuse tables that are not dropcli's own, and yield the
+    cells still to run; the lock is held until the block ends."""
+    from dropcli.files import study_lock
+
+    with study_lock(out):
+        claim(out, identity, fresh)
+        check_tables(out)
+        yield pending(cells, out)
+
+
 def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, parallel_models: int = 0,
               fresh: bool = False, progress: StudyProgress | None = None, data=None, train_options=None,
               shard: tuple[int, int] | None = None, ray: dict | None = None) -> dict:
     """Train every cell not yet in out/runs.csv; returns counts. KeyboardInterrupt propagates after
     the finished cells are saved (they always are: each group is committed as it ends). With
     shard=(K, N), only shard K's cells, in out/shards/K-of-N/ (shards.py); with ray (options of
-    ray_executor.run_with_ray), the groups run as Ray tasks and this process writes the folder."""
+    ray_executor.RayCluster), the groups run as Ray tasks and this process writes the folder."""
     if shard is not None:
         from dropcli.shards import partition, shard_folder, shard_identity
 
@@ -79,20 +92,16 @@ def run_study(cells: list[TrainConfig], out: Path, identity: dict, device, paral
     if ray is not None:
         return _run_with_ray(cells, out, identity, device, parallel_models, fresh, progress, train_options, ray)
     from dropcli.data import load_dataset
-    from dropcli.files import study_lock
     from dropcli.groups import check_memory, choose_parallel_models, plan_groups
     from dropcli.train import train_group
 
     progress = progress or StudyProgress()
-    with study_lock(out):
-        claim(out, identity, fresh)
-        check_tables(out)
-        todo = pending(cells, out)
+    with opened(out, identity, fresh, cells) as todo:
         if not todo:
             return {"total": len(cells), "skipped": len(cells), "ran": 0, "parallel_models": 0, "out": out}
         check_memory(todo[0], device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
-        k = parallel_models or choose_parallel_models(device, todo, data)
+        k = parallel_models or choose_parallel_models(device, todo)
         groups = plan_groups(todo, k)
         ran = 0
         for gi, group in enumerate(groups):
@@ -120,16 +129,12 @@ def _run_with_ray(cells, out: Path, identity: dict, device_name: str, parallel_m
     so that every slot of the cluster gets work, unless --parallel-models says otherwise."""
     import math
 
-    from dropcli.files import study_lock
     from dropcli.groups import plan_groups
     from dropcli.ray_executor import RayCluster
     from dropcli.study import commit_rows
 
     progress = progress or StudyProgress()
-    with study_lock(out):
-        claim(out, identity, fresh)
-        check_tables(out)
-        todo = pending(cells, out)
+    with opened(out, identity, fresh, cells) as todo:
         if not todo:
             return {"total": len(cells), "skipped": len(cells), "ran": 0, "parallel_models": 0, "out": out}
         cluster = RayCluster(ray.get("address"), device_name, ray.get("cpus_per_task", 1.0), ray.get("gpus_per_task"))

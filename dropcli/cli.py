@@ -54,8 +54,6 @@ Metric = choices("Metric", ("test_accuracy", "test_accuracy_at_best"))
 KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden layer joined by ':' (0.8:0.7:0.7:0.5). 1.0 = no dropout."
 PRECISION_HELP = "Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README."
 SUBSET_HELP = "With --train-size(s): a random subset drawn from each seed (as the dropout paper), or the first N images."
-METRIC_HELP = "What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch."
-BASELINE_HELP = "The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1."
 Device = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
 DataDir = typer.Option(None, "--data-dir", help="Folder with your own copy of the four IDX files (.gz or not).",
                        file_okay=False)

@@ -18,7 +18,20 @@ from typing import Optional
 
 import typer
 
-from dropcli.cli import DataDir, DatasetName, Device, Init, Metric, Precision, Subset, _raise, app, resolved
+from dropcli.cli import (
+    PRECISION_HELP,
+    SUBSET_HELP,
+    DataDir,
+    DatasetName,
+    Device,
+    Init,
+    Metric,
+    Precision,
+    Subset,
+    _raise,
+    app,
+    resolved,
+)
 from dropcli.config import (
     DEFAULT_SEED,
     DEFAULT_SEEDS,
@@ -30,10 +43,8 @@ from dropcli.config import (
     parse_keep_list,
     parse_max_norms,
 )
-from dropcli.terminal import Terminal, command_line, failures, get_current_context, usage
+from dropcli.terminal import Terminal, command_line, failures, typed_options, usage
 
-PRECISION_HELP = "Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README."
-SUBSET_HELP = "With --train-sizes: a random subset drawn from each seed (as the dropout paper), or the first N images."
 METRIC_HELP = "What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch."
 BASELINE_HELP = "The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1."
 GRID_OPTIONS = {  # name: (type, option): the grid, and the settings every cell shares
@@ -91,28 +102,6 @@ def parse_grid(g: dict) -> tuple[list[TrainConfig], GridSpec, TrainConfig]:
     from dropcli.ablate import expand
 
     return usage(expand, spec, base), spec, base
-
-
-def grid_arguments() -> list[str]:
-    """The grid options of the running command as they would be typed (for the scripts it writes)."""
-    ctx = get_current_context()
-    args = []
-    for p in ctx.command.params:
-        if p.name not in GRID_OPTIONS:
-            continue
-        value = ctx.params.get(p.name)
-        norm = [str(getattr(v, "value", v)) for v in (value, p.default)]
-        if value is None or norm[0] == norm[1]:
-            continue
-        if name_is_flag(p):
-            args += [p.opts[0]] if value else []
-        else:
-            args += [p.opts[0], norm[0]]
-    return args
-
-
-def name_is_flag(p) -> bool:
-    return bool(getattr(p, "is_flag", False))
 
 
 @app.command()
@@ -204,4 +193,4 @@ def slurm(
     with failures():
         from dropcli.study_commands import run_slurm
 
-        run_slurm(out.resolve(), grid_arguments(), opts, submit, Terminal())
+        run_slurm(out.resolve(), typed_options(only=GRID_OPTIONS), opts, submit, Terminal())

@@ -112,7 +112,7 @@ def measure_group_sizes(device, cells: list[TrainConfig], rounds: int = 3) -> di
     return best
 
 
-def choose_parallel_models(device, cells: list[TrainConfig], data=None, margin: float = 1.05) -> int:
+def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.05) -> int:
     """The measured group size with the most cells per second; a larger group must beat a smaller
     one by `margin` (an interrupt loses a whole group, and timings are noisy)."""
     if len(cells) == 1:

@@ -174,24 +174,30 @@ def row_cell_ids(table: pd.DataFrame) -> pd.Series:
                       for kp, ik, mn, n, s in cols.itertuples(index=False)], index=table.index, dtype=object)
 
 
+def _first_repeat(keys: pd.Series) -> tuple[int, str] | None:
+    """(spreadsheet row, key) of the first row whose key an earlier row has, or None."""
+    dup = keys.duplicated()
+    if not dup.any():
+        return None
+    i = int(np.flatnonzero(dup.to_numpy())[0])
+    return i + 2, keys.iloc[i]
+
+
 def read_runs(path: str | Path) -> pd.DataFrame:
     """A study's runs.csv, checked: schema, and every cell once."""
     runs = read_table(path, RUNS_SCHEMA, "dropcli runs table")
-    keys = row_cell_ids(runs)
-    dup = keys.duplicated()
-    if dup.any():
-        r = int(np.flatnonzero(dup.to_numpy())[0]) + 2
-        raise TableError(f"{path} row {r} repeats the cell {keys[dup].iloc[0]}; delete one of the two rows, "
+    repeat = _first_repeat(row_cell_ids(runs))
+    if repeat:
+        raise TableError(f"{path} row {repeat[0]} repeats the cell {repeat[1]}; delete one of the two rows, "
                          "or restore the file from a copy")
     return runs
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
+    """A study's history.csv, checked: schema, and every cell's epoch once."""
     history = read_table(path, HISTORY_SCHEMA, "dropcli history table")
-    keys = row_cell_ids(history) + "|epoch=" + history["epoch"].astype(str)
-    dup = keys.duplicated()
-    if dup.any():
-        r = int(np.flatnonzero(dup.to_numpy())[0]) + 2
-        raise TableError(f"{path} row {r} repeats epoch {history['epoch'][dup].iloc[0]} of a cell; "
+    repeat = _first_repeat(row_cell_ids(history) + "|epoch=" + history["epoch"].astype(str))
+    if repeat:
+        raise TableError(f"{path} row {repeat[0]} repeats epoch {repeat[1].rsplit('=', 1)[1]} of a cell; "
                          "restore the file from a copy")
     return history

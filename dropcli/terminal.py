@@ -52,6 +52,18 @@ def install_signal_handlers() -> None:
             signal.signal(sig, _raise_interrupted)
 
 
+def one_line(text: str) -> str:
+    """The message on one line: control characters and line separators (in a path the user gave,
+    say) are shown escaped, never as a break."""
+    import unicodedata
+
+    return "".join(ch if ch == " " or unicodedata.category(ch)[0] not in "CZ" else ascii(ch)[1:-1] for ch in text)
+
+
+def error(message: str) -> None:
+    typer.echo(f"Error: {one_line(message)}", err=True)
+
+
 class OneLineErrors(TyperGroup):
     """Usage errors as one line on stderr (exit 2) instead of a boxed panel."""
 
@@ -61,13 +73,13 @@ class OneLineErrors(TyperGroup):
             rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
         except ClickException as e:
             hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
-            typer.echo(f"Error: {e.format_message()}{hint}", err=True)
+            error(f"{e.format_message()}{hint}")
             sys.exit(e.exit_code)
         except Abort:
             typer.echo("Aborted.", err=True)
             sys.exit(130)
         except DropcliError as e:  # raised outside a failures() block
-            typer.echo(f"Error: {e}", err=True)
+            error(str(e))
             sys.exit(e.exit_code)
         except KeyboardInterrupt as e:
             typer.echo("Interrupted.", err=True)
@@ -81,14 +93,14 @@ def failures() -> Iterator[None]:
     try:
         yield
     except DropcliError as e:
-        typer.echo(f"Error: {e}", err=True)
+        error(str(e))
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt as e:
         code = e.exit_code if isinstance(e, Interrupted) else 130
         typer.echo(f"Interrupted ({e.args[0] if e.args else 'SIGINT'}).", err=True)
         raise typer.Exit(code) from None
     except MemoryError:
-        typer.echo("Error: out of memory; use a smaller --hidden, --parallel-models or --batch-size", err=True)
+        error("out of memory; use a smaller --hidden, --parallel-models or --batch-size")
         raise typer.Exit(1) from None
 
 
@@ -149,16 +161,16 @@ class Terminal:
             self.live = None
 
 
-def command_line(skip: tuple[str, ...] = ()) -> str:
-    """The running command as the user would type it, from the parsed options (not sys.argv)."""
-    import shlex
-
+def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:
+    """The running command's options as the user would type them, from the parsed values (not
+    sys.argv): those that differ from their defaults, limited to the names in `only`."""
     ctx = get_current_context()
-    parts = ["dropcli", ctx.info_name]
+    parts = []
     for p in ctx.command.params:
         value, default = ctx.params.get(p.name), p.default
         norm = [str(getattr(v, "value", v)) for v in (value, default)]
-        if p.name in skip or value is None or norm[0] == norm[1] or not getattr(p, "opts", None):
+        if (p.name in skip or (only is not None and p.name not in only) or value is None or norm[0] == norm[1]
+                or not getattr(p, "opts", None)):
             continue
         if getattr(p, "is_flag", False):
             parts += [p.opts[0]] if value else []
@@ -166,4 +178,11 @@ def command_line(skip: tuple[str, ...] = ()) -> str:
             parts += [p.opts[0], norm[0]]
         else:
             parts.append(norm[0])
-    return " ".join(shlex.quote(x) for x in parts)
+    return parts
+
+
+def command_line(skip: tuple[str, ...] = ()) -> str:
+    """The running command as the user would type it."""
+    import shlex
+
+    return " ".join(shlex.quote(x) for x in ["dropcli", get_current_context().info_name, *typed_options(skip=skip)])

@@ -1,59 +1,26 @@
-import re
+"""The command line itself: every command answers --help at once, --version names the code, shell
+completion is on, and grid options are shared by ablate and slurm."""
 
-import numpy as np
+import subprocess
+import sys
+import time
+
 import pytest
-import torch
-from conftest import check_error
-from PIL import Image
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from dropcli.cli import app
 
 runner = CliRunner()
-FAST = ["--train-size", "1000", "--epochs", "2", "--hidden", "64,64", "--validation-size", "1000"]
 
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "run1"
-    result = invoke("train", *FAST, "--device", "cpu", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out, result
-
-
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["ablate"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["ablate"], ["report"], ["merge"], ["slurm"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output
-
-
-def test_train_prints_the_tutorial_lines_and_writes_every_file(trained):
-    out, result = trained
-    lines = result.stdout.splitlines()
-    assert re.fullmatch(r"Epoch: 0001 cost = \d+\.\d{9}  validation accuracy = 0\.\d{4}", lines[0])
-    assert lines[1].startswith("Epoch: 0002 cost = ")
-    assert lines[2] == "Learning Finished!"
-    assert re.fullmatch(r"Accuracy: 0\.\d{4}", lines[3])
-    assert re.fullmatch(r"Label: \d", lines[4]) and re.fullmatch(r"Prediction: \d", lines[5])
-    assert {p.name for p in out.iterdir()} == {"model.safetensors", "history.csv", "run.json"}
-    import json
-
-    import pandas as pd
-
-    history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == ["epoch", "cost", "train_batch_accuracy", "validation_accuracy", "seconds"]
-    assert len(history) == 2 and all(history.dtypes[c].kind == "f" for c in history.columns[1:])
-    run = json.loads((out / "run.json").read_text())
-    assert run["config"]["train_size"] == 1000 and run["metrics"]["status"] == "ok"
-    assert run["split"] == {"validation_size": 1000, "train_size": 1000, "subset": "random", "test_size": 10000}
-    assert "torch" in run["versions"]
-    assert run["cpu"] and run["versions"]["dropcli"].startswith("0.1.0")
-    assert run["command"] == f"dropcli train --hidden 64,64 --epochs 2 --validation-size 1000 --train-size 1000 --device cpu --out {out}"
 
 
 def test_python_dash_m_and_version():
@@ -66,187 +33,19 @@ def test_python_dash_m_and_version():
     assert out.stdout.strip() == f"dropcli {code_version()}"
 
 
-def test_evaluate_matches_train(trained, tmp_path):
-    out, result = trained
-    accuracy = re.search(r"Accuracy: (0\.\d{4})", result.stdout).group(1)
-    ev = invoke("evaluate", out, "--csv", tmp_path / "eval.csv", "--mc-samples", "3")
-    assert ev.exit_code == 0, ev.output
-    assert f"Accuracy: {accuracy}" in ev.stdout
-    assert re.search(r"MC dropout accuracy \(3 passes\): 0\.\d{4}", ev.stdout)
-    assert "Per-class accuracy" in ev.stdout
-    import pandas as pd
-
-    table = pd.read_csv(tmp_path / "eval.csv")
-    assert len(table) == 10 and table["images"].sum() == 10_000
-    assert table[[f"predicted_{i}" for i in range(10)]].to_numpy().sum() == 10_000
-    assert np.allclose(table["accuracy"], table["correct"] / table["images"])
-    assert table["correct"].sum() / 10_000 == pytest.approx(float(accuracy), abs=5e-5)
+def test_help_is_fast_and_offers_shell_completion():
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "dropcli", "--help"], capture_output=True, text=True, check=True)
+    assert time.perf_counter() - start < 10 and "--install-completion" in out.stdout
+    heavy = subprocess.run([sys.executable, "-c", "import sys, dropcli.cli; print(sorted(m for m in ('torch', 'pandas', 'scipy') if m in sys.modules))"],
+                           capture_output=True, text=True, check=True)
+    assert heavy.stdout.strip() == "[]"  # --help imports none of the heavy libraries
 
 
-def test_evaluate_validation_split(trained):
-    ev = invoke("evaluate", trained[0], "--split", "validation")
-    assert ev.exit_code == 0 and "1,000 images" in ev.stdout
+def test_ablate_and_slurm_share_the_grid_options():
+    from dropcli.cli_studies import GRID_OPTIONS
 
-
-def test_predict_index_zero_is_a_seven(trained):
-    result = invoke("predict", trained[0], "--index", "0")
-    assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == "Label: 7"
-    assert re.fullmatch(r"Prediction: \d \(probability [01]\.\d{4}\)", result.stdout.splitlines()[1])
-
-
-def test_predict_mc_dropout_reports_std_and_entropy(trained):
-    result = invoke("predict", trained[0], "--index", "0", "--mc-samples", "10")
-    assert result.exit_code == 0
-    assert re.search(r"mean probability [01]\.\d{4} ± 0\.\d{4}, entropy \d\.\d{4} nats over 10 passes", result.stdout)
-
-
-def test_predict_png_files(trained, tmp_path):
-    from dropcli.data import load_dataset
-
-    test = load_dataset("mnist").test
-    digit = (test.x[0].reshape(28, 28).numpy() * 255).astype(np.uint8)  # a 7, white on black
-    Image.fromarray(digit).resize((56, 56)).save(tmp_path / "seven.png")
-    Image.fromarray(255 - digit).convert("RGB").save(tmp_path / "paper.jpg")
-    expected = invoke("predict", trained[0], "--index", "0").stdout.splitlines()[1].split()[1]
-    result = invoke("predict", trained[0], tmp_path / "seven.png")
-    assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].endswith("seven.png:")
-    assert result.stdout.splitlines()[1].split()[1] == expected
-    inverted = invoke("predict", trained[0], "--invert", tmp_path / "paper.jpg")
-    assert inverted.exit_code == 0 and inverted.stdout.splitlines()[1].split()[1] == expected
-
-
-@pytest.mark.parametrize("args, fragment", [
-    (["--keep-prob", "1.5"], "keep probability 1.5 is outside (0, 1]"),
-    (["--keep-prob", "0"], "outside (0, 1]"),
-    (["--keep-prob", "-0.2"], "outside (0, 1]"),
-    (["--keep-prob", "0.5,0.5"], "give one value or exactly 4"),
-    (["--keep-prob", "abc"], "--keep-prob takes numbers"),
-    (["--keep-prob", "0.5,"], "joined by ':'"),
-    (["--keep-prob", "0.5:0.5"], "give one value or exactly 4"),
-    (["--keep-prob", "nan"], "takes finite numbers"),
-    (["--max-norm", "0"], "--max-norm must be a positive number"),
-    (["--max-norm", "-inf"], "takes finite numbers"),
-    (["--lr", "inf"], "--lr must be a positive number"),
-    (["--lr", "nan"], "--lr must be a positive number"),
-    (["--seed", "-1"], "Invalid value for '--seed'"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
-    (["--input-keep-prob", "0"], "outside (0, 1]"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--epochs", "many"], "Invalid value for '--epochs'"),
-    (["--batch-size", "0"], "--batch-size must be at least 1"),
-    (["--hidden", "512,0"], "--hidden takes widths of at least 1"),
-    (["--hidden", "wide"], "--hidden takes whole numbers"),
-    (["--train-size", "60000"], "--train-size must be in 1..55000"),
-    (["--train-size", "0"], "--train-size must be in 1..55000"),
-    (["--train-size", "50", "--batch-size", "100"], "lower --batch-size or raise --train-size"),
-    (["--lr", "0"], "--lr must be a positive number"),
-    (["--lr", "-0.1"], "--lr must be a positive number"),
-    (["--validation-size", "-1"], "--validation-size must be in"),
-    (["--init", "zeros"], "'zeros' is not one of"),
-])
-def test_train_usage_errors(args, fragment):
-    check_error(invoke("train", *args), 2, fragment)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
-    check_error(invoke("train", *FAST, "--device", "cuda", "--out", tmp_path / "r"), 2, "no CUDA GPU is available here")
-    check_error(invoke("train", *FAST, "--device", "cpu", "--precision", "tf32", "--out", tmp_path / "r"), 2,
-                "use --precision float32")
-    check_error(invoke("ablate", "--keep-probs", "0.5", "--device", "cpu", "--precision", "tf32", "--dry-run",
-                       "--out", tmp_path / "s"), 2, "use --precision float32")
-    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
-
-
-def test_existing_run_directory_is_not_overwritten(trained):
-    check_error(invoke("train", *FAST, "--out", trained[0]), 2, "is not empty; a run folder is never reused")
-
-
-def test_bad_checkpoints(tmp_path, trained):
-    check_error(invoke("evaluate", tmp_path / "missing"), 1, "no checkpoint at")
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes((trained[0] / "model.safetensors").read_bytes()[:500])
-    check_error(invoke("evaluate", bad), 1, "not a readable safetensors file")
-    other = tmp_path / "other.safetensors"
-    save_file({"layers.0.weight": torch.zeros(3, 3)}, str(other))
-    check_error(invoke("predict", other, "--index", "0"), 1, "not written by dropcli")
-
-
-def test_predict_bad_input(trained, tmp_path):
-    notes = tmp_path / "notes.txt"
-    notes.write_text("not an image")
-    check_error(invoke("predict", trained[0], notes), 2, "is not a readable image")
-    check_error(invoke("predict", trained[0], "--index", "10000"), 2, "less than or equal to 9999")
-    check_error(invoke("predict", trained[0], tmp_path / "absent.png"), 2, "does not exist")
-
-
-def test_no_temporary_files_left(trained):
-    assert not [p for p in trained[0].iterdir() if p.name.endswith(".tmp")]
-
-
-def test_phone_photos_and_transparent_drawings_predict_as_the_plain_digits(trained, tmp_path):
-    from dropcli.data import load_dataset
-
-    test = load_dataset("mnist").test
-    exif = Image.Exif()
-    exif[0x0112] = 6  # stored rotated, shown upright
-    files, plain = [], []
-    for i in range(5):
-        digit = (test.x[i].reshape(28, 28).numpy() * 255).astype(np.uint8)
-        Image.fromarray(digit).resize((84, 84)).save(tmp_path / f"plain{i}.png")
-        Image.fromarray(255 - digit).resize((84, 84)).transpose(Image.Transpose.ROTATE_90).convert("RGB").save(
-            tmp_path / f"phone{i}.jpg", exif=exif, quality=95)
-        rgba = np.zeros((28, 28, 4), dtype=np.uint8)
-        rgba[..., 3] = digit
-        Image.fromarray(rgba, "RGBA").save(tmp_path / f"drawn{i}.png")
-        plain.append(tmp_path / f"plain{i}.png")
-        files += [tmp_path / f"phone{i}.jpg", tmp_path / f"drawn{i}.png"]
-
-    def predictions(paths):
-        result = invoke("predict", trained[0], *paths)
-        assert result.exit_code == 0, result.output
-        return [line.split()[1] for line in result.stdout.splitlines() if line.startswith("Prediction:")]
-
-    expected = predictions(plain)
-    got = predictions(files)
-    assert got[0::2] == expected and got[1::2] == expected
-
-
-def test_non_finite_weights_are_refused_by_evaluate_and_predict(trained, tmp_path):
-    from dropcli.checkpoint import load_run, save_checkpoint
-
-    params, config, info = load_run(trained[0])
-    params[2][1][0] = float("nan")
-    save_checkpoint(tmp_path / "model.safetensors", params, config, info)
-    check_error(invoke("evaluate", tmp_path), 1, "has NaN or infinite weights in layer 2")
-    check_error(invoke("predict", tmp_path, "--index", "3"), 1, "has NaN or infinite weights in layer 2")
-
-
-def test_a_diverged_train_saves_the_run_and_exits_1(tmp_path):
-    result = invoke("train", *FAST, "--lr", "1e30", "--device", "cpu", "--out", tmp_path / "r")
-    check_error(result, 1, "training diverged")
-    import json
-
-    assert json.loads((tmp_path / "r" / "run.json").read_text())["metrics"]["status"] == "diverged"
-
-
-def test_a_data_dir_is_stored_absolute(tmp_path, monkeypatch):
-    import gzip
-    import json
-    import shutil
-
-    from dropcli.data import BUNDLE, FILES
-
-    data = tmp_path / "mydata"
-    data.mkdir()
-    for name in FILES:
-        with gzip.open(BUNDLE / f"{name}.gz") as fin, open(data / name, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-    monkeypatch.chdir(tmp_path)
-    result = invoke("train", *FAST, "--device", "cpu", "--data-dir", "mydata", "--out", "run")
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["data_dir"] == str(data)
-    monkeypatch.chdir(tmp_path.parent)
-    assert invoke("evaluate", tmp_path / "run").exit_code == 0  # from another folder
+    for command in ("ablate", "slurm"):
+        text = invoke(command, "--help").output
+        for name in GRID_OPTIONS:
+            assert "--" + name.replace("_", "-") in text, (command, name)

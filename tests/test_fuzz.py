@@ -94,3 +94,9 @@ def test_predict(run_dir, tmp_path, option, value):
 def test_report_and_merge_on_anything(tmp_path, value):
     check(runner.invoke(app, ["report", str(tmp_path / value) if value.strip() else value]), tmp_path)
     check(runner.invoke(app, ["merge", str(tmp_path / value) if value.strip() else value]), tmp_path)
+
+
+def test_a_line_separator_in_a_path_stays_on_one_line(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path / "a\x85b\nc")])
+    check(result, tmp_path)
+    assert "a\\x85b\\nc" in result.stderr

@@ -1,0 +1,93 @@
+"""ablate, report and merge as a user runs them: interrupt and resume, dry runs, a newcomer's first
+study, one-line errors for bad grids."""
+
+import pandas as pd
+import pytest
+from conftest import check_error
+from typer.testing import CliRunner
+
+from dropcli import study as st
+from dropcli.cli import app
+
+runner = CliRunner()
+
+
+ACCEPT = ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1", "--train-sizes", "2000",
+          "--hidden", "64,64", "--device", "cpu"]
+
+
+def test_cli_acceptance_command_and_interrupt_message(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    calls = {"n": 0}
+    real = st.run_row
+
+    def interrupt_after_first(r, stamp):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(r, stamp)
+
+    monkeypatch.setattr(st, "run_row", interrupt_after_first)
+    result = runner.invoke(app, [*ACCEPT, "--parallel-models", "1", "--out", str(out)])
+    assert result.exit_code == 130
+    assert "Interrupted (SIGINT): 1 of 4 cells are saved" in result.stderr and "3 remain. Resume with: dropcli ablate" in result.stderr
+    monkeypatch.setattr(st, "run_row", real)
+    result = runner.invoke(app, [*ACCEPT, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Resumed: 1 cells were already in" in result.stderr
+    assert {p.name for p in out.iterdir()} >= {"runs.csv", "summary.csv", "history.csv", "ablation.png"}
+    assert len(pd.read_csv(out / "runs.csv")) == 4
+    dry = runner.invoke(app, [*ACCEPT, "--out", str(out), "--dry-run"])
+    assert dry.exit_code == 0 and "Nothing to run: every cell is already in" in dry.stdout
+
+
+def test_cli_dry_run_trains_nothing(tmp_path):
+    result = runner.invoke(app, [*ACCEPT, "--out", str(tmp_path / "d"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "Would run 4 cells" in result.stdout and "Nothing was trained" in result.stdout
+    assert not (tmp_path / "d" / "runs.csv").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--keep-probs", ""], "give --grid for the standard study"),
+    (["--keep-probs", "0.5,"], "needs a comma-separated list"),
+    (["--keep-probs", "0.5,1.5"], "keep probability 1.5 is outside (0, 1]"),
+    (["--keep-probs", "0.5,0.5"], "the grid lists one cell twice"),
+    (["--keep-probs", "0.9999999,1.0", "--dry-run"], None),
+    (["--keep-probs", "half"], "--keep-probs takes numbers"),
+    (["--keep-probs", "0.5", "--train-sizes", "60000"], "--train-size must be in 1..55000"),
+    (["--keep-probs", "0.5", "--train-sizes", "50"], "lower --batch-size or raise --train-size"),
+    (["--keep-probs", "0.5", "--train-sizes", "big"], "--train-sizes takes whole numbers"),
+    (["--keep-probs", "0.5", "--input-keep-probs", "0"], "outside (0, 1]"),
+    (["--keep-probs", "0.5", "--seed-list", "1,1"], "seed=1); give each value once"),
+    (["--keep-probs", "0.5", "--max-norms", "none,nan"], "--max-norms takes finite numbers"),
+    (["--keep-probs", "0.5", "--lr", "inf"], "--lr must be a positive number"),
+    (["--keep-probs", "0.5", "--seeds", "0"], "Invalid value for '--seeds'"),
+    (["--grid", "--keep-probs", "0.5"], "--grid sets the keep probabilities"),
+    ([], "give --grid for the standard study"),
+])
+def test_cli_bad_grids_exit_2_before_any_work(tmp_path, args, fragment):
+    result = runner.invoke(app, ["ablate", *args, "--out", str(tmp_path / "x")])
+    if fragment is None:  # values that print alike are still two cells
+        assert result.exit_code == 0 and "6 cells, 6 to run" in result.stdout, result.output
+        return
+    check_error(result, 2, fragment)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_newcomers_first_study_goes_to_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    committed = tmp_path / "results" / "ablation"
+    committed.mkdir(parents=True)
+    (committed / "runs.csv").write_text("a committed study")
+    dry = runner.invoke(app, ["ablate", "--grid", "--dry-run", "--device", "cpu"])
+    assert dry.exit_code == 0 and "24 cells, 24 to run, in results/studies/24cells-" in dry.stdout
+    result = runner.invoke(app, ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1",
+                                 "--train-sizes", "500", "--hidden", "16", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    [folder] = (tmp_path / "results" / "studies").iterdir()
+    assert len(pd.read_csv(folder / "runs.csv")) == 4
+    assert (committed / "runs.csv").read_text() == "a committed study"
+    again = runner.invoke(app, ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1",
+                                "--train-sizes", "500", "--hidden", "16", "--device", "cpu"])
+    assert again.exit_code == 0 and "Resumed: 4 cells were already in" in again.stderr
