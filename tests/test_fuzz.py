@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from dropcli.cli import app
 
 runner = CliRunner()
+ROOT_FILES = {p.name for p in Path.cwd().iterdir() if not p.name.startswith(".")}  # caches come and go
 TRAIN = ["train", "--epochs", "1", "--train-size", "200", "--hidden", "8", "--validation-size", "100",
          "--device", "cpu"]
 ABLATE = ["ablate", "--keep-probs", "0.5,1", "--seeds", "1", "--epochs", "1", "--train-sizes", "200", "--hidden", "8",
@@ -26,6 +27,8 @@ values = st.one_of(
 
 
 def check(result, tmp: Path) -> None:
+    now = {p.name for p in Path.cwd().iterdir() if not p.name.startswith(".")}
+    assert now == ROOT_FILES, f"wrote into the working folder: {now ^ ROOT_FILES}"
     assert result.exit_code in (0, 1, 2), (result.exit_code, result.output)
     assert "Traceback" not in result.output, result.output
     if result.exit_code:
@@ -60,7 +63,7 @@ def test_train(tmp_path, option, value):
     if option in ("--epochs", "--hidden", "--batch-size") and value.strip().isdigit() and int(value) > 1000:
         value = "1000"  # a valid request for hours of work: it would run, slowly
     if option == "--out":
-        value = str(tmp_path / value) if value.strip() else value
+        value = str(tmp_path / value) if value else value  # anything the user types, but inside tmp_path
     check(runner.invoke(app, [*args, option, value]), tmp_path)
 
 
@@ -74,7 +77,7 @@ def test_ablate(tmp_path, option, value):
 @given(option=st.sampled_from(OPTIONS["evaluate"]), value=values)
 def test_evaluate(run_dir, tmp_path, option, value):
     if option == "--csv":
-        value = str(tmp_path / value) if value.strip() else str(tmp_path)
+        value = str(tmp_path / value) if value else str(tmp_path)
     if option == "--mc-curve":
         value = value[:12]  # many thousands of passes would only be slow
     check(runner.invoke(app, ["evaluate", str(run_dir), option, value, *(["--repeats", "1"]
@@ -92,8 +95,8 @@ def test_predict(run_dir, tmp_path, option, value):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=values)
 def test_report_and_merge_on_anything(tmp_path, value):
-    check(runner.invoke(app, ["report", str(tmp_path / value) if value.strip() else value]), tmp_path)
-    check(runner.invoke(app, ["merge", str(tmp_path / value) if value.strip() else value]), tmp_path)
+    check(runner.invoke(app, ["report", str(tmp_path / value) if value else value]), tmp_path)
+    check(runner.invoke(app, ["merge", str(tmp_path / value) if value else value]), tmp_path)
 
 
 def test_a_line_separator_in_a_path_stays_on_one_line(tmp_path):
