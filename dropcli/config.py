@@ -26,6 +26,7 @@ TRAIN_SPLIT = 60_000  # images in every MNIST-format training file
 TEST_SPLIT = 10_000  # images in every MNIST-format test file
 DEFAULT_SEED = 777  # tutorial: tf.set_random_seed(777); seeds of a grid count up from it
 DEFAULT_SEEDS = 3  # seeds of a grid unless --seeds or --seed-list says otherwise
+MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
 MAX_CELLS = 100_000  # a bigger grid is a typo (10 seeds x 10,000 configurations)
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
@@ -158,6 +159,8 @@ class TrainConfig:
 def check_keep(k: float) -> float:
     if not 0.0 < k <= 1.0:
         raise ValueError(f"keep probability {fmt_number(k)} is outside (0, 1]; use e.g. 0.7 (1.0 = no dropout)")
+    if k < MIN_KEEP:
+        raise ValueError(f"keep probability {k:g} is below 2**-32, the finest the masks draw; use at least 0.000001")
     return k
 
 

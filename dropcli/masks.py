@@ -3,7 +3,7 @@
 Each cell draws from its own stream, seeded by its own seed, so a cell's masks never depend on
 the cells trained beside it. A unit is kept when a uniform 32-bit integer u satisfies
 u <= round(keep * 2**32) - 1: probability keep to within 2**-32 (finer than torch.rand's 24-bit
-floats; keep probabilities below 2**-32 act as 2**-32).
+floats; config.check_keep refuses keep probabilities below 2**-32).
 
 - CPU: one numpy SFC64 generator per cell (random_raw gives two draws per 64-bit word; about
   3x cheaper than torch.rand on the 2-core CPU here).

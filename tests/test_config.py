@@ -57,7 +57,7 @@ def test_bad_values_are_refused_naming_the_option(kwargs, fragment):
     assert fragment in str(e.value)
 
 
-@pytest.mark.parametrize("text", ["0.5:", "half", "0.5:inf", "1.5", "0"])
+@pytest.mark.parametrize("text", ["0.5:", "half", "0.5:inf", "1.5", "0", "1e-300"])
 def test_bad_keep_text(text):
     with pytest.raises(ValueError):
         parse_keep(text)
