@@ -20,6 +20,7 @@ train: $(BIN)/dropcli
 	$(BIN)/dropcli train
 
 test: $(BIN)/dropcli
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 ablate: $(BIN)/dropcli

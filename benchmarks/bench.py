@@ -29,9 +29,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from dropcli.config import DEFAULT_SEED, TRAIN_SPLIT, GridSpec, TrainConfig  # noqa: E402
+from dropcli.config import DEFAULT_SEED, TRAIN_SPLIT, TrainConfig  # noqa: E402
 from dropcli.data import load_dataset, prepare_bundled_mnist  # noqa: E402
 from dropcli.files import atomic_write  # noqa: E402
+from dropcli.grid import GridSpec, expand  # noqa: E402
 from dropcli.provenance import code_version, cpu_model  # noqa: E402
 
 
@@ -147,7 +148,7 @@ def plain_loops(config: TrainConfig, batches: int, data) -> dict:
 
 def grid_times(device: torch.device, train_size: int) -> dict:
     """The 24-cell grid (8 keep probabilities x 3 seeds), 1 epoch each: lockstep vs one by one."""
-    from dropcli.ablate import expand
+
     from dropcli.groups import choose_parallel_models, plan_groups
     from dropcli.train import train, train_group
 

@@ -14,143 +14,144 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from dropcli.config import (
-    DATASETS,
-    DEFAULT_SEED,
-    INITS,
-    MAX_MC_SAMPLES,
-    PRECISIONS,
-    SUBSETS,
-    TrainConfig,
-    parse_ints,
-    parse_keep,
-    parse_max_norms,
+from dropcli import cli_studies
+from dropcli.cli_options import (
+    DEFAULTS,
+    BatchSize,
+    DataDir,
+    DatasetOpt,
+    Device,
+    Epochs,
+    Hidden,
+    InitOpt,
+    InputKeepProb,
+    KeepProb,
+    Lr,
+    MaxNorm,
+    McSamples,
+    PrecisionOpt,
+    Seed,
+    SplitName,
+    SubsetOpt,
+    TrainSize,
+    ValidationSize,
+    Values,
+    parser,
+    resolved,
 )
-from dropcli.terminal import OneLineErrors, Terminal, command_line, failures, install_signal_handlers, usage
+from dropcli.config import MAX_MC_SAMPLES, TEST_SPLIT, TrainConfig, fmt_keep, parse_ints
+from dropcli.terminal import (
+    OneLineErrors,
+    Terminal,
+    command_line,
+    failures,
+    install_signal_handlers,
+    usage,
+    usage_error,
+)
 
 app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Dropout ablations on MNIST: train, evaluate, predict and ablate the tutorial's network, "
                        "speaking in keep probabilities (1.0 = no dropout).")
-
-
-def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
-    """A Typer choice type built from the config's tuple (one definition of each choice)."""
-    return Enum(name, [(v, v) for v in values], type=str)
-
-
-Init = choices("Init", INITS)
-DatasetName = choices("DatasetName", DATASETS)
-Precision = choices("Precision", PRECISIONS)
-Subset = choices("Subset", SUBSETS)
-SplitName = choices("SplitName", ("test", "validation"))
-Metric = choices("Metric", ("test_accuracy", "test_accuracy_at_best"))
-
-KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden layer joined by ':' (0.8:0.7:0.7:0.5). 1.0 = no dropout."
-PRECISION_HELP = "Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README."
-SUBSET_HELP = "With --train-size(s): a random subset drawn from each seed (as the dropout paper), or the first N images."
-Device = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
-DataDir = typer.Option(None, "--data-dir", help="Folder with your own copy of the four IDX files (.gz or not).",
-                       file_okay=False)
-
-
-def resolved(path: Optional[Path]) -> str | None:
-    """A --data-dir as an absolute path, so that a run evaluated from another folder still finds it."""
-    return str(path.expanduser().resolve()) if path else None
-
-
-def max_norm_option(text: str | None) -> float | None:
-    return None if text is None else parse_max_norms(text, "--max-norm")[0]
+D = DEFAULTS
 
 
 def run_folder_default(config: TrainConfig) -> Path:
+    """results/runs/<time>-keep<K>-seed<S>: a new folder per run (a taken name gets -2, -3, ...)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results/runs") / f"{stamp}-keep{config.keep_label.replace(' ', '-')}-seed{config.seed}"
 
 
 @app.command()
 def train(
-    keep_prob: str = typer.Option("0.7", help=KEEP_HELP),
-    input_keep_prob: float = typer.Option(1.0, help="Keep probability of input pixels (1.0 = no input dropout)."),
-    hidden: str = typer.Option("512,512,512,512", help="Hidden layer widths."),
-    init: Init = typer.Option("tutorial", help="tutorial: truncated normal(0.1) weights, normal(0, 1) biases."),
-    lr: float = typer.Option(0.001, help="Adam learning rate."),
-    batch_size: int = typer.Option(100, help="Images per step."),
-    epochs: int = typer.Option(15, help="Passes over the training set."),
-    seed: int = typer.Option(DEFAULT_SEED, min=0, help="Seeds initial weights, subset, batch order and dropout masks."),
-    max_norm: Optional[str] = typer.Option(None, help="Max-norm c: each hidden unit's incoming weights kept to norm <= c after every step (the dropout paper uses 3-4); none = off."),
-    dataset: DatasetName = typer.Option("mnist", help="mnist is bundled; others need --data-dir or a download."),
-    data_dir: Optional[Path] = DataDir,
-    validation_size: int = typer.Option(5000, help="First N training images held out for validation (0 allowed)."),
-    train_size: Optional[int] = typer.Option(None, help="Train on N images of the training part (default: all 55,000)."),
-    subset: Subset = typer.Option("random", help=SUBSET_HELP),
-    precision: Precision = typer.Option("float32", help=PRECISION_HELP),
-    mc_samples: int = typer.Option(0, help="Also report Monte-Carlo dropout test accuracy over T passes."),
-    device: str = Device,
-    out: Optional[Path] = typer.Option(None, help="Run folder, new or empty (default: results/runs/TIME-keepP-seedS)."),
+    keep_prob: KeepProb = fmt_keep(D.keep_prob),
+    input_keep_prob: InputKeepProb = D.input_keep_prob,
+    hidden: Hidden = ",".join(map(str, D.hidden)),
+    init: InitOpt = D.init,
+    lr: Lr = D.lr,
+    batch_size: BatchSize = D.batch_size,
+    epochs: Epochs = D.epochs,
+    seed: Seed = D.seed,
+    max_norm: MaxNorm = None,
+    dataset: DatasetOpt = D.dataset,
+    data_dir: DataDir = None,
+    validation_size: ValidationSize = D.validation_size,
+    train_size: TrainSize = D.train_size,
+    subset: SubsetOpt = D.subset,
+    precision: PrecisionOpt = D.precision,
+    mc_samples: McSamples = D.mc_samples,
+    device: Device = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="Run folder, new or empty (default: results/runs/TIME-keepP-seedS).")] = None,
 ) -> None:
     """Train the tutorial network and save the run (weights, history.csv, run.json)."""
-    keep = usage(parse_keep, keep_prob.replace(",", ":"), "--keep-prob")
     config = usage(lambda: TrainConfig(
-        keep_prob=keep, input_keep_prob=input_keep_prob, hidden=parse_ints(hidden, "--hidden"), init=init.value, lr=lr,
-        batch_size=batch_size, epochs=epochs, seed=seed, max_norm=max_norm_option(max_norm), dataset=dataset.value,
-        data_dir=resolved(data_dir), validation_size=validation_size, train_size=train_size, subset=subset.value,
-        precision=precision.value, mc_samples=mc_samples))
+        keep_prob=tuple(keep_prob), input_keep_prob=input_keep_prob, hidden=tuple(hidden), init=getattr(init, "value", init),
+        lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, max_norm=max_norm,
+        dataset=getattr(dataset, "value", dataset), data_dir=resolved(data_dir), validation_size=validation_size,
+        train_size=train_size, subset=getattr(subset, "value", subset), precision=getattr(precision, "value", precision),
+        mc_samples=mc_samples))
     with failures():
         from dropcli.commands import run_train
 
         run_train(config, device, out or run_folder_default(config), out is None, Terminal(), command=command_line())
 
 
+RunArg = Annotated[Path, typer.Argument(help="Run directory or model.safetensors written by dropcli train.")]
+
+
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="Run directory or model.safetensors written by dropcli train."),
-    split: SplitName = typer.Option("test", help="Which split to evaluate."),
-    mc_samples: int = typer.Option(0, min=0, max=MAX_MC_SAMPLES, help="Add Monte-Carlo dropout accuracy over T stochastic passes."),
-    mc_curve: Optional[str] = typer.Option(None, help="Monte-Carlo accuracy against the number of passes, e.g. 1,2,5,10,20,50,100, beside weight scaling."),
-    repeats: int = typer.Option(5, min=1, max=100, help="With --mc-curve: independent repeats of each curve (their spread is shown)."),
-    csv: Optional[Path] = typer.Option(None, help="Write per-class accuracy and the confusion matrix (or, with --mc-curve, the curve and its plot)."),
-    data_dir: Optional[Path] = DataDir,
-    device: str = Device,
+    run: RunArg,
+    split: Annotated[SplitName, typer.Option(help="Which split to evaluate.")] = "test",
+    mc_samples: Annotated[int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="Add Monte-Carlo dropout accuracy over T stochastic passes.")] = 0,
+    mc_curve: Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--mc-curve", Values), metavar="LIST",
+                                                       help="Monte-Carlo accuracy against the number of passes, e.g. 1,2,5,10,20,50,100, beside weight scaling.")] = None,
+    repeats: Annotated[int, typer.Option(min=1, max=100, help="With --mc-curve: independent repeats of each curve (their spread is shown).")] = 5,
+    csv: Annotated[Optional[Path], typer.Option(help="Write per-class accuracy and the confusion matrix to this new .csv file (with --mc-curve: the curve, and its plot beside it as .png).")] = None,
+    data_dir: DataDir = None,
+    device: Device = "auto",
 ) -> None:
     """Test accuracy and loss with dropout off, per-class accuracy, and Monte-Carlo dropout."""
-    samples = usage(parse_ints, mc_curve, "--mc-curve") if mc_curve else None
-    if samples and not all(1 <= t <= MAX_MC_SAMPLES for t in samples):
-        usage(_raise, f"--mc-curve takes pass counts from 1 to {MAX_MC_SAMPLES:,}, e.g. 1,2,5,10,20,50,100")
+    if mc_curve and not all(1 <= t <= MAX_MC_SAMPLES for t in mc_curve):
+        usage_error(f"--mc-curve takes pass counts from 1 to {MAX_MC_SAMPLES:,}, e.g. 1,2,5,10,20,50,100")
+    if csv is not None and csv.suffix.lower() != ".csv":
+        usage_error(f"--csv names a .csv file (the plot goes beside it as .png), e.g. --csv {csv.with_suffix('.csv').name}")
     with failures():
-        if samples:
+        if csv is not None:
+            from dropcli.files import new_output_file
+
+            new_output_file(csv, "--csv")
+            if mc_curve:
+                new_output_file(csv.with_suffix(".png"), "--csv's plot")
+        if mc_curve:
             from dropcli.commands import run_mc_curve
 
-            return run_mc_curve(run, split.value, tuple(sorted(set(samples))), repeats, csv, resolved(data_dir), device,
+            return run_mc_curve(run, split.value, tuple(sorted(set(mc_curve))), repeats, csv, resolved(data_dir), device,
                                 Terminal())
         from dropcli.commands import run_evaluate
 
         run_evaluate(run, split.value, mc_samples, csv, resolved(data_dir), device, Terminal())
 
 
-def _raise(message: str):
-    raise ValueError(message)
-
-
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run directory or model.safetensors written by dropcli train."),
-    images: Optional[list[Path]] = typer.Argument(None, help="PNG/JPEG digit images.", exists=True, dir_okay=False),
-    index: Optional[int] = typer.Option(None, min=0, max=9999, help="A test image by index (0-9999)."),
-    invert: Optional[bool] = typer.Option(None, "--invert/--no-invert",
-                                          help="Dark ink on light paper (default: decided from the image's border)."),
-    mc_samples: int = typer.Option(0, min=0, max=MAX_MC_SAMPLES, help="T dropout-on passes: mean probability, its std and the entropy."),
-    data_dir: Optional[Path] = DataDir,
-    device: str = Device,
+    run: RunArg,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG digit images.", exists=True, dir_okay=False)] = None,
+    index: Annotated[Optional[int], typer.Option(min=0, max=TEST_SPLIT - 1, help=f"A test image by index (0-{TEST_SPLIT - 1}).")] = None,
+    invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert",
+                                                   help="Dark ink on light paper (default: decided from the image's border).")] = None,
+    mc_samples: Annotated[int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="T dropout-on passes: mean probability, its std and the entropy.")] = 0,
+    data_dir: DataDir = None,
+    device: Device = "auto",
 ) -> None:
     """Predict a test image (by --index, or a random one) or your own image files."""
     if images and index is not None:
-        usage(_raise, "give image files or --index, not both")
+        usage_error("give image files or --index, not both")
     with failures():
         from dropcli.commands import run_predict
 
@@ -167,14 +168,17 @@ def version_callback(value: bool) -> None:
 
 
 @app.callback()
-def common(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                        help="Print the version (and the commit, in a checkout) and exit.")) -> None:
+def common(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                                 help="Print the version (and the commit, in a checkout) and exit.")] = False) -> None:
     pass
 
 
-import dropcli.cli_studies  # noqa: E402,F401  (registers ablate, report, merge and slurm on the app)
+for command in (cli_studies.ablate, cli_studies.report, cli_studies.merge, cli_studies.slurm):
+    app.command()(command)
 
 
 def main() -> None:
+    """The console script: signals become clean stops, then the app."""
     install_signal_handlers()
     app()
+

@@ -29,7 +29,7 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     from dropcli.device import check_precision, resolve_device
     from dropcli.evaluation import probabilities
     from dropcli.files import new_run_folder
-    from dropcli.groups import check_memory
+    from dropcli.plan import check_memory
     from dropcli.provenance import cpu_model, utc_now, versions
     from dropcli.train import train
 

@@ -16,7 +16,7 @@ import dataclasses
 import decimal
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist")
 INITS = ("tutorial", "xavier", "kaiming")
@@ -25,13 +25,9 @@ SUBSETS = ("random", "first")  # how --train-size N picks its images from the tr
 TRAIN_SPLIT = 60_000  # images in every MNIST-format training file
 TEST_SPLIT = 10_000  # images in every MNIST-format test file
 DEFAULT_SEED = 777  # tutorial: tf.set_random_seed(777); seeds of a grid count up from it
-DEFAULT_SEEDS = 3  # seeds of a grid unless --seeds or --seed-list says otherwise
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
-MAX_CELLS = 100_000  # a bigger grid is a typo (10 seeds x 10,000 configurations)
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
-# the axes of a grid, as TrainConfig fields: a cell is a base config with one value of each
-AXES = ("keep_prob", "input_keep_prob", "max_norm", "train_size", "seed")
 
 
 @dataclass(frozen=True)
@@ -188,14 +184,14 @@ def fmt_max_norm(c: float | None) -> str:
     return "none" if c is None else fmt_number(c)
 
 
-def _split(text: str, what: str, example: str) -> list[str]:
+def split_list(text: str, what: str, example: str) -> list[str]:
     parts = [p.strip() for p in str(text).split(",")]
     if any(p == "" for p in parts):
         raise ValueError(f"{what} needs a comma-separated list, e.g. {example} (got {text!r})")
     return parts
 
 
-def _number(text: str, what: str) -> float:
+def parse_number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -205,59 +201,17 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    """'0.5,0.7' -> (0.5, 0.7); raises ValueError naming `what`."""
-    return tuple(_number(p, what) for p in _split(text, what, "0.5,0.7,1.0"))
-
-
 def parse_keep(text: str, what: str = "--keep-prob") -> tuple[float, ...]:
     """One network's keep probabilities: '0.7', or per hidden layer '0.8:0.7:0.7:0.5'."""
     parts = [p.strip() for p in str(text).split(":")]
     if any(p == "" for p in parts):
         raise ValueError(f"{what} takes a keep probability such as 0.7, or one per layer joined by ':' "
                          f"such as 0.8:0.7:0.7:0.5 (got {text!r})")
-    return tuple(check_keep(_number(p, what)) for p in parts)
-
-
-def parse_keep_list(text: str, what: str = "--keep-probs") -> tuple[tuple[float, ...], ...]:
-    """'0.5,0.8:0.7:0.7:0.5,1.0' -> ((0.5,), (0.8, 0.7, 0.7, 0.5), (1.0,))."""
-    return tuple(parse_keep(p, what) for p in _split(text, what, "0.5,0.7,1.0"))
-
-
-def parse_max_norms(text: str, what: str = "--max-norms") -> tuple[float | None, ...]:
-    """'none,3' -> (None, 3.0)."""
-    return tuple(None if p.lower() == "none" else check_max_norm(_number(p, what)) for p in _split(text, what, "none,3"))
+    return tuple(check_keep(parse_number(p, what)) for p in parts)
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
-        return tuple(int(p) for p in _split(text, what, "512,512"))
+        return tuple(int(p) for p in split_list(text, what, "512,512"))
     except ValueError:
         raise ValueError(f"{what} takes whole numbers, e.g. 512,512 (got {text!r})") from None
-
-
-def default_seeds(n: int = DEFAULT_SEEDS) -> tuple[int, ...]:
-    return tuple(range(DEFAULT_SEED, DEFAULT_SEED + n))
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """The axes of an ablation; every cell is `base` with one value from each axis."""
-
-    keep_probs: tuple[tuple[float, ...], ...] = field(
-        default=tuple((k,) for k in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
-    )  # --grid: the hidden keep probabilities the tutorial's question needs
-    input_keep_probs: tuple[float, ...] = (1.0,)  # the dropout paper suggests 0.8 for inputs
-    max_norms: tuple[float | None, ...] = (None,)  # None: no max-norm constraint
-    train_sizes: tuple[int | None, ...] = (None,)  # None: all of the training part
-    seeds: tuple[int, ...] = default_seeds()
-
-
-def cell_id(keep_probs: str, input_keep_prob: float, max_norm: float | None, train_size: int, seed: int) -> str:
-    """A cell's identity, exact: two cells share a key only when their axes are equal floats."""
-    return (f"keep={keep_probs}|input_keep={fmt_number(float(input_keep_prob))}|max_norm={fmt_max_norm(max_norm)}"
-            f"|train_size={int(train_size)}|seed={int(seed)}")
-
-
-def cell_id_of(c: TrainConfig) -> str:
-    return cell_id(c.keep_label, c.input_keep_prob, c.max_norm, c.n_train, c.seed)

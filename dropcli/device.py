@@ -32,6 +32,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def free_bytes(device: torch.device) -> int:
+    """Bytes free for a new allocation on `device`: the GPU's free memory (torch.cuda.mem_get_info),
+    else the system's available memory (psutil, on Linux, macOS and Windows alike)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def check_precision(precision: str, device: torch.device) -> None:
     if precision == "tf32" and device.type != "cuda":
         raise UsageError(f"--precision tf32 runs on CUDA tensor cores, not on {device.type}; use --precision float32")

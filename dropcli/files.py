@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 from dropcli.errors import DropcliError, UsageError
+
+MANIFEST = ".dropcli-manifest.json"  # the files dropcli wrote in a folder it claimed (OwnedFolder)
 
 
 def os_problem(e: OSError, path: Path | str) -> str:
@@ -96,28 +99,113 @@ def new_run_folder(folder: Path, exclusive_name: bool) -> Path:
     raise DropcliError(f"cannot find a free run folder beside {folder}; clean up old runs")
 
 
+def new_output_file(path: Path, what: str) -> Path:
+    """Check that `path`, a file a command is about to create outside any folder it claimed (e.g.
+    evaluate --csv), does not exist yet, not even as a dangling link: no command writes over a file
+    it did not make. Raises UsageError naming the option; returns the path."""
+    if os.path.lexists(path):
+        raise UsageError(f"{what} {path} exists already; dropcli never writes over a file, choose a new name")
+    return path
+
+
+def _no_links(folder: Path, name: str) -> Path:
+    """folder/name, refusing a link at any step below `folder` (dropcli never follows a link inside
+    a folder it claimed: a received study could point its files anywhere)."""
+    path = folder
+    for part in Path(name).parts:
+        path = path / part
+        if path.is_symlink():
+            raise DropcliError(f"{path} is a symbolic link; dropcli never follows links inside {folder}, "
+                               "remove the link or use another folder")
+    return path
+
+
+class OwnedFolder:
+    """A folder dropcli claimed, and the manifest of the files it wrote there (MANIFEST, JSON).
+
+    dropcli writes, replaces and deletes only names the manifest lists or names that do not exist
+    yet (which it then lists before writing them), never through a link. `legacy` names files that
+    count as dropcli's own in a folder written before manifests existed (a study's OUTPUTS).
+    Raises DropcliError for a link, UsageError for a file dropcli did not write."""
+
+    def __init__(self, folder: Path, legacy: tuple[str, ...] = ()):
+        self.folder = Path(folder)
+        self.legacy = legacy
+
+    def owned(self) -> set[str]:
+        """Names (relative paths; folders end in '/') that dropcli wrote here."""
+        path = _no_links(self.folder, MANIFEST)
+        if not path.exists():
+            return {n for n in self.legacy if (self.folder / n).exists()}
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))["files"]
+            if not (isinstance(names, list) and all(isinstance(n, str) and n and ".." not in Path(n).parts
+                                                    and not Path(n).is_absolute() for n in names)):
+                raise ValueError
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DropcliError(f"{path} is not a dropcli manifest; restore it from a copy or use another folder") from None
+        return set(names)
+
+    def claim_name(self, name: str) -> Path:
+        """The path of `name`, recorded in the manifest before anything is written there. Refuses a
+        link, and an existing file that the manifest does not list."""
+        path = _no_links(self.folder, name)
+        owned = self.owned()
+        if name not in owned:
+            if os.path.lexists(path):
+                raise UsageError(f"{path} exists and was not written by dropcli; move it away or use another folder")
+            manifest = _no_links(self.folder, MANIFEST)
+            text = json.dumps({"files": sorted(owned | {name})}, indent=1) + "\n"
+            atomic_write(manifest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return path
+
+    def write(self, name: str, write: Callable[[Path], None]) -> Path:
+        """atomic_write(folder/name, write) under the rules above; returns the path."""
+        return atomic_write(self.claim_name(name), write)
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.write(name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def subfolder(self, name: str) -> OwnedFolder:
+        """A folder dropcli creates inside this one (listed as 'name/'), with a manifest of its own."""
+        path = self.claim_name(name.rstrip("/") + "/")
+        with writing(path):
+            path.mkdir(parents=True, exist_ok=True)
+        return OwnedFolder(path)
+
+    def remove_all(self) -> None:
+        """Delete every file the manifest lists (and owned subfolders, by their own manifests), then
+        the manifest; files dropcli did not write stay, and so does a folder that still holds them."""
+        for name in sorted(self.owned(), reverse=True):
+            path = _no_links(self.folder, name.rstrip("/"))
+            with writing(path):
+                if name.endswith("/"):
+                    if path.is_dir():
+                        OwnedFolder(path).remove_all()
+                        with contextlib.suppress(OSError):
+                            path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+        with writing(self.folder):
+            _no_links(self.folder, MANIFEST).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def study_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on folder/.lock; a second holder is refused, a crash releases it."""
-    import fcntl
+    """Hold an exclusive lock on folder/.lock (filelock, which opens it without following a link);
+    a second holder is refused at once with DropcliError, a crash releases it."""
+    from filelock import FileLock, Timeout
 
     claim_folder(folder)
+    _no_links(folder, ".lock")
+    lock = FileLock(folder / ".lock", blocking=False)
     with writing(folder / ".lock"):
-        f = open(folder / ".lock", "a+")
-    with f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            raise DropcliError(
-                f"another dropcli ablate (pid {pid}) is writing to {folder}; wait for it to finish or use another --out"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            lock.acquire()
+        except Timeout:  # a TimeoutError, so an OSError: caught before writing() sees it
+            raise DropcliError(f"another dropcli command is writing to {folder}; wait for it to finish or use "
+                               "another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()

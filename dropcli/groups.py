@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import time
 
-from dropcli.config import EVAL_CHUNK, TrainConfig
-from dropcli.model import param_count
+from dropcli.config import TEST_SPLIT, TrainConfig
+from dropcli.device import free_bytes
+from dropcli.plan import cell_bytes
 
 
 def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
@@ -31,39 +32,6 @@ def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[Tra
         size = math.ceil(len(members) / chunks)
         groups += [members[i : i + size] for i in range(0, len(members), size)]
     return groups
-
-
-def cell_bytes(c: TrainConfig) -> int:
-    """Memory one cell needs while training: float32 parameters, gradients and Adam's two moments,
-    a step's activations and masks, and an evaluation chunk."""
-    return (4 * 4 * param_count(c.sizes) + 4 * 3 * c.batch_size * sum(c.sizes)
-            + 4 * 2 * EVAL_CHUNK * max(c.sizes))
-
-
-def free_bytes(device) -> int:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os
-
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def check_memory(c: TrainConfig, device) -> None:
-    """Refuse, before allocating anything, a network that cannot fit in the free memory."""
-    from dropcli.errors import UsageError
-
-    need, free = cell_bytes(c), free_bytes(device)
-    if need > free:
-        raise UsageError(f"the {'-'.join(map(str, c.sizes))} network needs about {need / 2**30:,.1f} GiB to train "
-                         f"and {device} has {free / 2**30:,.1f} GiB free; use smaller --hidden widths")
 
 
 def memory_cap(device, cells: list[TrainConfig]) -> int:
@@ -136,6 +104,6 @@ def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
         # a forward pass costs about a third of a training step: validation every epoch, then
         # train, validation and test accuracy of each cell at the end (one model at a time)
         per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
-        final = (c.n_train + c.validation_size + 10_000) / c.batch_size / 3
+        final = (c.n_train + c.validation_size + TEST_SPLIT) / c.batch_size / 3
         total += cache[key] * (c.epochs * per_epoch + final)
     return total

@@ -49,26 +49,26 @@ def plot_ablation(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7.5, 9.5), sharex=True,
                                               gridspec_kw={"height_ratios": [3, 2.2, 1.6]})
     for (ik, ts, mn), g in _lines(summary):
-        g = g.sort_values("keep_prob")
+        g = g.sort_values("keep_prob_mean")
         label = _line_label(ik, ts, None if mn < 0 else mn)
         mean, ci = g["test_accuracy_mean"], g["test_accuracy_ci95"].fillna(0)
         yerr = [ci.clip(upper=mean), ci.clip(upper=1 - mean)]  # accuracies live in [0, 1]
-        line = top.errorbar(g["keep_prob"], mean, yerr=yerr, marker="o", capsize=4, label=label)
+        line = top.errorbar(g["keep_prob_mean"], mean, yerr=yerr, marker="o", capsize=4, label=label)
         colour = line[0].get_color()
-        for x, y, text in zip(g["keep_prob"], mean, g["keep_probs"].astype(str)):
+        for x, y, text in zip(g["keep_prob_mean"], mean, g["keep_probs"].astype(str)):
             if " " in text:  # per-layer keep probabilities sit at their mean: name them
                 top.annotate(text, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
         d = g[g["diff_mean"].notna()]
         if len(d):
             low = (d["diff_mean"] - d["diff_ci95_low"]).fillna(0) * 100
             high = (d["diff_ci95_high"] - d["diff_mean"]).fillna(0) * 100
-            middle.errorbar(d["keep_prob"], d["diff_mean"] * 100, yerr=[low, high], color=colour, capsize=4,
+            middle.errorbar(d["keep_prob_mean"], d["diff_mean"] * 100, yerr=[low, high], color=colour, capsize=4,
                             linestyle="-", marker="none")
             sig = d["p_holm"] < 0.05
-            middle.scatter(d["keep_prob"][sig], d["diff_mean"][sig] * 100, color=colour, zorder=3, s=30)
-            middle.scatter(d["keep_prob"][~sig], d["diff_mean"][~sig] * 100, facecolor="white", edgecolor=colour,
+            middle.scatter(d["keep_prob_mean"][sig], d["diff_mean"][sig] * 100, color=colour, zorder=3, s=30)
+            middle.scatter(d["keep_prob_mean"][~sig], d["diff_mean"][~sig] * 100, facecolor="white", edgecolor=colour,
                            zorder=3, s=30)
-        bottom.plot(g["keep_prob"], g["generalization_gap_mean"], marker="s", color=colour)
+        bottom.plot(g["keep_prob_mean"], g["generalization_gap_mean"], marker="s", color=colour)
     metric = summary["metric"].iloc[0] if len(summary) else "test_accuracy"
     top.set_ylabel("test accuracy (mean ± 95% CI)")
     top.set_title(title)

@@ -32,7 +32,7 @@ def train_group_task(configs: list[TrainConfig], device_name: str, train_options
     from dropcli.data import load_dataset
     from dropcli.device import resolve_device
     from dropcli.provenance import utc_now
-    from dropcli.study import history_rows, run_row
+    from dropcli.tables import history_rows, run_row
     from dropcli.train import train_group
 
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -117,6 +117,6 @@ class RayCluster:
 
 
 def _cell(row: dict) -> str:
-    from dropcli.config import cell_id
+    from dropcli.grid import cell_id
 
     return cell_id(row["keep_probs"], row["input_keep_prob"], row["max_norm"], row["train_size"], row["seed"])

@@ -19,15 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep, parse_max_norms
+from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep
 from dropcli.errors import DropcliError, UsageError
+from dropcli.grid import parse_max_norms
 from dropcli.stats import holm, paired, t_half_width
 
-CONFIG_COLUMNS = ["keep_probs", "keep_prob", "input_keep_prob", "max_norm", "train_size"]
+CONFIG_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size"]
 MATCH_COLUMNS = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]  # a configuration's identity
 METRICS = ("test_accuracy", "test_accuracy_at_best")  # what --metric compares
 MEANS = ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost", "test_accuracy_at_best",
-         "best_epoch", "test_accuracy_mc", "train_seconds")
+         "best_epoch", "test_accuracy_mc", "group_train_seconds")
 DEFAULT_BASELINE = {"keep_probs": "1", "input_keep_prob": 1.0}  # no dropout at all
 BASELINE_KEYS = {"keep": "keep_probs", "input_keep": "input_keep_prob", "max_norm": "max_norm",
                  "train_size": "train_size"}
@@ -89,7 +90,7 @@ def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict 
         good = ok.loc[ok.index.intersection(g.index)]
         acc = good["test_accuracy"].to_numpy(dtype=np.float64)
         n = len(good)
-        row = {"keep_probs": key[0], "keep_prob": float(g["keep_prob"].iloc[0]), "input_keep_prob": key[1],
+        row = {"keep_probs": key[0], "keep_prob_mean": float(g["keep_prob_mean"].iloc[0]), "input_keep_prob": key[1],
                "max_norm": key[2], "train_size": key[3], "runs": n, "diverged": int(len(g) - n),
                "test_accuracy_mean": acc.mean() if n else math.nan,
                "test_accuracy_std": float(np.std(acc, ddof=1)) if n > 1 else math.nan,
@@ -120,13 +121,13 @@ def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict 
         if col not in summary:
             summary[col] = math.nan
     summary["p_holm"] = holm(summary["p_value"].to_numpy(dtype=np.float64))
-    order = ["keep_probs", "keep_prob", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
+    order = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
              "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", *[f"{m}_mean" for m in MEANS],
              "test_accuracy_at_best_ci95",
              "metric", "baseline", "paired_seeds", "diff_mean", "diff_ci95_low", "diff_ci95_high", "p_value", "p_holm",
              "wins", "wilcoxon_p"]
     summary = summary[order]
-    return summary.sort_values(["train_size", "max_norm", "input_keep_prob", "keep_prob", "keep_probs"],
+    return summary.sort_values(["train_size", "max_norm", "input_keep_prob", "keep_prob_mean", "keep_probs"],
                                kind="stable", na_position="first").reset_index(drop=True)
 
 
@@ -198,22 +199,35 @@ def mc_curve_frame(rows: list[dict], weight_scaling: float) -> pd.DataFrame:
 def build_report(out: Path, metric: str = "test_accuracy", baseline: dict | None = None) -> pd.DataFrame:
     """summary.csv, ablation.png and curves.png from runs.csv and history.csv alone."""
     from dropcli.data import TITLES
+    from dropcli.grid import cells_of
     from dropcli.plots import plot_ablation, plot_curves
+    from dropcli.study import check_rows, read_identity, study_folder
     from dropcli.tables import read_history, read_runs, write_csv
 
     path = out / "runs.csv"
     if not path.exists():
         raise DropcliError(f"{path} does not exist; run 'dropcli ablate --out {out}' first")
+    identity = read_identity(out)
+    if identity is None:
+        raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
+                           "report reads only study folders written by dropcli ablate or merge")
+    cells = cells_of(identity)
     runs = read_runs(path)
+    check_rows(runs, path, cells)
     if runs.empty:
         raise DropcliError(f"{path} holds no finished cells yet; run or resume 'dropcli ablate --out {out}' first")
     summary = summarise(runs, metric, baseline)
-    write_csv(summary, out / "summary.csv")
+    folder = study_folder(out)
+    write_csv(summary, folder.claim_name("summary.csv"))
     seeds = runs["seed"].nunique()
     dataset = runs["dataset"].iloc[0]
     title = (f"{TITLES.get(dataset, dataset)}, {int(runs['epochs'].iloc[0])} epochs, "
              f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
-    plot_ablation(summary, out / "ablation.png", title)
+    history = None
     if (out / "history.csv").exists():
-        plot_curves(read_history(out / "history.csv"), out / "curves.png", title)
+        history = read_history(out / "history.csv")
+        check_rows(history, out / "history.csv", cells)
+    plot_ablation(summary, folder.claim_name("ablation.png"), title)
+    if history is not None:
+        plot_curves(history, folder.claim_name("curves.png"), title)
     return summary

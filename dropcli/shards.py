@@ -3,13 +3,13 @@
     $ dropcli ablate --grid --seeds 10 --out DIR --shard 2/8     # on eight machines, K = 1..8
     $ dropcli merge DIR                                          # when they are done
 
-Shard K of N is a fixed, deterministic set of the grid's cells, balanced by work (the costliest
-cells are dealt out first, each to the least loaded shard, so every shard mixes expensive and
-cheap cells). It writes only its own folder, DIR/shards/K-of-N/, a study folder of its own with
-its own lock and resume, so no two machines ever write one file and nothing relies on file locks
-over NFS. `merge` combines the shards (and any rows already in DIR) into DIR's tables, dropping
-cells found twice with identical results, refusing cells found twice with different ones, and
-naming the cells and shards still missing. It rebuilds everything each time: rerunning it is safe.
+Shard K of N is a fixed, deterministic set of the grid's cells (grid.partition, balanced by work).
+It writes only its own folder, DIR/shards/K-of-N/, a study folder of its own with its own lock
+and resume, so no two machines ever write one file and nothing relies on file locks over NFS.
+`merge` combines the shards (and any rows already in DIR) into DIR's tables, dropping cells found
+twice with identical results, refusing cells found twice with different ones and rows of cells
+that are not in their shard's part of the grid, and naming the cells and shards still missing. It
+rebuilds everything each time: rerunning it is safe.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from dropcli.config import TrainConfig, cell_id_of
 from dropcli.errors import DropcliError, UsageError
-from dropcli.provenance import code_version
+from dropcli.grid import cell_id_of, grid_of, partition
+from dropcli.plan import SHARD_DIR, StudyPlan, make_plan
+from dropcli.study import SHARDS, STUDY_FILE, check_rows, describe_difference, read_identity, same, study_folder
+from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_history, read_runs, write_csv
 
-SHARD_DIR = re.compile(r"^(\d+)-of-(\d+)$")
-PROVENANCE = ("train_seconds", "parallel_models", "device", "cpu", "engine", "finished_at", "dropcli_version",
-              "torch_version", "seconds")  # how and when a cell ran: not part of its result
+PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "finished_at", "dropcli_version",
+              "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """'2/8' -> (2, 8); 'slurm' reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (an array 1-N)."""
+    """'2/8' -> (2, 8); 'slurm' reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (an array 1-N).
+    Raises ValueError naming --shard."""
     if text == "slurm":
         try:
             k, n = int(os.environ["SLURM_ARRAY_TASK_ID"]), int(os.environ["SLURM_ARRAY_TASK_COUNT"])
@@ -48,115 +50,101 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def cost(c: TrainConfig) -> float:
-    """Relative work of a cell: its training steps and its forward passes."""
-    return c.epochs * (c.steps_per_epoch + c.validation_size / c.batch_size / 3) * sum(
-        i * o for i, o in zip(c.sizes[:-1], c.sizes[1:]))
-
-
-def partition(cells: list[TrainConfig], n: int) -> list[list[TrainConfig]]:
-    """N shards of the cells, balanced by cost (longest first, each to the least loaded shard; ties
-    by shard number), each in the grid's own order. Depends on the grid alone."""
-    loads, members = [0.0] * n, [[] for _ in range(n)]
-    order = sorted(range(len(cells)), key=lambda i: (-cost(cells[i]), i))
-    for i in order:
-        s = min(range(n), key=lambda j: (loads[j], j))
-        loads[s] += cost(cells[i])
-        members[s].append(i)
-    return [[cells[i] for i in sorted(m)] for m in members]
-
-
-def shard_folder(out: Path, k: int, n: int) -> Path:
-    return out / "shards" / f"{k}-of-{n}"
-
-
-def shard_identity(identity: dict, k: int, n: int) -> dict:
-    """A shard's study.json: the whole study's identity, the shard, and the code that runs it (all
-    shards of a study must run the same dropcli)."""
-    return {**identity, "shard": {"index": k, "count": n}, "dropcli_version": code_version()}
-
-
-def _difference(a: dict, b: dict) -> str:
-    for section in ("settings", "grid"):
-        for key in sorted(set(a.get(section, {})) | set(b.get(section, {}))):
-            if json.dumps(a.get(section, {}).get(key)) != json.dumps(b.get(section, {}).get(key)):
-                return f"{key} {json.dumps(a[section].get(key))} there, {json.dumps(b[section].get(key))} here"
-    if a.get("dropcli_version") != b.get("dropcli_version"):
-        return f"dropcli {a.get('dropcli_version')} there, {b.get('dropcli_version')} here"
-    return "a different study format"
-
-
-def merge(out: Path) -> dict:
-    """Combine DIR/shards/*/ (and DIR's own rows) into DIR's runs.csv and history.csv; returns
-    {"cells", "merged", "duplicates", "missing": [cell ids], "rerun": [shard numbers], "shards"}."""
-    from dropcli.study import STUDY_FILE, read_identity
-    from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_history, read_runs, row_cell_ids, write_csv
-
-    folders = sorted((p for p in (out / "shards").glob("*") if p.is_dir() and SHARD_DIR.match(p.name)),
-                     key=lambda p: int(SHARD_DIR.match(p.name).group(1))) if (out / "shards").is_dir() else []
+def shard_identities(out: Path) -> dict[Path, dict]:
+    """{shard folder: its study.json} of out/shards/K-of-N/, in shard order, each checked to be a
+    shard of one study run by one dropcli. Raises UsageError (no shards) or DropcliError."""
+    base = out / SHARDS
+    folders = sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink() and re.match(SHARD_DIR, p.name)),
+                     key=lambda p: int(re.match(SHARD_DIR, p.name).group(1))) if base.is_dir() else []
     if not folders:
         raise UsageError(f"{out} has no shards (folders shards/K-of-N/); run 'dropcli ablate ... --out {out} --shard K/N' first")
     identities = {}
     for f in folders:
         ident = read_identity(f)
-        if ident is None or "shard" not in ident:
-            raise DropcliError(f"{f} is not a dropcli shard (no study.json with a shard); remove it from {out / 'shards'}")
+        k, n = map(int, re.match(SHARD_DIR, f.name).groups())
+        if ident is None or ident.get("shard") != {"index": k, "count": n}:
+            raise DropcliError(f"{f} is not dropcli's shard {k} of {n} (its study.json names another or none); "
+                               f"remove it from {base}")
         identities[f] = ident
-    first = identities[folders[0]]
-    study = {k: v for k, v in first.items() if k not in ("shard", "dropcli_version")}
+    first = next(iter(identities.values()))
     counts = {ident["shard"]["count"] for ident in identities.values()}
     if len(counts) > 1:
-        raise DropcliError(f"{out / 'shards'} mixes shards of {' and '.join(map(str, sorted(counts)))}-way splits; "
+        raise DropcliError(f"{base} mixes shards of {' and '.join(map(str, sorted(counts)))}-way splits; "
                            "keep one split's folders")
     for f, ident in identities.items():
-        if {k: v for k, v in ident.items() if k != "shard"} != {**study, "dropcli_version": first["dropcli_version"]}:
-            raise DropcliError(f"{f} is a shard of another study ({_difference(ident, first)}); "
+        if {k: v for k, v in ident.items() if k != "shard"} != {k: v for k, v in first.items() if k != "shard"}:
+            raise DropcliError(f"{f} is a shard of another study ({describe_difference(ident, first, now='here')}); "
                                f"remove it, or rerun that shard with the same command and dropcli")
-    top = read_identity(out)
-    if top is not None and json.dumps(top, sort_keys=True) != json.dumps(study, sort_keys=True):
-        raise DropcliError(f"{out / STUDY_FILE} describes another study than its shards; merge into a new folder")
-    n = counts.pop()
-    from dropcli.study import cells_of
+    return identities
 
-    cells = cells_of(study)
-    sources = [(f"shard {identities[f]['shard']['index']}", f) for f in folders]
-    if (out / "runs.csv").exists():
-        sources.insert(0, ("the merged study", out))
+
+def merge_plan(out: Path) -> tuple[StudyPlan, dict[Path, dict]]:
+    """The StudyPlan of the whole study whose shards are in out/shards, and the shards' identities.
+    Shards written by an earlier dropcli (another study.json format) are refused."""
+    identities = shard_identities(out)
+    first = next(iter(identities.values()))
+    study = {k: v for k, v in first.items() if k not in ("shard", "dropcli_version")}
+    spec, base = grid_of(study)
+    plan = make_plan(spec, base, out, data=study.get("data"))  # refuses a root that holds another study
+    if not same(plan.identity, study):
+        raise DropcliError(f"the shards in {out / SHARDS} were written by another dropcli "
+                           f"({describe_difference(study, plan.identity, now='here')}); merge them with that version")
+    return plan, identities
+
+
+def _gather(plan: StudyPlan, identities: dict[Path, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every shard's rows (and the root's own), each refused unless its cell is in that source's part."""
+    n = next(iter(identities.values()))["shard"]["count"]
+    parts = partition(list(plan.all_cells), n)
+    sources = [(f"shard {ident['shard']['index']}", f, parts[ident["shard"]["index"] - 1])
+               for f, ident in identities.items()]
+    if (plan.root / "runs.csv").exists():
+        sources.insert(0, ("the merged study", plan.root, list(plan.all_cells)))
     runs, history = [], []
-    for name, folder in sources:
+    for name, folder, cells in sources:
         if (folder / "runs.csv").exists():
             r = read_runs(folder / "runs.csv")
-            runs.append(r.assign(_source=name))
+            ids = check_rows(r, folder / "runs.csv", cells)
+            runs.append(r.assign(_source=name, _id=ids))
             if (folder / "history.csv").exists():
                 h = read_history(folder / "history.csv")
-                history.append(h[row_cell_ids(h).isin(set(row_cell_ids(r)))].assign(_source=name))
-    all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=[*RUNS_SCHEMA, "_source"])
-    all_runs["_id"] = row_cell_ids(all_runs) if len(all_runs) else []
+                hid = check_rows(h, folder / "history.csv", cells)
+                history.append(h.assign(_source=name, _id=hid)[hid.isin(set(ids))])
+    all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=[*RUNS_SCHEMA, "_source", "_id"])
+    hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame(columns=[*HISTORY_SCHEMA, "_source", "_id"])
+    return all_runs, hist
+
+
+def merge(out: Path) -> dict:
+    """Combine out/shards/*/ (and out's own rows) into out's runs.csv and history.csv.
+
+    Returns {"cells", "merged", "duplicates", "missing": [cell ids], "rerun": [shard numbers],
+    "shards", "identity"}. Raises UsageError (no shards; a root holding another study) and
+    DropcliError (foreign shards or rows, conflicting copies of a cell, unwritable files)."""
+    plan, identities = merge_plan(out)
+    all_runs, hist = _gather(plan, identities)
     kept, duplicates = _deduplicate(all_runs)
-    hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame(columns=[*HISTORY_SCHEMA, "_source"])
     if len(hist):
-        hist["_id"] = row_cell_ids(hist)
         winners = dict(zip(kept["_id"], kept["_source"]))
         hist = hist[[winners.get(i) == s for i, s in zip(hist["_id"], hist["_source"])]]
-    order = {cell_id_of(c): i for i, c in enumerate(cells)}
-    kept = kept.assign(_order=kept["_id"].map(order).fillna(len(order))).sort_values(["_order", "_id"], kind="stable")
-    from dropcli.files import atomic_write_text
-
-    atomic_write_text(out / STUDY_FILE, json.dumps(study, indent=2, sort_keys=True) + "\n")
+    order = {cell_id_of(c): i for i, c in enumerate(plan.all_cells)}
+    kept = kept.assign(_order=kept["_id"].map(order)).sort_values(["_order"], kind="stable")
+    folder = study_folder(out)
+    if read_identity(out) is None:
+        folder.write_text(STUDY_FILE, json.dumps(plan.identity, indent=2, sort_keys=True) + "\n")
     if len(hist):
-        hist = hist.assign(_order=hist["_id"].map(order).fillna(len(order))).sort_values(["_order", "_id", "epoch"],
-                                                                                           kind="stable")
-        write_csv(hist[list(HISTORY_SCHEMA)], out / "history.csv", HISTORY_SCHEMA)
-    write_csv(kept[list(RUNS_SCHEMA)], out / "runs.csv", RUNS_SCHEMA)
-    missing, rerun = [], []
-    done = set(kept["_id"])
-    for k, members in enumerate(partition(cells, n), start=1):
+        hist = hist.assign(_order=hist["_id"].map(order)).sort_values(["_order", "epoch"], kind="stable")
+        write_csv(hist[list(HISTORY_SCHEMA)], folder.claim_name("history.csv"), HISTORY_SCHEMA)
+    write_csv(kept[list(RUNS_SCHEMA)], folder.claim_name("runs.csv"), RUNS_SCHEMA)
+    n = next(iter(identities.values()))["shard"]["count"]
+    done, missing, rerun = set(kept["_id"]), [], []
+    for k, members in enumerate(partition(list(plan.all_cells), n), start=1):
         lacking = [cell_id_of(c) for c in members if cell_id_of(c) not in done]
         if lacking:
             rerun.append(k)
             missing += lacking
-    return {"cells": len(cells), "merged": len(kept), "duplicates": duplicates, "missing": missing, "rerun": rerun,
-            "shards": n, "identity": study}
+    return {"cells": len(plan.all_cells), "merged": len(kept), "duplicates": duplicates, "missing": missing,
+            "rerun": rerun, "shards": n, "identity": plan.identity}
 
 
 def _deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:

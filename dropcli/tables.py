@@ -22,23 +22,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, cell_id, fmt_number
+from dropcli.config import SUBSETS, TrainConfig, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write
+from dropcli.grid import cell_id
 
-# column -> kind: int, float (measured), exact (a configuration float), text; a trailing "?" allows empty cells
-CELL_SCHEMA = {"keep_prob": "exact", "keep_probs": "text", "input_keep_prob": "exact", "max_norm": "exact?",
+# column -> kind: int, float (measured), exact (a configuration float), text; a trailing "?" allows empty cells.
+# keep_probs is the per-layer text ('0.7', '0.8 0.7 0.7 0.5'), keep_prob_mean their mean (a number to plot).
+CELL_SCHEMA = {"keep_probs": "text", "keep_prob_mean": "exact", "input_keep_prob": "exact", "max_norm": "exact?",
                "train_size": "int", "seed": "int"}
 RUNS_SCHEMA = {
     **CELL_SCHEMA, "subset": "text", "epochs": "int", "epochs_run": "int", "hidden": "text", "init": "text",
     "lr": "exact", "batch_size": "int", "dataset": "text", "final_cost": "float?", "train_accuracy": "float?",
     "validation_accuracy": "float?", "test_accuracy": "float?", "generalization_gap": "float?", "test_loss": "float?",
     "best_epoch": "int?", "test_accuracy_at_best": "float?", "test_accuracy_mc": "float?", "mc_samples": "int",
-    "train_seconds": "float", "parallel_models": "int", "device": "text", "cpu": "text", "engine": "text",
+    # a lockstep group's cells train together: its wall time is the group's, shared by its group_size cells
+    "group_size": "int", "group_train_seconds": "float", "device": "text", "cpu": "text", "engine": "text",
     "precision": "text", "status": "text", "finished_at": "text", "dropcli_version": "text", "torch_version": "text",
 }
 HISTORY_SCHEMA = {**CELL_SCHEMA, "epoch": "int", "cost": "float?", "train_batch_accuracy": "float?",
-                  "validation_accuracy": "float?", "seconds": "float"}
+                  "validation_accuracy": "float?", "group_epoch_seconds": "float"}
+# columns of tables written before their renames: read under the new names (never rewritten in place)
+RENAMED = {"keep_prob": "keep_prob_mean", "parallel_models": "group_size", "train_seconds": "group_train_seconds",
+           "seconds": "group_epoch_seconds"}
 CHOICES = {"status": ("ok", "diverged"), "subset": ("all", *SUBSETS)}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -128,7 +134,7 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
     rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or not rows[0]:
         raise TableError(f"{path} has no header row, so it is not a {what}; {fix}")
-    header = rows[0]
+    header = [RENAMED[c] if c in RENAMED and c not in schema else c for c in rows[0]]
     if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
         raise TableError(f"{path} is not comma-separated (saved with ';' or tabs?); save it as CSV with commas, or {fix}")
     missing = [c for c in schema if c not in header]
@@ -165,6 +171,41 @@ def _column(values: list, kind: str) -> pd.Series:
     if kind in ("float", "exact"):
         return pd.Series([math.nan if v is None else v for v in values], dtype="float64")
     return pd.Series(values, dtype=object)
+
+
+def cell_columns(c: TrainConfig) -> dict:
+    """The CELL_SCHEMA columns of a cell."""
+    return {"keep_probs": c.keep_label, "keep_prob_mean": c.mean_keep, "input_keep_prob": c.input_keep_prob,
+            "max_norm": c.max_norm, "train_size": c.n_train, "seed": c.seed}
+
+
+def run_row(r, finished_at: str) -> dict:
+    """One runs.csv row (RUNS_SCHEMA's columns, in order): a train.RunResult with the config and
+    provenance that made it. Accuracies are fractions (0-1); seconds are wall time of the group."""
+    import torch
+
+    from dropcli.provenance import code_version, cpu_model
+
+    c = r.config
+    row = {**cell_columns(c), "subset": c.sampling, "epochs": c.epochs, "epochs_run": len(r.history),
+           "hidden": " ".join(map(str, c.hidden)), "init": c.init, "lr": c.lr, "batch_size": c.batch_size,
+           "dataset": c.dataset, "final_cost": r.final_cost, "train_accuracy": r.train_accuracy,
+           "validation_accuracy": r.validation_accuracy, "test_accuracy": r.test_accuracy,
+           "generalization_gap": r.train_accuracy - r.test_accuracy, "test_loss": r.test_loss,
+           "best_epoch": r.best_epoch, "test_accuracy_at_best": r.test_accuracy_at_best,
+           "test_accuracy_mc": r.test_accuracy_mc, "mc_samples": c.mc_samples, "group_size": r.parallel_models,
+           "group_train_seconds": r.train_seconds, "device": r.device, "cpu": cpu_model(), "engine": r.engine,
+           "precision": c.precision, "status": r.status, "finished_at": finished_at,
+           "dropcli_version": code_version(), "torch_version": torch.__version__}
+    assert list(row) == list(RUNS_SCHEMA), "run_row and RUNS_SCHEMA must list the same columns"
+    return row
+
+
+def history_rows(r) -> list[dict]:
+    """HISTORY_SCHEMA rows of a train.RunResult: one per epoch."""
+    head = cell_columns(r.config)
+    return [{**head, "epoch": h["epoch"], "cost": h["cost"], "train_batch_accuracy": h["train_batch_accuracy"],
+             "validation_accuracy": h["validation_accuracy"], "group_epoch_seconds": h["seconds"]} for h in r.history]
 
 
 def row_cell_ids(table: pd.DataFrame) -> pd.Series:

@@ -104,8 +104,14 @@ def failures() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def usage_error(message: str):
+    """Stop the command with a usage error (exit 2, one line): a check across several options."""
+    raise ClickUsageError(message)
+
+
 def usage(fn, *args, **kwargs):
-    """Run a parser/validator; its ValueError becomes a usage error (exit 2)."""
+    """Run a validator across options (a TrainConfig, a grid); its ValueError becomes a usage error
+    (exit 2). Single options are parsed by their Typer parser= (cli_options.parser)."""
     try:
         return fn(*args, **kwargs)
     except ValueError as e:
@@ -168,7 +174,7 @@ def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:
     parts = []
     for p in ctx.command.params:
         value, default = ctx.params.get(p.name), p.default
-        norm = [str(getattr(v, "value", v)) for v in (value, default)]
+        norm = [str(getattr(v, "text", None) or getattr(v, "value", v)) for v in (value, default)]
         if (p.name in skip or (only is not None and p.name not in only) or value is None or norm[0] == norm[1]
                 or not getattr(p, "opts", None)):
             continue

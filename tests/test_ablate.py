@@ -6,20 +6,21 @@ import scipy.stats
 from conftest import check_error
 from typer.testing import CliRunner
 
-from dropcli.ablate import StudyProgress, expand, run_study
+from dropcli.ablate import StudyProgress, run_study
 from dropcli.cli import app
-from dropcli.config import GridSpec, TrainConfig
+from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
 from dropcli.errors import DropcliError, StudyMismatch
 from dropcli.files import study_lock
+from dropcli.grid import GridSpec, expand
+from dropcli.plan import make_plan
 from dropcli.report import build_report
-from dropcli.study import study_identity
 
 CPU = resolve_device("cpu")
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
-RUN_COLUMNS = ["keep_prob", "keep_probs", "input_keep_prob", "train_size", "seed", "epochs", "final_cost",
-               "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap", "train_seconds",
-               "parallel_models", "device", "status", "finished_at"]
+RUN_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "train_size", "seed", "epochs", "final_cost",
+               "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap", "group_train_seconds",
+               "group_size", "device", "status", "finished_at"]
 runner = CliRunner()
 
 
@@ -31,8 +32,7 @@ def small_grid(**kw):
 
 def study(out, grid=None, base=BASE, **kw):
     grid = grid or small_grid()
-    cells = expand(grid, base)
-    return run_study(cells, out, study_identity(grid, base), CPU, **kw)
+    return run_study(make_plan(grid, base, out, fresh=kw.pop("fresh", False)), CPU, **kw)
 
 
 def test_standard_grid_expansion():
@@ -73,13 +73,13 @@ def test_study_writes_every_file_with_numeric_columns(tmp_path):
     for col in RUN_COLUMNS:
         if col not in ("keep_probs", "device", "status", "finished_at"):
             assert runs[col].dtype.kind in "if", col
-    assert (runs["parallel_models"] == 4).all() and (runs["status"] == "ok").all()
+    assert (runs["group_size"] == 4).all() and (runs["status"] == "ok").all()
     assert pd.to_datetime(runs["finished_at"]).notna().all()
     assert runs["generalization_gap"].round(9).equals((runs["train_accuracy"] - runs["test_accuracy"]).round(9))
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert list(summary["keep_prob"]) == [0.5, 1.0] and list(summary["runs"]) == [2, 2]
+    assert list(summary["keep_prob_mean"]) == [0.5, 1.0] and list(summary["runs"]) == [2, 2]
     row = summary.iloc[0]
-    accs = runs[runs["keep_prob"] == 0.5]["test_accuracy"]
+    accs = runs[runs["keep_prob_mean"] == 0.5]["test_accuracy"]
     assert row["test_accuracy_mean"] == pytest.approx(accs.mean())
     assert row["test_accuracy_std"] == pytest.approx(accs.std(ddof=1))
     assert row["test_accuracy_ci95"] == pytest.approx(scipy.stats.t.ppf(0.975, 1) * accs.std(ddof=1) / math.sqrt(2))
@@ -88,7 +88,7 @@ def test_study_writes_every_file_with_numeric_columns(tmp_path):
     png = (tmp_path / "ablation.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     text = (tmp_path / "runs.csv").read_text(encoding="utf-8")
-    assert "e-0" not in text and "E-0" not in text and text.splitlines()[0].startswith("keep_prob,")
+    assert "e-0" not in text and "E-0" not in text and text.splitlines()[0].startswith("keep_probs,keep_prob_mean,")
 
 
 class Interrupt(Exception):
@@ -107,7 +107,7 @@ def test_interrupted_study_resumes_with_the_same_rows(tmp_path):
     assert counts == {"total": 4, "skipped": 1, "ran": 3, "parallel_models": 1, "out": tmp_path / "a"}
     study(tmp_path / "b", parallel_models=1)
     a, b = (pd.read_csv(tmp_path / d / "runs.csv") for d in "ab")
-    keys = ["keep_prob", "seed"]
+    keys = ["keep_prob_mean", "seed"]
     a, b = a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True)
     for col in ("final_cost", "test_accuracy", "validation_accuracy", "train_accuracy"):
         assert a[col].tolist() == b[col].tolist(), col
@@ -122,18 +122,18 @@ def test_a_commit_cut_off_before_runs_csv_leaves_no_duplicate_history(tmp_path):
     (tmp_path / "runs.csv").write_text("".join(lines[:-1]))  # as if cut off between the two writes
     assert study(tmp_path, parallel_models=2)["ran"] == 1
     after = pd.read_csv(tmp_path / "history.csv")
-    assert len(after) == len(history) and not after.duplicated(["keep_prob", "seed", "epoch"]).any()
+    assert len(after) == len(history) and not after.duplicated(["keep_prob_mean", "seed", "epoch"]).any()
 
 
 def test_parallel_models_one_and_batched_give_the_same_rows(tmp_path):
     study(tmp_path / "one", parallel_models=1)
     study(tmp_path / "all", parallel_models=4)
-    one, batched = (pd.read_csv(tmp_path / d / "runs.csv").sort_values(["keep_prob", "seed"]).reset_index(drop=True)
+    one, batched = (pd.read_csv(tmp_path / d / "runs.csv").sort_values(["keep_prob_mean", "seed"]).reset_index(drop=True)
                     for d in ("one", "all"))
-    assert one[["keep_prob", "seed"]].equals(batched[["keep_prob", "seed"]])
+    assert one[["keep_prob_mean", "seed"]].equals(batched[["keep_prob_mean", "seed"]])
     assert ((one["final_cost"] - batched["final_cost"]).abs() <= 0.02 * one["final_cost"].abs()).all()
     assert ((one["test_accuracy"] - batched["test_accuracy"]).abs() <= 0.015).all()
-    assert set(one["parallel_models"]) == {1} and set(batched["parallel_models"]) == {4}
+    assert set(one["group_size"]) == {1} and set(batched["group_size"]) == {4}
 
 
 def test_another_study_in_the_folder_is_refused(tmp_path):
@@ -153,7 +153,7 @@ def test_another_study_in_the_folder_is_refused(tmp_path):
 
 def test_concurrent_study_is_refused(tmp_path):
     with study_lock(tmp_path):
-        with pytest.raises(DropcliError, match="another dropcli ablate .* is writing to"):
+        with pytest.raises(DropcliError, match="another dropcli command is writing to"):
             study(tmp_path)
     assert study(tmp_path)["ran"] == 4  # the lock is released afterwards
 

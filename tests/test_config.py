@@ -6,16 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dropcli.config import (
-    TrainConfig,
-    cell_id,
-    cell_id_of,
-    fmt_keep,
-    fmt_number,
-    parse_keep,
-    parse_keep_list,
-    parse_max_norms,
-)
+from dropcli.config import TrainConfig, fmt_keep, fmt_number, parse_keep
+from dropcli.grid import cell_id, cell_id_of, parse_keep_list, parse_max_norms
 
 
 def test_defaults_are_the_tutorials():

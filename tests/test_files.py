@@ -87,7 +87,7 @@ def test_writing_onto_a_folder_is_refused(tmp_path):
 
 def test_the_study_lock_is_exclusive_and_released(tmp_path):
     with study_lock(tmp_path):
-        with pytest.raises(DropcliError, match=r"another dropcli ablate \(pid \d+\) is writing to"):
+        with pytest.raises(DropcliError, match=r"another dropcli command is writing to"):
             with study_lock(tmp_path):
                 pass
     with study_lock(tmp_path):

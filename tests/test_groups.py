@@ -5,7 +5,8 @@ import torch
 
 from dropcli.config import TrainConfig
 from dropcli.errors import UsageError
-from dropcli.groups import check_memory, choose_parallel_models, memory_cap, plan_groups
+from dropcli.groups import choose_parallel_models, memory_cap, plan_groups
+from dropcli.plan import check_memory
 
 CPU = torch.device("cpu")
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)

@@ -14,13 +14,13 @@ def runs_and_history():
         for ik in (0.8, 1.0):
             for seed in (1, 2, 3):
                 acc = 0.9 + 0.01 * float(keep) + 0.001 * seed
-                runs.append({"keep_probs": keep, "keep_prob": float(keep), "input_keep_prob": ik, "max_norm": math.nan,
+                runs.append({"keep_probs": keep, "keep_prob_mean": float(keep), "input_keep_prob": ik, "max_norm": math.nan,
                              "train_size": 1000, "seed": seed, "status": "ok", "test_accuracy": acc,
                              **{m: acc for m in ("validation_accuracy", "train_accuracy", "test_accuracy_at_best")},
                              "generalization_gap": 0.01, "final_cost": 0.1, "best_epoch": 2, "test_accuracy_mc": math.nan,
-                             "train_seconds": 1.0})
+                             "group_train_seconds": 1.0})
                 for epoch in (1, 2, 3):
-                    history.append({"keep_probs": keep, "keep_prob": float(keep), "input_keep_prob": ik,
+                    history.append({"keep_probs": keep, "keep_prob_mean": float(keep), "input_keep_prob": ik,
                                     "max_norm": math.nan, "train_size": 1000, "seed": seed, "epoch": epoch,
                                     "cost": 1 / epoch, "validation_accuracy": acc - 0.01 / epoch})
     return pd.DataFrame(runs), pd.DataFrame(history)

@@ -27,7 +27,7 @@ def test_ray_gives_the_rows_of_a_plain_run(tmp_path, local_ray):
     assert result.exit_code == 0, result.output
     plain = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--out", str(tmp_path / "p")])
     assert plain.exit_code == 0
-    a, b = (pd.read_csv(tmp_path / d / "runs.csv").sort_values(["keep_prob", "seed"]).reset_index(drop=True)
+    a, b = (pd.read_csv(tmp_path / d / "runs.csv").sort_values(["keep_prob_mean", "seed"]).reset_index(drop=True)
             for d in ("r", "p"))
     for col in ("test_accuracy", "final_cost", "validation_accuracy", "train_accuracy", "best_epoch"):
         assert a[col].equals(b[col]), col
@@ -80,5 +80,5 @@ def test_retried_tasks_do_not_duplicate_cells(tmp_path, local_ray, monkeypatch):
     result = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     runs = pd.read_csv(tmp_path / "r" / "runs.csv")
-    assert len(runs) == 4 and not runs.duplicated(["keep_prob", "seed"]).any()
+    assert len(runs) == 4 and not runs.duplicated(["keep_prob_mean", "seed"]).any()
     assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 4

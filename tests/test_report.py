@@ -10,12 +10,13 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from dropcli.ablate import expand, run_study
+from dropcli.ablate import run_study
 from dropcli.cli import app
-from dropcli.config import GridSpec, TrainConfig
+from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
+from dropcli.grid import GridSpec
+from dropcli.plan import make_plan
 from dropcli.report import build_report, parse_baseline, summarise
-from dropcli.study import study_identity
 from dropcli.tables import read_runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +84,7 @@ def fresh(tmp_path_factory):
     base = TrainConfig(hidden=(32, 32), epochs=2, validation_size=500, batch_size=50)
     grid = GridSpec(keep_probs=((0.5,), (0.8,), (1.0,)), input_keep_probs=(0.8, 1.0), train_sizes=(600,),
                     seeds=(1, 2, 3))
-    run_study(expand(grid, base), out, study_identity(grid, base), resolve_device("cpu"), parallel_models=6)
+    run_study(make_plan(grid, base, out), resolve_device("cpu"), parallel_models=6)
     return out
 
 
@@ -127,11 +128,11 @@ def test_the_table_marks_differences_that_survive_holm():
     runs = []
     for seed in range(6):
         for keep, acc in (("1", 0.90), ("0.5", 0.95), ("0.7", 0.90)):
-            runs.append({"keep_probs": keep, "keep_prob": float(keep), "input_keep_prob": 1.0, "max_norm": math.nan,
+            runs.append({"keep_probs": keep, "keep_prob_mean": float(keep), "input_keep_prob": 1.0, "max_norm": math.nan,
                          "train_size": 1000, "seed": seed, "status": "ok", "test_accuracy": acc + seed * 1e-3 * (keep == "0.5")
                          + (0.002 if (keep == "0.7" and seed % 2) else -0.002 if keep == "0.7" else 0),
                          **{m: 0.5 for m in ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost",
-                                             "test_accuracy_at_best", "best_epoch", "test_accuracy_mc", "train_seconds")}})
+                                             "test_accuracy_at_best", "best_epoch", "test_accuracy_mc", "group_train_seconds")}})
     summary = summarise(pd.DataFrame(runs))
     console = Console(width=200, record=True)
     console.print(summary_table(summary))

@@ -6,18 +6,20 @@ import shutil
 import pandas as pd
 import pytest
 
-from dropcli.ablate import StudyProgress, expand, run_study
-from dropcli.config import GridSpec, TrainConfig, cell_id_of
+from dropcli.ablate import StudyProgress, run_study
+from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
 from dropcli.errors import DropcliError
-from dropcli.shards import cost, merge, parse_shard, partition
-from dropcli.study import study_identity
+from dropcli.grid import GridSpec, cell_id_of, cost, expand, partition
+from dropcli.plan import make_plan
+from dropcli.shards import merge, parse_shard
+from dropcli.tables import TableError
 
 CPU = resolve_device("cpu")
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
 GRID = GridSpec(keep_probs=((0.5,), (0.8,), (1.0,)), train_sizes=(500, 1000), seeds=(1, 2))  # 12 cells
 RESULT = ["keep_probs", "input_keep_prob", "train_size", "seed", "final_cost", "train_accuracy", "validation_accuracy",
-          "test_accuracy", "test_loss", "best_epoch", "test_accuracy_at_best", "parallel_models"]
+          "test_accuracy", "test_loss", "best_epoch", "test_accuracy_at_best", "group_size"]
 
 
 def cells(grid=GRID, base=BASE):
@@ -56,7 +58,7 @@ def test_slurm_array_variables_name_the_shard(monkeypatch):
 
 
 def run_shard(out, k, n, **kw):
-    return run_study(cells(), out, study_identity(GRID, BASE), CPU, parallel_models=2, shard=(k, n), **kw)
+    return run_study(make_plan(GRID, BASE, out, (k, n)), CPU, parallel_models=2, **kw)
 
 
 def sorted_rows(path):
@@ -65,7 +67,7 @@ def sorted_rows(path):
 
 def test_three_shards_one_killed_and_rerun_merge_to_the_whole_run_bit_for_bit(tmp_path):
     whole = tmp_path / "whole"
-    run_study(cells(), whole, study_identity(GRID, BASE), CPU, parallel_models=2)
+    run_study(make_plan(GRID, BASE, whole), CPU, parallel_models=2)
     out = tmp_path / "split"
     run_shard(out, 1, 3)
 
@@ -84,27 +86,30 @@ def test_three_shards_one_killed_and_rerun_merge_to_the_whole_run_bit_for_bit(tm
     assert report == {**report, "merged": 12, "missing": [], "rerun": [], "duplicates": 0}
     a, b = sorted_rows(out / "runs.csv"), sorted_rows(whole / "runs.csv")
     assert a[RESULT].equals(b[RESULT])  # bit for bit: CSV text compares every digit written
-    ha, hb = (pd.read_csv(p / "history.csv").drop(columns="seconds") for p in (out, whole))
-    key = ["train_size", "keep_prob", "seed", "epoch"]
+    ha, hb = (pd.read_csv(p / "history.csv").drop(columns="group_epoch_seconds") for p in (out, whole))
+    key = ["train_size", "keep_prob_mean", "seed", "epoch"]
     assert ha.sort_values(key).reset_index(drop=True).equals(hb.sort_values(key).reset_index(drop=True))
     before = (out / "runs.csv").read_text()
     assert merge(out)["merged"] == 12 and (out / "runs.csv").read_text() == before  # merging again changes nothing
     assert json.loads((out / "study.json").read_text()) == json.loads((whole / "study.json").read_text())
 
 
-def test_merge_drops_identical_duplicates_and_refuses_conflicting_ones(tmp_path):
+def test_merge_refuses_rows_outside_their_shard_and_conflicting_copies(tmp_path):
     out = tmp_path / "s"
     for k in (1, 2):
         run_shard(out, k, 2)
     one = out / "shards" / "1-of-2" / "runs.csv"
     extra = pd.read_csv(one, dtype={"keep_probs": str}).iloc[:1]
-    two = out / "shards" / "2-of-2" / "runs.csv"  # a retried task: the same cell, the same numbers, later
+    two = out / "shards" / "2-of-2" / "runs.csv"  # a cell of shard 1 in shard 2's table: counted twice before
     rows = pd.read_csv(two, dtype={"keep_probs": str})
-    pd.concat([rows, extra.assign(finished_at="2030-01-01T00:00:00+00:00", train_seconds=99.0)]).to_csv(two, index=False)
-    report = merge(out)
-    assert report["duplicates"] == 1 and report["merged"] == 12
-    pd.concat([rows, extra.assign(test_accuracy=0.5)]).to_csv(two, index=False)
-    with pytest.raises(DropcliError, match="has different results in .*shard 1 and shard 2; delete the wrong copy"):
+    pd.concat([rows, extra]).to_csv(two, index=False)
+    with pytest.raises(TableError, match=r"2-of-2/runs.csv row 8 holds the cell .*not in this study's grid"):
+        merge(out)
+    rows.to_csv(two, index=False)
+    assert merge(out)["merged"] == 12
+    merged = pd.read_csv(out / "runs.csv", dtype={"keep_probs": str})
+    merged.assign(test_accuracy=0.5).to_csv(out / "runs.csv", index=False)  # the merged copy disagrees
+    with pytest.raises(DropcliError, match="has different results in the merged study and shard .; delete the wrong"):
         merge(out)
 
 
@@ -112,8 +117,7 @@ def test_merge_refuses_a_foreign_shard_and_names_the_missing_ones(tmp_path):
     out = tmp_path / "s"
     run_shard(out, 1, 2)
     other = tmp_path / "other"
-    run_study(cells(base=BASE.replace(epochs=2)), other, study_identity(GRID, BASE.replace(epochs=2)), CPU,
-              parallel_models=2, shard=(2, 2))
+    run_study(make_plan(GRID, BASE.replace(epochs=2), other, (2, 2)), CPU, parallel_models=2)
     shutil.copytree(other / "shards" / "2-of-2", out / "shards" / "2-of-2")
     with pytest.raises(DropcliError, match=r"shards/2-of-2 is a shard of another study \(epochs 2 there, 1 here\)"):
         merge(out)
@@ -124,7 +128,7 @@ def test_merge_refuses_a_foreign_shard_and_names_the_missing_ones(tmp_path):
 
 def test_merge_keeps_rows_already_in_the_study_folder(tmp_path):
     out = tmp_path / "s"
-    run_study(cells(), out, study_identity(GRID, BASE), CPU, parallel_models=2)  # the whole study, run locally
+    run_study(make_plan(GRID, BASE, out), CPU, parallel_models=2)  # the whole study, run locally
     run_shard(out, 1, 4)
     before = sorted_rows(out / "runs.csv")
     report = merge(out)

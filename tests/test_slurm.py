@@ -64,7 +64,7 @@ def test_submitted_through_a_stand_in_sbatch_the_study_is_merged(tmp_path, fake_
     assert "Merged 6 of 6 cells from 3 shards" in (out / "slurm" / "logs" / "merge.out").read_text()
     whole = runner.invoke(app, ["ablate", *GRID, "--out", str(tmp_path / "whole")])
     assert whole.exit_code == 0
-    a, b = (pd.read_csv(p / "runs.csv").sort_values(["keep_prob", "seed"]).reset_index(drop=True)
+    a, b = (pd.read_csv(p / "runs.csv").sort_values(["keep_prob_mean", "seed"]).reset_index(drop=True)
             for p in (out, tmp_path / "whole"))
     assert a["test_accuracy"].equals(b["test_accuracy"]) and a["final_cost"].equals(b["final_cost"])
 

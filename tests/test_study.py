@@ -5,9 +5,11 @@ import subprocess
 
 import pytest
 
-from dropcli.config import GridSpec, TrainConfig
+from dropcli.config import TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
-from dropcli.study import OUTPUTS, claim, default_folder, study_identity
+from dropcli.files import MANIFEST
+from dropcli.grid import GridSpec, study_identity
+from dropcli.study import OUTPUTS, claim, default_folder
 
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
 GRID = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2))
@@ -32,7 +34,7 @@ def test_a_folder_that_is_not_a_study_is_refused_and_left_alone(tmp_path):
     (run / "model.safetensors").write_bytes(b"weights")
     with pytest.raises(StudyMismatch, match="is not a dropcli study .*history.csv.* use a new or empty --out"):
         claim(run, identity(), fresh=False)
-    with pytest.raises(UsageError, match="--fresh deletes only a dropcli study"):
+    with pytest.raises(StudyMismatch, match="is not a dropcli study"):
         claim(run, identity(), fresh=True)
     assert (run / "history.csv").read_text() == "epoch,cost\n1,0.5\n" and (run / "model.safetensors").exists()
     assert not (run / "study.json").exists()
@@ -45,22 +47,23 @@ def test_another_study_is_refused_without_suggesting_deletion(tmp_path):
     assert "epochs 1 there, 2 now" in str(e.value) and "--fresh" not in str(e.value)
 
 
-def test_fresh_removes_only_dropcli_files(tmp_path):
-    claim(tmp_path, identity(), fresh=False)
+def test_fresh_removes_only_the_files_dropcli_wrote(tmp_path):
+    folder = claim(tmp_path, identity(), fresh=False)
     for name in OUTPUTS[:-1]:
-        (tmp_path / name).write_text("x")
+        folder.write_text(name, "x")
+    folder.subfolder("shards").folder.joinpath("mine.txt").write_text("the user's")  # a user file in our folder
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "shards" / "1-of-2").mkdir(parents=True)
     claim(tmp_path, identity(epochs=2), fresh=True)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["notes.txt", "study.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == [MANIFEST, "notes.txt", "shards",
+                                                                               "study.json"]
+    assert (tmp_path / "shards" / "mine.txt").read_text() == "the user's"
     assert json.loads((tmp_path / "study.json").read_text()) == json.loads(json.dumps(identity(epochs=2)))
 
 
 def test_fresh_never_deletes_committed_results(tmp_path):
     repo = tmp_path / "repo"
     study = repo / "results" / "ablation"
-    claim(study, identity(), fresh=False)
-    (study / "runs.csv").write_text("committed")
+    claim(study, identity(), fresh=False).write_text("runs.csv", "committed")
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
     with pytest.raises(UsageError, match="is committed to git; --fresh never deletes committed results"):

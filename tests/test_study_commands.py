@@ -49,7 +49,7 @@ def test_cli_dry_run_trains_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--keep-probs", ""], "give --grid for the standard study"),
+    (["--keep-probs", ""], "--keep-probs needs a comma-separated list"),
     (["--keep-probs", "0.5,"], "needs a comma-separated list"),
     (["--keep-probs", "0.5,1.5"], "keep probability 1.5 is outside (0, 1]"),
     (["--keep-probs", "0.5,0.5"], "the grid lists one cell twice"),

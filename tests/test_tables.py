@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropcli.config import cell_id, fmt_keep
+from dropcli.config import fmt_keep
+from dropcli.grid import cell_id
 from dropcli.study import frame
 from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_cell_ids, write_csv
 
@@ -25,15 +26,15 @@ def run_rows(draw):
     rows, seen = [], set()
     for _ in range(n):
         keeps = tuple(draw(st.lists(keep, min_size=1, max_size=3)))
-        row = {"keep_prob": sum(keeps) / len(keeps), "keep_probs": fmt_keep(keeps), "input_keep_prob": draw(keep),
+        row = {"keep_probs": fmt_keep(keeps), "keep_prob_mean": sum(keeps) / len(keeps), "input_keep_prob": draw(keep),
                "max_norm": draw(st.one_of(st.none(), st.floats(min_value=1e-6, max_value=100))),
                "train_size": draw(st.integers(1, 55_000)), "seed": draw(st.integers(0, 2**63 - 1)),
                "subset": draw(st.sampled_from(["all", "random", "first"])), "epochs": draw(st.integers(1, 100)),
                "epochs_run": draw(st.integers(0, 100)), "hidden": draw(text), "init": draw(text),
                "lr": draw(st.floats(min_value=1e-12, max_value=10)), "batch_size": draw(st.integers(1, 1000)),
                "dataset": draw(text), "best_epoch": draw(st.one_of(st.none(), st.integers(1, 100))),
-               "mc_samples": draw(st.integers(0, 1000)), "train_seconds": draw(st.floats(0, 1e6)),
-               "parallel_models": draw(st.integers(1, 64)), "device": draw(text), "cpu": draw(text),
+               "mc_samples": draw(st.integers(0, 1000)), "group_train_seconds": draw(st.floats(0, 1e6)),
+               "group_size": draw(st.integers(1, 64)), "device": draw(text), "cpu": draw(text),
                "engine": draw(text), "precision": draw(text), "status": draw(st.sampled_from(["ok", "diverged"])),
                "finished_at": draw(text), "dropcli_version": draw(text), "torch_version": draw(text)}
         for m in ("final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",

@@ -1,0 +1,129 @@
+"""The command line's shared options, declared once, with their defaults taken from the config.
+
+    $ dropcli train --keep-prob 0.8:0.7:0.7:0.5 --lr 0.001
+    $ dropcli ablate --keep-probs 0.5,0.7,1.0 --max-norms none,3 --seeds 5
+
+Each option is an `Annotated` alias (Typer's way to share an option between commands); its default
+is the TrainConfig or GridSpec field it sets, so `--help` and the library cannot disagree (a test
+compares them). Lists are parsed here by Typer `parser=` functions that turn the config's
+ValueError into `typer.BadParameter` (exit 2, one line). Nothing below the command line imports
+this module.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from dropcli.config import (
+    DATASETS,
+    DEFAULT_SEED,
+    INITS,
+    MAX_MC_SAMPLES,
+    PRECISIONS,
+    SUBSETS,
+    TrainConfig,
+    fmt_keep,
+    parse_ints,
+    parse_keep,
+)
+from dropcli.grid import DEFAULT_SEEDS, MAX_CELLS, GridSpec, parse_floats, parse_keep_list, parse_max_norms
+
+DEFAULTS = TrainConfig()  # every option's default is read from here (one definition of each fact)
+METRICS = ("test_accuracy", "test_accuracy_at_best")  # what a study summary may compare (report.METRICS)
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A Typer choice type built from the config's tuple (one definition of each choice)."""
+    return Enum(name, [(v, v) for v in values], type=str)
+
+
+Init = choices("Init", INITS)
+DatasetName = choices("DatasetName", DATASETS)
+Precision = choices("Precision", PRECISIONS)
+Subset = choices("Subset", SUBSETS)
+SplitName = choices("SplitName", ("test", "validation"))
+Metric = choices("Metric", METRICS)
+Executor = choices("Executor", ("local", "ray"))
+
+
+def parser(parse: Callable, what: str, wrap: type = tuple) -> Callable[[str], object]:
+    """A Typer parser= function: parse(text, what), its ValueError turned into typer.BadParameter;
+    the value wrapped in `wrap` (a class Typer treats as one value, not a tuple of values)."""
+    def parse_option(text):
+        if not isinstance(text, str):
+            return text
+        try:
+            value = wrap(parse(text, what))
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        if isinstance(value, tuple):
+            value.text = text  # as typed: how terminal.typed_options writes the command again
+        return value
+
+    return parse_option
+
+
+class Keep(tuple):
+    """One network's keep probabilities: (0.7,) or one per hidden layer; `.text` as typed."""
+
+    text = ""
+
+
+class Values(tuple):
+    """A parsed comma-separated list of an option; `.text` as typed."""
+
+    text = ""
+
+
+def _one_max_norm(text: str, what: str) -> float | None:
+    values = parse_max_norms(text, what)
+    if len(values) != 1:
+        raise ValueError(f"{what} takes one value, e.g. 3 or none")
+    return values[0]
+
+
+def resolved(path: Optional[Path]) -> str | None:
+    """A --data-dir as an absolute path, so that a run evaluated from another folder still finds it."""
+    return str(path.expanduser().resolve()) if path else None
+
+
+KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden layer joined by ':' (0.8:0.7:0.7:0.5). 1.0 = no dropout."
+# run settings shared by train, ablate and slurm: (default from TrainConfig)
+KeepProb = Annotated[Keep, typer.Option("--keep-prob", parser=parser(lambda t, w: parse_keep(t.replace(",", ":"), w), "--keep-prob", Keep),
+                                        metavar="KEEP", help=KEEP_HELP)]
+InputKeepProb = Annotated[float, typer.Option(help="Keep probability of input pixels (1.0 = no input dropout).")]
+Hidden = Annotated[Values, typer.Option(parser=parser(parse_ints, "--hidden", Values), metavar="WIDTHS", help="Hidden layer widths.")]
+InitOpt = Annotated[Init, typer.Option("--init", help="tutorial: truncated normal(0.1) weights, normal(0, 1) biases.")]
+Lr = Annotated[float, typer.Option(help="Adam learning rate (the tutorial's 0.001).")]
+BatchSize = Annotated[int, typer.Option(help="Images per step (the tutorial's 100).")]
+Epochs = Annotated[int, typer.Option(help="Passes over the training set (the tutorial's 15).")]
+Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seeds initial weights, subset, batch order and dropout masks.")]
+MaxNorm = Annotated[Optional[str], typer.Option(parser=parser(_one_max_norm, "--max-norm", lambda v: v), metavar="C",
+                                                 help="Max-norm c: each hidden unit's incoming weights kept to norm <= c after every step (the dropout paper uses 3-4); none = off.")]
+DatasetOpt = Annotated[DatasetName, typer.Option("--dataset", help="mnist is bundled; others need --data-dir.")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", file_okay=False, help="Folder with your own copy of the four IDX files (.gz or not).")]
+ValidationSize = Annotated[int, typer.Option(help="First N training images held out for validation (0 allowed).")]
+TrainSize = Annotated[Optional[int], typer.Option(help="Train on N images of the training part (default: all of it).")]
+SubsetOpt = Annotated[Subset, typer.Option("--subset", help="With --train-size(s): a random subset drawn from each seed (as the dropout paper), or the first N images.")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README.")]
+McSamples = Annotated[int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="Also report Monte-Carlo dropout test accuracy over T passes (0 = off).")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")]
+# the grid's axes (ablate, slurm)
+GridFlag = Annotated[bool, typer.Option("--grid", help="The standard grid: keep " + ", ".join(fmt_keep(k) for k in GridSpec().keep_probs) + ".")]
+KeepProbs = Annotated[Optional[Values], typer.Option(parser=parser(parse_keep_list, "--keep-probs", Values), metavar="LIST",
+                                                      help="Hidden keep probabilities, e.g. 0.5,0.7,1.0; per layer with ':' (0.8:0.7:0.7:0.5).")]
+InputKeepProbs = Annotated[Values, typer.Option(parser=parser(parse_floats, "--input-keep-probs", Values), metavar="LIST",
+                                                help="Input keep probabilities (the dropout paper suggests 0.8).")]
+MaxNorms = Annotated[Values, typer.Option(parser=parser(parse_max_norms, "--max-norms", Values), metavar="LIST",
+                                          help="Max-norm values, e.g. none,3 (none = no constraint).")]
+TrainSizes = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--train-sizes", Values), metavar="LIST",
+                                                       help="Training set sizes, e.g. 1000,10000 (default: the whole training part).")]
+Seeds = Annotated[Optional[int], typer.Option(min=1, max=MAX_CELLS, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")]
+SeedList = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--seed-list", Values), metavar="LIST", help="Explicit seeds, e.g. 1,2,3.")]
+ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained together in lockstep (0 = the size measured fastest here; 1 = one by one).")]
+MetricOpt = Annotated[Metric, typer.Option("--metric", help="What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch.")]
+Baseline = Annotated[Optional[str], typer.Option(help="The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1.")]

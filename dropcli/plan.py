@@ -1,0 +1,136 @@
+"""One plan per study command: which cells, which folder, which identity, what is left to run.
+
+    $ dropcli ablate --grid --out DIR --shard 2/8 --dry-run    # previews the same plan it would run
+
+The CLI builds one StudyPlan (make_plan) and hands it down: `--dry-run`, the local run, Ray, the
+Slurm scripts and `merge` all consume the same object, so a preview and a run cannot disagree.
+Building it reads the folder and refuses what the run would refuse (another study, a folder that
+is not a study, foreign rows), and writes nothing; `open_study` then locks and claims the folder
+and recomputes the cells left under the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from dropcli.config import EVAL_CHUNK, TrainConfig
+from dropcli.errors import UsageError
+from dropcli.grid import GridSpec, cell_id_of, expand, partition, study_identity
+from dropcli.provenance import code_version
+from dropcli.study import SHARDS, check_folder, check_tables, claim, default_folder, done_keys, read_identity
+
+SHARD_DIR = r"^(\d+)-of-(\d+)$"  # shards/K-of-N/
+
+
+def shard_folder(out: Path, k: int, n: int) -> Path:
+    """Where shard K of N of the study in `out` writes: out/shards/K-of-N."""
+    return out / SHARDS / f"{k}-of-{n}"
+
+
+def shard_identity(identity: dict, k: int, n: int) -> dict:
+    """A shard's study.json: the whole study's identity, the shard, and the code that runs it (all
+    shards of a study must run the same dropcli)."""
+    return {**identity, "shard": {"index": k, "count": n}, "dropcli_version": code_version()}
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What one study command works on. `cells` are this command's (a shard's part, or all of the
+    grid's), written to `folder` whose study.json is `folder_identity`; `todo` are those not yet in
+    its runs.csv when the plan was made (all of them with fresh)."""
+
+    spec: GridSpec
+    base: TrainConfig
+    root: Path  # the study's folder (--out)
+    identity: dict  # the whole study's identity (root/study.json)
+    all_cells: tuple[TrainConfig, ...]  # the grid's cells, in its order
+    shard: tuple[int, int] | None
+    cells: tuple[TrainConfig, ...]
+    folder: Path
+    folder_identity: dict
+    todo: tuple[TrainConfig, ...]
+    fresh: bool = False
+
+    @property
+    def cell_bytes(self) -> int:
+        """Bytes one cell needs while training (the largest network of the plan; see cell_bytes)."""
+        return max(cell_bytes(c) for c in self.cells) if self.cells else 0
+
+
+def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard: tuple[int, int] | None = None,
+              fresh: bool = False, data: dict | None = None) -> StudyPlan:
+    """The plan of a grid (see StudyPlan). out None: the default folder of the identity. data: the
+    data set's identity (name, sha256) recorded in study.json. Raises ValueError for a bad grid,
+    UsageError/StudyMismatch for a folder the run would refuse, TableError for foreign tables."""
+    identity = study_identity(spec, base, data)
+    root = Path(out) if out is not None else default_folder(identity)
+    everything = tuple(expand(spec, base))
+    if shard is None:
+        cells, folder, folder_identity = everything, root, identity
+    else:
+        k, n = shard
+        if n > len(everything):
+            raise UsageError(f"--shard {k}/{n}: the study has only {len(everything)} cells; use at most "
+                             f"{len(everything)} shards")
+        cells, folder = tuple(partition(list(everything), n)[k - 1]), shard_folder(root, k, n)
+        folder_identity = shard_identity(identity, k, n)
+        check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
+    check_folder(folder, folder_identity, fresh)
+    todo = cells if fresh else pending(cells, folder)
+    return StudyPlan(spec, base, root, identity, everything, shard, cells, folder, folder_identity, tuple(todo), fresh)
+
+
+def pending(cells: tuple[TrainConfig, ...] | list[TrainConfig], folder: Path) -> list[TrainConfig]:
+    """The cells not yet in folder/runs.csv (check_tables refuses foreign rows first)."""
+    if not (folder / "runs.csv").exists() or read_identity(folder) is None:
+        return list(cells)
+    check_tables(folder, list(cells))
+    done = done_keys(folder, list(cells))
+    return [c for c in cells if cell_id_of(c) not in done]
+
+
+@contextlib.contextmanager
+def open_study(plan: StudyPlan) -> Iterator[list[TrainConfig]]:
+    """Lock and claim the plan's folder (its parents claimed as the study's), and yield the cells
+    still to run, recomputed under the lock; the lock is held until the block ends."""
+    from dropcli.files import study_lock
+
+    if plan.shard is not None:
+        claim_shard_parents(plan)
+    with study_lock(plan.folder):
+        claim(plan.folder, plan.folder_identity, plan.fresh)
+        yield pending(plan.cells, plan.folder)
+
+
+def claim_shard_parents(plan: StudyPlan) -> None:
+    """root/shards/ and root/shards/K-of-N/ as folders dropcli made (listed in their parents'
+    manifests), so that --fresh on the root later deletes them and nothing else."""
+    from dropcli.files import OwnedFolder, claim_folder
+    from dropcli.study import study_folder
+
+    claim_folder(plan.root)
+    shards = study_folder(plan.root).subfolder(SHARDS)
+    OwnedFolder(shards.folder).subfolder(plan.folder.name)
+
+
+def cell_bytes(c: TrainConfig) -> int:
+    """Memory one cell needs while training, in bytes: float32 parameters, gradients and Adam's two
+    moments, a step's activations and masks, and an evaluation chunk of EVAL_CHUNK rows."""
+    from dropcli.model import param_count
+
+    return 4 * 4 * param_count(c.sizes) + 4 * 3 * c.batch_size * sum(c.sizes) + 4 * 2 * EVAL_CHUNK * max(c.sizes)
+
+
+def check_memory(plan_or_cell, device) -> None:
+    """Refuse (UsageError), before allocating anything, a network that cannot fit in the device's
+    free memory (device.free_bytes)."""
+    from dropcli.device import free_bytes
+
+    c = plan_or_cell if isinstance(plan_or_cell, TrainConfig) else max(plan_or_cell.cells, key=cell_bytes)
+    need, free = cell_bytes(c), free_bytes(device)
+    if need > free:
+        raise UsageError(f"the {'-'.join(map(str, c.sizes))} network needs about {need / 2**30:,.1f} GiB to train "
+                         f"and {device} has {free / 2**30:,.1f} GiB free; use smaller --hidden widths")

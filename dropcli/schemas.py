@@ -1,0 +1,101 @@
+"""The schemas of the JSON files dropcli reads back: study.json (a study or a shard of one).
+
+    $ dropcli merge DIR        # reads DIR/study.json and DIR/shards/*/study.json through here
+
+Every study.json is read by `read_study_json`, which checks its size before parsing, its shape and
+every type after (pydantic), and the grid and settings by building the cells they describe. A file
+that fails is refused with one line naming the file and the fix; nothing is "repaired". Formats:
+`dropcli-study/3` is written now (it adds the data's content identity); `dropcli-study/2`, written
+before, is read through the same model (its tables are migrated on reading, never rewritten), so
+`report` and `merge` still read the committed studies, while `ablate` refuses to add cells to them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from dropcli.errors import DropcliError
+
+MAX_JSON_BYTES = 1 << 20  # a study.json is a few kB; a bigger one is not dropcli's
+FORMATS = ("dropcli-study/2", "dropcli-study/3")  # readable formats, oldest first; the last is written
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GridModel(_Strict):
+    keep_probs: list[StrictStr] = Field(min_length=1)
+    input_keep_probs: list[Union[StrictFloat, StrictInt]] = Field(min_length=1)
+    max_norms: list[StrictStr] = Field(min_length=1)
+    train_sizes: list[StrictInt] = Field(min_length=1)
+    seeds: list[StrictInt] = Field(min_length=1)
+
+
+class ShardModel(_Strict):
+    index: StrictInt = Field(ge=1)
+    count: StrictInt = Field(ge=1)
+
+
+class DataModel(_Strict):
+    name: StrictStr
+    sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class StudyModel(_Strict):
+    format: Literal["dropcli-study/2", "dropcli-study/3"]
+    settings: dict
+    grid: GridModel
+    data: Optional[DataModel] = None
+    shard: Optional[ShardModel] = None
+    dropcli_version: Optional[StrictStr] = None
+
+
+def load_json(path: Path, what: str, fix: str) -> object:
+    """The JSON value in `path`, or DropcliError naming the file: unreadable, over MAX_JSON_BYTES,
+    not UTF-8, not JSON, or nested deeper than Python's parser goes."""
+    try:
+        if path.is_symlink():
+            raise DropcliError(f"{path} is a symbolic link; dropcli never follows links in a study folder; {fix}")
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DropcliError(f"{path} has {size:,} bytes, too many for a {what}; {fix}")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DropcliError(f"cannot read {path}: {e.strerror}; {fix}") from None
+    except (ValueError, RecursionError):
+        raise DropcliError(f"{path} is not a {what} (not JSON, or nested too deep); {fix}") from None
+
+
+def read_study_json(path: Path) -> dict:
+    """A study.json checked against StudyModel and against the cells it describes; returns it as a
+    dict (the study identity, see grid.study_identity). Raises DropcliError with one line."""
+    from dropcli.config import TrainConfig
+    from dropcli.grid import cells_of
+
+    fix = "restore it from a copy, or use another folder"
+    data = load_json(path, "dropcli study.json", fix)
+    if isinstance(data, dict) and data.get("format") not in FORMATS and str(data.get("format", "")).startswith("dropcli-study/"):
+        raise DropcliError(f"{path} was written by another dropcli version (format {data['format']!r}); "
+                           f"use that version, or a new folder")
+    try:
+        model = StudyModel.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the top level"
+        raise DropcliError(f"{path} is not a dropcli study.json ({where}: {first['msg']}); {fix}") from None
+    if model.shard and model.shard.index > model.shard.count:
+        raise DropcliError(f"{path} names shard {model.shard.index} of {model.shard.count}; {fix}")
+    identity = model.model_dump(exclude_none=True)
+    unknown = sorted(set(identity["settings"]) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise DropcliError(f"{path} has an unknown setting {unknown[0]!r}, so it is not dropcli's; {fix}")
+    try:
+        cells_of(identity)
+    except (ValueError, TypeError) as e:
+        raise DropcliError(f"{path} describes no valid grid ({e}); {fix}") from None
+    return identity
