@@ -160,6 +160,7 @@ def predict(
 
 
 def version_callback(value: bool) -> None:
+    """--version: print dropcli's version (with the commit in a checkout) and exit."""
     if value:
         from dropcli.provenance import code_version
 
@@ -170,6 +171,7 @@ def version_callback(value: bool) -> None:
 @app.callback()
 def common(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                                  help="Print the version (and the commit, in a checkout) and exit.")] = False) -> None:
+    """The options every command shares (only --version)."""
     pass
 
 

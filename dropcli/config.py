@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import enum
 import json
 import math
 from dataclasses import dataclass
@@ -25,6 +26,27 @@ SUBSETS = ("random", "first")  # how --train-size N picks its images from the tr
 TRAIN_SPLIT = 60_000  # images in every MNIST-format training file
 TEST_SPLIT = 10_000  # images in every MNIST-format test file
 DEFAULT_SEED = 777  # tutorial: tf.set_random_seed(777); seeds of a grid count up from it
+
+
+class Stream(enum.IntEnum):
+    """A run's independent random streams, each seeded by stream_seed(seed, stream): changing one
+    purpose's draws never moves another's (a cell's numbers do not depend on its neighbours)."""
+
+    WEIGHTS = 0  # initial weights (model.init_params)
+    BATCHES = 1  # the batch order of each epoch (train.batch_generator)
+    MASKS = 2  # the dropout masks while training (masks.py)
+    MC = 3  # Monte-Carlo dropout passes when evaluating (evaluation.mc_generator)
+    SUBSET = 4  # the random --train-size subset (data.subset_indices)
+
+
+def stream_seed(seed: int, stream: Stream, *more: int) -> int:
+    """A 64-bit seed for one purpose of one run (numpy's SeedSequence of [seed, stream, *more]);
+    `more` tells apart several draws of one purpose (e.g. the repeats of an MC curve)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, int(stream), *more]).generate_state(1, np.uint64)[0])
+
+
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
@@ -32,6 +54,12 @@ EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One training run, as the tutorial's defaults say (each field's comment gives the source).
+
+    keep_prob is one keep probability per hidden layer (a single value is repeated); sizes are
+    image counts; lr is Adam's step size. Construction checks every value (validate) and raises
+    ValueError naming the option and the fix."""
+
     keep_prob: tuple[float, ...] = (0.7,)  # tutorial: keep_prob 0.7 while training; one value or one per hidden layer
     input_keep_prob: float = 1.0  # tutorial: no input dropout (the dropout paper suggests 0.8)
     hidden: tuple[int, ...] = (512, 512, 512, 512)  # tutorial: 784-512-512-512-512-10
@@ -104,6 +132,7 @@ class TrainConfig:
 
     @property
     def n_train(self) -> int:
+        """Training images a run uses: train_size, or the whole training part (60,000 - validation_size)."""
         return self.train_size if self.train_size is not None else TRAIN_SPLIT - self.validation_size
 
     @property
@@ -113,6 +142,7 @@ class TrainConfig:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Adam steps per epoch: n_train // batch_size (the tutorial drops the last partial batch)."""
         return self.n_train // self.batch_size  # the tutorial drops the last partial batch
 
     @property
@@ -123,16 +153,20 @@ class TrainConfig:
 
     @property
     def mean_keep(self) -> float:
+        """The mean of the hidden keep probabilities (runs.csv's keep_prob_mean)."""
         return sum(self.keep_prob) / len(self.keep_prob)
 
     @property
     def sizes(self) -> tuple[int, ...]:
+        """Layer widths from input to output: (784, *hidden, 10)."""
         return (784, *self.hidden, 10)
 
     def to_dict(self) -> dict:
+        """Every field as plain Python values (tuples stay tuples)."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """to_dict as JSON with sorted keys."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
@@ -147,12 +181,15 @@ class TrainConfig:
             raise ValueError(str(e)) from None
 
     def replace(self, **changes) -> TrainConfig:
+        """A copy with `changes`; a uniform keep probability follows a change of --hidden's depth.
+        Raises ValueError as the constructor does."""
         if "hidden" in changes and "keep_prob" not in changes and len(set(self.keep_prob)) == 1:
             changes["keep_prob"] = self.keep_prob[:1]
         return dataclasses.replace(self, **changes)
 
 
 def check_keep(k: float) -> float:
+    """k itself if it is a keep probability the masks can draw, in [2**-32, 1]; else ValueError."""
     if not 0.0 < k <= 1.0:
         raise ValueError(f"keep probability {fmt_number(k)} is outside (0, 1]; use e.g. 0.7 (1.0 = no dropout)")
     if k < MIN_KEEP:
@@ -161,6 +198,7 @@ def check_keep(k: float) -> float:
 
 
 def check_max_norm(c: float | None) -> float | None:
+    """c itself if it is None (no constraint) or a positive finite number; else ValueError."""
     if c is not None and not (math.isfinite(c) and c > 0):
         raise ValueError(f"--max-norm must be a positive number such as 3, or none (got {fmt_number(c)})")
     return c
@@ -175,16 +213,19 @@ def fmt_number(x: float) -> str:
 
 
 def fmt_keep(keep: tuple[float, ...]) -> str:
+    """'0.7' for a uniform keep probability, '0.8 0.7 0.7 0.5' per layer (exact decimals)."""
     if len(set(keep)) == 1:
         return fmt_number(keep[0])
     return " ".join(fmt_number(k) for k in keep)
 
 
 def fmt_max_norm(c: float | None) -> str:
+    """'none' for no constraint, else the exact decimal of c."""
     return "none" if c is None else fmt_number(c)
 
 
 def split_list(text: str, what: str, example: str) -> list[str]:
+    """The stripped parts of a comma-separated option value; ValueError naming `what` for an empty part."""
     parts = [p.strip() for p in str(text).split(",")]
     if any(p == "" for p in parts):
         raise ValueError(f"{what} needs a comma-separated list, e.g. {example} (got {text!r})")
@@ -192,6 +233,7 @@ def split_list(text: str, what: str, example: str) -> list[str]:
 
 
 def parse_number(text: str, what: str) -> float:
+    """A finite float from `text`; ValueError naming `what` (the option) otherwise."""
     try:
         value = float(text)
     except ValueError:
@@ -211,6 +253,7 @@ def parse_keep(text: str, what: str = "--keep-prob") -> tuple[float, ...]:
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """'512,512' -> (512, 512); ValueError naming `what` for anything but whole numbers."""
     try:
         return tuple(int(p) for p in split_list(text, what, "512,512"))
     except ValueError:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from dropcli.config import Stream, stream_seed
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write_text
 
@@ -77,9 +78,8 @@ def subset_indices(config, part_size: int) -> torch.Tensor | None:
     from the config's seed alone, so cells of one seed share it across keep probabilities."""
     if config.train_size is None or config.subset == "first":
         return None
-    from dropcli.model import stream_seed
 
-    g = torch.Generator().manual_seed(stream_seed(config.seed, 4))
+    g = torch.Generator().manual_seed(stream_seed(config.seed, Stream.SUBSET))
     return torch.randperm(part_size, generator=g)[: config.train_size].sort().values
 
 

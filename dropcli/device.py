@@ -43,6 +43,7 @@ def free_bytes(device: torch.device) -> int:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
+    """Raise UsageError for a precision the device cannot run (tf32 needs CUDA tensor cores)."""
     if precision == "tf32" and device.type != "cuda":
         raise UsageError(f"--precision tf32 runs on CUDA tensor cores, not on {device.type}; use --precision float32")
 
@@ -62,5 +63,6 @@ def matmul_precision(precision: str):
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU. For honest timings."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -35,6 +35,8 @@ class FlatAdam:
         self.fused = flat.device.type in ("cpu", "cuda")
 
     def update(self) -> None:
+        """One Adam step (torch's fused kernel on CPU and CUDA, the same arithmetic written out elsewhere)
+        over the flat parameter vector, from its .grad; the bias corrections use the step count."""
         self.step += 1
         p, g, m, v = self.flat, self.flat.grad, self.m, self.v
         b1, b2 = self.betas
@@ -127,6 +129,7 @@ class Stack:
         return a.relu_() if relu else a
 
     def params(self):
+        """[(W (K, in, out), b (K, 1, out))] per layer: every cell's weights, stacked on dim 0."""
         return list(zip(self.weights, self.biases))
 
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,4 +177,5 @@ class Stack:
         return [self.flat, self.adam.m, self.adam.v, self.adam.step, *extra]
 
     def cell_params(self, k: int) -> Params:
+        """Cell k's weights as a model.Params on the CPU (copies): [(W (in, out), b (out,))] per layer."""
         return [(W[k].detach().clone().cpu(), b[k, 0].detach().clone().cpu()) for W, b in self.params()]

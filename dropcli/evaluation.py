@@ -14,12 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-from dropcli.config import EVAL_CHUNK, TrainConfig
+from dropcli.config import EVAL_CHUNK, Stream, TrainConfig, stream_seed
 from dropcli.data import Split
-from dropcli.model import Params, forward, stream_seed
+from dropcli.model import Params, forward
 
 
 @dataclass
@@ -39,7 +38,7 @@ class EvalResult:
 
 def mc_generator(seed: int, device: torch.device, repeat: int = 0) -> torch.Generator:
     """The Monte-Carlo dropout stream of a run: repeat 0 is the one `evaluate --mc-samples` uses."""
-    s = stream_seed(seed, 3) if repeat == 0 else int(np.random.SeedSequence([seed, 3, repeat]).generate_state(1, np.uint64)[0])
+    s = stream_seed(seed, Stream.MC) if repeat == 0 else stream_seed(seed, Stream.MC, repeat)
     return torch.Generator(device).manual_seed(s)
 
 

@@ -64,6 +64,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """atomic_write of UTF-8 text; returns the path. Raises DropcliError as atomic_write does."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -164,6 +165,7 @@ class OwnedFolder:
         return atomic_write(self.claim_name(name), write)
 
     def write_text(self, name: str, text: str) -> Path:
+        """write() of UTF-8 text; returns the path."""
         return self.write(name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def subfolder(self, name: str) -> OwnedFolder:

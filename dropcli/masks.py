@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dropcli.model import stream_seed
+from dropcli.config import Stream, stream_seed
 
 
 def thresholds(keeps: list[list[float]]) -> np.ndarray:
@@ -40,7 +40,7 @@ class NumpyMasks:
         keep = np.asarray(keeps)
         self.active = [np.flatnonzero(row < 1.0) for row in keep]  # units each cell draws for
         self.contiguous = [len(a) == self.width for a in self.active]
-        self.gens = [np.random.SFC64(stream_seed(s, 2)) for s in seeds]
+        self.gens = [np.random.SFC64(stream_seed(s, Stream.MASKS)) for s in seeds]
         self.thresh = thresholds(keeps).astype(np.uint32)[:, None, :]  # (K, 1, width)
         self.mask_np = np.ones((self.K, batch, self.width), dtype=bool)
         self.mask = torch.from_numpy(self.mask_np)
@@ -89,7 +89,7 @@ class HashMasks:
     def __init__(self, keeps: list[list[float]], unit_ids: list[int], units: int, batch: int,
                  device: torch.device, seeds: list[int]):
         self.K, self.B = len(keeps), batch
-        self.keys = torch.tensor([_signed(stream_seed(s, 2)) for s in seeds], dtype=torch.int64,
+        self.keys = torch.tensor([_signed(stream_seed(s, Stream.MASKS)) for s in seeds], dtype=torch.int64,
                                  device=device).view(-1, 1, 1)
         rows = torch.arange(batch, dtype=torch.int64, device=device).view(1, -1, 1)
         ids = torch.tensor(unit_ids, dtype=torch.int64, device=device).view(1, 1, -1)
@@ -104,6 +104,7 @@ class HashMasks:
         return _shr(splitmix64(x), 32)
 
     def draw(self) -> torch.Tensor:
+        """This step's (K, B, width) boolean keep masks (uniform() <= threshold); steps the counter on."""
         u = self.uniform()
         self.counter += 1
         return u <= self.thresh
@@ -156,11 +157,13 @@ class DrawnDropout:
             self.scaled = torch.from_numpy(self.scaled_np)
 
     def new_step(self) -> None:
+        """Draw the masks of the next training step (and their 1/keep-scaled copy on the CPU)."""
         self.mask = self.source.draw()
         if self.scaled is not None:
             np.multiply(self.source.mask_np, self.scale, out=self.scaled_np)
 
     def apply(self, a: torch.Tensor, l: int, relu: bool) -> torch.Tensor:
+        """Layer l's dropout on activations a (K, B, width_l) in place: ReLU first if relu, then mask x 1/keep."""
         c0, c1 = self.segments[l]
         a = a.relu_() if relu else a
         if self.scaled is not None:
@@ -189,9 +192,11 @@ class FusedHashDropout:
         self.kernels = {relu: jiterator._create_jit_fn(fused_source(masks.stride, relu)[1]) for relu in (False, True)}
 
     def new_step(self) -> None:
+        """Advance to the next training step's draws (the kernel hashes the step number)."""
         self.counter += 1
 
     def apply(self, a: torch.Tensor, l: int, relu: bool) -> torch.Tensor:
+        """Layer l's ReLU (if relu), mask and 1/keep in one CUDA kernel; returns a new (K, B, width_l) tensor."""
         out = self.kernels[relu](a.view(torch.int32), self.base[l], self.counter, self.key_lo, self.key_hi,
                                  self.thresh[l], self.inv_bits[l])
         return out.view(torch.float32)

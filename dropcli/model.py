@@ -13,21 +13,17 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
+
+from dropcli.config import Stream, stream_seed
 
 Params = list[tuple[torch.Tensor, torch.Tensor]]  # [(W (in, out), b (out,)), ...] per layer
 
 
-def stream_seed(seed: int, stream: int) -> int:
-    """Independent 64-bit seeds per purpose (0 init, 1 data order, 2 dropout, 3 MC eval, 4 subset)."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1, np.uint64)[0])
-
-
 def init_params(sizes: tuple[int, ...], init: str, seed: int) -> Params:
     """Initial weights on the CPU, a function of (sizes, init, seed) only."""
-    g = torch.Generator().manual_seed(stream_seed(seed, 0))
+    g = torch.Generator().manual_seed(stream_seed(seed, Stream.WEIGHTS))
     params = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         W = torch.empty(fan_in, fan_out)
@@ -49,6 +45,7 @@ def init_params(sizes: tuple[int, ...], init: str, seed: int) -> Params:
 
 
 def param_count(sizes: tuple[int, ...]) -> int:
+    """Weights and biases of an MLP with these layer widths: sum of in x out + out."""
     return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
 
 
@@ -93,12 +90,15 @@ class DropoutMLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 10) of images x (N, 784)."""
         return self.net(x)
 
     def linears(self) -> list[nn.Linear]:
+        """The nn.Linear layers, input first."""
         return [m for m in self.net if isinstance(m, nn.Linear)]
 
     def load_params(self, params: Params) -> DropoutMLP:
+        """Copy model.Params ([(W (in, out), b (out,))]) into the layers; returns self."""
         with torch.no_grad():
             for lin, (W, b) in zip(self.linears(), params):
                 lin.weight.copy_(W.t())
@@ -106,4 +106,5 @@ class DropoutMLP(nn.Module):
         return self
 
     def params(self) -> Params:
+        """The layers' weights as model.Params (copies, W as (in, out))."""
         return [(lin.weight.detach().t().clone(), lin.bias.detach().clone()) for lin in self.linears()]

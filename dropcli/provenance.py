@@ -91,6 +91,7 @@ def device_name(device) -> str:
 
 
 def versions() -> dict:
+    """The versions that made a result: dropcli (with its commit), torch, numpy, Python."""
     import numpy
     import torch
 

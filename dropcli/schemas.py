@@ -29,6 +29,8 @@ class _Strict(BaseModel):
 
 
 class GridModel(_Strict):
+    """study.json's grid: the axes' values as study_identity writes them."""
+
     keep_probs: list[StrictStr] = Field(min_length=1)
     input_keep_probs: list[Union[StrictFloat, StrictInt]] = Field(min_length=1)
     max_norms: list[StrictStr] = Field(min_length=1)
@@ -37,16 +39,22 @@ class GridModel(_Strict):
 
 
 class ShardModel(_Strict):
+    """A shard's place: shard `index` of `count` (1-based)."""
+
     index: StrictInt = Field(ge=1)
     count: StrictInt = Field(ge=1)
 
 
 class DataModel(_Strict):
+    """The data a study trained on: its name and the SHA-256 of its files (data.data_identity)."""
+
     name: StrictStr
     sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class StudyModel(_Strict):
+    """A whole study.json (format dropcli-study/2 or /3); settings are TrainConfig fields, checked by building the cells."""
+
     format: Literal["dropcli-study/2", "dropcli-study/3"]
     settings: dict
     grid: GridModel

@@ -15,6 +15,9 @@ from dropcli.engine import Stack
 
 
 class EagerStep:
+    """One lockstep training step as torch calls: gather the batch rows by index, then Stack.step;
+    sums each cell's cost and correct predictions over an epoch (cost, correct: (K,) on the device)."""
+
     name = "eager"
 
     def __init__(self, stack: Stack, x: torch.Tensor, y: torch.Tensor):
@@ -26,6 +29,7 @@ class EagerStep:
         self.correct = torch.zeros(K, dtype=torch.int64, device=x.device)
 
     def body(self, idx: torch.Tensor) -> None:
+        """One step on the rows idx (K x B indices into x, cell after cell)."""
         K, B = self.shape
         torch.index_select(self.x, 0, idx, out=self.xbuf)
         loss, correct = self.stack.step(self.xbuf.view(K, B, -1), self.y[idx].view(K, B))
@@ -36,11 +40,15 @@ class EagerStep:
         self.body(idx)
 
     def reset(self) -> None:
+        """Zero the epoch's sums of cost and correct predictions."""
         self.cost.zero_()
         self.correct.zero_()
 
 
 class GraphStep(EagerStep):
+    """CUDA: the same step captured once as a CUDA graph and replayed (the index buffer is its input);
+    the numbers are the eager step's."""
+
     name = "cuda graph"
 
     def __init__(self, stack: Stack, x: torch.Tensor, y: torch.Tensor, warmup: int = 3):

@@ -69,6 +69,7 @@ def neutralise(text: str) -> str:
 
 
 def to_csv_text(df: pd.DataFrame, exact: tuple[str, ...] = ()) -> str:
+    """The table as CSV text for spreadsheets (see the module docstring); `exact` columns keep every digit."""
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
         s = df[col]

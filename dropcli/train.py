@@ -20,18 +20,23 @@ from typing import Callable
 
 import torch
 
-from dropcli.config import EVAL_CHUNK, TrainConfig
+from dropcli.config import EVAL_CHUNK, Stream, TrainConfig, stream_seed
 from dropcli.data import Dataset, Split, subset_indices
 from dropcli.device import check_precision, matmul_precision
 from dropcli.engine import Stack
 from dropcli.evaluation import evaluate
-from dropcli.model import Params, init_params, stream_seed
+from dropcli.model import Params, init_params
 from dropcli.provenance import device_name, mkl_reproducible
 from dropcli.stepper import make_step
 
 
 @dataclass
 class RunResult:
+    """What one trained network came to. Accuracies are fractions of their split (0-1; tables and the
+    terminal show them as such, summaries' differences in points = 100 x fractions); losses are mean
+    softmax cross-entropies (nats); train_seconds is the wall time of the lockstep group it trained
+    in (shared by its parallel_models cells)."""
+
     config: TrainConfig
     history: list[dict]  # one dict per epoch: epoch, cost, train_batch_accuracy, validation_accuracy, seconds
     params: Params  # the final weights
@@ -50,6 +55,7 @@ class RunResult:
     parallel_models: int = 1
 
     def metrics(self) -> dict:
+        """The measured values (no weights, no history), as run.json's "metrics" holds them."""
         keys = ("status", "final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "test_loss",
                 "test_accuracy_mc", "best_epoch", "test_accuracy_at_best", "train_seconds", "device", "engine",
                 "parallel_models")
@@ -57,24 +63,42 @@ class RunResult:
 
 
 def lockstep_shape(c: TrainConfig) -> tuple:
-    """Configs with equal keys share shapes and step counts and can train in lockstep."""
+    """Configs with equal keys share shapes, step counts and the learning rate (one fused Adam call
+    per group) and can train in lockstep."""
     return (c.hidden, c.batch_size, c.epochs, c.n_train, c.validation_size, c.lr, c.precision, c.dataset, c.data_dir)
 
 
 def batch_generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(stream_seed(seed, 1))
+    """The CPU generator of a run's batch order (its Stream.BATCHES stream)."""
+    return torch.Generator().manual_seed(stream_seed(seed, Stream.BATCHES))
 
 
-def train(config: TrainConfig, data: Dataset, device: torch.device | None = None, **options) -> RunResult:
-    return train_group([config], data, device, **options)[0]
+def train(config: TrainConfig, data: Dataset, device: torch.device | None = None,
+          on_epoch: Callable[[int, list[dict]], None] | None = None, on_step: Callable[[int, int], None] | None = None,
+          cuda_graphs: bool = True, fused_dropout: bool = True) -> RunResult:
+    """Train one network as `config` says and evaluate it: the library behind `dropcli train`.
+
+    data: a data.Dataset (images as (N, 784) float32 in [0, 1] on `device`, labels (N,) int64);
+    device: where to train (default: where data.test lives). on_epoch(epoch, [record]) is called
+    after each epoch (record: epoch, cost, train_batch_accuracy, validation_accuracy, seconds);
+    on_step(step, steps) after each step. cuda_graphs and fused_dropout choose the CUDA paths (the
+    numbers are the same). Returns a RunResult whose accuracies are fractions (0-1, not points) and
+    whose losses are mean softmax cross-entropies in nats. A diverged run (NaN or infinite cost)
+    is returned with status "diverged", not raised.
+    Raises UsageError for a precision the device lacks (tf32 off CUDA) and torch's errors (out of
+    memory) as they come."""
+    return train_group([config], data, device, on_epoch, on_step, cuda_graphs, fused_dropout)[0]
 
 
 def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device | None = None,
                 on_epoch: Callable[[int, list[dict]], None] | None = None,
                 on_step: Callable[[int, int], None] | None = None,
                 cuda_graphs: bool = True, fused_dropout: bool = True) -> list[RunResult]:
-    """Train configs of one lockstep_shape together; each result is bit for bit as if trained beside any
-    other cells. cuda_graphs and fused_dropout choose the CUDA paths (the results are the same)."""
+    """Train configs of one lockstep_shape together as one stacked model (engine.Stack); returns one
+    RunResult per config, in order (see train for the arguments and the results). Each result is the
+    same as if the config trained beside any other cells of the same group size.
+    Raises ValueError for configs of different lockstep shapes, UsageError for a precision the
+    device lacks."""
     if len({lockstep_shape(c) for c in configs}) != 1:
         raise ValueError("train_group needs configs of one shape and step count (see lockstep_shape)")
     device = device or data.test.x.device
