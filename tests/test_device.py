@@ -7,9 +7,12 @@ from dropcli.device import check_precision, matmul_precision, resolve_device
 from dropcli.errors import UsageError
 
 
-def test_auto_and_cpu():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+def test_auto_and_cpu_give_devices_that_compute():
+    for name in ("cpu", "auto"):
+        device = resolve_device(name)
+        assert (torch.ones(3, device=device) * 2).sum().item() == 6.0
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
 
 
 @pytest.mark.parametrize("name, fragment", [("tpu", "unknown device 'tpu'"), ("cuda:x", "unknown device"),

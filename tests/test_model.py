@@ -24,11 +24,18 @@ def test_keep_one_means_no_dropout_layer():
     assert with_dropout.net[2].p == 0.5  # PyTorch's p is the drop rate, 1 - keep
 
 
-def test_eval_output_does_not_depend_on_keep_probability():
+def test_evaluation_uses_no_dropout_whatever_the_keep_probability():
+    """Weight scaling, as the tutorial tests with keep_prob 1.0: the library's evaluation of the same
+    weights gives the same logits and accuracy whatever keep probability the config trained with."""
+    from dropcli.data import Split
+    from dropcli.evaluation import evaluate, probabilities
+
     params = init_params((784, 64, 64, 10), "tutorial", 1)
-    x = torch.rand(8, 784)
-    outs = [DropoutMLP((784, 64, 64, 10), (k, k)).load_params(params).eval()(x) for k in (0.3, 0.7, 1.0)]
-    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[1], outs[2])
+    x, y = torch.rand(300, 784, generator=torch.Generator().manual_seed(0)), torch.arange(300) % 10
+    results = [evaluate(params, TrainConfig(hidden=(64, 64), keep_prob=(k,), input_keep_prob=k), Split(x, y))
+               for k in (0.3, 0.7, 1.0)]
+    assert len({(r.accuracy, r.loss) for r in results}) == 1
+    torch.testing.assert_close(probabilities(params, x)[0], torch.softmax(forward(params, x), 1), rtol=0, atol=0)
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
