@@ -31,24 +31,24 @@ class FlatAdam:
     def __init__(self, flat: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.flat, self.lr, self.betas, self.eps = flat, lr, betas, eps
         self.m, self.v = torch.zeros_like(flat), torch.zeros_like(flat)
-        self.step = torch.zeros((), dtype=torch.float32, device=flat.device)
+        self.t = torch.zeros((), dtype=torch.float32, device=flat.device)  # steps taken (Adam's t), a tensor for graphs
         self.fused = flat.device.type in ("cpu", "cuda")
 
     def update(self) -> None:
         """One Adam step (torch's fused kernel on CPU and CUDA, the same arithmetic written out elsewhere)
         over the flat parameter vector, from its .grad; the bias corrections use the step count."""
-        self.step += 1
+        self.t += 1
         p, g, m, v = self.flat, self.flat.grad, self.m, self.v
         b1, b2 = self.betas
         if self.fused:
-            torch._fused_adam_([p], [g], [m], [v], [], [self.step], lr=self.lr, beta1=b1, beta2=b2,
+            torch._fused_adam_([p], [g], [m], [v], [], [self.t], lr=self.lr, beta1=b1, beta2=b2,
                                weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
             return
-        step = self.step.item()
+        t = self.t.item()
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (v.sqrt() / (1 - b2**step) ** 0.5).add_(self.eps)
-        p.addcdiv_(m, denom, value=-self.lr / (1 - b1**step))
+        denom = (v.sqrt() / (1 - b2**t) ** 0.5).add_(self.eps)
+        p.addcdiv_(m, denom, value=-self.lr / (1 - b1**t))
 
 
 class Stack:
@@ -174,7 +174,7 @@ class Stack:
     def state(self) -> list[torch.Tensor]:
         """Every tensor a training step changes (for snapshots around CUDA-graph capture)."""
         extra = [self.masks.counter] if getattr(self.masks, "counter", None) is not None else []  # CUDA draws
-        return [self.flat, self.adam.m, self.adam.v, self.adam.step, *extra]
+        return [self.flat, self.adam.m, self.adam.v, self.adam.t, *extra]
 
     def cell_params(self, k: int) -> Params:
         """Cell k's weights as a model.Params on the CPU (copies): [(W (in, out), b (out,))] per layer."""

@@ -20,12 +20,12 @@ from dropcli.plan import cell_bytes
 
 def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
     """Split cells into lockstep groups of at most `parallel_models`, balanced in size; only cells
-    of one lockstep_shape (shape and step count) share a group."""
-    from dropcli.train import lockstep_shape
+    of one lockstep_key (shape and step count) share a group."""
+    from dropcli.train import lockstep_key
 
     by_key: dict[tuple, list[TrainConfig]] = {}
     for c in cells:
-        by_key.setdefault(lockstep_shape(c), []).append(c)
+        by_key.setdefault(lockstep_key(c), []).append(c)
     groups = []
     for members in by_key.values():
         chunks = math.ceil(len(members) / parallel_models)

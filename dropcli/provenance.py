@@ -80,7 +80,7 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def device_name(device) -> str:
+def device_description(device) -> str:
     """'cpu', or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
     import torch
 

@@ -26,7 +26,7 @@ from dropcli.device import check_precision, matmul_precision
 from dropcli.engine import Stack
 from dropcli.evaluation import evaluate
 from dropcli.model import Params, init_params
-from dropcli.provenance import device_name, mkl_reproducible
+from dropcli.provenance import device_description, mkl_reproducible
 from dropcli.stepper import make_step
 
 
@@ -62,7 +62,7 @@ class RunResult:
         return {k: getattr(self, k) for k in keys}
 
 
-def lockstep_shape(c: TrainConfig) -> tuple:
+def lockstep_key(c: TrainConfig) -> tuple:
     """Configs with equal keys share shapes, step counts and the learning rate (one fused Adam call
     per group) and can train in lockstep."""
     return (c.hidden, c.batch_size, c.epochs, c.n_train, c.validation_size, c.lr, c.precision, c.dataset, c.data_dir)
@@ -94,13 +94,13 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
                 on_epoch: Callable[[int, list[dict]], None] | None = None,
                 on_step: Callable[[int, int], None] | None = None,
                 cuda_graphs: bool = True, fused_dropout: bool = True) -> list[RunResult]:
-    """Train configs of one lockstep_shape together as one stacked model (engine.Stack); returns one
+    """Train configs of one lockstep_key together as one stacked model (engine.Stack); returns one
     RunResult per config, in order (see train for the arguments and the results). Each result is the
     same as if the config trained beside any other cells of the same group size.
     Raises ValueError for configs of different lockstep shapes, UsageError for a precision the
     device lacks."""
-    if len({lockstep_shape(c) for c in configs}) != 1:
-        raise ValueError("train_group needs configs of one shape and step count (see lockstep_shape)")
+    if len({lockstep_key(c) for c in configs}) != 1:
+        raise ValueError("train_group needs configs of one shape and step count (see lockstep_key)")
     device = device or data.test.x.device
     check_precision(configs[0].precision, device)
     mkl_reproducible()
@@ -115,7 +115,7 @@ class _Group:
         self.part, self.val = data.part(c0.validation_size, c0.n_train)
         self.subsets = [subset_indices(c, len(self.part)) for c in configs]  # None: the first n_train of the part
         self.stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], device, fused_dropout)
-        self.step = make_step(self.stack, self.part.x, self.part.y, cuda_graphs)
+        self.stepper = make_step(self.stack, self.part.x, self.part.y, cuda_graphs)
         self.gens = [batch_generator(c.seed) for c in configs]
 
     def epoch_order(self) -> torch.Tensor:
@@ -130,7 +130,7 @@ class _Group:
         return torch.stack(perms).reshape(K, c0.steps_per_epoch, c0.batch_size).transpose(0, 1).reshape(c0.steps_per_epoch, -1)
 
     def run(self, on_epoch, on_step) -> list[RunResult]:
-        c0, K, stack, step = self.configs[0], len(self.configs), self.stack, self.step
+        c0, K, stack, stepper = self.configs[0], len(self.configs), self.stack, self.stepper
         steps, B = c0.steps_per_epoch, c0.batch_size
         histories: list[list[dict]] = [[] for _ in range(K)]
         diverged = [False] * K
@@ -139,9 +139,9 @@ class _Group:
         for epoch in range(1, c0.epochs + 1):
             t0 = time.perf_counter()
             batches = order.to(self.device)
-            step.reset()
+            stepper.reset()
             for s in range(steps):
-                step(batches[s])
+                stepper(batches[s])
                 if on_step:
                     on_step(s + 1, steps)
             if epoch < c0.epochs:
@@ -149,8 +149,8 @@ class _Group:
             val_acc = [math.nan] * K
             if self.val is not None:
                 val_acc = (stack.logits(self.val.x, EVAL_CHUNK).argmax(2) == self.val.y).double().mean(1).tolist()
-            cost_list = (step.cost / steps).tolist()  # with the validation above, the epoch's syncs
-            acc_list = (step.correct.double() / (steps * B)).tolist()
+            cost_list = (stepper.cost / steps).tolist()  # with the validation above, the epoch's syncs
+            acc_list = (stepper.correct.double() / (steps * B)).tolist()
             seconds = time.perf_counter() - t0
             records = []
             for k in range(K):
@@ -166,12 +166,12 @@ class _Group:
                 on_epoch(epoch, records)
             if all(diverged):
                 break
-        engine = f"{step.name}, {stack.dropout_path} dropout"
+        engine = f"{stepper.name}, {stack.dropout_path} dropout"
         return [self.result(k, histories[k], diverged[k], best[k], engine) for k in range(K)]
 
     def result(self, k: int, hist: list[dict], diverged: bool, best: tuple, engine: str) -> RunResult:
         c, data, device = self.configs[k], self.data, self.device
-        r = RunResult(c, hist, self.stack.cell_params(k), device=device_name(device), engine=engine,
+        r = RunResult(c, hist, self.stack.cell_params(k), device=device_description(device), engine=engine,
                       parallel_models=len(self.configs), train_seconds=sum(h["seconds"] for h in hist),
                       final_cost=hist[-1]["cost"])
         if diverged:
