@@ -6,6 +6,7 @@
     $ dropcli slurm --grid --seeds 10 --out DIR --shards 8 --submit  # a Slurm job array and its merge
     $ dropcli merge DIR
     $ dropcli report DIR --metric test_accuracy_at_best
+    $ dropcli report DIR --baseline max_norm=none --equivalence-margin 0.1
 
 `ablate` and `slurm` take the same grid options (cli_options.py); both build one StudyPlan.
 """
@@ -24,6 +25,7 @@ from dropcli.cli_options import (
     DataDir,
     DatasetOpt,
     Device,
+    EquivalenceMargin,
     Epochs,
     Executor,
     GridFlag,
@@ -44,7 +46,7 @@ from dropcli.cli_options import (
     ValidationSize,
     resolved,
 )
-from dropcli.config import TrainConfig, fmt_max_norm, fmt_number
+from dropcli.config import EQUIVALENCE_MARGIN, TrainConfig, fmt_max_norm, fmt_number
 from dropcli.grid import DEFAULT_SEEDS, GridSpec, default_seeds
 from dropcli.terminal import Terminal, command_line, failures, typed_options, usage, usage_error
 
@@ -117,7 +119,7 @@ def ablate(
     fused_dropout: Annotated[bool, typer.Option(hidden=True, help="CUDA: the fused dropout kernel.")] = True,
 ) -> None:
     """Train a grid of keep probabilities over seeds; resumable, as spreadsheet-ready CSV and plots."""
-    from dropcli.report import parse_baseline
+    from dropcli.compare import parse_baseline
     from dropcli.shards import parse_shard
 
     g = {k: v for k, v in locals().items() if k in GRID_OPTIONS}
@@ -140,15 +142,18 @@ def report(
     out: Annotated[Path, typer.Argument(help="Study folder holding runs.csv (e.g. results/ablation).")],
     metric: MetricOpt = "test_accuracy",
     baseline: Baseline = None,
+    equivalence_margin: EquivalenceMargin = EQUIVALENCE_MARGIN,
 ) -> None:
-    """Rebuild summary.csv, the summary table, ablation.png and curves.png from a study's files."""
-    from dropcli.report import parse_baseline
+    """Rebuild summary.csv, the figures and report.html from a study's files; print the table and conclusions."""
+    from dropcli.compare import parse_baseline
 
     chosen = usage(parse_baseline, baseline) if baseline else None
+    if equivalence_margin <= 0:
+        usage_error(f"--equivalence-margin takes points above 0, e.g. {EQUIVALENCE_MARGIN} (got {equivalence_margin})")
     with failures():
         from dropcli.study_commands import run_report
 
-        run_report(out, Terminal(), metric.value, chosen)
+        run_report(out, Terminal(), metric.value, chosen, equivalence_margin, command_line())
 
 
 def merge(out: Annotated[Path, typer.Argument(help="Study folder whose shards/ to merge.")]) -> None:

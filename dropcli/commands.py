@@ -128,7 +128,7 @@ def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, 
     from rich.table import Table
 
     from dropcli.evaluation import evaluate, mc_curve
-    from dropcli.plots import plot_mc_curve
+    from dropcli.plot_curves import plot_mc_curve
     from dropcli.report import mc_curve_frame
     from dropcli.tables import write_csv
 
@@ -140,7 +140,7 @@ def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, 
     with term.progress() as progress:
         task = progress.add_task("dropout passes", total=max(samples) * repeats)
         rows = mc_curve(params, config, data, samples, repeats, on_pass=lambda: progress.advance(task))
-    frame = mc_curve_frame(rows, scaled)
+    frame = mc_curve_frame(rows, scaled, len(data))
     table = Table(title=f"Monte-Carlo dropout, {split} split ({len(data):,} images, {repeats} repeats; "
                         f"weight scaling {scaled:.4f})")
     for name in ("samples", "accuracy (mean)", "± std", "min", "max", "vs weight scaling"):

@@ -1,22 +1,34 @@
-"""The pictures of a study: accuracy and paired difference against keep probability, learning
-curves, and the Monte-Carlo dropout curve. PNG files, written atomically.
+"""The pictures of a study, written atomically as PNG files: what they share, and which a study gets.
 
-    $ dropcli report results/ablation      # ablation.png and curves.png
+    $ dropcli report results/ablation      # ablation.png, differences.png, curves.png
+
+Every figure states its unit: accuracies in percent, differences in points of accuracy (percentage
+points). Lines have a contrast of at least 3:1 against the white background (WCAG's minimum for
+graphics), from the Okabe-Ito colour-blind safe palette, or from plasma for ordered keep
+probabilities. A panel's range is set by its typical estimates (Tukey's fences); an estimate
+beyond them is drawn as an arrow at the edge with its value written beside it, so that one
+extreme configuration does not flatten the rest.
 """
 
 from __future__ import annotations
 
-import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dropcli.config import fmt_number
 from dropcli.files import atomic_write
 
+OKABE_ITO = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7")  # the palette's colours with contrast >= 3:1
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+MIN_CONTRAST = 3.0  # WCAG 2.1 non-text contrast
+FENCE = 1.5  # Tukey's fences: estimates beyond 1.5 interquartile ranges of the quartiles are drawn at the edge
+DPI = 120
 
-def _pyplot():
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,112 +37,107 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save(fig, path: str | Path) -> Path:
+    """Write `fig` as a PNG at `path` atomically and close it; returns the path."""
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    _pyplot().close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    pyplot().close(fig)
     return path
 
 
-def _line_label(ik: float, ts: int, mn) -> str:
-    norm = "" if mn is None or (isinstance(mn, float) and math.isnan(mn)) else f", max-norm {fmt_number(mn)}"
-    return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}"
+def contrast(colour) -> float:
+    """WCAG 2.1 contrast ratio (1-21) of a matplotlib colour against white."""
+    from matplotlib.colors import to_rgb
+
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
 
 
-def _lines(df: pd.DataFrame):
-    key = df["max_norm"].fillna(-1.0)
-    return df.assign(_mn=key).groupby(["input_keep_prob", "train_size", "_mn"], sort=True)
+def keep_colours(keeps: list[str]) -> dict[str, tuple]:
+    """A colour per keep-probability label: plasma from dark (heavy dropout) to its 0.6 point,
+    black for '1' (no dropout)."""
+    plt = pyplot()
+    order = sorted((k for k in keeps if k != "1"), key=lambda k: float(np.mean([float(v) for v in str(k).split()])))
+    colours = {k: plt.cm.plasma(0.6 * i / max(1, len(order) - 1)) for i, k in enumerate(order)}
+    if "1" in keeps:
+        colours["1"] = (0.0, 0.0, 0.0, 1.0)
+    return colours
 
 
-def plot_ablation(summary: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """Test accuracy (mean ± 95% CI over seeds), the paired difference with the baseline (± its 95%
-    CI; filled markers survive Holm at 0.05) and the generalization gap, against keep probability."""
-    plt = _pyplot()
-    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7.5, 9.5), sharex=True,
-                                              gridspec_kw={"height_ratios": [3, 2.2, 1.6]})
-    for (ik, ts, mn), g in _lines(summary):
-        g = g.sort_values("keep_prob_mean")
-        label = _line_label(ik, ts, None if mn < 0 else mn)
-        mean, ci = g["test_accuracy_mean"], g["test_accuracy_ci95"].fillna(0)
-        yerr = [ci.clip(upper=mean), ci.clip(upper=1 - mean)]  # accuracies live in [0, 1]
-        line = top.errorbar(g["keep_prob_mean"], mean, yerr=yerr, marker="o", capsize=4, label=label)
-        colour = line[0].get_color()
-        for x, y, text in zip(g["keep_prob_mean"], mean, g["keep_probs"].astype(str)):
-            if " " in text:  # per-layer keep probabilities sit at their mean: name them
-                top.annotate(text, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
-        d = g[g["diff_mean"].notna()]
-        if len(d):
-            low = (d["diff_mean"] - d["diff_ci95_low"]).fillna(0) * 100
-            high = (d["diff_ci95_high"] - d["diff_mean"]).fillna(0) * 100
-            middle.errorbar(d["keep_prob_mean"], d["diff_mean"] * 100, yerr=[low, high], color=colour, capsize=4,
-                            linestyle="-", marker="none")
-            sig = d["p_holm"] < 0.05
-            middle.scatter(d["keep_prob_mean"][sig], d["diff_mean"][sig] * 100, color=colour, zorder=3, s=30)
-            middle.scatter(d["keep_prob_mean"][~sig], d["diff_mean"][~sig] * 100, facecolor="white", edgecolor=colour,
-                           zorder=3, s=30)
-        bottom.plot(g["keep_prob_mean"], g["generalization_gap_mean"], marker="s", color=colour)
-    metric = summary["metric"].iloc[0] if len(summary) else "test_accuracy"
-    top.set_ylabel("test accuracy (mean ± 95% CI)")
-    top.set_title(title)
-    top.grid(alpha=0.3)
-    top.legend(loc="best", fontsize=8)
-    middle.axhline(0, color="grey", linewidth=0.8)
-    middle.set_ylabel(f"{'test acc.' if metric == 'test_accuracy' else 'test acc. at best epoch'}\n"
-                      "minus baseline, points\n(paired, 95% CI; filled: Holm p < 0.05)", fontsize=8)
-    middle.grid(alpha=0.3)
-    bottom.axhline(0, color="grey", linewidth=0.8)
-    bottom.set_ylabel("generalization gap\n(train − test accuracy)", fontsize=8)
-    bottom.set_xlabel("hidden keep probability (mean over layers; 1.0 = no dropout)")
-    bottom.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+def view_range(centres, lows=None, highs=None, include_zero: bool = False) -> tuple[float, float, np.ndarray]:
+    """The range (low, high) a panel shows, and which estimates lie beyond it ((n,) bool).
+    centres, lows, highs: (n,) estimates and their interval ends (NaN: no interval). With 4 or more
+    estimates, those beyond Tukey's fences around the centres are left out of the range."""
+    c = np.asarray(centres, dtype=float)
+    lo = c if lows is None else np.where(np.isnan(lows), c, lows)
+    hi = c if highs is None else np.where(np.isnan(highs), c, highs)
+    finite = ~np.isnan(c)
+    out = np.zeros(len(c), dtype=bool)
+    if finite.sum() >= 4:
+        q1, q3 = np.percentile(c[finite], [25, 75])
+        spread = max(q3 - q1, 1e-9)
+        out = finite & ((c < q1 - FENCE * spread) | (c > q3 + FENCE * spread))
+    keep = finite & ~out
+    if not keep.any():
+        return -1.0, 1.0, out
+    low, high = float(np.min(lo[keep])), float(np.max(hi[keep]))
+    if include_zero:
+        low, high = min(low, 0.0), max(high, 0.0)
+    pad = 0.08 * (high - low) if high > low else max(abs(high), 1.0) * 0.05
+    return low - pad, high + pad, out
 
 
-def plot_curves(history: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """Learning curves: validation accuracy and training cost per epoch, mean over seeds with the
-    min-max band, one line per keep probability, one column per other setting."""
-    plt = _pyplot()
-    panels = list(_lines(history))
-    cols = len(panels)
-    fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols + 1, 7), squeeze=False, sharex=True)
-    keeps = sorted(history["keep_probs"].unique(), key=lambda k: float(np.mean([float(v) for v in str(k).split()])))
-    colours = {k: plt.cm.viridis(i / max(1, len(keeps) - 1)) for i, k in enumerate(keeps)}
-    for j, ((ik, ts, mn), g) in enumerate(panels):
-        acc_ax, cost_ax = axes[0][j], axes[1][j]
-        for keep, cell in g.groupby("keep_probs", sort=False):
-            by_epoch = cell.groupby("epoch")
-            for ax, col in ((acc_ax, "validation_accuracy"), (cost_ax, "cost")):
-                s = by_epoch[col]
-                if s.count().sum() == 0:
-                    continue
-                ax.plot(s.mean().index, s.mean(), color=colours[keep], label=f"keep {keep}")
-                ax.fill_between(s.mean().index, s.min(), s.max(), color=colours[keep], alpha=0.15, linewidth=0)
-        acc_ax.set_title(_line_label(ik, ts, None if mn < 0 else mn), fontsize=9)
-        acc_ax.grid(alpha=0.3)
-        cost_ax.grid(alpha=0.3)
-        cost_ax.set_yscale("log")
-        cost_ax.set_xlabel("epoch")
-    axes[0][0].set_ylabel("validation accuracy\n(mean over seeds, band: min-max)")
-    axes[1][0].set_ylabel("training cost (dropout on, log scale)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Learning curves: {title}", fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+def mark_beyond(ax, x, y, low: float, high: float, text: str, colour, horizontal: bool = False, k: int = 0) -> None:
+    """An estimate beyond the panel's range: an arrow marker at the edge and its value beside it.
+    (x, y): the estimate; low, high: the range of the value axis (y, or x when horizontal); k: how
+    many estimates were marked before at the same place (each is shifted along, to stay legible)."""
+    from matplotlib.transforms import offset_copy
+
+    value = x if horizontal else y
+    pointing_low = value < low
+    edge = low if pointing_low else high
+    if horizontal:
+        pos, marker, dx, dy = (edge, y), "<" if pointing_low else ">", 0, 0
+        text_at, align = (10 if pointing_low else -10, 6), "left" if pointing_low else "right"
+    else:
+        pos, marker, dx, dy = (x, edge), "v" if pointing_low else "^", 9 * k, 0
+        text_at, align = (6 + 9 * k, (8 + 11 * k) if pointing_low else -(12 + 11 * k)), "left"
+    shifted = offset_copy(ax.transData, fig=ax.figure, x=dx, y=dy, units="points")
+    ax.plot(*pos, marker=marker, color=colour, markersize=9, clip_on=False, zorder=4, linestyle="none",
+            transform=shifted)
+    ax.annotate(text, pos, xytext=text_at, textcoords="offset points", fontsize=7, ha=align, color=colour)
 
 
-def plot_mc_curve(frame: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """Monte-Carlo dropout accuracy against the number of passes (mean, min-max band) and the
-    weight-scaling accuracy as a line: the dropout paper's Figure 11 for this network."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.plot(frame["samples"], frame["accuracy_mean"], marker="o", label="Monte-Carlo dropout (mean of repeats)")
-    ax.fill_between(frame["samples"], frame["accuracy_min"], frame["accuracy_max"], alpha=0.2, label="min-max of repeats")
-    ax.axhline(frame["weight_scaling_accuracy"].iloc[0], color="black", linestyle="--", label="weight scaling (dropout off)")
-    ax.set_xscale("log")
-    ax.set_xlabel("dropout-on passes averaged (T)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"Monte-Carlo dropout against weight scaling: {title}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+def figure_title(fig, text: str, width_inches: float) -> None:
+    """A figure title wrapped to the figure's width, so that constrained layout keeps it inside."""
+    fig.suptitle(textwrap.fill(text, max(30, int(width_inches * 11))), fontsize=10)
+
+
+def study_title(runs: pd.DataFrame) -> str:
+    """'MNIST, 15 epochs, 10 seeds per point, hidden 512 512 512 512' from a runs.csv frame."""
+    from dropcli.data import TITLES
+
+    seeds, dataset = runs["seed"].nunique(), runs["dataset"].iloc[0]
+    return (f"{TITLES.get(dataset, dataset)}, {int(runs['epochs'].iloc[0])} epochs, "
+            f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
+
+
+def draw_study_figures(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, history: pd.DataFrame | None) -> list:
+    """Write a study's figures into `out`: ablation.png, differences.png (when there are
+    comparisons) and curves.png (with a history). Returns [(path, description)] in reading order;
+    a figure this study does not get is removed if an earlier report left one."""
+    from dropcli.plot_curves import draw_curves
+    from dropcli.plot_study import draw_ablation, draw_differences
+
+    title = study_title(runs)
+    figures = [(save(draw_ablation(summary, title), out / "ablation.png"),
+                "Test accuracy, paired difference with the baseline and generalization gap against keep probability")]
+    diff = draw_differences(summary, title)
+    if diff is None:
+        (out / "differences.png").unlink(missing_ok=True)
+    else:
+        figures.append((save(diff, out / "differences.png"), "Every comparison: paired difference in points, 95% CI"))
+    if history is not None and len(history):
+        figures.append((save(draw_curves(history, title), out / "curves.png"), "Learning curves"))
+    return figures

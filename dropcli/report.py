@@ -1,14 +1,16 @@
 """A study's summary: per configuration over seeds, each compared with a baseline seed by seed.
 
-    $ dropcli report results/ablation                          # summary.csv, the table, the plots
+    $ dropcli report results/ablation                          # summary.csv, the table, plots, report.html
     $ dropcli report results/ablation --metric test_accuracy_at_best --baseline keep=1,input_keep=1
 
-summary.csv has one row per configuration: its runs, the mean, std and 95% Student-t half-width
-of test accuracy, the means of the other measures, then the paired comparison of the chosen metric
-with the baseline configuration (by default no dropout at all at the same training-set size and
-max-norm): `baseline`, `paired_seeds`, `diff_mean`, `diff_ci95_low`, `diff_ci95_high`, `p_value`
-(paired t-test, two-sided), `p_holm` (Holm-adjusted over all comparisons of the study), `wins`
-(seeds where the configuration beats the baseline) and `wilcoxon_p` (with at least 6 pairs).
+summary.csv has one row per configuration: its axes (keep_prob_mean is the mean of the per-layer
+keep_probs), runs, diverged runs and test_images; the mean, std and 95% Student-t half-width of
+test accuracy and the means of the other measures (accuracies and the generalization gap as
+fractions, like runs.csv); then the paired comparison of the chosen metric with the baseline
+configuration (by default no dropout at all at the same training-set size and max-norm), in
+points of accuracy: `metric`, `role` (primary for test accuracy, exploratory for another metric),
+`baseline`, and the columns compare.py describes (differences in points, p-values, equivalence,
+the detectable difference, the conclusion, the ranking).
 """
 
 from __future__ import annotations
@@ -19,20 +21,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep
+from dropcli.compare import (
+    COMPARISON_COLUMNS,
+    KEY,
+    LEAD_COLUMNS,
+    PRIMARY_METRIC,
+    against_baselines,
+    correct_images,
+    families,
+    leads,
+)
+from dropcli.config import EQUIVALENCE_MARGIN, fmt_keep, fmt_max_norm, fmt_number, parse_keep, parse_max_norms
 from dropcli.errors import DropcliError, UsageError
-from dropcli.grid import parse_max_norms
-from dropcli.stats import holm, paired, t_half_width
+from dropcli.stats import ALPHA, t_half_width
 
-CONFIG_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size"]
-MATCH_COLUMNS = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]  # a configuration's identity
 METRICS = ("test_accuracy", "test_accuracy_at_best")  # what --metric compares
 MEANS = ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost", "test_accuracy_at_best",
-         "best_epoch", "test_accuracy_mc", "group_train_seconds")
+         "best_epoch", "test_accuracy_mc", "train_seconds")
 DEFAULT_BASELINE = {"keep_probs": "1", "input_keep_prob": 1.0}  # no dropout at all
 BASELINE_KEYS = {"keep": "keep_probs", "input_keep": "input_keep_prob", "max_norm": "max_norm",
                  "train_size": "train_size"}
-ALPHA = 0.05  # the level the table marks Holm-adjusted differences at
+P_COLUMNS = ("p_value", "p_holm", "tost_p", "tost_p_holm", "wilcoxon_p", "lead_p_value", "lead_p_holm")
+SUMMARY_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
+                   "test_images", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95",
+                   *[f"{m}_mean" for m in MEANS], "test_accuracy_at_best_ci95", "generalization_gap_ci95",
+                   "metric", "role", "baseline", *COMPARISON_COLUMNS, *LEAD_COLUMNS]
+BOOL_COLUMNS = ("same_diff_every_seed", "lead_same_every_seed", "lead_holds")
+_TEXT = {"keep_probs": "text", "metric": "text", "role": "text", "baseline": "text?", "conclusion": "text?",
+         "runner_up": "text?", **{c: "text?" for c in BOOL_COLUMNS}}
+_INT = {"train_size": "int", "runs": "int", "diverged": "int", "test_images": "int", "paired_seeds": "int?",
+        "wins": "int?", "ties": "int?", "losses": "int?", "rank": "int?", "lead_seeds": "int?", "lead_wins": "int?"}
+_EXACT = {"keep_prob_mean": "exact", "input_keep_prob": "exact", "max_norm": "exact?", "equivalence_margin_points": "exact?"}
+# summary.csv's columns and kinds (tables.py), in order
+SUMMARY_SCHEMA = {c: _TEXT.get(c) or _INT.get(c) or _EXACT.get(c) or "float?" for c in SUMMARY_COLUMNS}
 
 
 def parse_baseline(text: str) -> dict:
@@ -69,110 +90,122 @@ def describe(config: dict) -> str:
             f"{int(config['train_size'])} images")
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
-
-
 def _norm(value):
     return math.nan if value is None else value
 
 
-def summarise(runs: pd.DataFrame, metric: str = "test_accuracy", baseline: dict | None = None) -> pd.DataFrame:
-    """One row per configuration over its seeds, compared with its baseline (see module docstring)."""
-    if metric not in METRICS:
-        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    spec = DEFAULT_BASELINE if baseline is None else baseline
+def _describe_row(row) -> str:
+    return describe({c: row[c] for c in KEY})
+
+
+def _descriptive(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list]:
+    """One row per configuration (its runs, means and intervals over seeds) and, per configuration,
+    its key with the per-seed correct test images of `metric`."""
     ok = runs[runs["status"] == "ok"]
-    rows, per_seed = [], []  # (configuration key, per-seed metric); keys hold NaN, so no dict
-    for key, g in runs.groupby(MATCH_COLUMNS, sort=False, dropna=False):
+    mean_col = "keep_prob_mean" if "keep_prob_mean" in runs else "keep_prob"
+    rows, per_seed = [], []  # (configuration key, per-seed counts); keys hold NaN, so no dict
+    for key, g in runs.groupby(KEY, sort=False, dropna=False):
         good = ok.loc[ok.index.intersection(g.index)]
         acc = good["test_accuracy"].to_numpy(dtype=np.float64)
         n = len(good)
-        row = {"keep_probs": key[0], "keep_prob_mean": float(g["keep_prob_mean"].iloc[0]), "input_keep_prob": key[1],
-               "max_norm": key[2], "train_size": key[3], "runs": n, "diverged": int(len(g) - n),
+        row = {"keep_probs": key[0], "keep_prob_mean": float(g[mean_col].iloc[0]), "input_keep_prob": key[1],
+               "max_norm": _norm(key[2]), "train_size": key[3], "runs": n, "diverged": int(len(g) - n),
+               "test_images": int(g["test_images"].iloc[0]),
                "test_accuracy_mean": acc.mean() if n else math.nan,
                "test_accuracy_std": float(np.std(acc, ddof=1)) if n > 1 else math.nan,
                "test_accuracy_ci95": t_half_width(acc),
-               "test_accuracy_at_best_ci95": t_half_width(good["test_accuracy_at_best"].dropna().to_numpy(np.float64))}
+               "test_accuracy_at_best_ci95": t_half_width(good["test_accuracy_at_best"].dropna().to_numpy(np.float64)),
+               "generalization_gap_ci95": t_half_width(good["generalization_gap"].dropna().to_numpy(np.float64))}
         for m in MEANS:
             row[f"{m}_mean"] = good[m].mean() if n and good[m].notna().any() else math.nan
         rows.append(row)
-        per_seed.append((tuple(_norm(k) for k in key), good.set_index("seed")[metric].dropna()))
-    summary = pd.DataFrame(rows)
-    comparisons = []
+        scored = good[good[metric].notna()]
+        counts = correct_images(scored[metric], scored["test_images"], metric)
+        per_seed.append((tuple(row[c] for c in KEY), pd.Series(counts.to_numpy(), index=scored["seed"].to_numpy())))
+    return pd.DataFrame(rows), per_seed
+
+
+def summarise(runs: pd.DataFrame, metric: str = PRIMARY_METRIC, baseline: dict | None = None,
+              margin: float = EQUIVALENCE_MARGIN) -> pd.DataFrame:
+    """The summary of a study's runs (a runs.csv frame): one row per configuration, in
+    SUMMARY_COLUMNS (see the module docstring). metric: one of METRICS; baseline: {column: value}
+    (parse_baseline; default DEFAULT_BASELINE); margin: the equivalence margin in points.
+    Raises UsageError for an unknown metric, DropcliError for runs over different test sets."""
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    sizes = sorted(set(int(n) for n in runs["test_images"]))
+    if len(sizes) > 1:
+        raise DropcliError(f"runs.csv mixes test sets of {sizes[0]:,} and {sizes[1]:,} images; "
+                           "a study compares configurations on one test set")
+    spec = DEFAULT_BASELINE if baseline is None else baseline
+    summary, per_seed = _descriptive(runs, metric)
+    targets = []
     for _, row in summary.iterrows():
-        target = {c: spec.get(c, row[c]) for c in MATCH_COLUMNS}
+        target = {c: spec.get(c, row[c]) for c in KEY}
         target["max_norm"] = _norm(target["max_norm"])
-        own = tuple(_norm(row[c]) for c in MATCH_COLUMNS)
-        base_key = tuple(target[c] for c in MATCH_COLUMNS)
-        mine = next(s for k, s in per_seed if all(_same(a, b) for a, b in zip(k, own)))
-        found = next(((k, s) for k, s in per_seed if all(_same(a, b) for a, b in zip(k, base_key))), None)
-        comp = {"metric": metric, "baseline": describe(target)}
-        if found is not None and not all(_same(a, b) for a, b in zip(found[0], own)):
-            theirs = found[1]
-            common = mine.index.intersection(theirs.index)
-            if len(common):
-                comp.update(paired((mine[common] - theirs[common]).to_numpy()))
-        comparisons.append(comp)
-    summary = pd.concat([summary, pd.DataFrame(comparisons, index=summary.index)], axis=1)
-    for col in ("paired_seeds", "diff_mean", "diff_ci95_low", "diff_ci95_high", "p_value", "wins", "wilcoxon_p"):
-        if col not in summary:
-            summary[col] = math.nan
-    summary["p_holm"] = holm(summary["p_value"].to_numpy(dtype=np.float64))
-    order = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
-             "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", *[f"{m}_mean" for m in MEANS],
-             "test_accuracy_at_best_ci95",
-             "metric", "baseline", "paired_seeds", "diff_mean", "diff_ci95_low", "diff_ci95_high", "p_value", "p_holm",
-             "wins", "wilcoxon_p"]
-    summary = summary[order]
+        targets.append(target)
+    scale = 100.0 / sizes[0] if sizes else 1.0
+    comps = against_baselines(summary, per_seed, [tuple(t[c] for c in KEY) for t in targets], scale, margin)
+    summary = pd.concat([summary, comps], axis=1)
+    summary["metric"], summary["role"] = metric, "primary" if metric == PRIMARY_METRIC else "exploratory"
+    summary["baseline"] = [describe(t) for t in targets]
+    summary = pd.concat([summary, leads(summary, per_seed, list(summary["baseline"]), metric, scale, _describe_row)],
+                        axis=1)
+    summary = families(summary)
+    summary = summary[SUMMARY_COLUMNS]
     return summary.sort_values(["train_size", "max_norm", "input_keep_prob", "keep_prob_mean", "keep_probs"],
                                kind="stable", na_position="first").reset_index(drop=True)
 
 
-def best_index(summary: pd.DataFrame, metric: str = "test_accuracy") -> int | None:
+def best_index(summary: pd.DataFrame, metric: str = PRIMARY_METRIC) -> int | None:
+    """The row of the highest mean `metric`, or None when no configuration has one."""
     s = summary[f"{metric}_mean"]
     return None if s.isna().all() else int(s.idxmax())
 
 
+def percent(x) -> str:
+    """A fraction in % (or points) to 2 decimals; '' for a missing value."""
+    return "" if pd.isna(x) else f"{100 * x:.2f}"
+
+
+def diff_text(r) -> str:
+    """'+0.36 [+0.22, +0.49]' (points), '-0.03 every seed', or '' without a comparison."""
+    if pd.isna(r["diff_points"]):
+        return ""
+    if r["same_diff_every_seed"] is True:
+        return f"{r['diff_points']:+.2f} every seed"
+    ci = "" if pd.isna(r["diff_ci95_low_points"]) else f" [{r['diff_ci95_low_points']:+.2f}, {r['diff_ci95_high_points']:+.2f}]"
+    return f"{r['diff_points']:+.2f}{ci}"
+
+
 def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
-    """The Rich table: each configuration's accuracy, and its paired difference with the baseline;
-    ✓ marks a difference that survives Holm's correction at 0.05."""
+    """The Rich table of a summary frame: each configuration's accuracy, its paired difference with
+    the baseline in points, the Holm-adjusted p (✓ below ALPHA), seeds won and the conclusion."""
     from rich.table import Table
 
-    metric = summary["metric"].iloc[0] if len(summary) else "test_accuracy"
-    label = "test acc" if metric == "test_accuracy" else "test acc at best epoch"
-    table = Table(title=title, caption=f"diff: {label} minus the baseline's, paired by seed, in points (95% CI); "
-                                       f"✓ = Holm-adjusted p < {ALPHA}")
+    from dropcli.conclusions import p_text
+
+    metric = summary["metric"].iloc[0] if len(summary) else PRIMARY_METRIC
+    label = "test acc" if metric == PRIMARY_METRIC else "test acc at best epoch (exploratory)"
+    table = Table(title=title, caption=f"acc, CI and gap in %; diff: {label} minus the baseline's, paired by seed, in points "
+                                       f"(95% CI); ✓ = Holm-adjusted p < {ALPHA}")
     norms = summary["max_norm"].notna().any()  # the max-norm column only where a study varies it
-    at_best = metric == "test_accuracy_at_best"
-    shown = "test_accuracy_at_best" if at_best else "test_accuracy"
     columns = ["keep", "input", *(["max-norm"] if norms else []), "images", "runs",
-               "acc @best" if at_best else "test acc", "±95% CI", "gap",
-               "diff vs baseline", "p Holm", "wins"]
+               "test acc" if metric == PRIMARY_METRIC else "acc @best", "±95% CI", "gap",
+               "diff vs baseline", "p Holm", "wins", "conclusion"]
     for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
-    best = best_index(summary, shown)
-
-    def f(x, digits=4):
-        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
+    best = best_index(summary, metric)
     for i, r in summary.iterrows():
         runs = f"{r['runs']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
-        diff = ""
-        if not math.isnan(r["diff_mean"]):
-            ci = (f" [{100 * r['diff_ci95_low']:+.2f}, {100 * r['diff_ci95_high']:+.2f}]"
-                  if not math.isnan(r["diff_ci95_low"]) else "")
-            diff = f"{100 * r['diff_mean']:+.2f}{ci}"
-        p = ("" if math.isnan(r["p_holm"]) else ("<0.001" if r["p_holm"] < 0.001 else f"{r['p_holm']:.3f}")
-             + (" ✓" if r["p_holm"] < ALPHA else ""))
-        wins = "" if math.isnan(r["paired_seeds"]) else f"{int(r['wins'])}/{int(r['paired_seeds'])}"
+        p = "" if pd.isna(r["p_holm"]) else p_text(r["p_holm"]) + (" ✓" if r["p_holm"] < ALPHA else "")
+        wins = "" if pd.isna(r["paired_seeds"]) else f"{int(r['wins'])}/{int(r['paired_seeds'])}"
         mn = r["max_norm"]
-        norm = ["none" if mn is None or math.isnan(mn) else fmt_number(mn)] if norms else []
+        norm = ["none" if pd.isna(mn) else fmt_number(mn)] if norms else []
         table.add_row(str(r["keep_probs"]), fmt_number(r["input_keep_prob"]), *norm, f"{int(r['train_size']):,}", runs,
-                      f(r[f"{shown}_mean"]) + (" ★" if i == best else ""), f(r[f"{shown}_ci95"]),
-                      f(r["generalization_gap_mean"]), diff, p, wins, style="bold green" if i == best else None)
+                      percent(r[f"{metric}_mean"]) + (" ★" if i == best else ""), percent(r[f"{metric}_ci95"]),
+                      percent(r["generalization_gap_mean"]), diff_text(r), p, wins, str(r["conclusion"] or ""),
+                      style="bold green" if i == best else None)
     return table
 
 
@@ -185,49 +218,52 @@ def per_class_frame(result) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame(counts, columns=[f"predicted_{p}" for p in range(len(counts))])], axis=1)
 
 
-def mc_curve_frame(rows: list[dict], weight_scaling: float) -> pd.DataFrame:
-    """Per number of samples: the repeats' mean, std, min and max accuracy, beside weight scaling."""
+def mc_curve_frame(rows: list[dict], weight_scaling: float, images: int | None = None) -> pd.DataFrame:
+    """Per number of samples: the repeats' mean, std, min and max accuracy, beside weight scaling.
+    rows: dicts of repeat, samples, accuracy (fraction); images: the evaluated split's size (a
+    column `images`, for the weight-scaling interval; omitted when None)."""
     df = pd.DataFrame(rows)
     g = df.groupby("samples")["accuracy"]
     out = pd.DataFrame({"samples": g.mean().index, "repeats": g.size().to_numpy(), "accuracy_mean": g.mean().to_numpy(),
                         "accuracy_std": g.std(ddof=1).to_numpy(), "accuracy_min": g.min().to_numpy(),
                         "accuracy_max": g.max().to_numpy()})
     out["weight_scaling_accuracy"] = weight_scaling
+    if images is not None:
+        out["images"] = int(images)
     return out
 
 
-def build_report(out: Path, metric: str = "test_accuracy", baseline: dict | None = None) -> pd.DataFrame:
-    """summary.csv, ablation.png and curves.png from runs.csv and history.csv alone."""
-    from dropcli.data import TITLES
-    from dropcli.grid import cells_of
-    from dropcli.plots import plot_ablation, plot_curves
-    from dropcli.study import check_rows, read_identity, study_folder
+def read_summary(path: Path) -> pd.DataFrame:
+    """A summary.csv written by summarise (SUMMARY_SCHEMA), with its true/false columns as bools
+    (None where empty). Raises TableError for a file that is not one."""
+    from dropcli.tables import read_table
+
+    summary = read_table(path, SUMMARY_SCHEMA, "dropcli summary table")
+    for col in BOOL_COLUMNS:
+        summary[col] = [None if v is None else v == "true" for v in summary[col]]
+    for col in ("conclusion", "runner_up", "baseline"):
+        summary[col] = [v or "" for v in summary[col]]
+    return summary
+
+
+def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None = None,
+                 margin: float = EQUIVALENCE_MARGIN, command: str | None = None) -> pd.DataFrame:
+    """Write summary.csv, the figures and report.html of the study folder `out` from its runs.csv,
+    history.csv and study.json alone; returns the summary as read back from summary.csv.
+    command: the report command to show in report.html. Raises DropcliError without runs."""
+    from dropcli.plots import draw_study_figures
+    from dropcli.report_html import write_report
     from dropcli.tables import read_history, read_runs, write_csv
 
     path = out / "runs.csv"
     if not path.exists():
         raise DropcliError(f"{path} does not exist; run 'dropcli ablate --out {out}' first")
-    identity = read_identity(out)
-    if identity is None:
-        raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
-                           "report reads only study folders written by dropcli ablate or merge")
-    cells = cells_of(identity)
     runs = read_runs(path)
-    check_rows(runs, path, cells)
     if runs.empty:
         raise DropcliError(f"{path} holds no finished cells yet; run or resume 'dropcli ablate --out {out}' first")
-    summary = summarise(runs, metric, baseline)
-    folder = study_folder(out)
-    write_csv(summary, folder.claim_name("summary.csv"))
-    seeds = runs["seed"].nunique()
-    dataset = runs["dataset"].iloc[0]
-    title = (f"{TITLES.get(dataset, dataset)}, {int(runs['epochs'].iloc[0])} epochs, "
-             f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
-    history = None
-    if (out / "history.csv").exists():
-        history = read_history(out / "history.csv")
-        check_rows(history, out / "history.csv", cells)
-    plot_ablation(summary, folder.claim_name("ablation.png"), title)
-    if history is not None:
-        plot_curves(history, folder.claim_name("curves.png"), title)
+    write_csv(summarise(runs, metric, baseline, margin), out / "summary.csv", SUMMARY_SCHEMA, P_COLUMNS)
+    summary = read_summary(out / "summary.csv")
+    history = read_history(out / "history.csv") if (out / "history.csv").exists() else None
+    figures = draw_study_figures(out, runs, summary, history)
+    write_report(out, runs, summary, figures, command)
     return summary

@@ -3,7 +3,7 @@
     results/studies/<grid>-<hash>/      (or --out DIR)
       study.json    the grid, settings and data: a different study pointed at the folder is refused
       runs.csv      one row per finished cell;  history.csv  one row per cell and epoch
-      summary.csv, ablation.png, curves.png   rebuilt from runs.csv and history.csv by `report`
+      summary.csv, ablation.png, differences.png, curves.png, report.html   rebuilt by `report`
       .dropcli-manifest.json   the files dropcli wrote here: the only ones it replaces or deletes
 
 A folder is claimed before any training: it must be new, empty, or this same study. Each lockstep
@@ -40,7 +40,8 @@ from dropcli.tables import (
 
 STUDY_FILE = "study.json"
 # a study's own files: in a folder written before manifests, these are dropcli's (OwnedFolder legacy)
-OUTPUTS = ("runs.csv", "history.csv", "summary.csv", "ablation.png", "curves.png", STUDY_FILE)
+OUTPUTS = ("runs.csv", "history.csv", "summary.csv", "ablation.png", "differences.png", "curves.png", "report.html",
+           STUDY_FILE)
 STUDIES = Path("results/studies")  # where new studies go by default; the committed ones live beside it
 SHARDS = "shards"  # a sharded study's subfolder: shards/K-of-N/ (shards.py)
 

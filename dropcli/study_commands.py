@@ -82,7 +82,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     except KeyboardInterrupt as e:
         interrupted(plan, e, term, resume)
     term.table(summary_table_for(summary, out))
-    term.note(f"Wrote {', '.join(str(out / f) for f in ('runs.csv', 'summary.csv', 'history.csv', 'ablation.png', 'curves.png'))}")
+    term.note(f"Wrote {', '.join(str(out / f) for f in ('runs.csv', 'summary.csv', 'history.csv', 'report.html'))} and the figures")
 
 
 def interrupted(plan: StudyPlan, e: KeyboardInterrupt, term: Terminal, resume: str) -> None:
@@ -169,9 +169,17 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
                 f"estimated {duration(seconds)} (timed from a few steps on this machine). Nothing was trained.")
 
 
-def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baseline: dict | None = None) -> None:
+def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baseline: dict | None = None,
+               margin: float | None = None, command: str | None = None) -> None:
+    """Rebuild a study's summary.csv, figures and report.html; print the table and the conclusions."""
+    from dropcli.conclusions import sentences
+    from dropcli.config import EQUIVALENCE_MARGIN
     from dropcli.report import build_report
 
-    summary = build_report(out, metric, baseline)
+    summary = build_report(out, metric, baseline, EQUIVALENCE_MARGIN if margin is None else margin, command)
     term.table(summary_table_for(summary, out))
-    term.note(f"Wrote {out / 'summary.csv'}, {out / 'ablation.png'} and {out / 'curves.png'}")
+    for sentence in sentences(summary):
+        term.result(sentence)
+    written = [name for name in ("summary.csv", "ablation.png", "differences.png", "curves.png", "report.html")
+               if (out / name).exists()]
+    term.note(f"Wrote {', '.join(str(out / name) for name in written)}")

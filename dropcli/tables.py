@@ -3,13 +3,15 @@
 CSV files are UTF-8, comma-separated, one snake_case header row, no index column. Numbers are
 plain decimals (never 1e-05, never thousands separators): measured values to at most 10 decimals,
 configuration values (keep probabilities, learning rate, max-norm) exactly, so that they read
-back as the same floats. Missing values are empty cells. Text cells that a spreadsheet would run
+back as the same floats, and p-values to 6 significant digits (5.1e-15 is written
+0.0000000000000051, not 0). Missing values are empty cells, true and false are `true`, `false`. Text cells that a spreadsheet would run
 as a formula (leading = + - @) get a leading quote; numbers never do.
 
 A study's runs.csv and history.csv are read back by `ablate` (to resume) and `report`. They are
 checked against their schema: every column present and known, every cell of its type, every
 cell key once. A table that fails is refused with one line naming the file, row and column, and
-is never rewritten.
+is never rewritten. A column added to a schema after files were written has the value such
+files imply (ADDED), so older studies still read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, TrainConfig, fmt_number
+from dropcli.config import SUBSETS, TEST_SPLIT, TrainConfig, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write
 from dropcli.grid import cell_id
@@ -33,7 +35,8 @@ CELL_SCHEMA = {"keep_probs": "text", "keep_prob_mean": "exact", "input_keep_prob
                "train_size": "int", "seed": "int"}
 RUNS_SCHEMA = {
     **CELL_SCHEMA, "subset": "text", "epochs": "int", "epochs_run": "int", "hidden": "text", "init": "text",
-    "lr": "exact", "batch_size": "int", "dataset": "text", "final_cost": "float?", "train_accuracy": "float?",
+    "lr": "exact", "batch_size": "int", "dataset": "text", "test_images": "int", "final_cost": "float?",
+    "train_accuracy": "float?",
     "validation_accuracy": "float?", "test_accuracy": "float?", "generalization_gap": "float?", "test_loss": "float?",
     "best_epoch": "int?", "test_accuracy_at_best": "float?", "test_accuracy_mc": "float?", "mc_samples": "int",
     # a lockstep group's cells train together: its wall time is the group's, shared by its group_size cells
@@ -45,13 +48,17 @@ HISTORY_SCHEMA = {**CELL_SCHEMA, "epoch": "int", "cost": "float?", "train_batch_
 # columns of tables written before their renames: read under the new names (never rewritten in place)
 RENAMED = {"keep_prob": "keep_prob_mean", "parallel_models": "group_size", "train_seconds": "group_train_seconds",
            "seconds": "group_epoch_seconds"}
+# column -> its value in files written before the column existed (every dataset's test split has 10,000 images)
+ADDED = {"test_images": str(TEST_SPLIT)}
 CHOICES = {"status": ("ok", "diverged"), "subset": ("all", *SUBSETS)}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+SIGNIFICANT_DIGITS = 6  # p-values: enough to recompute a Holm adjustment, and never rounded to 0
 
 
-def plain_number(x, exact: bool = False) -> str:
+def plain_number(x, exact: bool = False, digits: int | None = None) -> str:
     """Plain decimal, never an exponent; '' for NaN and infinities. Measured values are cut to 10
-    decimals (no float noise such as 0.01899999999999996); exact ones keep every digit they need."""
+    decimals (no float noise such as 0.01899999999999996); exact ones keep every digit they need;
+    with `digits`, that many significant digits (p-values: 0.0000000000000051234)."""
     if x is None or isinstance(x, str):
         return "" if x is None else x
     if isinstance(x, (bool, np.bool_)):
@@ -60,6 +67,8 @@ def plain_number(x, exact: bool = False) -> str:
         return str(int(x))
     if not math.isfinite(x):
         return ""
+    if digits is not None:
+        return np.format_float_positional(float(x), precision=digits, unique=False, fractional=False, trim="-")
     return fmt_number(x) if exact else np.format_float_positional(float(x), precision=10, unique=True, trim="-")
 
 
@@ -68,29 +77,31 @@ def neutralise(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def to_csv_text(df: pd.DataFrame, exact: tuple[str, ...] = ()) -> str:
-    """The table as CSV text for spreadsheets (see the module docstring); `exact` columns keep every digit."""
+def to_csv_text(df: pd.DataFrame, exact: tuple[str, ...] = (), significant: tuple[str, ...] = ()) -> str:
+    """The CSV text of a table (see the module docstring); `exact` columns keep every digit,
+    `significant` ones get SIGNIFICANT_DIGITS significant digits."""
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
-        s = df[col]
+        s, digits = df[col], SIGNIFICANT_DIGITS if col in significant else None
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            out[col] = [plain_number(v, col in exact) for v in s.tolist()]
+            out[col] = [plain_number(v, col in exact, digits) for v in s.tolist()]
         else:
             out[col] = ["" if (v is None or (isinstance(v, float) and math.isnan(v)))
-                        else (plain_number(v, col in exact) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        else (plain_number(v, col in exact, digits) if isinstance(v, (int, float, np.bool_))
                               else neutralise(str(v)))
                         for v in s.tolist()]
     return out.to_csv(index=False, lineterminator="\n")
 
 
-def write_csv(df: pd.DataFrame, path: str | Path, schema: dict | None = None) -> Path:
-    """Atomically write a table; with a schema, in its column order and with its exact columns."""
+def write_csv(df: pd.DataFrame, path: str | Path, schema: dict | None = None, significant: tuple[str, ...] = ()) -> Path:
+    """Atomically write a table; with a schema, in its column order and with its exact columns;
+    `significant` columns (p-values) with SIGNIFICANT_DIGITS significant digits."""
     if schema is not None:
         df = df[[c for c in schema if c in df.columns]]
         exact = tuple(c for c, kind in schema.items() if kind.startswith("exact"))
     else:
         exact = ()
-    text = to_csv_text(df, exact)
+    text = to_csv_text(df, exact, significant)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -138,6 +149,10 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
     header = [RENAMED[c] if c in RENAMED and c not in schema else c for c in rows[0]]
     if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
         raise TableError(f"{path} is not comma-separated (saved with ';' or tabs?); save it as CSV with commas, or {fix}")
+    added = [c for c in ADDED if c in schema and c not in header]  # written before the column existed
+    if added:
+        header = header + added
+        rows = [header] + [row + [ADDED[c] for c in added] if row else row for row in rows[1:]]
     missing = [c for c in schema if c not in header]
     unknown = [c for c in header if c not in schema]
     if missing or unknown or len(set(header)) != len(header):
@@ -190,7 +205,8 @@ def run_row(r, finished_at: str) -> dict:
     c = r.config
     row = {**cell_columns(c), "subset": c.sampling, "epochs": c.epochs, "epochs_run": len(r.history),
            "hidden": " ".join(map(str, c.hidden)), "init": c.init, "lr": c.lr, "batch_size": c.batch_size,
-           "dataset": c.dataset, "final_cost": r.final_cost, "train_accuracy": r.train_accuracy,
+           "dataset": c.dataset, "test_images": r.test_images, "final_cost": r.final_cost,
+           "train_accuracy": r.train_accuracy,
            "validation_accuracy": r.validation_accuracy, "test_accuracy": r.test_accuracy,
            "generalization_gap": r.train_accuracy - r.test_accuracy, "test_loss": r.test_loss,
            "best_epoch": r.best_epoch, "test_accuracy_at_best": r.test_accuracy_at_best,

@@ -45,6 +45,7 @@ class RunResult:
     train_accuracy: float = math.nan  # dropout off, the run's whole training set
     validation_accuracy: float = math.nan
     test_accuracy: float = math.nan
+    test_images: int = 0  # images in the test split that the test accuracies count over
     test_loss: float = math.nan
     test_accuracy_mc: float | None = None
     best_epoch: int | None = None  # the (first) epoch of highest validation accuracy; None without validation
@@ -173,7 +174,7 @@ class _Group:
         c, data, device = self.configs[k], self.data, self.device
         r = RunResult(c, hist, self.stack.cell_params(k), device=device_description(device), engine=engine,
                       parallel_models=len(self.configs), train_seconds=sum(h["seconds"] for h in hist),
-                      final_cost=hist[-1]["cost"])
+                      final_cost=hist[-1]["cost"], test_images=len(data.test.y))
         if diverged:
             r.status = "diverged"
             return r

@@ -1,5 +1,6 @@
-"""summary.csv against an independent recomputation from runs.csv with scipy, on a fresh grid and on
-every committed study; baselines, metrics, the table's marks and the plots."""
+"""summary.csv against an independent recomputation from runs.csv with scipy, on a fresh grid, on
+synthetic studies at the edges and on every committed study; baselines, metrics, the table's marks,
+the conclusions and the report command."""
 
 import math
 from pathlib import Path
@@ -7,20 +8,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import check_error
 from scipy import stats
+from synthetic_study import write_study
 from typer.testing import CliRunner
 
-from dropcli.ablate import run_study
+from dropcli.ablate import expand, run_study
 from dropcli.cli import app
-from dropcli.config import TrainConfig
+from dropcli.conclusions import p_text, sentences
+from dropcli.config import GridSpec, TrainConfig
 from dropcli.device import resolve_device
-from dropcli.grid import GridSpec
-from dropcli.plan import make_plan
-from dropcli.report import build_report, parse_baseline, summarise
+from dropcli.report import build_report, describe, parse_baseline, read_summary, summarise
+from dropcli.study import study_identity
 from dropcli.tables import read_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted(p.parent for p in (ROOT / "results").glob("*/runs.csv"))
+KEY = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]
 runner = CliRunner()
 
 
@@ -35,47 +39,70 @@ def reference_holm(p):
     return out
 
 
-def recompute(runs: pd.DataFrame, metric="test_accuracy", baseline=None) -> pd.DataFrame:
-    """The paired columns of every configuration, computed from the runs alone with scipy."""
-    spec = baseline or {"keep_probs": "1", "input_keep_prob": 1.0}
-    ok = runs[runs["status"] == "ok"].copy()
-    ok["mn"] = ok["max_norm"].fillna(-1)
-    configs = ok[["keep_probs", "input_keep_prob", "mn", "train_size"]].drop_duplicates()
+def reference_power(n, diff, sd, alpha):
+    df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+    nc = diff * math.sqrt(n) / sd
+    return stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc))
+
+
+def pair(ok: pd.DataFrame, mine: tuple, theirs: tuple, metric: str):
+    """Per-seed correct test images of two configurations, merged on seed."""
+    def rows(key):
+        sel = np.ones(len(ok), bool)
+        for c, v in zip(KEY, key):
+            sel &= (ok[c].isna() & pd.isna(v)).to_numpy() | (ok[c] == v).to_numpy()
+        g = ok[sel & ok[metric].notna().to_numpy()]
+        return pd.DataFrame({"seed": g["seed"], "n": np.round(g[metric] * g["test_images"]).astype(int)})
+    m = rows(mine).merge(rows(theirs), on="seed", suffixes=("", "_b"))
+    return m["n"].to_numpy(), m["n_b"].to_numpy()
+
+
+def recompute(runs: pd.DataFrame, summary: pd.DataFrame, metric="test_accuracy", margin=0.2) -> pd.DataFrame:
+    """Every comparison of `summary` (each row against the configuration its `baseline` names, and
+    each best row against its runner-up) from the runs alone, with scipy."""
+    ok = runs[runs["status"] == "ok"]
+    configs = {describe(dict(zip(KEY, k))): k for k in summary[KEY].itertuples(index=False)}
     rows = []
-    for c in configs.itertuples(index=False):
-        target = {"keep_probs": spec.get("keep_probs", c.keep_probs),
-                  "input_keep_prob": spec.get("input_keep_prob", c.input_keep_prob),
-                  "mn": -1 if spec.get("max_norm", c.mn) is None else spec.get("max_norm", c.mn),
-                  "train_size": spec.get("train_size", c.train_size)}
-        mine = ok[(ok.keep_probs == c.keep_probs) & (ok.input_keep_prob == c.input_keep_prob) & (ok.mn == c.mn)
-                  & (ok.train_size == c.train_size)]
-        base = ok[(ok.keep_probs == target["keep_probs"]) & (ok.input_keep_prob == target["input_keep_prob"])
-                  & (ok.mn == target["mn"]) & (ok.train_size == target["train_size"])]
-        row = {"keep_probs": c.keep_probs, "input_keep_prob": c.input_keep_prob, "mn": c.mn, "train_size": c.train_size,
-               "p_value": math.nan, "low": math.nan, "high": math.nan, "diff": math.nan, "n": math.nan, "wins": math.nan}
-        if len(base) and not base.index.equals(mine.index):
-            m = mine.merge(base, on="seed", suffixes=("", "_b"))
-            a, b = m[metric].to_numpy(), m[f"{metric}_b"].to_numpy()
-            row.update(diff=(a - b).mean(), n=len(m), wins=int((a > b).sum()))
-            if len(m) >= 2 and np.std(a - b) > 0:
+    for _, r in summary.iterrows():
+        own, base = tuple(r[c] for c in KEY), configs.get(r["baseline"])
+        row = {"p": math.nan, "low": math.nan, "high": math.nan, "diff": math.nan, "n": math.nan, "wins": math.nan,
+               "tost": math.nan, "sd": math.nan, "lead_p": math.nan, "lead": math.nan}
+        if base is not None and describe(dict(zip(KEY, own))) != r["baseline"]:
+            a, b = pair(ok, own, base, metric)
+            d = a - b
+            row.update(diff=d.mean() / 100, n=len(d), wins=int((d > 0).sum()), sd=np.std(d, ddof=1) / 100)
+            if len(d) >= 2 and np.ptp(d) > 0:
                 t = stats.ttest_rel(a, b)
-                row.update(p_value=t.pvalue, low=t.confidence_interval(0.95).low, high=t.confidence_interval(0.95).high)
+                ci = t.confidence_interval(0.95)
+                se = np.std(d, ddof=1) / math.sqrt(len(d))
+                row.update(p=t.pvalue, low=ci.low / 100, high=ci.high / 100,
+                           tost=max(stats.t.sf((d.mean() + 100 * margin) / se, len(d) - 1),
+                                    stats.t.cdf((d.mean() - 100 * margin) / se, len(d) - 1)))
+        if r["rank"] == 1 and r["runner_up"]:
+            a, b = pair(ok, own, configs[r["runner_up"]], metric)
+            row.update(lead=(a - b).mean() / 100, lead_p=stats.ttest_rel(a, b).pvalue if np.ptp(a - b) > 0 else math.nan)
         rows.append(row)
-    ref = pd.DataFrame(rows)
-    ref["holm"] = reference_holm(list(ref["p_value"]))
-    return ref.rename(columns={c: f"ref_{c}" for c in ("p_value", "low", "high", "diff", "n", "wins", "holm")})
+    ref = pd.DataFrame(rows, index=summary.index)
+    holm = reference_holm(list(ref["p"]) + list(ref["lead_p"]))
+    ref["holm"], ref["lead_holm"] = holm[: len(ref)], holm[len(ref):]
+    ref["tost_holm"] = reference_holm(list(ref["tost"]))
+    ref["m"] = int(ref["p"].notna().sum() + ref["lead_p"].notna().sum())
+    return ref
 
 
-def assert_summary_matches(summary: pd.DataFrame, runs: pd.DataFrame, **kw):
-    ref = recompute(runs, **kw)
-    summary = summary.assign(mn=summary["max_norm"].fillna(-1))
-    merged = summary.merge(ref, on=["keep_probs", "input_keep_prob", "mn", "train_size"], how="outer", validate="1:1")
-    assert len(merged) == len(summary) == len(ref)
-    for mine, theirs in (("p_value", "ref_p_value"), ("diff_ci95_low", "ref_low"), ("diff_ci95_high", "ref_high"),
-                         ("diff_mean", "ref_diff"), ("paired_seeds", "ref_n"), ("wins", "ref_wins"), ("p_holm", "ref_holm")):
-        a, b = merged[mine].to_numpy(dtype=float), merged[theirs].to_numpy(dtype=float)
+def assert_summary_matches(summary: pd.DataFrame, runs: pd.DataFrame, metric="test_accuracy", margin=0.2, rtol=1e-9):
+    ref = recompute(runs, summary, metric, margin)
+    for mine, theirs in (("p_value", "p"), ("diff_ci95_low_points", "low"), ("diff_ci95_high_points", "high"),
+                         ("diff_points", "diff"), ("paired_seeds", "n"), ("wins", "wins"), ("p_holm", "holm"),
+                         ("tost_p", "tost"), ("tost_p_holm", "tost_holm"), ("lead_points", "lead"),
+                         ("lead_p_holm", "lead_holm"), ("diff_sd_points", "sd")):
+        a, b = summary[mine].to_numpy(dtype=float), ref[theirs].to_numpy(dtype=float)
         assert np.array_equal(np.isnan(a), np.isnan(b)), mine
-        assert np.allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=1e-9, atol=1e-10), mine
+        assert np.allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=rtol, atol=1e-10), mine
+    for (_, r), m in zip(summary.iterrows(), ref["m"]):  # the detectable difference has 80% power at alpha / m
+        if not math.isnan(r["detectable_diff_points"]):
+            assert reference_power(int(r["paired_seeds"]), r["detectable_diff_points"], r["diff_sd_points"],
+                                   0.05 / m) == pytest.approx(0.8, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -84,70 +111,144 @@ def fresh(tmp_path_factory):
     base = TrainConfig(hidden=(32, 32), epochs=2, validation_size=500, batch_size=50)
     grid = GridSpec(keep_probs=((0.5,), (0.8,), (1.0,)), input_keep_probs=(0.8, 1.0), train_sizes=(600,),
                     seeds=(1, 2, 3))
-    run_study(make_plan(grid, base, out), resolve_device("cpu"), parallel_models=6)
+    run_study(expand(grid, base), out, study_identity(grid, base), resolve_device("cpu"), parallel_models=6)
     return out
 
 
 def test_summary_of_a_fresh_grid_equals_scipy_from_runs_csv(fresh):
     summary = build_report(fresh)
-    on_disk = pd.read_csv(fresh / "summary.csv", dtype={"keep_probs": str})
-    assert list(on_disk.columns[-10:]) == ["metric", "baseline", "paired_seeds", "diff_mean", "diff_ci95_low",
-                                           "diff_ci95_high", "p_value", "p_holm", "wins", "wilcoxon_p"]
-    assert_summary_matches(on_disk, read_runs(fresh / "runs.csv"))
+    runs = read_runs(fresh / "runs.csv")
+    assert set(runs["test_images"]) == {10_000}  # the bundled MNIST's test split, recorded per run
+    on_disk = read_summary(fresh / "summary.csv")
+    assert_summary_matches(on_disk, runs, rtol=1e-5)  # p-values are written to 6 significant digits
     baseline = summary[(summary.keep_probs == "1") & (summary.input_keep_prob == 1.0)]
     assert baseline["p_value"].isna().all() and baseline["paired_seeds"].isna().all()  # no comparison with itself
     assert set(summary["baseline"]) == {"keep 1, input keep 1, max-norm none, 600 images"}
+    assert set(summary["role"]) == {"primary"} and (fresh / "report.html").exists()
 
 
-def test_another_baseline_and_the_best_epoch_metric(fresh):
+def test_another_baseline_and_the_best_epoch_metric_is_exploratory(fresh):
     runs = read_runs(fresh / "runs.csv")
-    spec = parse_baseline("keep=0.8")
-    summary = summarise(runs, "test_accuracy_at_best", spec)
-    assert_summary_matches(summary, runs, metric="test_accuracy_at_best", baseline=spec)
-    assert set(summary["metric"]) == {"test_accuracy_at_best"}
+    summary = summarise(runs, "test_accuracy_at_best", parse_baseline("keep=0.8"))
+    assert_summary_matches(summary, runs, metric="test_accuracy_at_best")
+    assert set(summary["metric"]) == {"test_accuracy_at_best"} and set(summary["role"]) == {"exploratory"}
     assert summary[summary.keep_probs == "0.8"]["p_value"].isna().all()
     assert len(summary["baseline"].unique()) == 2  # keep 0.8 at input keep 0.8, and at 1
+    assert "exploratory" in sentences(summary)[0]
 
 
-def test_report_command_prints_the_comparison_and_draws_the_plots(fresh):
-    result = runner.invoke(app, ["report", str(fresh), "--baseline", "keep=1,input_keep=1"])
+def test_report_command_prints_the_table_and_the_conclusions_and_refuses_bad_options(fresh):
+    result = runner.invoke(app, ["report", str(fresh), "--baseline", "keep=1,input_keep=1", "--equivalence-margin", "0.5"])
     assert result.exit_code == 0, result.output
-    assert "diff vs baseline" in result.stdout and "Holm-adjusted p < 0.05" in result.stdout
-    for name in ("ablation.png", "curves.png"):
-        png = (fresh / name).read_bytes()
-        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    bad = runner.invoke(app, ["report", str(fresh), "--baseline", "dropout=none"])
-    assert bad.exit_code == 2 and "--baseline takes axis=value pairs" in bad.stderr
+    assert "diff vs baseline" in result.stdout and "Holm-adjusted p <" in result.stdout
+    assert "margin ±0.5 points" in result.stdout and "report.html" in result.stderr
+    assert set(read_summary(fresh / "summary.csv")["equivalence_margin_points"].dropna()) == {0.5}
+    assert "dropcli report" in (fresh / "report.html").read_text() and "--equivalence-margin 0.5" in (fresh / "report.html").read_text()
+    check_error(runner.invoke(app, ["report", str(fresh), "--baseline", "dropout=none"]), 2, "--baseline takes axis=value pairs")
+    check_error(runner.invoke(app, ["report", str(fresh), "--equivalence-margin", "0"]), 2, "--equivalence-margin takes points above 0")
 
 
-def test_the_table_marks_differences_that_survive_holm():
+def test_the_table_marks_differences_that_survive_holm(tmp_path):
     from rich.console import Console
 
     from dropcli.report import summary_table
 
-    runs = []
-    for seed in range(6):
-        for keep, acc in (("1", 0.90), ("0.5", 0.95), ("0.7", 0.90)):
-            runs.append({"keep_probs": keep, "keep_prob_mean": float(keep), "input_keep_prob": 1.0, "max_norm": math.nan,
-                         "train_size": 1000, "seed": seed, "status": "ok", "test_accuracy": acc + seed * 1e-3 * (keep == "0.5")
-                         + (0.002 if (keep == "0.7" and seed % 2) else -0.002 if keep == "0.7" else 0),
-                         **{m: 0.5 for m in ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost",
-                                             "test_accuracy_at_best", "best_epoch", "test_accuracy_mc", "group_train_seconds")}})
-    summary = summarise(pd.DataFrame(runs))
+    def correct(keep, ik, mn, n, seed):
+        return 9000 + 50 * (keep == 0.5) + (seed - 777) * 10 * (keep == 0.5) + (20 if (keep == 0.7 and seed % 2) else -20 if keep == 0.7 else 0)
+
+    study = write_study(tmp_path / "s", keeps=(0.5, 0.7, 1.0), seeds=range(777, 783), correct=correct)
+    summary = summarise(read_runs(study / "runs.csv"))
     console = Console(width=200, record=True)
     console.print(summary_table(summary))
     lines = console.export_text().splitlines()
     half = next(line for line in lines if line.strip().startswith("│  0.5"))
     seven = next(line for line in lines if line.strip().startswith("│  0.7"))
-    assert "✓" in half and "6/6" in half and "✓" not in seven and "3/6" in seven
+    assert "✓" in half and "6/6" in half and "better" in half
+    assert "✓" not in seven and "3/6" in seven and "inconclusive" in seven
+
+
+def test_every_seed_losing_the_same_images_is_said_so_not_tested(tmp_path):
+    """Two seeds, keep 0.7 losing exactly 3 test images on each: no p-value, no interval, no Holm
+    entry, and a sentence that says so (the issue's p = 0 and empty-cell studies)."""
+    study = write_study(tmp_path / "s", keeps=(0.7, 1.0), seeds=(777, 778),
+                        correct=lambda k, ik, mn, n, s: (9795 if s == 777 else 9812) - 3 * (k == 0.7))
+    summary = build_report(study)
+    row = summary[summary.keep_probs == "0.7"].iloc[0]
+    assert row["same_diff_every_seed"] is True and row["conclusion"] == "same every seed"
+    assert row["diff_points"] == -0.03 and all(math.isnan(row[c]) for c in ("p_value", "p_holm", "diff_ci95_low_points", "tost_p"))
+    text = (study / "summary.csv").read_text()
+    assert ",true," in text and ",-0.03," in text
+    said = sentences(summary)
+    assert "over the 0 difference tests" in said[0]
+    assert said[1] == ("keep 0.7 has 3 fewer correct test images than no dropout on every one of the 2 seeds "
+                       "(−0.03 points): every seed gives the same difference, so there is no interval and no p-value.")
+
+
+def test_no_different_only_where_equivalence_holds_else_inconclusive_with_what_could_be_detected(tmp_path):
+    def correct(keep, ik, mn, n, seed):
+        base = 9770 + 13 * ((seed * 7919) % 11)  # seed luck shared by the seed's cells
+        wobble = ((seed * 31 + int(keep * 10)) % 5) - 2  # -2..+2 images
+        return base + (wobble if keep == 0.9 else 6 * wobble + 40 if keep == 0.5 else 0)
+
+    study = write_study(tmp_path / "s", keeps=(0.5, 0.9, 1.0), seeds=range(777, 789), correct=correct)
+    summary = build_report(study)
+    assert_summary_matches(summary, read_runs(study / "runs.csv"), rtol=1e-5)
+    nine, half = (summary[summary.keep_probs == k].iloc[0] for k in ("0.9", "0.5"))
+    assert nine["conclusion"] == "no different" and nine["tost_p_holm"] < 0.05 <= nine["p_holm"]
+    said = sentences(summary)
+    assert any(s.startswith("keep 0.9 is no different from no dropout: ") and "within the equivalence margin of ±0.2 points" in s
+               for s in said)
+    assert half["conclusion"] in ("better", "inconclusive")
+    worse = write_study(tmp_path / "t", keeps=(0.5, 1.0), seeds=(777, 778, 779),
+                        correct=lambda k, ik, mn, n, s: 9780 + (k == 0.5) * (5, -30, 12)[s - 777])
+    row = build_report(worse).iloc[0]
+    assert row["conclusion"] == "inconclusive" and row["detectable_diff_points"] > 0.2
+    line = sentences(read_summary(worse / "summary.csv"))[1]
+    assert f"this study could detect {row['detectable_diff_points']:.2f} points (80% power at 0.05/1)" in line
+    assert "no different" not in line
+
+
+def test_sentences_quote_summary_csv_and_rank_best_against_runner_up(tmp_path):
+    study = write_study(tmp_path / "s", keeps=(0.3, 0.5, 0.7, 0.9, 1.0), seeds=range(777, 787))
+    summary = build_report(study)
+    said = sentences(summary)
+    for _, r in summary[summary["p_value"].notna()].iterrows():
+        line = next(s for s in said if s.startswith(f"keep {r['keep_probs']} "))
+        assert f"{r['diff_points']:+.2f}".replace("-", "−") in line and f"Holm p = {p_text(r['p_holm'])}" in line
+        assert f"[{r['diff_ci95_low_points']:+.2f}, ".replace("-", "−") in line and f" of {int(r['paired_seeds'])} seeds" in line
+    best = summary[summary["rank"] == 1].iloc[0]
+    assert best["keep_probs"] == "0.7" and best["runner_up"].startswith("keep ")
+    ranking = said[-1]
+    assert ranking.startswith("keep 0.7 has the highest mean") and f"Holm p = {p_text(best['lead_p_holm'])}" in ranking
+    assert ("the ranking holds" in ranking) == bool(best["lead_holds"])
+
+
+def test_p_values_are_written_with_significant_digits_never_as_zero(tmp_path):
+    study = write_study(tmp_path / "s", keeps=(0.3, 1.0), seeds=range(777, 807),
+                        correct=lambda k, ik, mn, n, s: 9700 + (s % 7) - 400 * (k == 0.3) + (s % 3) * (k == 0.3))
+    build_report(study)
+    on_disk = pd.read_csv(study / "summary.csv", dtype=str)
+    p = on_disk["p_value"].dropna().iloc[0]
+    assert float(p) > 0 and "e" not in p.lower() and len(p.lstrip("0.")) <= 6  # 6 significant digits
+    assert float(p) == pytest.approx(read_summary(study / "summary.csv")["p_value"].dropna().iloc[0])
+
+
+def test_runs_that_are_not_whole_images_or_mix_test_sets_are_refused(tmp_path):
+    study = write_study(tmp_path / "s")
+    text = (study / "runs.csv").read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[1].split(",")
+    cells[header.index("test_accuracy")] = "0.97755"
+    (study / "runs.csv").write_text("\n".join([text[0], ",".join(cells), *text[2:]]) + "\n")
+    check_error(runner.invoke(app, ["report", str(study)]), 1, "test_accuracy 0.97755 is not a whole number of 10000 test images")
+    cells[header.index("test_accuracy")], cells[header.index("test_images")] = "0.9775", "5000"
+    (study / "runs.csv").write_text("\n".join([text[0], ",".join(cells), *text[2:]]) + "\n")
+    check_error(runner.invoke(app, ["report", str(study)]), 1, "mixes test sets of 5,000 and 10,000 images")
 
 
 @pytest.mark.parametrize("study", COMMITTED, ids=[p.name for p in COMMITTED])
 def test_every_committed_summary_equals_scipy_from_its_runs(study):
     runs = read_runs(study / "runs.csv")
-    on_disk = pd.read_csv(study / "summary.csv", dtype={"keep_probs": str})
-    metric = on_disk["metric"].iloc[0]
-    baseline = None if on_disk["baseline"].str.startswith("keep 1, input keep 1,").all() else "custom"
-    if baseline:
-        pytest.skip("a committed summary with a custom baseline is checked by its own test")
-    assert_summary_matches(on_disk, runs, metric=metric)
+    on_disk = read_summary(study / "summary.csv")
+    margin = on_disk["equivalence_margin_points"].dropna().iloc[0]
+    assert_summary_matches(on_disk, runs, metric=on_disk["metric"].iloc[0], margin=margin, rtol=1e-5)

@@ -32,7 +32,8 @@ def run_rows(draw):
                "subset": draw(st.sampled_from(["all", "random", "first"])), "epochs": draw(st.integers(1, 100)),
                "epochs_run": draw(st.integers(0, 100)), "hidden": draw(text), "init": draw(text),
                "lr": draw(st.floats(min_value=1e-12, max_value=10)), "batch_size": draw(st.integers(1, 1000)),
-               "dataset": draw(text), "best_epoch": draw(st.one_of(st.none(), st.integers(1, 100))),
+               "dataset": draw(text), "test_images": draw(st.integers(1, 10_000)),
+               "best_epoch": draw(st.one_of(st.none(), st.integers(1, 100))),
                "mc_samples": draw(st.integers(0, 1000)), "group_train_seconds": draw(st.floats(0, 1e6)),
                "group_size": draw(st.integers(1, 64)), "device": draw(text), "cpu": draw(text),
                "engine": draw(text), "precision": draw(text), "status": draw(st.sampled_from(["ok", "diverged"])),
@@ -83,6 +84,16 @@ def test_numbers_are_plain_and_never_prefixed(tmp_path):
     assert back["value"].dtype.kind == "f"
 
 
+def test_p_values_keep_significant_digits_as_plain_decimals(tmp_path):
+    df = pd.DataFrame({"p": [5.123456789e-15, 0.00346123, 1.0, math.nan], "other": [5.123456789e-15, 0.5, 1.0, 2.0],
+                       "flag": [True, False, None, True]})
+    write_csv(df, tmp_path / "p.csv", significant=("p",))
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[1:] == ["0.00000000000000512346,0,true", "0.00346123,0.5,false", "1,1,", ",2,true"]
+    assert "e" not in "".join(lines[1:]).replace("true", "").replace("false", "")  # no exponent anywhere
+    assert pd.read_csv(tmp_path / "p.csv")["p"].iloc[0] == pytest.approx(5.12346e-15, rel=1e-9)
+
+
 @pytest.fixture
 def runs_csv(tmp_path):
     rows = [{col: 0 for col in RUNS_SCHEMA} for _ in range(3)]
@@ -90,7 +101,7 @@ def runs_csv(tmp_path):
         r.update(keep_prob=0.5, keep_probs="0.5", input_keep_prob=1.0, max_norm=None, train_size=1000, seed=i,
                  subset="random", hidden="64 64", init="tutorial", lr=0.001, dataset="mnist", device="cpu", cpu="x",
                  engine="eager", precision="float32", status="ok", finished_at="2026-11-28T00:00:00+00:00",
-                 dropcli_version="0.1.0", torch_version="2", test_accuracy=0.9 + i / 100, generalization_gap=-0.0071,
+                 dropcli_version="0.1.0", torch_version="2", test_accuracy=0.9 + i / 100, test_images=10_000, generalization_gap=-0.0071,
                  best_epoch=None)
     path = tmp_path / "runs.csv"
     write_csv(frame(rows, RUNS_SCHEMA), path, RUNS_SCHEMA)
@@ -120,7 +131,7 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 3, "test_accuracy", "ninety"), "row 3, column test_accuracy: 'ninety' is not a number"),
     (lambda ls: replace_cell(ls, 2, "seed", "1.5"), "row 2, column seed: '1.5' is not a whole number"),
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
-    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 35 cells for 34 columns (a decimal comma"),
+    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 36 cells for 35 columns (a decimal comma"),
     (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
     (lambda ls: replace_cell(ls, 2, "keep_probs", ""), "row 2, column keep_probs: is empty"),
     (lambda ls: ls + ["\n"], "row 5 is empty; delete it"),
@@ -143,6 +154,18 @@ def test_a_deleted_row_or_header_only_is_still_a_table(runs_csv):
     assert list(read_runs(runs_csv)["seed"]) == [0, 2]
     edit(runs_csv, lambda ls: ls[:1])
     assert read_runs(runs_csv).empty
+
+
+def test_a_runs_csv_from_before_test_images_reads_with_the_10000_image_test_split(runs_csv):
+    def drop(lines):
+        header = lines[0].rstrip("\n").split(",")
+        i = header.index("test_images")
+        return [",".join(c for j, c in enumerate(x.rstrip("\n").split(",")) if j != i) + "\n" for x in lines]
+
+    edit(runs_csv, drop)
+    assert "test_images" not in runs_csv.read_text()
+    runs = read_runs(runs_csv)
+    assert list(runs.columns) == list(RUNS_SCHEMA) and list(runs["test_images"]) == [10_000] * 3
 
 
 def test_negative_numbers_survive_a_rewrite(runs_csv):

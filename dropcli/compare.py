@@ -1,0 +1,144 @@
+"""The comparisons of a study summary: each configuration against its baseline, the best against the
+runner-up, and the Holm families that the conclusions rest on.
+
+    $ dropcli report results/ablation --equivalence-margin 0.2
+
+Every comparison pairs two configurations seed by seed on whole numbers of correct test images
+(see stats.py) and is given in points of accuracy (percentage points: 100 / test images per
+image). Two families, each Holm-adjusted at stats.ALPHA: the difference tests (every configuration
+against its baseline, and the best configuration against the runner-up of its baseline group),
+and the equivalence tests (TOST at +-margin points). A comparison's `conclusion` is one of:
+better, worse (Holm-adjusted difference test), no different (Holm-adjusted equivalence test,
+where the difference test is not significant), inconclusive (neither; `detectable_diff_points`
+gives the difference the study could have detected at 80% power at Holm's strictest level,
+alpha / m), same every seed (every seed has the same difference: no test), one seed (no test).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from dropcli.errors import DropcliError
+from dropcli.power import detectable_difference
+from dropcli.stats import ALPHA, POWER, holm, paired
+
+PRIMARY_METRIC = "test_accuracy"  # the metric of a study's Holm family; others are labelled exploratory
+KEY = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]  # a configuration's identity
+COMPARISON_COLUMNS = ["paired_seeds", "wins", "ties", "losses", "same_diff_every_seed", "diff_points", "diff_sd_points",
+                      "diff_ci95_low_points", "diff_ci95_high_points", "p_value", "p_holm", "equivalence_margin_points",
+                      "tost_p", "tost_p_holm", "detectable_diff_points", "wilcoxon_p", "conclusion"]
+LEAD_COLUMNS = ["rank", "runner_up", "lead_seeds", "lead_wins", "lead_same_every_seed", "lead_points",
+                "lead_ci95_low_points", "lead_ci95_high_points", "lead_p_value", "lead_p_holm", "lead_holds"]
+_RENAMES = {"same_every_seed": "same_diff_every_seed", "diff": "diff_points", "diff_sd": "diff_sd_points",
+            "diff_ci_low": "diff_ci95_low_points", "diff_ci_high": "diff_ci95_high_points"}
+
+
+def correct_images(accuracy: pd.Series, test_images: pd.Series, what: str = "test_accuracy") -> pd.Series:
+    """Whole numbers of correct test images, (n,) int64, from accuracies (fractions) and the
+    test-set sizes of the same rows. Raises DropcliError when an accuracy is not a whole number of
+    its test images (a runs.csv edited by hand, or from another program)."""
+    counts = accuracy.to_numpy(np.float64) * test_images.to_numpy(np.float64)
+    rounded = np.round(counts)
+    bad = np.flatnonzero(np.abs(counts - rounded) > 1e-4)
+    if len(bad):
+        i = bad[0]
+        raise DropcliError(f"{what} {accuracy.iloc[i]} is not a whole number of {int(test_images.iloc[i])} test images; "
+                           "runs.csv was not written by dropcli, restore it from a copy")
+    return pd.Series(rounded.astype(np.int64), index=accuracy.index)
+
+
+def same_key(a: tuple, b: tuple) -> bool:
+    """Configuration keys equal, NaN (no max-norm) equal to NaN."""
+    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+               for x, y in zip(a, b))
+
+
+def _find(per_seed: list[tuple[tuple, pd.Series]], key: tuple):
+    return next((s for k, s in per_seed if same_key(k, key)), None)
+
+
+def _compare(mine: pd.Series, theirs: pd.Series, scale: float, margin: float | None) -> dict:
+    common = mine.index.intersection(theirs.index)
+    if not len(common):
+        return {}
+    got = paired((mine[common] - theirs[common]).to_numpy(), scale, margin)
+    return {_RENAMES.get(k, k): v for k, v in got.items()}
+
+
+def against_baselines(summary: pd.DataFrame, per_seed: list, baseline_keys: list[tuple], scale: float,
+                      margin: float) -> pd.DataFrame:
+    """Each row of `summary` against the configuration baseline_keys[i], paired by seed.
+    per_seed: (configuration key, per-seed correct images indexed by seed) pairs; scale: points
+    per image. Returns the comparison columns (empty where a row is its own baseline or the
+    baseline is missing)."""
+    rows = []
+    for (_, row), base in zip(summary.iterrows(), baseline_keys):
+        own = tuple(row[c] for c in KEY)
+        theirs = _find(per_seed, base)
+        comp = {} if theirs is None or same_key(own, base) else _compare(_find(per_seed, own), theirs, scale, margin)
+        if comp:
+            comp["equivalence_margin_points"] = margin
+        rows.append(comp)
+    return pd.DataFrame(rows, index=summary.index, columns=[c for c in COMPARISON_COLUMNS if c not in
+                                                              ("p_holm", "tost_p_holm", "detectable_diff_points", "conclusion")])
+
+
+def leads(summary: pd.DataFrame, per_seed: list, groups: list[str], metric: str, scale: float,
+          describe) -> pd.DataFrame:
+    """The ranking claim of each baseline group of 3 or more configurations: rank by the mean of
+    `metric` (1 = best), and on the best row its paired comparison with the runner-up
+    (lead_* columns, points). groups: each row's baseline group label; describe(row) names a row."""
+    out = pd.DataFrame(index=summary.index, columns=LEAD_COLUMNS, dtype=object)
+    for _, idx in pd.Series(summary.index, index=groups).groupby(level=0, sort=False):
+        g = summary.loc[idx.to_numpy()]
+        g = g[g[f"{metric}_mean"].notna()]
+        if len(g) < 3:
+            continue
+        order = g[f"{metric}_mean"].sort_values(ascending=False, kind="stable").index
+        out.loc[order, "rank"] = np.arange(1, len(order) + 1)
+        best, second = summary.loc[order[0]], summary.loc[order[1]]
+        comp = _compare(_find(per_seed, tuple(best[c] for c in KEY)), _find(per_seed, tuple(second[c] for c in KEY)),
+                        scale, None)
+        if comp:
+            out.loc[order[0], ["runner_up", "lead_seeds", "lead_wins", "lead_same_every_seed", "lead_points",
+                               "lead_ci95_low_points", "lead_ci95_high_points", "lead_p_value"]] = [
+                describe(second), comp["paired_seeds"], comp["wins"], comp["same_diff_every_seed"], comp["diff_points"],
+                comp["diff_ci95_low_points"], comp["diff_ci95_high_points"], comp["p_value"]]
+    return out
+
+
+def families(summary: pd.DataFrame, alpha: float = ALPHA, power: float = POWER) -> pd.DataFrame:
+    """Fill p_holm and lead_p_holm (one Holm family: every difference test), tost_p_holm (the
+    equivalence family), detectable_diff_points (at alpha / m, m = the difference family's size,
+    and `power`), conclusion and lead_holds. Returns a new frame."""
+    s = summary.copy()
+    p = np.concatenate([s["p_value"].to_numpy(np.float64), s["lead_p_value"].to_numpy(np.float64)])
+    adjusted = holm(p)
+    s["p_holm"], s["lead_p_holm"] = adjusted[: len(s)], adjusted[len(s):]
+    s["tost_p_holm"] = holm(s["tost_p"].to_numpy(np.float64))
+    m = int(np.sum(~np.isnan(p)))
+    s["detectable_diff_points"] = [
+        detectable_difference(int(n), sd, alpha / m) if m and not same and n == n and n >= 2 else math.nan
+        for n, sd, same in zip(s["paired_seeds"], s["diff_sd_points"], s["same_diff_every_seed"].fillna(False))]
+    s["conclusion"] = [_conclusion(r, alpha) for _, r in s.iterrows()]
+    s["lead_holds"] = [None if pd.isna(r["lead_points"]) else bool(r["lead_p_holm"] < alpha and r["lead_points"] > 0)
+                       for _, r in s.iterrows()]
+    return s
+
+
+def _conclusion(r: pd.Series, alpha: float) -> str:
+    n = r["paired_seeds"]
+    if pd.isna(n):
+        return ""
+    if n < 2:
+        return "one seed"
+    if r["same_diff_every_seed"]:
+        return "same every seed"
+    if r["p_holm"] < alpha:
+        return "better" if r["diff_points"] > 0 else "worse"
+    if r["tost_p_holm"] < alpha:
+        return "no different"
+    return "inconclusive"

@@ -1,0 +1,179 @@
+"""report.html: a study on one self-contained page, to show or send.
+
+    $ dropcli report results/ablation      # writes results/ablation/report.html
+
+The page holds the study's question and design (grid, seeds, epochs, data, command, code commit,
+CPU or GPU, torch version, time: from study.json and runs.csv), its figures (PNG, embedded as
+base64 data URIs), the conclusions (conclusions.py, written from summary.csv) and the summary
+table. It loads nothing: no network, no CDN, no script, and a Content-Security-Policy that forbids
+anything but its own inline style and data: images. Every text from a file or path is
+HTML-escaped. Written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from dropcli.conclusions import METRIC_NAMES, Namer, p_text, sentences
+from dropcli.config import DEFAULT_SEED, TrainConfig, fmt_number
+from dropcli.files import atomic_write_text
+from dropcli.report import diff_text, percent
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#111;line-height:1.45}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}table{border-collapse:collapse;font-size:.85rem}
+th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.text,th.text{text-align:left}code{font-size:.85rem;word-break:break-all}
+figure{margin:1.5rem 0}img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.85rem;color:#333}
+ol li{margin-bottom:.5rem}"""
+AXIS_NAMES = {"keep_probs": "hidden keep probability", "input_keep_prob": "input keep probability",
+              "max_norm": "max-norm", "train_size": "training-set size"}
+
+
+def esc(value) -> str:
+    """HTML-escaped text of any value (quotes too)."""
+    return html.escape(str(value), quote=True)
+
+
+def _values(values) -> str:
+    return ", ".join(values)
+
+
+def question(summary: pd.DataFrame) -> str:
+    """The study's question, from the axes it varies and its baseline."""
+    names = Namer(summary)
+    metric = METRIC_NAMES.get(summary["metric"].iloc[0], summary["metric"].iloc[0])
+    axes = [f"{AXIS_NAMES[c]} ({_values(sorted(set(_fmt(c, v) for v in summary[c])))})" for c in names.varied]
+    compared = summary[summary["paired_seeds"].notna()]
+    if compared.empty or names.row(compared["baseline"].iloc[0]) is None:
+        what = " and ".join(axes) or "this configuration"
+        return f"What {metric} does {what} reach over its seeds?"
+    r = compared.iloc[0]
+    _, base, _ = names.pair(r, names.row(r["baseline"]))
+    return f"How does {metric} change with {' and '.join(axes)}, against {base}, paired seed by seed?"
+
+
+def _fmt(col: str, v) -> str:
+    if col == "max_norm":
+        return "none" if pd.isna(v) else fmt_number(v)
+    if col == "train_size":
+        return f"{int(v):,}"
+    return str(v) if col == "keep_probs" else fmt_number(v)
+
+
+def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> str:
+    """A dropcli ablate command that makes this study: study.json's own `command` where it has one,
+    else rebuilt from its grid and the settings that differ from TrainConfig's defaults."""
+    if identity and identity.get("command"):
+        return str(identity["command"])
+    if not identity:
+        return "(no study.json: the command is not recorded)"
+    grid, settings, default = identity["grid"], identity["settings"], TrainConfig().to_dict()
+    parts = ["dropcli ablate", "--keep-probs " + ",".join(k.replace(" ", ":") for k in grid["keep_probs"])]
+    if grid["input_keep_probs"] != [1.0]:
+        parts.append("--input-keep-probs " + ",".join(fmt_number(k) for k in grid["input_keep_probs"]))
+    if grid["max_norms"] != ["none"]:
+        parts.append("--max-norms " + ",".join(grid["max_norms"]))
+    full = 60_000 - settings.get("validation_size", 5000)
+    if grid["train_sizes"] != [full]:
+        parts.append("--train-sizes " + ",".join(str(n) for n in grid["train_sizes"]))
+    seeds = grid["seeds"]
+    parts.append(f"--seeds {len(seeds)}" if seeds == list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds)))
+                 else "--seed-list " + ",".join(map(str, seeds)))
+    for key, value in sorted(settings.items()):
+        if key in default and value != default[key] and value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(f"--{key.replace('_', '-')} {text}")
+    groups, devices = runs["parallel_models"].unique(), runs["device"].unique()
+    if len(groups) == 1:
+        parts.append(f"--parallel-models {int(groups[0])}")
+    if len(devices) == 1:
+        parts.append(f"--device {devices[0]}")
+    return " ".join(parts + [f"--out {out}"])
+
+
+def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | None) -> list[tuple[str, str]]:
+    """(label, text) rows of the study's design and provenance."""
+    from dropcli.data import TITLES
+    from dropcli.study import read_identity
+
+    identity = read_identity(out)
+    r0, seeds = runs.iloc[0], sorted(runs["seed"].unique())
+    configs = len(summary)
+    grid = "; ".join(f"{AXIS_NAMES[c]}: {_values(sorted(set(_fmt(c, v) for v in summary[c])))}"
+                     for c in AXIS_NAMES)
+    commits = sorted(set(runs["dropcli_version"]))
+    ok = int((runs["status"] == "ok").sum())
+    return [
+        ("grid", grid),
+        ("seeds", f"{len(seeds)}: " + ", ".join(map(str, seeds))),
+        ("cells", f"{len(runs)} ({configs} configurations x {len(seeds)} seeds); {ok} finished, {len(runs) - ok} diverged"),
+        ("training", f"{int(r0['epochs'])} epochs; hidden {r0['hidden']}; {r0['init']} initialisation; Adam, "
+                     f"learning rate {fmt_number(r0['lr'])}, batch {int(r0['batch_size'])}; {r0['precision']}"),
+        ("data", f"{TITLES.get(r0['dataset'], r0['dataset'])}: training sets of "
+                 f"{_values(sorted(set(f'{int(n):,}' for n in runs['train_size'])))} images "
+                 f"({'a random subset per seed' if (runs['subset'] == 'random').any() else 'the first images'} where "
+                 f"smaller than the training part), {int(r0['test_images']):,} test images"),
+        ("command", equivalent_command(identity, runs, out)),
+        ("report", command or f"dropcli report {out}"),
+        ("code", _values(commits)),
+        ("ran on", "; ".join(sorted(set(f"{d} ({c})" for d, c in zip(runs["device"], runs["cpu"]))))
+         + f"; lockstep groups of {_values(sorted(set(str(int(k)) for k in runs['parallel_models'])))}"),
+        ("engine", _values(sorted(set(runs["engine"])))),
+        ("torch", _values(sorted(set(runs["torch_version"])))),
+        ("finished", f"{min(runs['finished_at'])} to {max(runs['finished_at'])}"),
+    ]
+
+
+def summary_html(summary: pd.DataFrame) -> str:
+    """The summary as an HTML table (accuracies in %, differences in points)."""
+    heads = ["hidden keep", "input keep", "max-norm", "training images", "runs", "test accuracy (%)", "± 95% CI",
+             "gap (points)", "difference (points) [95% CI]", "Holm p", "seeds better", "conclusion", "rank"]
+    rows = []
+    for _, r in summary.iterrows():
+        cells = [r["keep_probs"], fmt_number(r["input_keep_prob"]), _fmt("max_norm", r["max_norm"]),
+                 f"{int(r['train_size']):,}", f"{r['runs']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else ""),
+                 percent(r["test_accuracy_mean"]), percent(r["test_accuracy_ci95"]), percent(r["generalization_gap_mean"]),
+                 diff_text(r), "" if pd.isna(r["p_holm"]) else p_text(r["p_holm"]),
+                 "" if pd.isna(r["paired_seeds"]) else f"{int(r['wins'])} of {int(r['paired_seeds'])}",
+                 r["conclusion"], "" if pd.isna(r["rank"]) else str(int(r["rank"]))]
+        rows.append("<tr>" + "".join(f'<td{" class=text" if i == 11 else ""}>{esc(c)}</td>' for i, c in enumerate(cells))
+                    + "</tr>")
+    head = "".join(f"<th{' class=text' if h == 'conclusion' else ''}>{esc(h)}</th>" for h in heads)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def figure_html(path: Path, caption: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
+            f"<figcaption>{esc(caption)} ({esc(Path(path).name)})</figcaption></figure>")
+
+
+def render(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list, command: str | None = None) -> str:
+    """The page's HTML text. figures: [(PNG path, caption)] as plots.draw_study_figures returns."""
+    title = f"Study {out.name or out}"
+    rows = "".join(f'<tr><th class=text>{esc(k)}</th><td class=text><code>{esc(v)}</code></td></tr>'
+                   if k in ("command", "report") else f"<tr><th class=text>{esc(k)}</th><td class=text>{esc(v)}</td></tr>"
+                   for k, v in design(out, runs, summary, command))
+    said = sentences(summary)
+    conclusions = ("<p>" + esc(said[0]) + "</p><ol>" + "".join(f"<li>{esc(s)}</li>" for s in said[1:]) + "</ol>"
+                   if said else "<p>No comparisons: the study has no baseline to compare with.</p>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n"
+            f"<h1>{esc(title)}</h1><p><strong>Question.</strong> {esc(question(summary))}</p>\n"
+            f"<h2>Design</h2><table>{rows}</table>\n<h2>Conclusions</h2>{conclusions}\n"
+            f"<h2>Figures</h2>{''.join(figure_html(p, c) for p, c in figures)}\n"
+            f"<h2>Summary</h2>{summary_html(summary)}\n"
+            f"<p>Every number here is in summary.csv and runs.csv beside this file ({esc(out)}).</p></body></html>\n")
+
+
+def write_report(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list,
+                 command: str | None = None) -> Path:
+    """Write report.html into the study folder `out` atomically; returns its path."""
+    return atomic_write_text(out / "report.html", render(out, runs, summary, figures, command))
