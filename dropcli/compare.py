@@ -21,11 +21,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep, parse_max_norms
 from dropcli.errors import DropcliError
 from dropcli.power import detectable_difference
 from dropcli.stats import ALPHA, POWER, holm, paired
 
 PRIMARY_METRIC = "test_accuracy"  # the metric of a study's Holm family; others are labelled exploratory
+DEFAULT_BASELINE = {"keep_probs": "1", "input_keep_prob": 1.0}  # no dropout at all
+BASELINE_KEYS = {"keep": "keep_probs", "input_keep": "input_keep_prob", "max_norm": "max_norm",
+                 "train_size": "train_size"}
 KEY = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]  # a configuration's identity
 COMPARISON_COLUMNS = ["paired_seeds", "wins", "ties", "losses", "same_diff_every_seed", "diff_points", "diff_sd_points",
                       "diff_ci95_low_points", "diff_ci95_high_points", "p_value", "p_holm", "equivalence_margin_points",
@@ -34,6 +38,42 @@ LEAD_COLUMNS = ["rank", "runner_up", "lead_seeds", "lead_wins", "lead_same_every
                 "lead_ci95_low_points", "lead_ci95_high_points", "lead_p_value", "lead_p_holm", "lead_holds"]
 _RENAMES = {"same_every_seed": "same_diff_every_seed", "diff": "diff_points", "diff_sd": "diff_sd_points",
             "diff_ci_low": "diff_ci95_low_points", "diff_ci_high": "diff_ci95_high_points"}
+
+
+def parse_baseline(text: str) -> dict:
+    """The --baseline option, 'keep=1,input_keep=1', as {summary column: value}; axes not named
+    match the compared configuration's own. Raises ValueError naming the fix for anything else."""
+    spec = {}
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        key, _, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in BASELINE_KEYS or not value:
+            raise ValueError(f"--baseline takes axis=value pairs from {', '.join(BASELINE_KEYS)}, "
+                             f"e.g. keep=1,input_keep=1 (got {part!r})")
+        col = BASELINE_KEYS[key]
+        if col == "keep_probs":
+            spec[col] = fmt_keep(parse_keep(value, "--baseline keep"))
+        elif col == "input_keep_prob":
+            spec[col] = parse_keep(value, "--baseline input_keep")[0]
+        elif col == "max_norm":
+            spec[col] = parse_max_norms(value, "--baseline max_norm")[0]
+        else:
+            try:
+                spec[col] = int(value)
+            except ValueError:
+                raise ValueError(f"--baseline train_size takes a whole number (got {value!r})") from None
+    if not spec:
+        raise ValueError("--baseline needs at least one axis=value pair, e.g. keep=1,input_keep=1")
+    return spec
+
+
+def describe(config: dict) -> str:
+    """A configuration ({column: value} of KEY; max_norm None or NaN for none) as summary.csv's
+    `baseline` and `runner_up` name it: 'keep 1, input keep 1, max-norm none, 55000 images'."""
+    mn = config["max_norm"]
+    return (f"keep {config['keep_probs']}, input keep {fmt_number(config['input_keep_prob'])}, "
+            f"max-norm {fmt_max_norm(None if mn is None or (isinstance(mn, float) and math.isnan(mn)) else mn)}, "
+            f"{int(config['train_size'])} images")
 
 
 def correct_images(accuracy: pd.Series, test_images: pd.Series, what: str = "test_accuracy") -> pd.Series:
@@ -122,11 +162,16 @@ def families(summary: pd.DataFrame, alpha: float = ALPHA, power: float = POWER) 
     m = int(np.sum(~np.isnan(p)))
     s["detectable_diff_points"] = [
         detectable_difference(int(n), sd, alpha / m) if m and not same and n == n and n >= 2 else math.nan
-        for n, sd, same in zip(s["paired_seeds"], s["diff_sd_points"], s["same_diff_every_seed"].fillna(False))]
+        for n, sd, same in zip(s["paired_seeds"], s["diff_sd_points"], [is_true(v) for v in s["same_diff_every_seed"]])]
     s["conclusion"] = [_conclusion(r, alpha) for _, r in s.iterrows()]
-    s["lead_holds"] = [None if pd.isna(r["lead_points"]) else bool(r["lead_p_holm"] < alpha and r["lead_points"] > 0)
+    s["lead_holds"] = [None if pd.isna(r["lead_p_holm"]) else bool(r["lead_p_holm"] < alpha and r["lead_points"] > 0)
                        for _, r in s.iterrows()]
     return s
+
+
+def is_true(value) -> bool:
+    """True for a true bool (Python's or numpy's); False for False, None and NaN."""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
 def _conclusion(r: pd.Series, alpha: float) -> str:
@@ -135,7 +180,7 @@ def _conclusion(r: pd.Series, alpha: float) -> str:
         return ""
     if n < 2:
         return "one seed"
-    if r["same_diff_every_seed"]:
+    if is_true(r["same_diff_every_seed"]):
         return "same every seed"
     if r["p_holm"] < alpha:
         return "better" if r["diff_points"] > 0 else "worse"

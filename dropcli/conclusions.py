@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dropcli.compare import PRIMARY_METRIC
+from dropcli.compare import PRIMARY_METRIC, is_true
 from dropcli.config import fmt_number
 from dropcli.stats import ALPHA, CONFIDENCE, POWER
 
@@ -69,7 +69,7 @@ class Namer:
     """Short names of a summary's configurations, from the axes the study varies."""
 
     def __init__(self, summary: pd.DataFrame):
-        from dropcli.report import describe
+        from dropcli.compare import describe
 
         self.summary, self.varied = summary, varied_axes(summary)
         self.with_input = "input_keep_prob" in self.varied
@@ -147,7 +147,7 @@ def ranking(r, names: Namer) -> str | None:
     n, d = int(r["lead_seeds"]), f"{points(r['lead_points'])} points"
     metric = r[f"{r['metric']}_mean"] * 100
     start = f"{a} has the highest mean{ctx} ({metric:.2f}%); against the runner-up, {b}, "
-    if r["lead_same_every_seed"]:
+    if is_true(r["lead_same_every_seed"]):
         return start + f"it leads by {d} on every one of the {n} seeds, so there is no interval and no p-value."
     ci, p = interval(r["lead_ci95_low_points"], r["lead_ci95_high_points"]), p_text(r["lead_p_holm"])
     verdict = "the ranking holds" if r["lead_holds"] else "the ranking is not established"

@@ -113,25 +113,31 @@ def baseline_name(summary: pd.DataFrame) -> str:
 
 def comparison_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per comparison of a summary (against the baseline, then best against runner-up):
-    label, diff, low, high (points; NaN: no interval), p_holm, conclusion, filled (Holm p < ALPHA)."""
-    from dropcli.conclusions import Namer
+    label, diff, low, high (points; NaN: no interval), p_holm, conclusion, note (the conclusion with its
+    Holm p: the equivalence test's for 'no different'), filled (Holm p < ALPHA)."""
+    from dropcli.conclusions import Namer, p_text
 
     names, rows = Namer(summary), []
     for _, r in summary.iterrows():
         base = names.row(r["baseline"])
         if pd.notna(r["paired_seeds"]) and base is not None:
             a, b, ctx = names.pair(r, base)
+            p = r["tost_p_holm"] if r["conclusion"] == "no different" else r["p_holm"]
+            note = "" if pd.isna(p) else f", {'equivalence ' if r['conclusion'] == 'no different' else ''}Holm p = {p_text(p)}"
             rows.append({"label": f"{a} − {b}{ctx}", "diff": r["diff_points"], "low": r["diff_ci95_low_points"],
-                         "high": r["diff_ci95_high_points"], "p_holm": r["p_holm"], "conclusion": r["conclusion"]})
+                         "high": r["diff_ci95_high_points"], "p_holm": r["p_holm"], "conclusion": r["conclusion"],
+                         "note": r["conclusion"] + note})
     for _, r in summary.iterrows():
         second = names.row(r["runner_up"]) if r["rank"] == 1 else None
         if second is not None and pd.notna(r["lead_points"]):
             a, b, ctx = names.pair(r, second)
             holds = "ranking holds" if r["lead_holds"] else "ranking not established"
+            conclusion = holds if pd.notna(r["lead_p_holm"]) else "same every seed"
+            note = conclusion + ("" if pd.isna(r["lead_p_holm"]) else f", Holm p = {p_text(r['lead_p_holm'])}")
             rows.append({"label": f"best {a} − runner-up {b}{ctx}", "diff": r["lead_points"],
                          "low": r["lead_ci95_low_points"], "high": r["lead_ci95_high_points"], "p_holm": r["lead_p_holm"],
-                         "conclusion": holds if pd.notna(r["lead_p_holm"]) else "same every seed"})
-    out = pd.DataFrame(rows, columns=["label", "diff", "low", "high", "p_holm", "conclusion"])
+                         "conclusion": conclusion, "note": note})
+    out = pd.DataFrame(rows, columns=["label", "diff", "low", "high", "p_holm", "conclusion", "note"])
     out["filled"] = out["p_holm"].astype(float) < ALPHA
     return out
 
@@ -140,8 +146,6 @@ def draw_differences(summary: pd.DataFrame, title: str):
     """Every comparison as a row: the paired difference in points with its 95% CI (filled: Holm
     p < ALPHA), the equivalence margin as a grey band, the conclusion and Holm p at the right.
     Returns the Figure, or None for a summary without comparisons."""
-    from dropcli.conclusions import p_text
-
     rows = comparison_rows(summary)
     if rows.empty:
         return None
@@ -166,8 +170,7 @@ def draw_differences(summary: pd.DataFrame, title: str):
         if out:
             ci = "" if np.isnan(l) else f" [{_value(l, True)}, {_value(h, True)}]"
             mark_beyond(ax, di, yi, low_v, high_v, f"{_value(di, True)}{ci}", colour, horizontal=True)
-        p = "" if np.isnan(r["p_holm"]) else f", Holm p = {p_text(r['p_holm'])}"
-        ax.annotate(f"{r['conclusion']}{p}", (1.01, yi), xycoords=("axes fraction", "data"), fontsize=8, va="center")
+        ax.annotate(r["note"], (1.01, yi), xycoords=("axes fraction", "data"), fontsize=8, va="center")
     ax.set_xlim(low_v, high_v)
     ax.set_yticks(y, rows["label"], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)

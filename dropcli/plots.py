@@ -85,7 +85,8 @@ def view_range(centres, lows=None, highs=None, include_zero: bool = False) -> tu
     if include_zero:
         low, high = min(low, 0.0), max(high, 0.0)
     pad = 0.08 * (high - low) if high > low else max(abs(high), 1.0) * 0.05
-    return low - pad, high + pad, out
+    low, high = low - pad, high + pad
+    return low, high, out & ((c < low) | (c > high))  # an estimate the range holds anyway is drawn as usual
 
 
 def mark_beyond(ax, x, y, low: float, high: float, text: str, colour, horizontal: bool = False, k: int = 0) -> None:

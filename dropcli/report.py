@@ -23,24 +23,24 @@ import pandas as pd
 
 from dropcli.compare import (
     COMPARISON_COLUMNS,
+    DEFAULT_BASELINE,
     KEY,
     LEAD_COLUMNS,
     PRIMARY_METRIC,
     against_baselines,
     correct_images,
+    describe,
     families,
+    is_true,
     leads,
 )
-from dropcli.config import EQUIVALENCE_MARGIN, fmt_keep, fmt_max_norm, fmt_number, parse_keep, parse_max_norms
+from dropcli.config import EQUIVALENCE_MARGIN, fmt_number
 from dropcli.errors import DropcliError, UsageError
 from dropcli.stats import ALPHA, t_half_width
 
 METRICS = ("test_accuracy", "test_accuracy_at_best")  # what --metric compares
 MEANS = ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost", "test_accuracy_at_best",
          "best_epoch", "test_accuracy_mc", "train_seconds")
-DEFAULT_BASELINE = {"keep_probs": "1", "input_keep_prob": 1.0}  # no dropout at all
-BASELINE_KEYS = {"keep": "keep_probs", "input_keep": "input_keep_prob", "max_norm": "max_norm",
-                 "train_size": "train_size"}
 P_COLUMNS = ("p_value", "p_holm", "tost_p", "tost_p_holm", "wilcoxon_p", "lead_p_value", "lead_p_holm")
 SUMMARY_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
                    "test_images", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95",
@@ -54,40 +54,6 @@ _INT = {"train_size": "int", "runs": "int", "diverged": "int", "test_images": "i
 _EXACT = {"keep_prob_mean": "exact", "input_keep_prob": "exact", "max_norm": "exact?", "equivalence_margin_points": "exact?"}
 # summary.csv's columns and kinds (tables.py), in order
 SUMMARY_SCHEMA = {c: _TEXT.get(c) or _INT.get(c) or _EXACT.get(c) or "float?" for c in SUMMARY_COLUMNS}
-
-
-def parse_baseline(text: str) -> dict:
-    """'keep=1,input_keep=1' (axes not named match the compared configuration's own)."""
-    spec = {}
-    for part in [p.strip() for p in text.split(",") if p.strip()]:
-        key, _, value = part.partition("=")
-        key = key.strip().replace("-", "_")
-        if key not in BASELINE_KEYS or not value:
-            raise ValueError(f"--baseline takes axis=value pairs from {', '.join(BASELINE_KEYS)}, "
-                             f"e.g. keep=1,input_keep=1 (got {part!r})")
-        col = BASELINE_KEYS[key]
-        if col == "keep_probs":
-            spec[col] = fmt_keep(parse_keep(value, "--baseline keep"))
-        elif col == "input_keep_prob":
-            spec[col] = parse_keep(value, "--baseline input_keep")[0]
-        elif col == "max_norm":
-            spec[col] = parse_max_norms(value, "--baseline max_norm")[0]
-        else:
-            try:
-                spec[col] = int(value)
-            except ValueError:
-                raise ValueError(f"--baseline train_size takes a whole number (got {value!r})") from None
-    if not spec:
-        raise ValueError("--baseline needs at least one axis=value pair, e.g. keep=1,input_keep=1")
-    return spec
-
-
-def describe(config: dict) -> str:
-    """'keep 1, input keep 1, max-norm none, 55000 images'."""
-    mn = config["max_norm"]
-    return (f"keep {config['keep_probs']}, input keep {fmt_number(config['input_keep_prob'])}, "
-            f"max-norm {fmt_max_norm(None if mn is None or (isinstance(mn, float) and math.isnan(mn)) else mn)}, "
-            f"{int(config['train_size'])} images")
 
 
 def _norm(value):
@@ -172,7 +138,7 @@ def diff_text(r) -> str:
     """'+0.36 [+0.22, +0.49]' (points), '-0.03 every seed', or '' without a comparison."""
     if pd.isna(r["diff_points"]):
         return ""
-    if r["same_diff_every_seed"] is True:
+    if is_true(r["same_diff_every_seed"]):
         return f"{r['diff_points']:+.2f} every seed"
     ci = "" if pd.isna(r["diff_ci95_low_points"]) else f" [{r['diff_ci95_low_points']:+.2f}, {r['diff_ci95_high_points']:+.2f}]"
     return f"{r['diff_points']:+.2f}{ci}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#111;line-height:1.45}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}table{border-collapse:collapse;font-size:.85rem}
 th,td{border-bottom:1px solid #ccc;padding:.25rem .5rem;text-align:right;vertical-align:top}
+td{white-space:nowrap}td.text{white-space:normal}
 th{background:#f3f3f3}td.text,th.text{text-align:left}code{font-size:.85rem;word-break:break-all}
 figure{margin:1.5rem 0}img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.85rem;color:#333}
 ol li{margin-bottom:.5rem}"""
@@ -85,7 +87,7 @@ def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> 
     parts.append(f"--seeds {len(seeds)}" if seeds == list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds)))
                  else "--seed-list " + ",".join(map(str, seeds)))
     for key, value in sorted(settings.items()):
-        if key in default and value != default[key] and value is not None:
+        if key in default and json.dumps(value) != json.dumps(default[key]) and value is not None:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             parts.append(f"--{key.replace('_', '-')} {text}")
     groups, devices = runs["parallel_models"].unique(), runs["device"].unique()
@@ -114,19 +116,23 @@ def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | 
         ("cells", f"{len(runs)} ({configs} configurations x {len(seeds)} seeds); {ok} finished, {len(runs) - ok} diverged"),
         ("training", f"{int(r0['epochs'])} epochs; hidden {r0['hidden']}; {r0['init']} initialisation; Adam, "
                      f"learning rate {fmt_number(r0['lr'])}, batch {int(r0['batch_size'])}; {r0['precision']}"),
-        ("data", f"{TITLES.get(r0['dataset'], r0['dataset'])}: training sets of "
-                 f"{_values(sorted(set(f'{int(n):,}' for n in runs['train_size'])))} images "
-                 f"({'a random subset per seed' if (runs['subset'] == 'random').any() else 'the first images'} where "
-                 f"smaller than the training part), {int(r0['test_images']):,} test images"),
+        ("data", f"{TITLES.get(r0['dataset'], r0['dataset'])}: {_training_sets(runs)}, "
+                 f"{int(r0['test_images']):,} test images"),
         ("command", equivalent_command(identity, runs, out)),
         ("report", command or f"dropcli report {out}"),
         ("code", _values(commits)),
         ("ran on", "; ".join(sorted(set(f"{d} ({c})" for d, c in zip(runs["device"], runs["cpu"]))))
          + f"; lockstep groups of {_values(sorted(set(str(int(k)) for k in runs['parallel_models'])))}"),
-        ("engine", _values(sorted(set(runs["engine"])))),
+        ("engine", "; ".join(sorted(set(runs["engine"])))),
         ("torch", _values(sorted(set(runs["torch_version"])))),
         ("finished", f"{min(runs['finished_at'])} to {max(runs['finished_at'])}"),
     ]
+
+
+def _training_sets(runs: pd.DataFrame) -> str:
+    sizes = _values(sorted(set(f"{int(n):,}" for n in runs["train_size"])))
+    how = {"all": "all the training images", "random": "a random subset per seed", "first": "the first images"}
+    return f"training sets of {sizes} images ({' and '.join(how[s] for s in sorted(set(runs['subset'])))})"
 
 
 def summary_html(summary: pd.DataFrame) -> str:
@@ -155,7 +161,7 @@ def figure_html(path: Path, caption: str) -> str:
 
 def render(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list, command: str | None = None) -> str:
     """The page's HTML text. figures: [(PNG path, caption)] as plots.draw_study_figures returns."""
-    title = f"Study {out.name or out}"
+    title = f"Study: {out}"
     rows = "".join(f'<tr><th class=text>{esc(k)}</th><td class=text><code>{esc(v)}</code></td></tr>'
                    if k in ("command", "report") else f"<tr><th class=text>{esc(k)}</th><td class=text>{esc(v)}</td></tr>"
                    for k, v in design(out, runs, summary, command))

@@ -1,49 +1,132 @@
-"""The study's pictures are drawn from its tables, with every line and panel they promise."""
+"""What the figures draw: the data behind each artist, every estimate with its interval, the marks
+of Holm-significant differences, extremes at the edge with their values, titles inside the canvas,
+readable colours, and the axes each figure promises."""
 
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
+from synthetic_study import write_study
 
-from dropcli.plots import plot_ablation, plot_curves, plot_mc_curve
-from dropcli.report import mc_curve_frame, summarise
-
-
-def runs_and_history():
-    runs, history = [], []
-    for keep in ("0.5", "1"):
-        for ik in (0.8, 1.0):
-            for seed in (1, 2, 3):
-                acc = 0.9 + 0.01 * float(keep) + 0.001 * seed
-                runs.append({"keep_probs": keep, "keep_prob_mean": float(keep), "input_keep_prob": ik, "max_norm": math.nan,
-                             "train_size": 1000, "seed": seed, "status": "ok", "test_accuracy": acc,
-                             **{m: acc for m in ("validation_accuracy", "train_accuracy", "test_accuracy_at_best")},
-                             "generalization_gap": 0.01, "final_cost": 0.1, "best_epoch": 2, "test_accuracy_mc": math.nan,
-                             "group_train_seconds": 1.0})
-                for epoch in (1, 2, 3):
-                    history.append({"keep_probs": keep, "keep_prob_mean": float(keep), "input_keep_prob": ik,
-                                    "max_norm": math.nan, "train_size": 1000, "seed": seed, "epoch": epoch,
-                                    "cost": 1 / epoch, "validation_accuracy": acc - 0.01 / epoch})
-    return pd.DataFrame(runs), pd.DataFrame(history)
+from dropcli.plot_curves import draw_curves, draw_mc_curve
+from dropcli.plot_study import comparison_rows, draw_ablation, draw_differences
+from dropcli.plots import MIN_CONTRAST, contrast, draw_study_figures
+from dropcli.report import build_report, mc_curve_frame
+from dropcli.stats import wilson_interval
+from dropcli.tables import read_history, read_runs
 
 
-def is_png(path, min_bytes=15_000):
-    data = path.read_bytes()
-    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """keep 0.3 is an extreme (about -3 points); the others lie within a point of no dropout."""
+    def correct(keep, ik, mn, n, seed):
+        rng = np.random.default_rng([seed, int(keep * 10), int(ik * 10)])
+        return int(9775 + 300 * (keep == 0.3) * -1 + 30 * (0.5 < keep < 1) + 8 * (seed % 3) + rng.integers(-6, 7))
+
+    folder = write_study(tmp_path_factory.mktemp("s") / "study", keeps=(0.3, 0.5, 0.6, 0.7, 0.8, 1.0),
+                         input_keeps=(0.8, 1.0), seeds=range(777, 785), correct=correct)
+    return folder, build_report(folder)
 
 
-def test_ablation_and_curves(tmp_path):
-    runs, history = runs_and_history()
-    summary = summarise(runs)
-    assert is_png(plot_ablation(summary, tmp_path / "a.png", "title"))
-    assert is_png(plot_curves(history, tmp_path / "c.png", "title"))
-    from PIL import Image
-
-    assert Image.open(tmp_path / "c.png").width > Image.open(tmp_path / "a.png").width  # one column per setting
+def inside_canvas(fig, artist) -> bool:
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    box, canvas = artist.get_window_extent(renderer), fig.bbox
+    return box.x0 >= canvas.x0 and box.x1 <= canvas.x1 and box.y0 >= canvas.y0 and box.y1 <= canvas.y1
 
 
-def test_mc_curve(tmp_path):
-    rows = [{"repeat": r, "samples": t, "accuracy": 0.97 + 0.001 * t / 10 + 0.0001 * r} for r in range(3) for t in (1, 10)]
-    frame = mc_curve_frame(rows, 0.98)
-    assert list(frame["samples"]) == [1, 10] and list(frame["repeats"]) == [3, 3]
-    assert is_png(plot_mc_curve(frame, tmp_path / "m.png", "title"), 10_000)
-    assert not list(tmp_path.glob("*.tmp"))
+def errorbars(ax):
+    """(x, lower, upper) of every vertical error bar on ax, from the drawn segments."""
+    out = []
+    for c in ax.containers:
+        (bars,) = c.lines[2]
+        for (x0, y0), (x1, y1) in bars.get_segments():
+            out.append((x0, min(y0, y1), max(y0, y1)))
+    return out
+
+
+def test_ablation_draws_every_estimate_with_its_interval_in_one_unit(study):
+    _, summary = study
+    fig = draw_ablation(summary, "MNIST, 3 epochs, 8 seeds per point, hidden 512 512 512 512")
+    top, middle, bottom = fig.axes
+    assert inside_canvas(fig, fig._suptitle) and all(inside_canvas(fig, ax.title) for ax in fig.axes)
+    assert "points" in middle.get_ylabel() and "points" in bottom.get_ylabel() and "%" in top.get_ylabel()
+    compared = summary[summary["diff_points"].notna()]
+    drawn = {(round(x, 6), round(lo, 6), round(hi, 6)) for x, lo, hi in errorbars(middle)}
+    for _, r in compared.iterrows():  # each difference's 95% interval, in points
+        assert (round(r["keep_prob_mean"], 6), round(r["diff_ci95_low_points"], 6), round(r["diff_ci95_high_points"], 6)) in drawn
+    gap = {(round(x, 6), round(lo, 6), round(hi, 6)) for x, lo, hi in errorbars(bottom)}
+    for _, r in summary.iterrows():  # the gap panel has intervals too
+        mean, half = 100 * r["generalization_gap_mean"], 100 * r["generalization_gap_ci95"]
+        assert (round(r["keep_prob_mean"], 6), round(mean - half, 6), round(mean + half, 6)) in gap
+    filled = [c for c in middle.collections if c.get_offsets().size and not np.allclose(c.get_facecolors()[:, :3], 1)]
+    filled_xy = {(round(x, 6), round(y, 6)) for c in filled for x, y in c.get_offsets()}
+    significant = compared[compared["p_holm"] < 0.05]
+    assert len(significant) and filled_xy == {(round(r["keep_prob_mean"], 6), round(r["diff_points"], 6))
+                                             for _, r in significant.iterrows()}
+    low, high = middle.get_ylim()
+    extreme = compared[compared.keep_probs == "0.3"]["diff_points"]
+    assert (extreme < low).all() and high - low < 3  # keep 0.3 does not set the scale ...
+    notes = [t.get_text() for t in middle.texts]
+    for d in extreme:  # ... it is marked at the edge with its value and interval
+        assert any(t.startswith(f"keep 0.3: {d:+.2f}".replace("-", "−")) and "[" in t for t in notes)
+
+
+def test_differences_has_one_row_per_comparison_with_its_conclusion(study):
+    _, summary = study
+    rows = comparison_rows(summary)
+    assert len(rows) == summary["p_value"].notna().sum() + summary["lead_points"].notna().sum()
+    fig = draw_differences(summary, "title")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(rows["label"])
+    assert rows["label"].iloc[-1].startswith("best hidden keep ") and "runner-up hidden keep" in rows["label"].iloc[-1]
+    notes = [t.get_text() for t in ax.texts]
+    for _, r in rows.iterrows():
+        assert any(t.startswith(r["conclusion"]) for t in notes)
+    spans = [p for p in ax.patches if p.get_facecolor()[:3] == pytest.approx((0.85, 0.85, 0.85))]
+    assert len(spans) == 1 and spans[0].get_x() == pytest.approx(-0.2) and spans[0].get_width() == pytest.approx(0.4)
+    assert inside_canvas(fig, fig._suptitle)
+
+
+def test_curves_title_inside_integer_epochs_zoomed_and_readable(study):
+    folder, _ = study
+    history = read_history(folder / "history.csv")
+    fig = draw_curves(history, "MNIST, 3 epochs, 8 seeds per point, hidden 512 512 512 512 and a long tail of words")
+    assert inside_canvas(fig, fig._suptitle)
+    acc = fig.axes[0]
+    ticks = [t for t in acc.get_xticks() if acc.get_xlim()[0] <= t <= acc.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    low, high = acc.get_ylim()
+    assert low > 90 and high <= 100  # zoomed to where the accuracies are, in %, not 0-1
+    assert any(t.get_text().startswith("below the range: keep 0.3") for t in acc.texts)
+    for line in acc.get_lines():
+        assert contrast(line.get_color()) >= MIN_CONTRAST, line.get_label()
+    assert {line.get_label() for line in fig.axes[0].get_lines()} >= {"keep 0.7", "keep 1 (no dropout)"}
+
+
+def test_mc_curve_log_ticks_at_each_count_and_an_interval_on_weight_scaling():
+    rows = [{"repeat": r, "samples": t, "accuracy": (9700 + 10 * math.log(t) + r) / 10_000}
+            for r in range(3) for t in (1, 2, 5, 10, 20, 50, 100)]
+    frame = mc_curve_frame(rows, 0.9827, 10_000)
+    fig = draw_mc_curve(frame, "0.7 keep, test split")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and list(ax.get_xticks()) == [1, 2, 5, 10, 20, 50, 100]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "5", "10", "20", "50", "100"]
+    mc = next(line for line in ax.get_lines() if line.get_label().startswith("Monte-Carlo"))
+    assert list(mc.get_ydata()) == pytest.approx(list(frame["accuracy_mean"] * 100))
+    low, high = wilson_interval(9827, 10_000)
+    band = next(p for p in ax.patches if "95% interval" in p.get_label())
+    extent = band.get_transform().transform(band.get_path().vertices)
+    data = ax.transData.inverted().transform(extent)[:, 1]
+    assert (data.min(), data.max()) == (pytest.approx(low * 100, abs=1e-6), pytest.approx(high * 100, abs=1e-6))
+    assert inside_canvas(fig, fig._suptitle)
+
+
+def test_a_study_without_comparisons_gets_no_differences_figure(tmp_path):
+    folder = write_study(tmp_path / "one", keeps=(0.7,), seeds=(777,))
+    (folder / "differences.png").write_bytes(b"left by an earlier report")
+    summary = build_report(folder)
+    figures = draw_study_figures(folder, read_runs(folder / "runs.csv"), summary, None)
+    assert [p.name for p, _ in figures] == ["ablation.png"] and not (folder / "differences.png").exists()
+    assert pd.isna(summary["paired_seeds"]).all()

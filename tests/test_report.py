@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from dropcli.ablate import expand, run_study
 from dropcli.cli import app
+from dropcli.compare import describe, parse_baseline
 from dropcli.conclusions import p_text, sentences
 from dropcli.config import GridSpec, TrainConfig
 from dropcli.device import resolve_device
-from dropcli.report import build_report, describe, parse_baseline, read_summary, summarise
+from dropcli.report import build_report, read_summary, summarise
 from dropcli.study import study_identity
 from dropcli.tables import read_runs
 

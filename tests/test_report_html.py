@@ -1,0 +1,52 @@
+"""report.html: one self-contained page with the design, the figures, the conclusions and the
+summary, every text from a file escaped (the browser test renders it: test_browser.py)."""
+
+import base64
+import json
+import re
+
+from synthetic_study import write_study
+
+from dropcli.conclusions import sentences
+from dropcli.report import build_report, read_summary
+
+SCRIPT = '<script>alert("x")</script>'
+
+
+def test_a_report_is_self_contained_and_holds_the_study(tmp_path):
+    folder = write_study(tmp_path / "study", keeps=(0.5, 0.7, 1.0), input_keeps=(0.8, 1.0), seeds=(777, 778, 779, 780))
+    build_report(folder, command="dropcli report study")
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "default-src 'none'; img-src data:" in page
+    assert not re.search(r"<(script|link|iframe|object|embed)\b", page) and "http://" not in page and "https://" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    for name, src in zip(("ablation.png", "differences.png", "curves.png"), sources):
+        assert base64.b64decode(src.split(",", 1)[1]) == (folder / name).read_bytes()
+    for said in sentences(read_summary(folder / "summary.csv")):  # every conclusion, word for word
+        assert said.replace('"', "&quot;").replace("'", "&#x27;") in page
+    for fact in ("777, 778, 779, 780", "3 epochs", "0.1.0+g0123456789ab", "Synthetic CPU, 2 cores", "2.14.1",
+                 "2026-11-29T10:00:00+00:00", "10,000 test images", "dropcli ablate --keep-probs 0.5,0.7,1 "
+                 "--input-keep-probs 0.8,1 --seeds 4 --epochs 3 --parallel-models 4 --device cpu", "dropcli report study"):
+        assert fact in page, fact
+    assert "against no dropout, paired seed by seed?" in page
+
+
+def test_text_from_files_and_paths_is_escaped(tmp_path):
+    folder = write_study(tmp_path / f"a{SCRIPT}&b", keeps=(0.7, 1.0), seeds=(777, 778))
+    identity = json.loads((folder / "study.json").read_text())
+    identity["command"] = f"dropcli ablate --out '{SCRIPT}'"
+    (folder / "study.json").write_text(json.dumps(identity))
+    runs = (folder / "runs.csv").read_text().replace("Synthetic CPU, 2 cores", "<b>CPU</b> & co")
+    (folder / "runs.csv").write_text(runs)
+    build_report(folder)
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert SCRIPT not in page and "<b>CPU</b>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "&lt;b&gt;CPU&lt;/b&gt; &amp; co" in page
+
+
+def test_a_one_cell_study_has_a_page_without_comparisons(tmp_path):
+    folder = write_study(tmp_path / "one", keeps=(0.7,), seeds=(777,))
+    build_report(folder)
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "No comparisons" in page and page.count("data:image/png;base64,") == 2  # ablation.png and curves.png
