@@ -101,6 +101,7 @@ def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> 
 def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | None) -> list[tuple[str, str]]:
     """(label, text) rows of the study's design and provenance."""
     from dropcli.data import TITLES
+    from dropcli.provenance import code_version
     from dropcli.study import read_identity
 
     identity = read_identity(out)
@@ -120,7 +121,7 @@ def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | 
                  f"{int(r0['test_images']):,} test images"),
         ("command", equivalent_command(identity, runs, out)),
         ("report", command or f"dropcli report {out}"),
-        ("code", _values(commits)),
+        ("code", f"{_values(commits)} (training); {code_version()} (this report)"),
         ("ran on", "; ".join(sorted(set(f"{d} ({c})" for d, c in zip(runs["device"], runs["cpu"]))))
          + f"; lockstep groups of {_values(sorted(set(str(int(k)) for k in runs['parallel_models'])))}"),
         ("engine", "; ".join(sorted(set(runs["engine"])))),
