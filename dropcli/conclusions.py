@@ -81,14 +81,14 @@ class Namer:
 
     def pair(self, row, other) -> tuple[str, str, str]:
         """(row's name, other's name, context): names on the axes where they differ, the context
-        (', with 1,000 images') on the varied axes they share."""
+        (' (input keep 1, 1,000 images)') on the varied axes they share."""
         differ = [c for c in self.varied if _text(row[c]) != _text(other[c])]
         same = [c for c in self.varied if c not in differ]
         a, b = label(row, differ, self.with_input), label(other, differ, self.with_input)
         if str(other["keep_probs"]) == "1" and float(other["input_keep_prob"]) == 1.0 and differ and set(differ) <= {
                 "keep_probs", "input_keep_prob"}:
             b = "no dropout"
-        context = f" at {label(row, same, self.with_input)}" if same else ""
+        context = f" ({label(row, same, self.with_input)})" if same else ""
         return a, b, context
 
 
@@ -146,7 +146,7 @@ def ranking(r, names: Namer) -> str | None:
     a, b, ctx = names.pair(r, second)
     n, d = int(r["lead_seeds"]), f"{points(r['lead_points'])} points"
     metric = r[f"{r['metric']}_mean"] * 100
-    start = f"{a} has the highest mean{ctx} ({metric:.2f}%); against the runner-up, {b}, "
+    start = f"{a} has the highest mean{ctx}, {metric:.2f}%; against the runner-up, {b}, "
     if is_true(r["lead_same_every_seed"]):
         return start + f"it leads by {d} on every one of the {n} seeds, so there is no interval and no p-value."
     ci, p = interval(r["lead_ci95_low_points"], r["lead_ci95_high_points"]), p_text(r["lead_p_holm"])
