@@ -82,7 +82,7 @@ def draw_curves(history: pd.DataFrame, title: str):
     axes[0][0].set_ylabel("validation accuracy (%)\nmean over seeds, band: min-max")
     axes[1][0].set_ylabel("training cost (dropout on, log)")
     handles, labels = axes[0][-1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
     figure_title(fig, f"Learning curves: {title}", width)
     return fig
 
