@@ -2,9 +2,12 @@
 summary, every text from a file escaped (the browser test renders it: test_browser.py)."""
 
 import base64
+import html
 import json
 import re
+from pathlib import Path
 
+import pytest
 from synthetic_study import write_study
 
 from dropcli.conclusions import sentences
@@ -24,7 +27,7 @@ def test_a_report_is_self_contained_and_holds_the_study(tmp_path):
     for name, src in zip(("ablation.png", "differences.png", "curves.png"), sources):
         assert base64.b64decode(src.split(",", 1)[1]) == (folder / name).read_bytes()
     for said in sentences(read_summary(folder / "summary.csv")):  # every conclusion, word for word
-        assert said.replace('"', "&quot;").replace("'", "&#x27;") in page
+        assert html.escape(said) in page
     for fact in ("777, 778, 779, 780", "3 epochs", "0.1.0+g0123456789ab", "Synthetic CPU, 2 cores", "2.14.1",
                  "2026-11-29T10:00:00+00:00", "10,000 test images", "dropcli ablate --keep-probs 0.5,0.7,1 "
                  "--input-keep-probs 0.8,1 --seeds 4 --epochs 3 --parallel-models 4 --device cpu", "dropcli report study"):
@@ -50,3 +53,22 @@ def test_a_one_cell_study_has_a_page_without_comparisons(tmp_path):
     build_report(folder)
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "No comparisons" in page and page.count("data:image/png;base64,") == 2  # ablation.png and curves.png
+
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted(p.parent for p in (ROOT / "results").glob("*/runs.csv"))
+
+
+@pytest.mark.parametrize("study", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_reports_and_readmes_quote_what_report_writes(study):
+    """The committed report.html embeds the committed figures and states the conclusions of the
+    committed summary.csv; the study README quotes those sentences word for word, in order."""
+    said = sentences(read_summary(study / "summary.csv"))
+    page = (study / "report.html").read_text(encoding="utf-8")
+    for source in re.findall(r'src="data:image/png;base64,([^"]*)"', page):
+        assert any(base64.b64decode(source) == png.read_bytes() for png in study.glob("*.png"))
+    assert all(html.escape(s) in page for s in said)
+    readme = (study / "README.md").read_text(encoding="utf-8")
+    quoted = [line[2:] for line in readme.splitlines() if line.startswith("> Metric: ")]
+    numbered = [re.sub(r"^> \d+\. ", "", line) for line in readme.splitlines() if re.match(r"^> \d+\. ", line)]
+    assert quoted == said[:1] and numbered == said[1:]
