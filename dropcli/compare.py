@@ -21,8 +21,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep, parse_max_norms
+from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep
 from dropcli.errors import DropcliError
+from dropcli.grid import parse_max_norms
 from dropcli.power import detectable_difference
 from dropcli.stats import ALPHA, POWER, holm, paired
 

@@ -39,6 +39,21 @@ def interval(low: float, high: float) -> str:
     return f"[{points(low)}, {points(high)}]"
 
 
+def percent(x) -> str:
+    """A fraction in % (or points) to 2 decimals; '' for a missing value."""
+    return "" if pd.isna(x) else f"{100 * x:.2f}"
+
+
+def diff_text(r) -> str:
+    """'+0.36 [+0.22, +0.49]' (points), '-0.03 every seed', or '' without a comparison."""
+    if pd.isna(r["diff_points"]):
+        return ""
+    if is_true(r["same_diff_every_seed"]):
+        return f"{r['diff_points']:+.2f} every seed"
+    ci = "" if pd.isna(r["diff_ci95_low_points"]) else f" [{r['diff_ci95_low_points']:+.2f}, {r['diff_ci95_high_points']:+.2f}]"
+    return f"{r['diff_points']:+.2f}{ci}"
+
+
 def varied_axes(summary: pd.DataFrame) -> list[str]:
     """The axes whose value differs between the summary's configurations."""
     cols = ("keep_probs", "input_keep_prob", "max_norm", "train_size")

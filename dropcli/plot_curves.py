@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dropcli.config import TEST_SPLIT
-from dropcli.plot_study import line_label, lines
-from dropcli.plots import FENCE, MARKERS, OKABE_ITO, figure_title, keep_colours, pyplot, save
+from dropcli.plots import FENCE, MARKERS, OKABE_ITO, figure_title, keep_colours, line_label, lines, pyplot, save
 
 
 def accuracy_range(finals: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float, np.ndarray]:

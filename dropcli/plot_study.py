@@ -15,19 +15,19 @@ import numpy as np
 import pandas as pd
 
 from dropcli.config import fmt_number
-from dropcli.plots import MARKERS, OKABE_ITO, figure_title, mark_beyond, pyplot, view_range
+from dropcli.plots import (
+    MARKERS,
+    OKABE_ITO,
+    figure_title,
+    line_label,
+    lines,
+    mark_beyond,
+    pyplot,
+    save,
+    study_title,
+    view_range,
+)
 from dropcli.stats import ALPHA
-
-
-def line_label(ik: float, ts: int, mn) -> str:
-    """'input keep 0.8, 1,000 images, max-norm 3': one line's setting."""
-    norm = "" if pd.isna(mn) else f", max-norm {fmt_number(mn)}"
-    return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}"
-
-
-def lines(df: pd.DataFrame):
-    """The rows of each line (a setting of the axes other than keep), in a stable order."""
-    return df.assign(_mn=df["max_norm"].fillna(-1.0)).groupby(["input_keep_prob", "train_size", "_mn"], sort=True)
 
 
 def _value(x: float, signed: bool) -> str:
@@ -180,3 +180,23 @@ def draw_differences(summary: pd.DataFrame, title: str):
     ax.grid(axis="x", alpha=0.3)
     figure_title(fig, f"Every comparison: {title}", width)
     return fig
+
+
+def draw_study_figures(folder, runs: pd.DataFrame, summary: pd.DataFrame, history: pd.DataFrame | None) -> list:
+    """Write a study's figures into its files.OwnedFolder `folder`: ablation.png, differences.png
+    (when there are comparisons) and curves.png (with a history). Returns [(path, description)] in
+    reading order; a figure this study does not get is removed if an earlier report wrote one."""
+    from dropcli.plot_curves import draw_curves
+
+    title = study_title(runs)
+    figures = [(save(draw_ablation(summary, title), folder.claim_name("ablation.png")),
+                "Test accuracy, paired difference with the baseline and generalization gap against keep probability")]
+    diff = draw_differences(summary, title)
+    if diff is not None:
+        figures.append((save(diff, folder.claim_name("differences.png")),
+                        "Every comparison: paired difference in points, 95% CI"))
+    elif "differences.png" in folder.owned():
+        folder.claim_name("differences.png").unlink(missing_ok=True)
+    if history is not None and len(history):
+        figures.append((save(draw_curves(history, title), folder.claim_name("curves.png")), "Learning curves"))
+    return figures

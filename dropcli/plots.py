@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dropcli.config import fmt_number
 from dropcli.files import atomic_write
 
 OKABE_ITO = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7")  # the palette's colours with contrast >= 3:1
@@ -115,6 +116,17 @@ def figure_title(fig, text: str, width_inches: float) -> None:
     fig.suptitle(textwrap.fill(text, max(30, int(width_inches * 11))), fontsize=10)
 
 
+def line_label(ik: float, ts: int, mn) -> str:
+    """'input keep 0.8, 1,000 images, max-norm 3': one line's setting."""
+    norm = "" if pd.isna(mn) else f", max-norm {fmt_number(mn)}"
+    return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}"
+
+
+def lines(df: pd.DataFrame):
+    """The rows of each line (a setting of the axes other than keep), in a stable order."""
+    return df.assign(_mn=df["max_norm"].fillna(-1.0)).groupby(["input_keep_prob", "train_size", "_mn"], sort=True)
+
+
 def study_title(runs: pd.DataFrame) -> str:
     """'MNIST, 15 epochs, 10 seeds per point, hidden 512 512 512 512' from a runs.csv frame."""
     from dropcli.data import TITLES
@@ -122,23 +134,3 @@ def study_title(runs: pd.DataFrame) -> str:
     seeds, dataset = runs["seed"].nunique(), runs["dataset"].iloc[0]
     return (f"{TITLES.get(dataset, dataset)}, {int(runs['epochs'].iloc[0])} epochs, "
             f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
-
-
-def draw_study_figures(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, history: pd.DataFrame | None) -> list:
-    """Write a study's figures into `out`: ablation.png, differences.png (when there are
-    comparisons) and curves.png (with a history). Returns [(path, description)] in reading order;
-    a figure this study does not get is removed if an earlier report left one."""
-    from dropcli.plot_curves import draw_curves
-    from dropcli.plot_study import draw_ablation, draw_differences
-
-    title = study_title(runs)
-    figures = [(save(draw_ablation(summary, title), out / "ablation.png"),
-                "Test accuracy, paired difference with the baseline and generalization gap against keep probability")]
-    diff = draw_differences(summary, title)
-    if diff is None:
-        (out / "differences.png").unlink(missing_ok=True)
-    else:
-        figures.append((save(diff, out / "differences.png"), "Every comparison: paired difference in points, 95% CI"))
-    if history is not None and len(history):
-        figures.append((save(draw_curves(history, title), out / "curves.png"), "Learning curves"))
-    return figures

@@ -31,7 +31,6 @@ from dropcli.compare import (
     correct_images,
     describe,
     families,
-    is_true,
     leads,
 )
 from dropcli.config import EQUIVALENCE_MARGIN, fmt_number
@@ -40,7 +39,7 @@ from dropcli.stats import ALPHA, t_half_width
 
 METRICS = ("test_accuracy", "test_accuracy_at_best")  # what --metric compares
 MEANS = ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost", "test_accuracy_at_best",
-         "best_epoch", "test_accuracy_mc", "train_seconds")
+         "best_epoch", "test_accuracy_mc", "group_train_seconds")
 P_COLUMNS = ("p_value", "p_holm", "tost_p", "tost_p_holm", "wilcoxon_p", "lead_p_value", "lead_p_holm")
 SUMMARY_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
                    "test_images", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95",
@@ -68,13 +67,12 @@ def _descriptive(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list]:
     """One row per configuration (its runs, means and intervals over seeds) and, per configuration,
     its key with the per-seed correct test images of `metric`."""
     ok = runs[runs["status"] == "ok"]
-    mean_col = "keep_prob_mean" if "keep_prob_mean" in runs else "keep_prob"
     rows, per_seed = [], []  # (configuration key, per-seed counts); keys hold NaN, so no dict
     for key, g in runs.groupby(KEY, sort=False, dropna=False):
         good = ok.loc[ok.index.intersection(g.index)]
         acc = good["test_accuracy"].to_numpy(dtype=np.float64)
         n = len(good)
-        row = {"keep_probs": key[0], "keep_prob_mean": float(g[mean_col].iloc[0]), "input_keep_prob": key[1],
+        row = {"keep_probs": key[0], "keep_prob_mean": float(g["keep_prob_mean"].iloc[0]), "input_keep_prob": key[1],
                "max_norm": _norm(key[2]), "train_size": key[3], "runs": n, "diverged": int(len(g) - n),
                "test_images": int(g["test_images"].iloc[0]),
                "test_accuracy_mean": acc.mean() if n else math.nan,
@@ -129,27 +127,12 @@ def best_index(summary: pd.DataFrame, metric: str = PRIMARY_METRIC) -> int | Non
     return None if s.isna().all() else int(s.idxmax())
 
 
-def percent(x) -> str:
-    """A fraction in % (or points) to 2 decimals; '' for a missing value."""
-    return "" if pd.isna(x) else f"{100 * x:.2f}"
-
-
-def diff_text(r) -> str:
-    """'+0.36 [+0.22, +0.49]' (points), '-0.03 every seed', or '' without a comparison."""
-    if pd.isna(r["diff_points"]):
-        return ""
-    if is_true(r["same_diff_every_seed"]):
-        return f"{r['diff_points']:+.2f} every seed"
-    ci = "" if pd.isna(r["diff_ci95_low_points"]) else f" [{r['diff_ci95_low_points']:+.2f}, {r['diff_ci95_high_points']:+.2f}]"
-    return f"{r['diff_points']:+.2f}{ci}"
-
-
 def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
     """The Rich table of a summary frame: each configuration's accuracy, its paired difference with
     the baseline in points, the Holm-adjusted p (✓ below ALPHA), seeds won and the conclusion."""
     from rich.table import Table
 
-    from dropcli.conclusions import p_text
+    from dropcli.conclusions import diff_text, p_text, percent
 
     metric = summary["metric"].iloc[0] if len(summary) else PRIMARY_METRIC
     label = "test acc" if metric == PRIMARY_METRIC else "test acc at best epoch (exploratory)"
@@ -215,21 +198,34 @@ def read_summary(path: Path) -> pd.DataFrame:
 def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None = None,
                  margin: float = EQUIVALENCE_MARGIN, command: str | None = None) -> pd.DataFrame:
     """Write summary.csv, the figures and report.html of the study folder `out` from its runs.csv,
-    history.csv and study.json alone; returns the summary as read back from summary.csv.
-    command: the report command to show in report.html. Raises DropcliError without runs."""
-    from dropcli.plots import draw_study_figures
-    from dropcli.report_html import write_report
+    history.csv and study.json alone (replacing only files dropcli wrote there: study.study_folder);
+    returns the summary as read back from summary.csv. command: the report command report.html
+    shows. Raises DropcliError without runs or study.json, TableError for a row outside the grid."""
+    from dropcli.grid import cells_of
+    from dropcli.plot_study import draw_study_figures
+    from dropcli.report_html import render
+    from dropcli.study import check_rows, read_identity, study_folder
     from dropcli.tables import read_history, read_runs, write_csv
 
     path = out / "runs.csv"
     if not path.exists():
         raise DropcliError(f"{path} does not exist; run 'dropcli ablate --out {out}' first")
+    identity = read_identity(out)
+    if identity is None:
+        raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
+                           "report reads only study folders written by dropcli ablate or merge")
+    cells = cells_of(identity)
     runs = read_runs(path)
+    check_rows(runs, path, cells)
     if runs.empty:
         raise DropcliError(f"{path} holds no finished cells yet; run or resume 'dropcli ablate --out {out}' first")
-    write_csv(summarise(runs, metric, baseline, margin), out / "summary.csv", SUMMARY_SCHEMA, P_COLUMNS)
+    history = None
+    if (out / "history.csv").exists():
+        history = read_history(out / "history.csv")
+        check_rows(history, out / "history.csv", cells)
+    folder = study_folder(out)
+    write_csv(summarise(runs, metric, baseline, margin), folder.claim_name("summary.csv"), SUMMARY_SCHEMA, P_COLUMNS)
     summary = read_summary(out / "summary.csv")
-    history = read_history(out / "history.csv") if (out / "history.csv").exists() else None
-    figures = draw_study_figures(out, runs, summary, history)
-    write_report(out, runs, summary, figures, command)
+    figures = draw_study_figures(folder, runs, summary, history)
+    folder.write_text("report.html", render(out, runs, summary, figures, command, identity))
     return summary

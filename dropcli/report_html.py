@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dropcli.conclusions import METRIC_NAMES, Namer, p_text, sentences
+from dropcli.conclusions import METRIC_NAMES, Namer, diff_text, p_text, percent, sentences
 from dropcli.config import DEFAULT_SEED, TrainConfig, fmt_number
-from dropcli.files import atomic_write_text
-from dropcli.report import diff_text, percent
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#111;line-height:1.45}
@@ -68,10 +66,8 @@ def _fmt(col: str, v) -> str:
 
 
 def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> str:
-    """A dropcli ablate command that makes this study: study.json's own `command` where it has one,
-    else rebuilt from its grid and the settings that differ from TrainConfig's defaults."""
-    if identity and identity.get("command"):
-        return str(identity["command"])
+    """A dropcli ablate command that makes this study, rebuilt from study.json's grid and the
+    settings that differ from TrainConfig's defaults (the command as typed is not recorded)."""
     if not identity:
         return "(no study.json: the command is not recorded)"
     grid, settings, default = identity["grid"], identity["settings"], TrainConfig().to_dict()
@@ -90,7 +86,7 @@ def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> 
         if key in default and json.dumps(value) != json.dumps(default[key]) and value is not None:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             parts.append(f"--{key.replace('_', '-')} {text}")
-    groups, devices = runs["parallel_models"].unique(), runs["device"].unique()
+    groups, devices = runs["group_size"].unique(), runs["device"].unique()
     if len(groups) == 1:
         parts.append(f"--parallel-models {int(groups[0])}")
     if len(devices) == 1:
@@ -98,13 +94,12 @@ def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> 
     return " ".join(parts + [f"--out {out}"])
 
 
-def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | None) -> list[tuple[str, str]]:
+def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | None,
+           identity: dict | None) -> list[tuple[str, str]]:
     """(label, text) rows of the study's design and provenance."""
     from dropcli.data import TITLES
     from dropcli.provenance import code_version
-    from dropcli.study import read_identity
 
-    identity = read_identity(out)
     r0, seeds = runs.iloc[0], sorted(runs["seed"].unique())
     configs = len(summary)
     grid = "; ".join(f"{AXIS_NAMES[c]}: {_values(sorted(set(_fmt(c, v) for v in summary[c])))}"
@@ -118,12 +113,13 @@ def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | 
         ("training", f"{int(r0['epochs'])} epochs; hidden {r0['hidden']}; {r0['init']} initialisation; Adam, "
                      f"learning rate {fmt_number(r0['lr'])}, batch {int(r0['batch_size'])}; {r0['precision']}"),
         ("data", f"{TITLES.get(r0['dataset'], r0['dataset'])}: {_training_sets(runs)}, "
-                 f"{int(r0['test_images']):,} test images"),
-        ("command", equivalent_command(identity, runs, out)),
+                 f"{int(r0['test_images']):,} test images"
+                 + (f"; files sha256 {identity['data']['sha256']}" if identity and identity.get("data") else "")),
+        ("command (equivalent)", equivalent_command(identity, runs, out)),
         ("report", command or f"dropcli report {out}"),
         ("code", f"{_values(commits)} (training); {code_version()} (this report)"),
         ("ran on", "; ".join(sorted(set(f"{d} ({c})" for d, c in zip(runs["device"], runs["cpu"]))))
-         + f"; lockstep groups of {_values(sorted(set(str(int(k)) for k in runs['parallel_models'])))}"),
+         + f"; lockstep groups of {_values(sorted(set(str(int(k)) for k in runs['group_size'])))}"),
         ("engine", "; ".join(sorted(set(runs["engine"])))),
         ("torch", _values(sorted(set(runs["torch_version"])))),
         ("finished", f"{min(runs['finished_at'])} to {max(runs['finished_at'])}"),
@@ -160,12 +156,15 @@ def figure_html(path: Path, caption: str) -> str:
             f"<figcaption>{esc(caption)} ({esc(Path(path).name)})</figcaption></figure>")
 
 
-def render(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list, command: str | None = None) -> str:
-    """The page's HTML text. figures: [(PNG path, caption)] as plots.draw_study_figures returns."""
+def render(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list, command: str | None = None,
+           identity: dict | None = None) -> str:
+    """The page's HTML text. runs, summary: the study's runs.csv and summary.csv (report.read_summary)
+    frames; figures: [(PNG path, caption)] as plot_study.draw_study_figures returns; identity: its
+    study.json (study.read_identity), for the design and the equivalent command."""
     title = f"Study: {out}"
     rows = "".join(f'<tr><th class=text>{esc(k)}</th><td class=text><code>{esc(v)}</code></td></tr>'
-                   if k in ("command", "report") else f"<tr><th class=text>{esc(k)}</th><td class=text>{esc(v)}</td></tr>"
-                   for k, v in design(out, runs, summary, command))
+                   if k in ("command (equivalent)", "report") else f"<tr><th class=text>{esc(k)}</th><td class=text>{esc(v)}</td></tr>"
+                   for k, v in design(out, runs, summary, command, identity))
     said = sentences(summary)
     conclusions = ("<p>" + esc(said[0]) + "</p><ol>" + "".join(f"<li>{esc(s)}</li>" for s in said[1:]) + "</ol>"
                    if said else "<p>No comparisons: the study has no baseline to compare with.</p>")
@@ -178,9 +177,3 @@ def render(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list, 
             f"<h2>Figures</h2>{''.join(figure_html(p, c) for p, c in figures)}\n"
             f"<h2>Summary</h2>{summary_html(summary)}\n"
             f"<p>Every number here is in summary.csv and runs.csv beside this file ({esc(out)}).</p></body></html>\n")
-
-
-def write_report(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list,
-                 command: str | None = None) -> Path:
-    """Write report.html into the study folder `out` atomically; returns its path."""
-    return atomic_write_text(out / "report.html", render(out, runs, summary, figures, command))

@@ -40,8 +40,7 @@ from dropcli.tables import (
 
 STUDY_FILE = "study.json"
 # a study's own files: in a folder written before manifests, these are dropcli's (OwnedFolder legacy)
-OUTPUTS = ("runs.csv", "history.csv", "summary.csv", "ablation.png", "differences.png", "curves.png", "report.html",
-           STUDY_FILE)
+OUTPUTS = ("runs.csv", "history.csv", "summary.csv", "ablation.png", "curves.png", STUDY_FILE)
 STUDIES = Path("results/studies")  # where new studies go by default; the committed ones live beside it
 SHARDS = "shards"  # a sharded study's subfolder: shards/K-of-N/ (shards.py)
 

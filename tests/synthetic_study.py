@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dropcli.config import GridSpec, TrainConfig, fmt_keep
-from dropcli.study import frame, study_identity
+from dropcli.config import TrainConfig, fmt_keep
+from dropcli.grid import GridSpec, study_identity
+from dropcli.study import frame
 from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, write_csv
 
 TEST_IMAGES = 10_000
@@ -41,12 +42,12 @@ def write_study(folder: Path, keeps=(0.5, 0.7, 1.0), input_keeps=(1.0,), max_nor
                     for seed in seeds:
                         state = status(keep, ik, mn, size, seed)
                         acc = correct(keep, ik, mn, size, seed) / TEST_IMAGES
-                        head = {"keep_prob": keep, "keep_probs": fmt_keep((keep,)), "input_keep_prob": ik,
+                        head = {"keep_probs": fmt_keep((keep,)), "keep_prob_mean": keep, "input_keep_prob": ik,
                                 "max_norm": mn, "train_size": size, "seed": seed}
                         runs.append({**head, **_measures(acc, state, keep, epochs)})
                         history += [{**head, "epoch": e, "cost": 1.5 / e * (2 - keep),
                                      "train_batch_accuracy": acc - 0.01 / e,
-                                     "validation_accuracy": acc - 0.02 / e ** 1.5, "seconds": 1.0}
+                                     "validation_accuracy": acc - 0.02 / e ** 1.5, "group_epoch_seconds": 1.0}
                                     for e in range(1, epochs + 1)]
     write_csv(frame(runs, RUNS_SCHEMA), folder / "runs.csv", RUNS_SCHEMA)
     write_csv(frame(history, HISTORY_SCHEMA), folder / "history.csv", HISTORY_SCHEMA)
@@ -61,6 +62,6 @@ def _measures(acc: float, state: str, keep: float, epochs: int) -> dict:
             "validation_accuracy": acc - 0.001 if ok else None, "test_accuracy": acc if ok else None,
             "generalization_gap": min(1.0, acc + 0.015) - acc if ok else None, "test_loss": 0.07 if ok else None,
             "best_epoch": epochs if ok else None, "test_accuracy_at_best": acc if ok else None, "test_accuracy_mc": None,
-            "mc_samples": 0, "train_seconds": 12.5, "parallel_models": 4, "device": "cpu", "cpu": "Synthetic CPU, 2 cores",
+            "mc_samples": 0, "group_size": 4, "group_train_seconds": 12.5, "device": "cpu", "cpu": "Synthetic CPU, 2 cores",
             "engine": "synthetic", "precision": "float32", "status": state, "finished_at": "2026-11-29T10:00:00+00:00",
             "dropcli_version": "0.1.0+g0123456789ab", "torch_version": "2.14.1"}

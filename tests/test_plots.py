@@ -11,10 +11,11 @@ from synthetic_study import write_study
 
 from dropcli.plot_curves import draw_curves, draw_mc_curve
 from dropcli.plot_study import comparison_rows, draw_ablation, draw_differences
-from dropcli.plots import MIN_CONTRAST, contrast, draw_study_figures
+from dropcli.plots import MIN_CONTRAST, contrast
 from dropcli.report import build_report, mc_curve_frame
 from dropcli.stats import wilson_interval
-from dropcli.tables import read_history, read_runs
+from dropcli.study import study_folder
+from dropcli.tables import read_history
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +129,11 @@ def test_mc_curve_log_ticks_at_each_count_and_an_interval_on_weight_scaling():
 
 def test_a_study_without_comparisons_gets_no_differences_figure(tmp_path):
     folder = write_study(tmp_path / "one", keeps=(0.7,), seeds=(777,))
-    (folder / "differences.png").write_bytes(b"left by an earlier report")
+    study_folder(folder).write_text("differences.png", "left by an earlier report")
     summary = build_report(folder)
-    figures = draw_study_figures(folder, read_runs(folder / "runs.csv"), summary, None)
-    assert [p.name for p, _ in figures] == ["ablation.png"] and not (folder / "differences.png").exists()
-    assert pd.isna(summary["paired_seeds"]).all()
+    assert pd.isna(summary["paired_seeds"]).all() and not (folder / "differences.png").exists()
+    assert (folder / "ablation.png").exists() and (folder / "curves.png").exists()
+    mine = write_study(tmp_path / "mine", keeps=(0.7,), seeds=(777,))
+    (mine / "differences.png").write_text("a file of the user's")  # not dropcli's: left alone
+    build_report(mine)
+    assert (mine / "differences.png").read_text() == "a file of the user's"

@@ -13,14 +13,15 @@ from scipy import stats
 from synthetic_study import write_study
 from typer.testing import CliRunner
 
-from dropcli.ablate import expand, run_study
+from dropcli.ablate import run_study
 from dropcli.cli import app
 from dropcli.compare import describe, parse_baseline
 from dropcli.conclusions import p_text, sentences
-from dropcli.config import GridSpec, TrainConfig
+from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
+from dropcli.grid import GridSpec
+from dropcli.plan import make_plan
 from dropcli.report import build_report, read_summary, summarise
-from dropcli.study import study_identity
 from dropcli.tables import read_runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +113,7 @@ def fresh(tmp_path_factory):
     base = TrainConfig(hidden=(32, 32), epochs=2, validation_size=500, batch_size=50)
     grid = GridSpec(keep_probs=((0.5,), (0.8,), (1.0,)), input_keep_probs=(0.8, 1.0), train_sizes=(600,),
                     seeds=(1, 2, 3))
-    run_study(expand(grid, base), out, study_identity(grid, base), resolve_device("cpu"), parallel_models=6)
+    run_study(make_plan(grid, base, out), resolve_device("cpu"), parallel_models=6)
     return out
 
 
