@@ -36,6 +36,7 @@ def points(x: float) -> str:
 
 
 def interval(low: float, high: float) -> str:
+    """'[+0.22, +0.49]': a 95% interval in points."""
     return f"[{points(low)}, {points(high)}]"
 
 

@@ -93,7 +93,7 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     bottom.set_xlabel("hidden keep probability (mean over layers; 1 = no dropout)")
     keeps = np.unique(s["keep_prob_mean"].to_numpy(float))
     bottom.set_xticks(keeps, [fmt_number(round(k, 3)) for k in keeps])
-    if len(s):
+    if top.get_legend_handles_labels()[0]:  # no line where every run diverged
         top.legend(loc="best", fontsize=8)
     figure_title(fig, title, 8)
     return fig

@@ -151,6 +151,7 @@ def summary_html(summary: pd.DataFrame) -> str:
 
 
 def figure_html(path: Path, caption: str) -> str:
+    """A <figure> holding the PNG at `path` as a base64 data URI, with its (escaped) caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
             f"<figcaption>{esc(caption)} ({esc(Path(path).name)})</figcaption></figure>")

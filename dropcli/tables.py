@@ -4,8 +4,9 @@ CSV files are UTF-8, comma-separated, one snake_case header row, no index column
 plain decimals (never 1e-05, never thousands separators): measured values to at most 10 decimals,
 configuration values (keep probabilities, learning rate, max-norm) exactly, so that they read
 back as the same floats, and p-values to 6 significant digits (5.1e-15 is written
-0.0000000000000051, not 0). Missing values are empty cells, true and false are `true`, `false`. Text cells that a spreadsheet would run
-as a formula (leading = + - @) get a leading quote; numbers never do.
+0.0000000000000051, not 0). Missing values are empty cells, true and false are `true`, `false`.
+Text cells that a spreadsheet would run as a formula (leading = + - @) get a leading quote;
+numbers never do.
 
 A study's runs.csv and history.csv are read back by `ablate` (to resume) and `report`. They are
 checked against their schema: every column present and known, every cell of its type, every
