@@ -4,16 +4,20 @@
     $ dropcli evaluate results/runs/tutorial
 
 A run folder holds `model.safetensors` (the final weights, `layers.{i}.weight` (in, out) and
-`layers.{i}.bias`, with JSON metadata: the full TrainConfig, the dataset and split, the run's
-accuracies and the versions that produced it), `history.csv` (one row per epoch) and `run.json`
-(all of it, and the command, as JSON). A file without that metadata, whose tensors do not match
-it, or whose weights are not finite is refused.
+`layers.{i}.bias`, with JSON metadata: the full TrainConfig, the data it was trained on (name,
+SHA-256 of its files, sizes) and the split, the run's accuracies and the versions that produced
+it), `history.csv` (one row per epoch) and `run.json` (all of it, and the command, as JSON). A file
+whose metadata does not fit its one schema (run_schema.py), whose tensors do not match it, or
+whose weights are not finite is refused. Every file goes through files.atomic_write, so a full
+disk is one line, and the trained run is rescued to another folder (save_run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,10 +31,15 @@ from dropcli.provenance import versions
 
 FORMAT = "dropcli-checkpoint/1"
 FILENAME = "model.safetensors"
+RUN_FILES = (FILENAME, "history.csv", "run.json")
 HISTORY_COLUMNS = ("epoch", "cost", "train_batch_accuracy", "validation_accuracy", "seconds")
 
 
 def save_checkpoint(path: str | Path, params: Params, config: TrainConfig, info: dict) -> Path:
+    """Write `params` (per layer (W (in, out), b (out,)), any device) as float tensors
+    `layers.{i}.weight` and `layers.{i}.bias`, with the config, `info` (JSON-safe) and versions as
+    metadata, atomically to `path`; returns `path`. Raises WriteError (files.atomic_write) for
+    any failure to write, safetensors' own included."""
     from safetensors.torch import save_file
 
     tensors = {}
@@ -55,27 +64,57 @@ def json_safe(value):
     return str(value)
 
 
-def save_run(out: Path, result, info: dict, record: dict) -> Path:
-    """Write a run folder: weights (with config and info), history.csv and run.json. If the folder
-    cannot be written after training, the weights go to a new temporary folder and the error says
-    where, so that no trained run is lost."""
+def _write_run(folder: Path, result, info: dict, record: dict) -> None:
     import pandas as pd
 
     from dropcli.tables import write_csv
 
+    save_checkpoint(folder / FILENAME, result.params, result.config, info)
+    write_csv(pd.DataFrame(result.history, columns=list(HISTORY_COLUMNS)), folder / "history.csv")
+    atomic_write_text(folder / "run.json", json.dumps(json_safe(record), indent=2) + "\n")
+
+
+RESCUE_PLACES = (None, Path.home())  # None: the system's temporary folder ($TMPDIR, else /tmp)
+
+
+def save_run(out: Path, result, info: dict, record: dict) -> Path:
+    """Write a run folder: weights (with config and info), history.csv and run.json; returns `out`.
+
+    `result` is a train.RunResult; `info` goes into the weights' metadata, `record` into
+    run.json. If any of the three cannot be written (a full disk, whatever the library raises),
+    all three go to a new folder dropcli-rescued-run-* in the first of RESCUE_PLACES that takes
+    them, and the DropcliError raised names it, so that no trained run is lost (what was written
+    into `out`, a folder claimed for this run, is removed); if none takes them, the error says so
+    and `out` keeps what it got."""
     try:
-        save_checkpoint(out / FILENAME, result.params, result.config, info)
+        _write_run(out, result, info, record)
+        return out
     except DropcliError as e:
-        rescue = Path(tempfile.mkdtemp(prefix="dropcli-rescued-run-"))
-        save_checkpoint(rescue / FILENAME, result.params, result.config, info)
-        atomic_write_text(rescue / "run.json", json.dumps(json_safe(record), indent=2) + "\n")
-        raise DropcliError(f"{e}; the trained weights and run.json are saved in {rescue}") from None
-    write_csv(pd.DataFrame(result.history, columns=list(HISTORY_COLUMNS)), out / "history.csv")
-    atomic_write_text(out / "run.json", json.dumps(json_safe(record), indent=2) + "\n")
-    return out
+        failure = e
+    problems = []
+    for place in RESCUE_PLACES:
+        try:
+            rescue = Path(tempfile.mkdtemp(prefix="dropcli-rescued-run-", dir=place))
+        except OSError as e:
+            problems.append(f"{place or tempfile.gettempdir()}: {e.strerror or e}")
+            continue
+        try:
+            _write_run(rescue, result, info, record)
+        except DropcliError as e:
+            shutil.rmtree(rescue, ignore_errors=True)  # the folder mkdtemp just made for us
+            problems.append(str(e))
+            continue
+        for name in RUN_FILES:  # what this call wrote into `out` (a folder claimed for this run) before failing
+            (out / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if empty
+        raise DropcliError(f"{failure}; the trained run (weights, history.csv, run.json) is saved in {rescue}") from None
+    raise DropcliError(f"{failure}; the trained run could not be saved elsewhere either ({'; '.join(problems)}); "
+                       "free some space and train again") from None
 
 
 def resolve(path: str | Path) -> Path:
+    """A run folder's model.safetensors, or the file given; DropcliError if there is none."""
     p = Path(path)
     if p.is_dir():
         p = p / FILENAME
@@ -85,9 +124,14 @@ def resolve(path: str | Path) -> Path:
 
 
 def load_run(path: str | Path) -> tuple[Params, TrainConfig, dict]:
-    """Return (params, config, info) of a run folder or checkpoint, or raise DropcliError saying
-    why the file is refused."""
+    """Return (params, config, info) of a run folder or checkpoint: params per layer (W (in, out),
+    b (out,)) float32 on the CPU; info as run_schema.parse_metadata checked it (its `data` is the
+    run's data identity, absent for runs from before they were recorded). Raises DropcliError
+    saying why the file is refused: unreadable, foreign, metadata of the wrong shape or type,
+    tensors that do not match the config, or weights that are not finite."""
     from safetensors import safe_open
+
+    from dropcli.run_schema import parse_metadata
 
     p = resolve(path)
     try:
@@ -99,11 +143,8 @@ def load_run(path: str | Path) -> tuple[Params, TrainConfig, dict]:
     if meta.get("format") != FORMAT:
         raise DropcliError(f"{p} was not written by dropcli (no {FORMAT} metadata); give a checkpoint from 'dropcli train'")
     try:
-        config = TrainConfig.from_dict(json.loads(meta["config"]))
-        info = json.loads(meta.get("info", "{}"))
-        if not isinstance(info, dict):
-            raise ValueError("info is not a JSON object")
-    except (KeyError, ValueError, TypeError) as e:
+        config, info = parse_metadata(meta)
+    except ValueError as e:
         raise DropcliError(f"{p} has unreadable dropcli metadata ({e}); retrain with 'dropcli train'") from None
     params = []
     sizes = config.sizes

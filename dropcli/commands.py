@@ -23,7 +23,12 @@ def duration(seconds: float) -> str:
 
 def run_train(config: TrainConfig, device_name: str, out: Path, default_out: bool, term: Terminal,
               command: str = "", rng: random.Random | None = None) -> Path:
-    """Train, print the tutorial's lines, save the run folder; returns the folder."""
+    """Train `config` on `device_name` ('auto', 'cpu', 'cuda:N', ...), print the tutorial's lines
+    through `term`, and save the run folder (checkpoint.save_run) at `out`, claimed first (with
+    default_out, a taken default name gets a suffix); returns the folder. The data's identity
+    (data.data_identity) and the split's sizes, read from the files, are recorded with the run.
+    `rng` picks the random test image shown at the end (default: unseeded). Raises DropcliError
+    (usage errors as UsageError) for anything that stops the run; SystemExit after an interrupt."""
     from dropcli.checkpoint import save_run
     from dropcli.data import load_dataset
     from dropcli.device import check_precision, resolve_device
@@ -40,6 +45,7 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     out = new_run_folder(out, exclusive_name=default_out)  # claimed, and writable, before any training
     try:
         data = load_dataset(config.dataset, config.data_dir, device)
+        data.part(config.validation_size, config.n_train, whole=config.train_size is None)  # sizes, before training
         with term.progress() as progress:
             epochs = progress.add_task("epoch", total=config.epochs)
             batches = progress.add_task("batch", total=config.steps_per_epoch)
@@ -52,9 +58,11 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
 
             result = train(config, data, device, on_epoch=on_epoch,
                            on_step=lambda s, n: progress.update(batches, completed=s))
+    except DropcliError:
+        _remove_if_empty(out)
+        raise
     except KeyboardInterrupt as e:
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        _remove_if_empty(out)
         term.note(f"Interrupted ({e.args[0] if e.args else 'SIGINT'}): the run was not finished and nothing was saved.")
         raise SystemExit(e.exit_code if isinstance(e, Interrupted) else 130) from None
     term.result("Learning Finished!")
@@ -68,9 +76,11 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
         sample = {"index": i, "label": int(data.test.y[i]), "prediction": int(probs.argmax(1))}
         term.result(f"Label: {sample['label']}")
         term.result(f"Prediction: {sample['prediction']}")
-    split = {"validation_size": config.validation_size, "train_size": config.n_train, "subset": config.sampling,
-             "test_size": len(data.test)}
-    info = {"dataset": config.dataset, "source": data.source, "split": split, "metrics": result.metrics(),
+    part_size = len(data.train_full) - config.validation_size  # from the files, not a constant
+    split = {"validation_size": config.validation_size, "train_size": config.n_train,
+             "subset": "all" if config.n_train == part_size else config.subset, "test_size": len(data.test)}
+    info = {"dataset": config.dataset, "data": data.identity, "source": data.source, "split": split,
+            "metrics": result.metrics(),
             "cpu": cpu_model(), "started_at": started, "finished_at": utc_now()}
     record = {"command": command, "config": config.to_dict(), **info, "random_test_image": sample,
               "history": result.history, "versions": versions()}
@@ -82,29 +92,51 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     return out
 
 
-def load_split(run: Path, split: str, data_dir, device_name: str):
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()  # the run folder this command claimed and never wrote
+
+
+def load_split(run: Path, split: str, data_dir: str | None, device_name: str, term: Terminal | None = None):
+    """A run's weights and the split to score: (params, config, info, device, Split, name), the
+    split's x (N, 784) and y (N,) on the device, and the data's name for the terminal
+    ('MNIST (sha256 0b1a2c3d4e5f)', data.describe). The data is the one --data-dir names, else the
+    run's own, found and checked by its SHA-256 (data.data_for_run); a note goes to `term` when
+    it is not the run's own. Raises DropcliError as load_run and data_for_run do, or for a
+    validation split the run did not keep."""
     from dropcli.checkpoint import load_run
-    from dropcli.data import load_dataset
+    from dropcli.data import data_for_run, describe
     from dropcli.device import resolve_device
 
     params, config, info = load_run(run)
     device = resolve_device(device_name)
-    data = load_dataset(config.dataset, str(data_dir) if data_dir else config.data_dir, device)
-    train_split, val = data.splits(config)
-    if split == "validation" and val is None:
-        raise DropcliError("this run kept no validation images (--validation-size 0); use --split test")
-    return params, config, info, device, (val if split == "validation" else data.test)
+    data, note = data_for_run(config, info.get("data"), data_dir, device)
+    if split == "validation":
+        _, chosen = data.part(config.validation_size, config.n_train, whole=config.train_size is None)
+        if chosen is None:
+            raise DropcliError("this run kept no validation images (--validation-size 0); use --split test")
+    else:
+        chosen = data.test
+    if note and term is not None:
+        term.note(f"Note: {note}")
+    return params, config, info, device, chosen, describe(data.identity, data.source)
 
 
 def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_dir, device_name: str,
                  term: Terminal) -> None:
+    """Print which data is scored, accuracy and loss with dropout off (and MC-dropout accuracy
+    over mc_samples passes when > 0) and a per-class table for the `split` ('test' or
+    'validation') of the run's data or --data-dir (load_split); with `csv`, write per-class
+    accuracy and the confusion matrix there. Raises DropcliError as load_split does, WriteError
+    when the CSV cannot be written."""
     from rich.table import Table
 
     from dropcli.evaluation import evaluate
     from dropcli.report import per_class_frame
     from dropcli.tables import write_csv
 
-    params, config, info, device, data = load_split(run, split, data_dir, device_name)
+    params, config, info, device, data, name = load_split(run, split, data_dir, device_name, term)
+    term.result(f"Data: {name}, {split} split, {len(data):,} images")
     r = evaluate(params, config, data, device, mc_samples=mc_samples)
     term.result(f"Accuracy: {r.accuracy:.4f}")
     term.result(f"Loss: {r.loss:.6f}")
@@ -124,7 +156,10 @@ def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_
 
 def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, csv: Path | None, data_dir,
                  device_name: str, term: Terminal) -> None:
-    """Monte-Carlo dropout accuracy against the number of passes, beside weight scaling (dropout off)."""
+    """Monte-Carlo dropout accuracy against the number of passes (`samples`, each curve `repeats`
+    times), beside weight scaling (dropout off), on the data load_split finds and names; with
+    `csv`, the curve there and its plot beside it (.png). Raises DropcliError for a run trained
+    without dropout, or as load_split does; WriteError when a file cannot be written."""
     from rich.table import Table
 
     from dropcli.evaluation import evaluate, mc_curve
@@ -132,7 +167,8 @@ def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, 
     from dropcli.report import mc_curve_frame
     from dropcli.tables import write_csv
 
-    params, config, info, device, data = load_split(run, split, data_dir, device_name)
+    params, config, info, device, data, name = load_split(run, split, data_dir, device_name, term)
+    term.result(f"Data: {name}, {split} split, {len(data):,} images")
     if all(k >= 1.0 for k in (config.input_keep_prob, *config.keep_prob)):
         raise DropcliError("this run trained without dropout (keep 1.0 everywhere), so every Monte-Carlo pass "
                            "is the same; give a run trained with --keep-prob below 1")
@@ -157,11 +193,19 @@ def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, 
 
 def run_predict(run: Path, images: list[Path], index: int | None, invert: bool | None, mc_samples: int, data_dir,
                 device_name: str, term: Terminal, rng: random.Random) -> None:
+    """Print the prediction for each image file (made into an MNIST digit by images.load_image,
+    with a note for an image far from MNIST's), or for test image `index` (random from `rng`
+    when None) of the run's data or --data-dir (load_split, which names the data). mc_samples
+    > 0: mean probability, its std and the entropy over that many dropout-on passes. Raises
+    UsageError for an unreadable image (before anything else is loaded), DropcliError as
+    load_split does."""
     import torch
 
     from dropcli.evaluation import probabilities
 
     if images:
+        import numpy as np
+
         from dropcli.checkpoint import load_run
         from dropcli.device import resolve_device
         from dropcli.images import load_image
@@ -169,13 +213,17 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool |
         loaded = [load_image(p, invert) for p in images]  # refuse a bad file before loading anything else
         params, config, _ = load_run(run)
         device = resolve_device(device_name)
-        x = torch.cat([t for t, _ in loaded]).to(device)
+        x = torch.from_numpy(np.stack([d.x.reshape(784) for d in loaded])).to(device)
         labels = [None] * len(images)
-        names = [f"{p}{' (inverted: dark ink on light paper)' if inv and invert is None else ''}"
-                 for p, (_, inv) in zip(images, loaded)]
+        names = [f"{p}{' (inverted: dark ink on light paper)' if d.inverted and invert is None else ''}"
+                 for p, d in zip(images, loaded)]
+        for p, d in zip(images, loaded):
+            for note in d.notes:
+                term.note(f"Note: {p}: {note}")
     else:
-        params, config, _, device, test = load_split(run, "test", data_dir, device_name)
+        params, config, _, device, test, name = load_split(run, "test", data_dir, device_name, term)
         i = index if index is not None else rng.randrange(len(test))
+        term.result(f"Data: {name}, test image {i}")
         x, labels, names = test.x[i : i + 1], [int(test.y[i])], [f"test image {i}"]
     mean, std = probabilities(params, x, config, mc_samples, seed=config.seed)
     for j, name in enumerate(names):

@@ -19,12 +19,14 @@ import json
 import math
 from dataclasses import dataclass
 
+from dropcli.fieldtypes import check_types, field_types
+
 DATASETS = ("mnist", "fashion-mnist", "kmnist")
 INITS = ("tutorial", "xavier", "kaiming")
 PRECISIONS = ("float32", "tf32", "bf16")
 SUBSETS = ("random", "first")  # how --train-size N picks its images from the training part
-TRAIN_SPLIT = 60_000  # images in every MNIST-format training file
-TEST_SPLIT = 10_000  # images in every MNIST-format test file
+TRAIN_SPLIT = 60_000  # images in MNIST's training file; a --data-dir's own count is read from its files
+TEST_SPLIT = 10_000  # images in MNIST's test file
 DEFAULT_SEED = 777  # tutorial: tf.set_random_seed(777); seeds of a grid count up from it
 
 
@@ -79,7 +81,18 @@ class TrainConfig:
     mc_samples: int = 0  # >0: also report Monte-Carlo dropout test accuracy over this many passes
 
     def __post_init__(self) -> None:
-        keep = tuple(float(k) for k in self.keep_prob)
+        check_types(self)  # before the conversions below, which would turn 5.5 into 5
+        for name, (kind, _, sequence) in field_types(TrainConfig).items():  # numpy scalars as plain numbers, for JSON
+            value = getattr(self, name)
+            if kind in (int, float) and not sequence and value is not None:
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except OverflowError:
+                    raise ValueError(f"--{name.replace('_', '-')} is out of range (got {value!r:.40})") from None
+        try:
+            keep = tuple(float(k) for k in self.keep_prob)
+        except OverflowError:
+            raise ValueError(f"--keep-prob is out of (0, 1] (got {self.keep_prob!r:.40})") from None
         if len(keep) == 1:
             keep = keep * len(self.hidden)
         object.__setattr__(self, "keep_prob", keep)
@@ -89,7 +102,11 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the option and the fix."""
+        """Raise ValueError naming the option and the fix: a value of the wrong type (seed 5.5,
+        validation_size 200.5, data_dir 123, a bool for a number) or out of its range. Sizes are
+        checked against MNIST's 60,000 training images for the bundled data (data_dir None); with
+        a data_dir, against the files when they are loaded (data.Dataset.part)."""
+        check_types(self)
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError("--hidden takes widths of at least 1, e.g. --hidden 512,512,512,512")
         if len(self.keep_prob) != len(self.hidden):
@@ -115,14 +132,7 @@ class TrainConfig:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.subset not in SUBSETS:
             raise ValueError(f"--subset must be one of {', '.join(SUBSETS)}, not {self.subset!r}")
-        if not 0 <= self.validation_size < TRAIN_SPLIT:
-            raise ValueError(f"--validation-size must be in 0..{TRAIN_SPLIT - 1} (got {self.validation_size})")
-        part = TRAIN_SPLIT - self.validation_size
-        if self.train_size is not None and not 1 <= self.train_size <= part:
-            raise ValueError(
-                f"--train-size must be in 1..{part}: the training part holds {part} images "
-                f"after {self.validation_size} for validation (got {self.train_size})"
-            )
+        self._check_sizes()
         if self.batch_size > self.n_train:
             raise ValueError(
                 f"--batch-size {self.batch_size} is larger than the {self.n_train} training images; "
@@ -130,6 +140,22 @@ class TrainConfig:
             )
         if not 0 <= self.mc_samples <= MAX_MC_SAMPLES:
             raise ValueError(f"--mc-samples must be in 0..{MAX_MC_SAMPLES:,} (0 = off; the accuracy settles by 100)")
+
+    def _check_sizes(self) -> None:
+        bundled = self.data_dir is None  # MNIST-sized files; a --data-dir's sizes are checked when it is read
+        if self.validation_size < 0 or (bundled and self.validation_size >= TRAIN_SPLIT):
+            raise ValueError(f"--validation-size must be in 0..{TRAIN_SPLIT - 1} (got {self.validation_size})")
+        if self.train_size is None and self.validation_size >= TRAIN_SPLIT:
+            raise ValueError(f"--validation-size {self.validation_size} leaves none of an MNIST-sized training file "
+                             "to train on; give --train-size N for a larger file")
+        part = TRAIN_SPLIT - self.validation_size
+        if self.train_size is not None and bundled and not 1 <= self.train_size <= part:
+            raise ValueError(
+                f"--train-size must be in 1..{part}: the training part holds {part} images "
+                f"after {self.validation_size} for validation (got {self.train_size})"
+            )
+        if self.train_size is not None and self.train_size < 1:
+            raise ValueError(f"--train-size must be at least 1 (got {self.train_size})")
 
     @property
     def n_train(self) -> int:

@@ -1,42 +1,52 @@
-"""Find, verify and load MNIST-format datasets as tensors on the chosen device.
+"""Find, verify and load MNIST-format datasets as tensors on the chosen device, known by their content.
 
     $ dropcli train                        # bundled MNIST, checksummed, works offline
     $ dropcli train --data-dir ~/mnist     # your own four IDX files (.gz or not)
     $ dropcli train --dataset fashion-mnist --data-dir ~/fashion
 
-The bundled MNIST (the four gzipped IDX files of Y. LeCun, C. Cortes and C. J. C. Burges) lives
-beside this module with its SHA-256 sums. On first use the sums are checked and the files are
-decompressed into a cache ($DROPCLI_DATA_DIR, else ~/.cache/dropcli), which
-torchvision.datasets.MNIST(root, download=False) then reads. Nothing is downloaded for MNIST.
+A data set's identity is the SHA-256 of its four files (data_identity; idx.combined_digest says
+how): every run records it, and `evaluate`/`predict` score a run's recorded data only after
+finding the same hash (data_for_run). Sizes come from the files: a training file of another size
+than MNIST's 60,000 images is used as the user says (--train-size), never silently cut.
 Every split is one float32 tensor in [0, 1] of shape (N, 784) on the device: batches are taken
 by indexing, never through a DataLoader.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dropcli.config import Stream, stream_seed
+from dropcli.config import TRAIN_SPLIT, Stream, stream_seed
 from dropcli.errors import DropcliError
-from dropcli.files import atomic_write_text
+from dropcli.idx import (  # noqa: F401  (BUNDLE, cache_dir, ...: this module's public names since before idx.py)
+    BUNDLE,
+    FILES,
+    bundled_digests,
+    cache_dir,
+    combined_digest,
+    find_files,
+    idx_count,
+    parse_idx,
+    prepare_bundled_mnist,
+    read_bytes,
+    read_idx,
+    read_sums,
+    sha256,
+)
 
-BUNDLE = Path(__file__).parent / "mnist"
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CLASS_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "kmnist": "KMNIST"}
+MNIST_SHA256 = combined_digest(bundled_digests())  # the identity of the bundled MNIST (and of any exact copy)
+SHORT = 12  # hex digits of a data set's SHA-256 shown on the terminal
 
 
 @dataclass
 class Split:
+    """Images and labels of one split, on one device."""
+
     x: torch.Tensor  # (N, 784) float32 in [0, 1], on the device
     y: torch.Tensor  # (N,) int64 labels, on the device
 
@@ -46,25 +56,36 @@ class Split:
 
 @dataclass
 class Dataset:
+    """A whole MNIST-format data set as loaded (load_dataset): its training file, its test file,
+    where they came from and what they are (data_identity)."""
+
     name: str
-    train_full: Split  # all 60,000 training images, in file order
+    train_full: Split  # every image of the training file, in file order
     test: Split
     source: str  # where the files came from, recorded with every result
+    identity: dict | None = None  # data_identity of the files read; None for data made in memory (tests)
 
-    def part(self, validation_size: int, n_train: int = 1) -> tuple[Split, Split | None]:
+    def part(self, validation_size: int, n_train: int = 1, whole: bool = False) -> tuple[Split, Split | None]:
         """The tutorial's split: the first `validation_size` images validate, the rest (the
-        training part) train; refused when the data set holds fewer than validation + n_train."""
+        training part) train. Raises DropcliError when the data set holds fewer than validation +
+        n_train images, or, with `whole` (a config without --train-size, which trains on all of
+        an MNIST-sized part), when the training file does not hold MNIST's 60,000 images."""
         v, have = validation_size, len(self.train_full)
         if have < v + n_train:
             raise DropcliError(f"{self.name} from {self.source} holds {have:,} training images, fewer than "
                                f"--validation-size {v:,} plus {n_train:,} to train on; "
                                f"use --train-size {max(have - v, 0):,} or less, or a smaller --validation-size")
+        if whole and have != TRAIN_SPLIT:
+            raise DropcliError(f"{self.name} from {self.source} holds {have:,} training images, not MNIST's "
+                               f"{TRAIN_SPLIT:,}; give --train-size {have - v:,} to train on all of them after "
+                               f"--validation-size {v:,} (or a smaller --train-size)")
         x, y = self.train_full.x, self.train_full.y
         return Split(x[v:], y[v:]), (Split(x[:v], y[:v]) if v else None)
 
     def splits(self, config) -> tuple[Split, Split | None]:
-        """A config's training images (its subset of the training part) and validation images."""
-        part, val = self.part(config.validation_size, config.n_train)
+        """A config's training images (its subset of the training part) and validation images;
+        raises DropcliError as part() does."""
+        part, val = self.part(config.validation_size, config.n_train, whole=config.train_size is None)
         idx = subset_indices(config, len(part))
         if idx is None:
             return Split(part.x[: config.n_train], part.y[: config.n_train]), val
@@ -78,111 +99,8 @@ def subset_indices(config, part_size: int) -> torch.Tensor | None:
     from the config's seed alone, so cells of one seed share it across keep probabilities."""
     if config.train_size is None or config.subset == "first":
         return None
-
     g = torch.Generator().manual_seed(stream_seed(config.seed, Stream.SUBSET))
     return torch.randperm(part_size, generator=g)[: config.train_size].sort().values
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("DROPCLI_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dropcli"
-
-
-def read_sums(path: Path) -> dict[str, str]:
-    sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split()
-            sums[name.lstrip("*")] = digest
-    return sums
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _stamp(paths: list[Path]) -> list:
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
-
-
-def prepare_bundled_mnist(root: Path | None = None, bundle: Path = BUNDLE) -> Path:
-    """Verify the bundled .gz files and decompress them once into root/MNIST/raw; return root."""
-    root = Path(root or cache_dir())
-    raw = root / "MNIST" / "raw"
-    stamp_file = raw / ".verified.json"
-    targets = [raw / f for f in FILES]
-    try:
-        if json.loads(stamp_file.read_text()) == _stamp(targets):
-            return root  # verified on an earlier run and untouched since
-    except (OSError, ValueError):
-        pass
-    gz_sums, raw_sums = read_sums(bundle / "SHA256SUMS"), read_sums(bundle / "SHA256SUMS.uncompressed")
-    fix = "reinstall dropcli (pip install --force-reinstall .) to restore it"
-    try:
-        raw.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DropcliError(f"cannot write the MNIST cache {raw}: {e.strerror}; set DROPCLI_DATA_DIR to a writable folder") from None
-    for name, target in zip(FILES, targets):
-        if target.exists() and sha256(target) == raw_sums[name]:
-            continue
-        src = bundle / f"{name}.gz"
-        if not src.exists():
-            raise DropcliError(f"bundled file {src} is missing; {fix}")
-        if sha256(src) != gz_sums[f"{name}.gz"]:
-            raise DropcliError(f"bundled file {src} fails its SHA-256 check (corrupt or truncated); {fix}")
-        fd, tmp_name = tempfile.mkstemp(dir=raw, prefix=f".{name}.", suffix=".tmp")  # unique: two commands may fill the cache at once
-        tmp = Path(tmp_name)
-        try:
-            with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            if sha256(tmp) != raw_sums[name]:
-                raise DropcliError(f"{src} decompresses to the wrong bytes; {fix}")
-            os.replace(tmp, target)
-        except (OSError, EOFError) as e:
-            raise DropcliError(f"cannot decompress {src} into {raw} ({e}); {fix}, or set DROPCLI_DATA_DIR "
-                               "to a writable folder") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-    atomic_write_text(stamp_file, json.dumps(_stamp(targets)))
-    return root
-
-
-def read_idx(path: Path) -> torch.Tensor:
-    """Read one IDX file (gzipped or not) into a uint8 tensor, refusing truncated files."""
-    import numpy as np
-
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            buf = f.read()
-    except (OSError, EOFError) as e:
-        raise DropcliError(f"cannot read {path}: {e}; replace it with a good copy") from None
-    if len(buf) < 8 or buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08 or not 1 <= buf[3] <= 3:
-        raise DropcliError(f"{path} is not a uint8 IDX file; give the four MNIST-format files")
-    dims = [int.from_bytes(buf[4 + 4 * i : 8 + 4 * i], "big") for i in range(buf[3])]
-    offset, count = 4 + 4 * len(dims), int(np.prod(dims))
-    if len(buf) != offset + count:
-        raise DropcliError(f"{path} is truncated ({len(buf)} bytes, expected {offset + count}); replace it")
-    return torch.from_numpy(np.frombuffer(buf, dtype=np.uint8, offset=offset).reshape(dims).copy())
-
-
-def _find_user_files(data_dir: Path, class_name: str) -> list[Path] | None:
-    for folder in (data_dir / class_name / "raw", data_dir / "raw", data_dir):
-        found = []
-        for name in FILES:
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if candidate.exists():
-                    found.append(candidate)
-                    break
-        if len(found) == len(FILES):
-            return found
-    return None
 
 
 def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Split:
@@ -195,27 +113,96 @@ def _to_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) 
     return Split(x, labels.to(device=device, dtype=torch.int64))
 
 
+def _identity(name: str, digests: dict[str, str], counts: list[int]) -> dict:
+    return {"name": name, "sha256": combined_digest(digests), "train_images": counts[0], "test_images": counts[2],
+            "files": dict(digests)}
+
+
+_identities: dict[tuple, dict] = {}  # per process: (name, file stamps) -> identity
+
+
+def _stamps(files: list[Path]) -> tuple:
+    return tuple((str(f.resolve()), s.st_size, s.st_mtime_ns, s.st_ino) for f in files for s in [f.stat()])
+
+
+def _read_files(name: str, files: list[Path]) -> tuple[list, dict]:
+    """The four files' arrays and their identity, both from the same bytes (so the hash is that
+    of the data used)."""
+    import hashlib
+
+    bufs = [read_bytes(f) for f in files]
+    digests = {n: hashlib.sha256(b).hexdigest() for n, b in zip(FILES, bufs)}
+    arrays = [parse_idx(b, f) for b, f in zip(bufs, files)]
+    identity = _identity(name, digests, [len(a) for a in arrays])
+    _identities[(name, _stamps(files))] = identity
+    return arrays, identity
+
+
+def _files_in(name: str, folder: Path, flag: str) -> list[Path]:
+    files = find_files(folder, CLASS_NAMES[name])
+    if files is None:
+        raise DropcliError(f"{folder} does not hold the four {TITLES[name]} IDX files ({', '.join(FILES)}, gzipped "
+                           f"or not); put them in {folder} or {folder / CLASS_NAMES[name] / 'raw'}{flag}")
+    return files
+
+
+def data_identity(dataset: str = "mnist", data_dir: str | Path | None = None) -> dict:
+    """What a data set is, by content: {"name": dataset, "sha256": 64 hex digits over its four
+    files (idx.combined_digest), "train_images": N, "test_images": M, "files": {file name: hex
+    SHA-256 of its decompressed bytes}}. data_dir None means the bundled MNIST (its sums are
+    shipped; nothing is hashed) or, for another dataset, torchvision's copy in cache_dir().
+    Computed once per process for files whose size, time and inode are unchanged. Raises
+    DropcliError when the folder does not hold the four files or one cannot be read."""
+    if dataset not in CLASS_NAMES:
+        raise DropcliError(f"unknown dataset {dataset!r}; use one of {', '.join(CLASS_NAMES)}")
+    if data_dir is None and dataset == "mnist":
+        import gzip
+
+        counts = []
+        for f in FILES:
+            with gzip.open(BUNDLE / f"{f}.gz", "rb") as g:
+                counts.append(idx_count(g.read(8), BUNDLE / f"{f}.gz"))
+        return _identity(dataset, bundled_digests(), counts)
+    folder = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
+    if not folder.is_dir():
+        raise DropcliError(f"--data-dir {folder} is not a folder; give the folder that holds the four IDX files")
+    files = _files_in(dataset, folder, "")
+    cached = _identities.get((dataset, _stamps(files)))
+    return {**cached, "files": dict(cached["files"])} if cached else _read_files(dataset, files)[1]
+
+
+def describe(identity: dict | None, source: str | None = None) -> str:
+    """A data set as the terminal names it: 'MNIST (sha256 0b1a2c3d4e5f)' for MNIST's own files
+    wherever they are, '<title>-format data in <source> (sha256 ...)' otherwise."""
+    if identity is None:
+        return f"data in {source} (no SHA-256 recorded)"
+    short = identity["sha256"][:SHORT]
+    title = TITLES.get(identity["name"], identity["name"])
+    if identity["sha256"] == MNIST_SHA256:
+        return f"MNIST (sha256 {short})"
+    where = f" in {source}" if source else ""
+    return f"{title}-format data{where} (sha256 {short}; not the MNIST files)" if identity["name"] == "mnist" \
+        else f"{title}{where} (sha256 {short})"
+
+
 def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str | torch.device = "cpu") -> Dataset:
-    """Load a whole MNIST-format dataset onto `device`; never downloads MNIST."""
+    """Load a whole MNIST-format dataset onto `device`, with its identity (data_identity, from the
+    bytes loaded); never downloads MNIST. data_dir None: the bundled MNIST, or torchvision's copy
+    of another dataset (downloaded if absent). Raises DropcliError naming the fix for a missing,
+    truncated or malformed file, or a dataset that cannot be downloaded."""
     device = torch.device(device)
-    class_name = CLASS_NAMES[name]
     if data_dir is not None:
         d = Path(data_dir).expanduser()
         if not d.is_dir():
             raise DropcliError(f"--data-dir {d} is not a folder; give the folder that holds the four IDX files")
-        files = _find_user_files(d, class_name)
-        if files is None:
-            raise DropcliError(
-                f"{d} does not hold the four {TITLES[name]} IDX files ({', '.join(FILES)}, gzipped or not); "
-                f"put them in {d} or {d / class_name / 'raw'}"
-            )
-        tr_x, tr_y, te_x, te_y = (read_idx(f) for f in files)
-        return Dataset(name, _to_split(tr_x, tr_y, device), _to_split(te_x, te_y, device), str(d.resolve()))
+        (tr_x, tr_y, te_x, te_y), identity = _read_files(name, _files_in(name, d, ""))
+        train, test = (_to_split(torch.from_numpy(a), torch.from_numpy(b), device) for a, b in ((tr_x, tr_y), (te_x, te_y)))
+        return Dataset(name, train, test, str(d.resolve()), identity)
     from torchvision import datasets
 
+    class_name = CLASS_NAMES[name]
     if name == "mnist":
-        root = prepare_bundled_mnist()
-        source = "bundled MNIST (SHA-256 verified)"
+        root, source = prepare_bundled_mnist(), "bundled MNIST (SHA-256 verified)"
     else:
         root = cache_dir()
         source = str(root / class_name)
@@ -232,4 +219,41 @@ def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str |
             f"{TITLES[name]} is not on this machine and could not be downloaded ({type(e).__name__}); "
             f"put its four IDX files in {root / class_name / 'raw'} or pass --data-dir DIR"
         ) from None
-    return Dataset(name, _to_split(train.data, train.targets, device), _to_split(test.data, test.targets, device), source)
+    identity = data_identity(name, None if name == "mnist" else root)
+    return Dataset(name, _to_split(train.data, train.targets, device), _to_split(test.data, test.targets, device),
+                   source, identity)
+
+
+def data_for_run(config, recorded: dict | None, data_dir: str | None, device) -> tuple[Dataset, str | None]:
+    """The data to score a trained run on, and a note when it is not the run's own.
+
+    `recorded` is the run's recorded data_identity (None for a run from before they were
+    recorded); `data_dir` the user's --data-dir (None: the run's own data, config.data_dir, which
+    is None for the bundled MNIST). Data the user names is used as named, with a note when its
+    hash differs from the recorded one. The run's own folder is used only when its files hash to
+    the recorded SHA-256. Raises DropcliError naming --data-dir as the fix otherwise (a folder
+    that is gone, holds other files, or was recorded without a hash)."""
+    if data_dir is not None:
+        data = load_dataset(config.dataset, data_dir, device)
+        note = None
+        if recorded is not None and recorded["sha256"] != data.identity["sha256"]:
+            note = (f"this run was trained on {describe(recorded)}; scoring {describe(data.identity, data.source)} "
+                    "as --data-dir asks")
+        return data, note
+    own = config.data_dir
+    fix = "give --data-dir DIR to score the data in DIR"
+    if own is not None and recorded is None:
+        raise DropcliError(f"the run names its data folder {own} but records no SHA-256 of it, so its test set "
+                           f"cannot be checked; {fix}")
+    if own is not None and not Path(own).is_dir():
+        raise DropcliError(f"the run's data folder {own} is not on this machine; {fix} (the run's data has sha256 "
+                           f"{recorded['sha256'][:SHORT]})")
+    data = load_dataset(config.dataset, own, device)
+    if recorded is not None and recorded["sha256"] != data.identity["sha256"]:
+        changed = [n for n in FILES if recorded["files"].get(n) != data.identity["files"][n]] if recorded.get("files") \
+            else []
+        what = f" ({', '.join(changed)} differ)" if changed else ""
+        raise DropcliError(f"{own or 'the bundled ' + TITLES[config.dataset]} does not hold the data this run was "
+                           f"trained on: sha256 {data.identity['sha256'][:SHORT]} found, "
+                           f"{recorded['sha256'][:SHORT]} recorded{what}; {fix}")
+    return data, None

@@ -20,3 +20,8 @@ class UsageError(DropcliError):
 
 class StudyMismatch(UsageError):
     """The output folder holds another study."""
+
+
+class WriteError(DropcliError):
+    """A file could not be written (a full or read-only disk, a library's write failure); the
+    message names the path and the fix. Raised by files.atomic_write for every writer."""

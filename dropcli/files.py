@@ -2,8 +2,8 @@
 
 An interrupted or killed command never leaves a half-written file: every file is written to a
 uniquely named temporary file beside it, fsynced and renamed into place. Any OS failure (a
-read-only or full disk, a name too long, a path below a regular file) becomes one DropcliError
-that names the path and the fix.
+read-only or full disk, a name too long, a path below a regular file) and any library's write
+error (safetensors, matplotlib) becomes one WriteError (a DropcliError) that names the path and the fix.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-from dropcli.errors import DropcliError, UsageError
+from dropcli.errors import DropcliError, UsageError, WriteError
 
 MANIFEST = ".dropcli-manifest.json"  # the files dropcli wrote in a folder it claimed (OwnedFolder)
 
@@ -34,16 +35,42 @@ def os_problem(e: OSError, path: Path | str) -> str:
 
 @contextlib.contextmanager
 def writing(path: Path | str) -> Iterator[None]:
-    """Turn an OSError raised while writing `path` into one DropcliError line."""
+    """Turn an OSError raised while writing `path` into one WriteError line (a DropcliError)."""
     try:
         yield
     except OSError as e:
-        raise DropcliError(os_problem(e, getattr(e, "filename", None) or path)) from None
+        raise WriteError(os_problem(e, getattr(e, "filename", None) or path)) from None
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")  # Rust's io::Error (Display, Debug), as safetensors reports it
+
+
+def write_problem(e: BaseException, path: Path | str) -> str:
+    """A one-line description of any library's failure to write `path`: the OSError it wraps (as
+    __cause__ or __context__), else the errno its message quotes ("os error 28"), else its type and
+    first line, with the usual fix."""
+    seen = e
+    for _ in range(10):  # a chain of causes, never a cycle
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return os_problem(seen, path)
+        seen = seen.__cause__ or seen.__context__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    match = _OS_ERROR.search(str(e))
+    if match:
+        code = int(match.group(1) or match.group(2))
+        return os_problem(OSError(code, os.strerror(code)), path)
+    return f"cannot write {path}: {type(e).__name__}: {text}; check the disk and the path, and try again"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call write(tmp) on a uniquely named temporary file beside `path`, fsync it, then rename it
-    over `path`. Nothing is left behind on failure."""
+    over `path`; returns `path`. The one write path of every file dropcli writes (CSV, JSON,
+    safetensors, PNG): whatever `write` raises, except a DropcliError (passed on as it is) and
+    KeyboardInterrupt/SystemExit, becomes one WriteError line naming the path and the fix (a full
+    disk raises OSError from Python, SafetensorError from safetensors, ValueError from some
+    matplotlib backends). Nothing is left behind on failure. Raises UsageError when `path` is a folder."""
     path = Path(path)
     with writing(path):
         if path.is_dir():
@@ -53,18 +80,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.close(fd)
         tmp = Path(tmp)
         try:
-            write(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            try:
+                write(tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except (DropcliError, MemoryError):
+                raise
+            except Exception as e:  # every library's write error: OSError, SafetensorError, ValueError, ...
+                raise WriteError(write_problem(e, path)) from None
         finally:
             tmp.unlink(missing_ok=True)
     return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """atomic_write of UTF-8 text; returns the path. Raises DropcliError as atomic_write does."""
+    """atomic_write of `text` as UTF-8; returns `path`; raises WriteError as atomic_write does."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

@@ -1,12 +1,14 @@
-"""Your own digit images as MNIST inputs: 28x28, white ink on black, values in [0, 1].
+"""Your own digit images, from a photo's 640x480 frame or a drawing, as MNIST inputs: 28x28, white ink on black.
 
     $ dropcli predict results/runs/<run> photo.jpg drawing.png
 
 Pillow reads the file; the photo's EXIF orientation is applied (phones store portrait photos
 rotated, with a tag); transparency is composited onto a background that contrasts with the ink
 (paint programs draw the digit in the alpha channel); the image is converted to gray and
-resized. MNIST digits are white on black: dark ink on light paper is inverted, by default when
-the image's border is mostly light (--invert / --no-invert decide instead).
+made into an MNIST digit as MNIST made its own (digits.py: cropped to the ink, fitted into 20x20
+keeping the aspect ratio, centred by its centre of mass in 28x28). MNIST digits are white on
+black: dark ink on light paper is inverted, by default when the image's border is mostly light
+(--invert / --no-invert decide instead).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dropcli.digits import Digit, to_mnist
 from dropcli.errors import UsageError
 
 MAX_PIXELS = 50_000_000  # far beyond any digit photo, far below a decompression bomb's memory
+MAX_SIDE = 2048  # larger images are scaled down first: a digit needs far fewer pixels, numpy's arrays stay small
 
 
 def _flatten_alpha(im):
@@ -37,10 +41,11 @@ def _flatten_alpha(im):
     return Image.alpha_composite(canvas, rgba).convert("RGB")
 
 
-def load_image(path: Path, invert: bool | None = None):
-    """A (1, 784) float tensor in [0, 1], white digit on black; raises UsageError for a file that
-    is not an image, or one too large to be a digit."""
-    import torch
+def read_gray(path: Path) -> np.ndarray:
+    """An image file as gray levels: (H, W) float64 in [0, 1], 0 black, upright (EXIF applied),
+    transparency composited onto a contrasting background, 16-bit and float images scaled to
+    their range, and an image larger than MAX_SIDE pixels on a side scaled down (anti-aliased).
+    Raises UsageError for a file that is not an image, or one too large to be a digit."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     hint = "give a PNG or JPEG of a digit"
@@ -59,13 +64,21 @@ def load_image(path: Path, invert: bool | None = None):
                 if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                     im = _flatten_alpha(im)
                 im = im.convert("L")
-                x = np.asarray(im.resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+                if max(im.size) > MAX_SIDE:
+                    scale = MAX_SIDE / max(im.size)
+                    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                                   Image.Resampling.BOX)
+                return np.asarray(im, dtype=np.float64) / 255.0
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UsageError(f"{path} is too large to be a digit image (a decompression bomb?); {hint}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise UsageError(f"{path} is not a readable image; {hint}") from None
-    if invert is None:
-        border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-        invert = bool(border.mean() > 0.5)  # MNIST's border is black
-    x = 1.0 - x if invert else x
-    return torch.from_numpy(x.reshape(1, 784).copy()), invert
+
+
+def load_image(path: Path, invert: bool | None = None) -> Digit:
+    """A digit image file as an MNIST input: read_gray, then digits.to_mnist (crop to the ink, fit
+    20x20 keeping the aspect ratio, centre of mass at the centre of 28x28). Returns a Digit: x
+    (28, 28) float32 in [0, 1], white on black; `inverted`; `notes` saying why the image is far
+    from MNIST (tiny digit, ambiguous polarity, no ink). invert None decides the polarity from the
+    image's border; True/False say it. Raises UsageError as read_gray does."""
+    return to_mnist(read_gray(path), invert)

@@ -113,7 +113,7 @@ class _Group:
     def __init__(self, configs: list[TrainConfig], data: Dataset, device: torch.device, cuda_graphs: bool,
                  fused_dropout: bool):
         self.configs, self.data, self.device, c0 = configs, data, device, configs[0]
-        self.part, self.val = data.part(c0.validation_size, c0.n_train)
+        self.part, self.val = data.part(c0.validation_size, c0.n_train, whole=any(c.train_size is None for c in configs))
         self.subsets = [subset_indices(c, len(self.part)) for c in configs]  # None: the first n_train of the part
         self.stack = Stack(configs, [init_params(c.sizes, c.init, c.seed) for c in configs], device, fused_dropout)
         self.stepper = make_step(self.stack, self.part.x, self.part.y, cuda_graphs)

@@ -1,11 +1,15 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 from conftest import small_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from dropcli.checkpoint import load_run, save_checkpoint
+from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError
 from dropcli.model import init_params
 
@@ -89,3 +93,109 @@ def test_run_json_is_strict_json_even_for_a_diverged_run(tmp_path):
 
     run = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
     assert run["metrics"]["test_accuracy"] is None and run["history"][0]["cost"] is None
+
+
+# Metadata: one strict schema, bounded before parsing
+
+def tensors_of(c):
+    params = init_params(c.sizes, c.init, 1)
+    return {f"layers.{i}.{n}": t for i, (W, b) in enumerate(params) for n, t in (("weight", W), ("bias", b))}
+
+
+def with_metadata(path, config: str, info: str = "{}"):
+    c = small_config()
+    save_file(tensors_of(c), str(path), metadata={"format": "dropcli-checkpoint/1", "config": config, "info": info})
+    return path
+
+
+def config_with(**changes) -> str:
+    import json
+
+    return json.dumps({**small_config().to_dict(), **changes})
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize("config, info, fragment", [
+    ('{"hidden": [64, 64], "seed": ' + DEEP + "}", "{}", "config is 400,030 characters long, more than the 65,536"),
+    ('{"hidden": [64, 64], "seed": ' + "[" * 30_000 + "]" * 30_000 + "}", "{}", "config is nested deeper than 32"),
+    (config_with(seed=5.5), "{}", "config.seed: Input should be a valid integer"),
+    (config_with(data_dir=123), "{}", "config.data_dir: Input should be a valid string"),
+    (config_with(validation_size=200.5), "{}", "config.validation_size: Input should be a valid integer"),
+    (config_with(seed=True), "{}", "config.seed: Input should be a valid integer"),
+    (config_with(hidden=[64, "64"]), "{}", "config.hidden.1: Input should be a valid integer"),
+    (config_with(wider=True), "{}", "config.wider: Extra inputs are not permitted"),
+    (config_with(lr=1e400), "{}", "config.lr"),
+    (config_with(seed=-1), "{}", "--seed must be a whole number from 0"),
+    (config_with(), '{"x": ' + DEEP + "}", "info is nested deeper than 32 levels"),
+    (config_with(), "[1]", "info: Input should be an object"),
+    (config_with(), '{"data": {"name": "mnist", "sha256": "00", "train_images": 1, "test_images": 1, "files": {}}}',
+     "info.data.sha256: String should match pattern"),
+    (config_with(), '{"data": {"name": "kmnist", "sha256": "' + "0" * 64 + '", "train_images": 1, "test_images": 1, '
+     '"files": {}}}', "info.data names 'kmnist', the config 'mnist'"),
+    ("x" * 70_000, "{}", "config is 70,000 characters long, more than the 65,536 allowed"),
+])
+def test_bad_metadata_is_refused_in_one_line(tmp_path, config, info, fragment):
+    path = with_metadata(tmp_path / "m.safetensors", config, info)
+    with pytest.raises(DropcliError) as e:
+        load_run(path)
+    assert "has unreadable dropcli metadata" in str(e.value) and fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_metadata_is_one_line_on_the_command_line(tmp_path):
+    from conftest import check_error
+    from typer.testing import CliRunner
+
+    from dropcli.cli import app
+
+    for config in ('{"seed": ' + DEEP + "}", config_with(seed=5.5), config_with(data_dir=123)):
+        path = with_metadata(tmp_path / "m.safetensors", config)
+        for command in (["evaluate", str(path)], ["predict", str(path), "--index", "1"]):
+            check_error(CliRunner().invoke(app, command), 1, "has unreadable dropcli metadata")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from([f.name for f in dataclasses.fields(TrainConfig)] + ["unknown"]), value=json_values,
+       depth=st.integers(0, 100))
+def test_hostile_metadata_is_refused_or_read_exactly(field, value, depth):
+    """Any JSON value in any config field (or nested in one, or in info): refused with a ValueError
+    (one line), or read back as exactly that value of the field's own type."""
+    import json
+
+    from dropcli.fieldtypes import check_types
+    from dropcli.run_schema import parse_metadata
+
+    nested = json.loads("[" * depth + json.dumps(value) + "]" * depth) if depth < 40 else value
+    config = {**small_config().to_dict(), field: nested}
+    for meta in ({"config": json.dumps(config)}, {"config": small_config().to_json(), "info": json.dumps({field: nested})},
+                 {"config": small_config().to_json(), "info": json.dumps({"data": {field: nested}})}):
+        try:
+            got, info = parse_metadata(meta)
+        except ValueError as e:
+            assert "\n" not in str(e)
+            continue
+        check_types(got)
+        if "info" not in meta:
+            expected = tuple(nested) if isinstance(nested, list) else nested
+            assert getattr(got, field) == expected or field == "keep_prob"  # one keep probability is spread
+        elif field != "data":
+            assert json.dumps(info[field]) == json.dumps(nested)  # a record, kept as it is (NaN too)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_text_as_metadata_is_refused_or_read(text):
+    from dropcli.run_schema import parse_metadata
+
+    for meta in ({"config": text}, {"config": small_config().to_json(), "info": text}):
+        try:
+            parse_metadata(meta)
+        except ValueError as e:
+            assert "\n" not in str(e)

@@ -75,10 +75,13 @@ def test_evaluate_validation_split(trained):
 
 
 def test_predict_index_zero_is_a_seven(trained):
+    from dropcli.data import MNIST_SHA256
+
     result = invoke("predict", trained[0], "--index", "0")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == "Label: 7"
-    assert re.fullmatch(r"Prediction: \d \(probability [01]\.\d{4}\)", result.stdout.splitlines()[1])
+    assert result.stdout.splitlines()[0] == f"Data: MNIST (sha256 {MNIST_SHA256[:12]}), test image 0"
+    assert result.stdout.splitlines()[1] == "Label: 7"
+    assert re.fullmatch(r"Prediction: \d \(probability [01]\.\d{4}\)", result.stdout.splitlines()[2])
 
 
 def test_predict_mc_dropout_reports_std_and_entropy(trained):
@@ -94,7 +97,7 @@ def test_predict_png_files(trained, tmp_path):
     digit = (test.x[0].reshape(28, 28).numpy() * 255).astype(np.uint8)  # a 7, white on black
     Image.fromarray(digit).resize((56, 56)).save(tmp_path / "seven.png")
     Image.fromarray(255 - digit).convert("RGB").save(tmp_path / "paper.jpg")
-    expected = invoke("predict", trained[0], "--index", "0").stdout.splitlines()[1].split()[1]
+    expected = invoke("predict", trained[0], "--index", "0").stdout.splitlines()[2].split()[1]
     result = invoke("predict", trained[0], tmp_path / "seven.png")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].endswith("seven.png:")
@@ -236,3 +239,162 @@ def test_a_data_dir_is_stored_absolute(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["data_dir"] == str(data)
     monkeypatch.chdir(tmp_path.parent)
     assert invoke("evaluate", tmp_path / "run").exit_code == 0  # from another folder
+
+
+def test_a_run_records_its_data_and_evaluate_names_it(trained):
+    import json
+
+    from dropcli.data import MNIST_SHA256, data_identity
+
+    run = json.loads((trained[0] / "run.json").read_text())
+    assert run["data"] == data_identity("mnist") and run["data"]["sha256"] == MNIST_SHA256
+    ev = invoke("evaluate", trained[0])
+    assert ev.stdout.splitlines()[0] == f"Data: MNIST (sha256 {MNIST_SHA256[:12]}), test split, 10,000 images"
+
+
+def received_checkpoint(tmp_path, recorded_from: str | None):
+    """A checkpoint from someone else: its data_dir points at a folder whose test labels were made
+    to match its predictions; it records the honest folder's hash, the doctored one's, or none."""
+    from dropcli.checkpoint import save_checkpoint
+    from dropcli.config import TrainConfig
+    from dropcli.data import FILES, data_identity, load_dataset
+    from dropcli.evaluation import probabilities
+    from dropcli.model import init_params
+
+    honest, doctored = tmp_path / "honest", tmp_path / "doctored"
+    doctored.mkdir()
+    config = TrainConfig(hidden=(8,), data_dir=str(doctored), train_size=10, batch_size=5, validation_size=0)
+    params = init_params(config.sizes, config.init, 1)
+    test = load_dataset("mnist").test
+    predictions = probabilities(params, test.x)[0].argmax(1).numpy().astype(np.uint8)
+    for name in FILES:
+        (doctored / name).write_bytes((honest / name).read_bytes())
+    (doctored / FILES[3]).write_bytes((honest / FILES[3]).read_bytes()[:8] + predictions.tobytes())
+    info = {} if recorded_from is None else {"data": data_identity("mnist", tmp_path / recorded_from)}
+    save_checkpoint(tmp_path / "received" / "model.safetensors", params, config, info)
+    return tmp_path / "received"
+
+
+@pytest.fixture(scope="module")
+def mnist_copy(tmp_path_factory):
+    import gzip
+
+    from dropcli.data import BUNDLE, FILES
+
+    folder = tmp_path_factory.mktemp("data") / "honest"
+    folder.mkdir()
+    for name in FILES:
+        with gzip.open(BUNDLE / f"{name}.gz") as f:
+            (folder / name).write_bytes(f.read())
+    return folder
+
+
+@pytest.mark.parametrize("recorded, fragment", [
+    (None, "records no SHA-256 of it, so its test set cannot be checked; give --data-dir DIR"),
+    ("honest", "does not hold the data this run was trained on"),
+])
+def test_a_received_checkpoint_never_scores_on_doctored_labels(tmp_path, mnist_copy, recorded, fragment):
+    import shutil
+
+    shutil.copytree(mnist_copy, tmp_path / "honest")
+    received = received_checkpoint(tmp_path, recorded)
+    for command in (["evaluate", received], ["predict", received, "--index", "0"]):
+        result = invoke(*command)
+        check_error(result, 1, fragment)
+        assert "Accuracy: 1.0000" not in result.output
+    ok = invoke("evaluate", received, "--data-dir", tmp_path / "honest")  # the data the user names
+    assert ok.exit_code == 0, ok.output
+    assert "Data: MNIST (sha256 " in ok.stdout and "Accuracy: 1.0000" not in ok.stdout
+
+
+def test_a_forged_hash_still_says_the_data_is_not_mnist(tmp_path, mnist_copy):
+    import shutil
+
+    shutil.copytree(mnist_copy, tmp_path / "honest")
+    received = received_checkpoint(tmp_path, "doctored")  # the sender recorded the doctored folder's own hash
+    result = invoke("evaluate", received)
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"Data: MNIST-format data in {tmp_path / 'doctored'} (sha256 ") and "not the MNIST files" in first
+
+
+def test_seventy_thousand_training_images_are_never_silently_cut(tmp_path):
+    import json
+
+    from dropcli.data import FILES, data_identity
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    header = lambda n, *dims: bytes([0, 0, 8, 1 + len(dims)]) + b"".join(d.to_bytes(4, "big") for d in (n, *dims))  # noqa: E731
+    rng = np.random.default_rng(0)
+    (folder / FILES[0]).write_bytes(header(70_000, 28, 28) + rng.integers(0, 256, 70_000 * 784, dtype=np.uint8).tobytes())
+    (folder / FILES[1]).write_bytes(header(70_000) + rng.integers(0, 10, 70_000, dtype=np.uint8).tobytes())
+    (folder / FILES[2]).write_bytes(header(100, 28, 28) + bytes(100 * 784))
+    (folder / FILES[3]).write_bytes(header(100) + bytes(100))
+    check_error(invoke("train", "--data-dir", folder, "--out", tmp_path / "r1"), 1,
+                "holds 70,000 training images, not MNIST's 60,000; give --train-size 65,000")
+    assert not (tmp_path / "r1").exists()
+    ok = invoke("train", "--data-dir", folder, "--validation-size", "69000", "--train-size", "1000", "--epochs", "1",
+                "--hidden", "8", "--device", "cpu", "--out", tmp_path / "r2")
+    assert ok.exit_code == 0, ok.output
+    run = json.loads((tmp_path / "r2" / "run.json").read_text())
+    assert run["split"] == {"validation_size": 69_000, "train_size": 1_000, "subset": "all", "test_size": 100}
+    assert run["data"] == data_identity("mnist", folder) and run["data"]["train_images"] == 70_000
+
+
+def full_disk_under(folder, monkeypatch, how: str):
+    """Writes below `folder` fail as on a full disk: safetensors' own error, or ENOSPC from Python."""
+    import errno
+    from pathlib import Path
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    if how == "safetensors":
+        real = safetensors.torch.save_file
+
+        def save_file(tensors, filename, metadata=None):
+            if str(filename).startswith(str(folder)):
+                raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+            return real(tensors, filename, metadata=metadata)
+
+        monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    else:
+        real_text = Path.write_text
+
+        def write_text(self, *args, **kwargs):
+            if str(self).startswith(str(folder)):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+            return real_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize("how", ["safetensors", "enospc"])
+def test_train_on_a_full_disk_is_one_line_and_the_run_is_rescued(tmp_path, monkeypatch, how):
+    from dropcli import checkpoint
+    from dropcli.checkpoint import load_run
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setattr(checkpoint, "RESCUE_PLACES", (tmp_path / "elsewhere",))
+    full_disk_under(tmp_path / "full", monkeypatch, how)
+    result = invoke("train", *FAST, "--device", "cpu", "--out", tmp_path / "full" / "run")
+    check_error(result, 1, "the disk is full; free some space or choose another disk")
+    rescued = re.search(r"the trained run \(weights, history.csv, run.json\) is saved in (\S+)$", result.stderr.strip())
+    assert rescued, result.stderr
+    folder = tmp_path / "elsewhere" / rescued.group(1).rsplit("/", 1)[1]
+    assert {p.name for p in folder.iterdir()} == {"model.safetensors", "history.csv", "run.json"}
+    params, config, info = load_run(folder)
+    assert config.train_size == 1000 and info["data"]["name"] == "mnist"
+    assert not (tmp_path / "full" / "run").exists()  # the run is in one place, the one the error names
+
+
+def test_train_when_no_folder_can_take_the_run_says_so(tmp_path, monkeypatch):
+    from dropcli import checkpoint
+
+    (tmp_path / "full" / "elsewhere").mkdir(parents=True)
+    monkeypatch.setattr(checkpoint, "RESCUE_PLACES", (tmp_path / "full" / "elsewhere",))
+    full_disk_under(tmp_path / "full", monkeypatch, "safetensors")
+    result = invoke("train", *FAST, "--device", "cpu", "--out", tmp_path / "full" / "run")
+    check_error(result, 1, "the trained run could not be saved elsewhere either")
+    assert not list((tmp_path / "full" / "elsewhere").iterdir())  # no half rescue left behind

@@ -1,12 +1,15 @@
 """The one config: defaults as the tutorial, exact keep probabilities, one syntax, values refused at the edge."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dropcli.config import TrainConfig, fmt_keep, fmt_number, parse_keep
+from dropcli.fieldtypes import check_types
 from dropcli.grid import cell_id, cell_id_of, parse_keep_list, parse_max_norms
 
 
@@ -63,3 +66,29 @@ def test_from_dict_round_trips_and_refuses_what_is_not_a_config():
     for bad in (None, [1, 2], {"hidden": 5}):
         with pytest.raises(ValueError):
             TrainConfig.from_dict(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from([f.name for f in dataclasses.fields(TrainConfig)]),
+       value=st.none() | st.booleans() | st.integers(-10, 70_000) | st.floats() | st.text(max_size=8)
+       | st.integers(0, 2**40).map(np.int64) | st.lists(st.integers(1, 600) | st.floats(0, 1), max_size=5))
+def test_a_config_holds_values_of_its_own_types_or_is_refused(field, value):
+    """seed 5.5, validation_size 200.5, data_dir 123, a bool for a number: refused, never converted."""
+    try:
+        c = TrainConfig(**{field: value})
+    except ValueError:
+        return
+    check_types(c)
+    got = getattr(c, field)
+    if field not in ("keep_prob", "hidden"):
+        assert got == value and type(got) in (int, float, str, type(None))  # numpy's int64 as a plain int
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"seed": 5.5}, "--seed takes whole numbers"), ({"validation_size": 200.5}, "--validation-size takes whole numbers"),
+    ({"data_dir": 123}, "--data-dir takes text or none"), ({"epochs": True}, "--epochs takes whole numbers"),
+    ({"hidden": (64, 6.5)}, "--hidden takes a list of whole numbers"), ({"lr": "0.1"}, "--lr takes numbers"),
+])
+def test_non_integers_and_wrong_types_are_refused(changes, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        TrainConfig(**changes)

@@ -94,8 +94,8 @@ def test_max_norm_holds_after_every_step_per_cell():
         x, y = torch.rand(3, 50, 784), torch.randint(0, 10, (3, 50))
         stack.step(x.clone(), y)
         unconstrained.step(x[2:].clone(), y[2:])
-        assert max(max_column_norms(stack, 0)) <= 1.0 * (1 + 1e-6)
-        assert max(max_column_norms(stack, 1)) <= 1.5 * (1 + 1e-6)
+        assert max(max_column_norms(stack, 0)) <= 1.0 * (1 + 1e-5)  # float32: a norm recomputed over 784 rounded
+        assert max(max_column_norms(stack, 1)) <= 1.5 * (1 + 1e-5)  # squares exceeds c by up to ~10 ulps (1.1e-6 seen)
         for W, ref in zip(stack.weights, unconstrained.weights):  # a cell without max-norm is untouched
             assert torch.equal(W[2], ref[0])
     out_norm = torch.linalg.vector_norm(stack.weights[-1][0], dim=0).max().item()
