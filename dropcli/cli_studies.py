@@ -78,11 +78,15 @@ def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
 
 
 def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False):
-    """The StudyPlan of the grid options (plan.make_plan), with the data's identity; usage errors exit 2."""
+    """The StudyPlan of the grid options (plan.make_plan), with the data's identity (name and SHA-256 of
+    its files) in study.json, so that shards or a resume on other data are refused; usage errors
+    exit 2, unreadable data 1."""
+    from dropcli.data import data_identity
     from dropcli.plan import make_plan
 
     spec, base = grid_spec(g)
-    return usage(make_plan, spec, base, out, shard, fresh)
+    data = data_identity(base.dataset, base.data_dir)  # the study is known by its data's content
+    return usage(make_plan, spec, base, out, shard, fresh, {"name": data["name"], "sha256": data["sha256"]})
 
 
 def ablate(

@@ -161,3 +161,18 @@ def test_a_study_json_of_the_right_format_and_the_wrong_shape_is_one_line(tmp_pa
         assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["study.json"]
     with pytest.raises(DropcliError, match="written by another dropcli version"):
         make_plan(GRID, BASE, tmp_path / str(abs(hash('{"format": "dropcli-study/9"}'))))
+
+
+def test_shards_trained_on_different_data_are_not_merged(tmp_path):
+    """Shard 1 trains on one set of files, the labels change, shard 2 trains on the new ones: the
+    study records its data by content (study.json's data), so merge refuses instead of mixing them."""
+    from test_data import fake_mnist_dir, write_idx
+
+    data = tmp_path / "data"
+    arrays = fake_mnist_dir(data, n_train=6000, n_test=200)
+    args = [*TINY, "--data-dir", str(data), "--out", str(tmp_path / "s")]
+    assert runner.invoke(app, [*args, "--shard", "1/2"]).exit_code == 0
+    write_idx(data / "t10k-labels-idx1-ubyte.gz", (arrays[3] + 1) % 10)  # the test labels changed
+    assert runner.invoke(app, [*args, "--shard", "2/2"]).exit_code == 0
+    check_error(runner.invoke(app, ["merge", str(tmp_path / "s")]), 1, "is a shard of another study (data")
+    check_error(runner.invoke(app, [*args, "--shard", "1/2"]), 2, "holds another study (data")  # nor resumed
