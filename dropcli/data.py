@@ -9,7 +9,8 @@ how): every run records it, and `evaluate`/`predict` score a run's recorded data
 finding the same hash (data_for_run). Sizes come from the files: a training file of another size
 than MNIST's 60,000 images is used as the user says (--train-size), never silently cut.
 Every split is one float32 tensor in [0, 1] of shape (N, 784) on the device: batches are taken
-by indexing, never through a DataLoader.
+by indexing, never through a DataLoader. A little over 250 lines on purpose: finding, verifying,
+identifying and loading a data set are one path, and each step checks what the next relies on.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ from dropcli.model import Params, forward
 
 @dataclass
 class EvalResult:
+    """One evaluation of a network on a split, dropout off: accuracy (a fraction, 0-1), loss (mean
+    softmax cross-entropy, nats), the predictions and labels ((N,) int64 on the CPU), the MC-dropout
+    accuracy when asked for, and the confusion matrix ([true class][predicted class] counts)."""
+
     accuracy: float
     loss: float
     predictions: torch.Tensor  # (N,) int64, CPU
@@ -87,7 +91,11 @@ def probabilities(params: Params, x: torch.Tensor, config: TrainConfig | None = 
 @torch.no_grad()
 def evaluate(params: Params, config: TrainConfig, split: Split, device: torch.device | None = None,
              mc_samples: int = 0) -> EvalResult:
-    """Accuracy and loss with dropout off (and MC-dropout accuracy when mc_samples > 0)."""
+    """Accuracy and loss of `params` (model.Params) on `split` with dropout off, as the tutorial tests
+    (keep 1.0: weight scaling), and the MC-dropout accuracy over mc_samples stochastic passes when
+    mc_samples > 0 (its stream: Stream.MC of config.seed). Runs on `device` (default: the split's),
+    in chunks of EVAL_CHUNK rows. Returns an EvalResult. Raises torch's errors (out of memory, a
+    params shape that does not fit 784 inputs) as they come; nothing of its own."""
     x, y = split.x.to(device or split.x.device), split.y.to(device or split.y.device)
     params = _on(params, x.device)
     logits = chunked_forward(params, x)

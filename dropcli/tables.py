@@ -12,7 +12,8 @@ A study's runs.csv and history.csv are read back by `ablate` (to resume) and `re
 checked against their schema: every column present and known, every cell of its type, every
 cell key once. A table that fails is refused with one line naming the file, row and column, and
 is never rewritten. A column added to a schema after files were written has the value such
-files imply (ADDED), so older studies still read.
+files imply (ADDED), so older studies still read. A little over 250 lines on purpose: the
+schemas, the rows that fill them, the one writer and the one reader stay in one place.
 """
 
 from __future__ import annotations
@@ -243,7 +244,8 @@ def _first_repeat(keys: pd.Series) -> tuple[int, str] | None:
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
-    """A study's runs.csv, checked: schema, and every cell once."""
+    """A study's runs.csv (RUNS_SCHEMA, older column names migrated), checked: schema, and every cell
+    once. Raises TableError (one line: file, row, column and the fix) for anything else."""
     runs = read_table(path, RUNS_SCHEMA, "dropcli runs table")
     repeat = _first_repeat(row_cell_ids(runs))
     if repeat:
@@ -253,7 +255,8 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
-    """A study's history.csv, checked: schema, and every cell's epoch once."""
+    """A study's history.csv (HISTORY_SCHEMA, older column names migrated), checked: schema, and every
+    cell's epoch once. Raises TableError (one line: file, row, column and the fix) for anything else."""
     history = read_table(path, HISTORY_SCHEMA, "dropcli history table")
     repeat = _first_repeat(row_cell_ids(history) + "|epoch=" + history["epoch"].astype(str))
     if repeat:
