@@ -194,7 +194,8 @@ def slurm(
     partition: Annotated[Optional[str], typer.Option(help="sbatch --partition.")] = None,
     gpus_per_task: Annotated[int, typer.Option(min=0, help="sbatch --gpus-per-task (0: CPU tasks).")] = 0,
     cpus_per_task: Annotated[int, typer.Option(min=1, help="sbatch --cpus-per-task.")] = 2,
-    time: Annotated[Optional[str], typer.Option(help="sbatch --time, e.g. 04:00:00.")] = None,
+    time: Annotated[Optional[str], typer.Option(help="sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED, e.g. 04:00:00.")] = None,
+    account: Annotated[Optional[str], typer.Option(help="sbatch --account, the account charged (most clusters require one).")] = None,
     max_parallel: Annotated[Optional[int], typer.Option(min=1, help="At most K array tasks at once (the %K throttle).")] = None,
     max_array_size: Annotated[int, typer.Option(min=2, help="The cluster's MaxArraySize (scontrol show config); more shards make several arrays.")] = 1001,
     submit: Annotated[bool, typer.Option(help="Also run the sbatch commands (on the login node).")] = False,
@@ -205,9 +206,11 @@ def slurm(
         plan = build_plan(g, out.resolve())
         if shards > len(plan.all_cells):
             usage_error(f"--shards {shards} is more than the {len(plan.all_cells)} cells; use at most {len(plan.all_cells)}")
-        from dropcli.slurm import SlurmOptions
+        from dropcli.slurm import SlurmOptions, check_job_settings
         from dropcli.study_commands import run_slurm
 
-        opts = SlurmOptions(shards=shards, partition=partition, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task,
-                            time=time, max_parallel=max_parallel, max_array_size=max_array_size)
+        opts = usage(lambda: SlurmOptions(
+            shards=shards, partition=partition, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task, time=time,
+            max_parallel=max_parallel, max_array_size=max_array_size, account=account))
+        check_job_settings(plan.base, device)
         run_slurm(plan, typed_options(only=GRID_OPTIONS), opts, submit, Terminal())

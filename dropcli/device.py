@@ -12,14 +12,26 @@ import torch
 from dropcli.errors import UsageError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; a device that does not exist here is a usage error."""
+def parse_device(name: str) -> torch.device | None:
+    """A --device value as written, without asking the hardware: None for 'auto', else the
+    torch.device; UsageError for anything but auto, cpu, cuda, cuda:N or mps (a login node that
+    writes job scripts has no GPU, yet can check the spelling)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; a device that does not exist here is a usage error."""
+    device = parse_device(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
@@ -27,8 +39,6 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps: Apple's MPS is not available here; use --device cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
 
 

@@ -9,29 +9,140 @@ often 1001), DIR/slurm/merge.sbatch and DIR/slurm/submit.sh. The array tasks run
 array with `afterany`, so it runs even when a shard fails and then names the shards to rerun
 (`dropcli merge` exits 1 while cells are missing). Nothing waits on the login node: sbatch returns
 at once, and a rerun of a shard resumes where it stopped. DIR must be on storage every node sees.
+
+No value can add a line to a script: every value is checked against what Slurm accepts (names,
+time formats) or refused when it holds a character that is not printable, and written quoted for
+the reader of its line: shlex quoting on the command line (bash), and in #SBATCH lines a value
+with anything but [A-Za-z0-9_./%:=,@+-] in double quotes with a backslash before each '\\', '"',
+"'" and '#'. sbatch's directive parser (`get_argument` in Slurm's source) ends an argument at an
+unquoted space even after a backslash and starts a comment at an unquoted '#' (so `my\\ study`
+fails with "Invalid directive found in batch script: study"), but keeps spaces inside quotes and
+takes a backslash as "the next character is plain" (checked on Slurm 22.05 by
+tests/test_slurm_real.py). Log file names double '%', as sbatch's file name patterns read %a, %j, %x.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from dropcli.errors import DropcliError, UsageError
-from dropcli.files import atomic_write_text
+from dropcli.files import atomic_write_text, writing
+
+NAME = r"[A-Za-z0-9_.-]+"  # a partition or account name: Slurm's names are letters, digits, '_', '.' and '-'
+PARTITIONS = re.compile(rf"{NAME}(,{NAME})*")  # sbatch --partition takes a comma-separated list
+TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
+TIME_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"
+DIRECTIVE_PLAIN = re.compile(r"[A-Za-z0-9_./%:=,@+-]*")  # written as is in an #SBATCH line; others are quoted
+
+
+def unprintable(text: str) -> str | None:
+    """The first character of `text` that cannot go into a job script (control characters, line
+    and paragraph separators, format characters, lone surrogates, any space but ' '), shown
+    escaped (e.g. '\\n'), or None when every character is printable."""
+    for ch in text:
+        if ch != " " and unicodedata.category(ch)[0] in "CZ":
+            return ascii(ch)[1:-1]
+    return None
+
+
+def check_printable(what: str, text: str) -> str:
+    """`text` unchanged, or ValueError naming `what` and its first unprintable character."""
+    bad = unprintable(text)
+    if bad is not None:
+        raise ValueError(f"{what} holds the character {bad}, which cannot go into a job script; "
+                         "use printable characters only")
+    return text
 
 
 @dataclass(frozen=True)
 class SlurmOptions:
+    """What the sbatch lines ask for; each value is checked here (ValueError naming the option and
+    what Slurm accepts), so no script is written with one Slurm would refuse or that could end a line."""
+
     shards: int
-    partition: str | None = None
+    partition: str | None = None  # None: the cluster's default partition
     gpus_per_task: int = 0
     cpus_per_task: int = 2
-    time: str | None = None  # e.g. 04:00:00
+    time: str | None = None  # None: the partition's default limit; e.g. 04:00:00
     max_parallel: int | None = None  # the array's %K throttle
     max_array_size: int = 1001  # Slurm's default MaxArraySize: array indices must stay below it
+    account: str | None = None  # None: the user's default account
+
+    def __post_init__(self):
+        if self.shards < 1:
+            raise ValueError("--shards must be at least 1")
+        if self.max_array_size < 2:
+            raise ValueError("--max-array-size must be at least 2")
+        if self.partition is not None and not PARTITIONS.fullmatch(self.partition):
+            raise ValueError(f"--partition {self.partition!r} is not a Slurm partition list; use names of letters, "
+                             "digits, '_', '.' and '-', separated by commas (e.g. gpu or gpu,cpu)")
+        if self.account is not None and not re.fullmatch(NAME, self.account):
+            raise ValueError(f"--account {self.account!r} is not a Slurm account name; use letters, digits, "
+                             "'_', '.' and '-'")
+        if self.time is not None and not TIME.fullmatch(self.time):
+            raise ValueError(f"--time {self.time!r} is not a Slurm time limit; use {TIME_FORMATS} (e.g. 04:00:00)")
+
+
+def check_out(out: Path) -> Path:
+    """The study folder as it can appear in job scripts, or UsageError: a character that is not
+    printable, or a backslash (Slurm reads one in a log file name as 'expand no %a')."""
+    text = str(out)
+    try:
+        check_printable(f"--out {text!r}", text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if "\\" in text:
+        raise UsageError(f"--out {text!r} holds a backslash, which Slurm reads in log file names as "
+                         "'expand no %a'; choose a folder without one")
+    return out
+
+
+def check_args(args: list[str]) -> list[str]:
+    """The ablate options that go into the job scripts, or UsageError naming one that is not printable."""
+    for i, arg in enumerate(args):
+        try:
+            check_printable(f"{args[i - 1]} {arg!r}" if i and args[i - 1].startswith("--") else repr(arg), arg)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    return args
+
+
+def check_job_settings(base, device_name: str) -> None:
+    """What `ablate` checks of the device before training, checked where the scripts are written,
+    not hours later in every job: the --device spelling (not the hardware: a login node has no
+    GPU) and tf32 on a CPU. UsageError naming the fix. `base` is the grid's TrainConfig. (The
+    --data-dir is read when the plan is made: its files' SHA-256 goes into study.json.)"""
+    from dropcli.device import check_precision, parse_device
+
+    device = parse_device(device_name)
+    if device is not None:
+        check_precision(base.precision, device)
+
+
+def directive(option: str, value: str) -> str:
+    """One #SBATCH line that sbatch reads as the one argument `option=value` (spaces, quotes and
+    '#' included): plain values as they are, others in double quotes with '\\', '"', "'" and '#'
+    backslash-escaped. Values that are not printable are refused before this is called."""
+    assert unprintable(value) is None, value
+    if DIRECTIVE_PLAIN.fullmatch(value):
+        return f"#SBATCH {option}={value}"
+    return f'#SBATCH {option}="' + re.sub(r"""([\\"'#])""", r"\\\1", value) + '"'
+
+
+def log_name(path: Path) -> str:
+    """A log file name for --output: '%' doubled, as Slurm's file name patterns read '%%' as '%'."""
+    return str(path).replace("%", "%%")
+
+
+def job_name(out: Path, suffix: str = "") -> str:
+    """The job name: dropcli-<folder name>, with anything but [A-Za-z0-9_.-] made '_' (squeue shows it)."""
+    return "dropcli-" + re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)[:64] + suffix
 
 
 def dropcli_command() -> list[str]:
@@ -45,33 +156,33 @@ def arrays(n: int, max_array_size: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + size - 1)) for lo in range(1, n + 1, size)]
 
 
-def _header(name: str, logs: Path, opts: SlurmOptions, extra: list[str]) -> list[str]:
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", *extra, f"#SBATCH --cpus-per-task={opts.cpus_per_task}"]
-    if opts.partition:
-        lines.append(f"#SBATCH --partition={opts.partition}")
-    if opts.time:
-        lines.append(f"#SBATCH --time={opts.time}")
+def _header(name: str, opts: SlurmOptions, cpus: int, extra: list[str]) -> list[str]:
+    lines = ["#!/bin/bash", directive("--job-name", name), *extra, directive("--cpus-per-task", str(cpus))]
+    for option, value in (("--partition", opts.partition), ("--account", opts.account), ("--time", opts.time)):
+        if value:
+            lines.append(directive(option, value))
     return lines
 
 
 def write_scripts(out: Path, ablate_args: list[str], opts: SlurmOptions) -> list[Path]:
-    """Write the array scripts, the merge script and submit.sh into out/slurm; returns the paths."""
-    if opts.shards < 1:
-        raise UsageError("--shards must be at least 1")
-    if opts.max_array_size < 2:
-        raise UsageError("--max-array-size must be at least 2")
+    """Write the array scripts, the merge script and submit.sh into out/slurm; returns the paths.
+    UsageError (before anything is written) for a value that cannot go into a script."""
+    check_out(out)
+    check_args(ablate_args)
     folder, logs = out / "slurm", out / "slurm" / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    with writing(logs):
+        logs.mkdir(parents=True, exist_ok=True)
     command = " ".join(shlex.quote(a) for a in dropcli_command())
     grid = " ".join(shlex.quote(a) for a in ablate_args)
     target = shlex.quote(str(out))
     paths = []
     for i, (lo, hi) in enumerate(arrays(opts.shards, opts.max_array_size), start=1):
         throttle = f"%{opts.max_parallel}" if opts.max_parallel else ""
-        extra = [f"#SBATCH --array=1-{hi - lo + 1}{throttle}", f"#SBATCH --output={logs}/array-{i}-%a.out"]
+        extra = [directive("--array", f"1-{hi - lo + 1}{throttle}"),
+                 directive("--output", log_name(logs / f"array-{i}-") + "%a.out")]
         if opts.gpus_per_task:
-            extra.append(f"#SBATCH --gpus-per-task={opts.gpus_per_task}")
-        lines = _header(f"dropcli-{out.name}", logs, opts, extra) + [
+            extra.append(directive("--gpus-per-task", str(opts.gpus_per_task)))
+        lines = _header(job_name(out), opts, opts.cpus_per_task, extra) + [
             "set -euo pipefail",
             f"# shard K of {opts.shards}: this array's task index plus {lo - 1}",
             f"exec {command} ablate {grid} --out {target} --shard \"$((SLURM_ARRAY_TASK_ID + {lo - 1}))/{opts.shards}\"",
@@ -79,8 +190,7 @@ def write_scripts(out: Path, ablate_args: list[str], opts: SlurmOptions) -> list
         path = folder / f"array-{i}.sbatch"
         atomic_write_text(path, "\n".join(lines) + "\n")
         paths.append(path)
-    merge_opts = SlurmOptions(shards=opts.shards, partition=opts.partition, cpus_per_task=1, time=opts.time)
-    merge = _header(f"dropcli-{out.name}-merge", logs, merge_opts, [f"#SBATCH --output={logs}/merge.out"]) + [
+    merge = _header(job_name(out, "-merge"), opts, 1, [directive("--output", log_name(logs / "merge.out"))]) + [
         "set -uo pipefail", f"exec {command} merge {target}"]
     atomic_write_text(folder / "merge.sbatch", "\n".join(merge) + "\n")
     submit = ["#!/bin/bash", "# submits the arrays, then the merge job once every array task has ended (ok or not)",
@@ -106,4 +216,3 @@ def submit(out: Path) -> str:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise DropcliError(f"sbatch failed: {last}; check the scripts in {out / 'slurm'}")
     return proc.stdout.strip()
-

@@ -119,11 +119,13 @@ def run_merge(out: Path, term: Terminal) -> None:
 def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: Terminal) -> None:
     """Write the plan's Slurm scripts (slurm.write_scripts); with submit, submit them."""
     from dropcli.files import study_lock
+    from dropcli.slurm import check_args, check_out, write_scripts
     from dropcli.slurm import submit as sbatch
-    from dropcli.slurm import write_scripts
     from dropcli.study import claim
 
     out = plan.root
+    check_out(out)  # a value that cannot go into a script is refused before the folder is claimed
+    check_args(grid_args)
     with study_lock(out):  # the study's folder, claimed for its shards and their merge
         claim(out, plan.identity, fresh=False).subfolder("slurm")
         paths = write_scripts(out, grid_args, opts)

@@ -1,4 +1,6 @@
-"""dropcli slurm: the scripts it writes, run by a stand-in sbatch that runs the array tasks one after another."""
+"""dropcli slurm: the scripts it writes, their checked values, and a stand-in sbatch (tests/fake_sbatch.py)
+that reads the #SBATCH lines as Slurm 22.05 does and runs the array tasks one after another.
+tests/test_slurm_real.py runs the same on a real Slurm."""
 
 import os
 import shutil
@@ -8,10 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import check_error
+from fake_sbatch import arguments, directives
 from typer.testing import CliRunner
 
 from dropcli.cli import app
-from dropcli.slurm import SlurmOptions, arrays, write_scripts
+from dropcli.slurm import SlurmOptions, arrays, directive, write_scripts
 
 GRID = ["--keep-probs", "0.5,1.0", "--seeds", "3", "--epochs", "1", "--train-sizes", "1000", "--hidden", "32,32",
         "--device", "cpu", "--parallel-models", "2"]
@@ -89,3 +93,86 @@ def test_submit_without_sbatch_is_one_line(tmp_path, monkeypatch):
 def test_more_shards_than_cells_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "7"])
     assert result.exit_code == 2 and "more than the 6 cells" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["gpu", "gpu,cpu", "my_part-1.a"])
+def test_partition_names(tmp_path, value):
+    result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "2", "--partition", value])
+    assert result.exit_code == 0, result.output
+    assert f"#SBATCH --partition={value}\n" in (tmp_path / "s" / "slurm" / "array-1.sbatch").read_text()
+
+
+@pytest.mark.parametrize("value", ["30", "30:00", "04:00:00", "2-12", "2-12:30", "2-12:30:00", "UNLIMITED", "infinite"])
+def test_slurm_time_formats(tmp_path, value):
+    result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "2", "--time", value,
+                                 "--account", "proj_42"])
+    assert result.exit_code == 0, result.output
+    for script in ("array-1.sbatch", "merge.sbatch"):
+        text = (tmp_path / "s" / "slurm" / script).read_text()
+        assert f"#SBATCH --time={value}\n" in text and "#SBATCH --account=proj_42\n" in text
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--partition", "gpu\ntouch X", "--partition 'gpu\\ntouch X' is not a Slurm partition list; use names of letters"),
+    ("--partition", "gpu,", "is not a Slurm partition list"),
+    ("--partition", "gpu cpu", "is not a Slurm partition list"),
+    ("--time", "04:00:00\ntouch X", "is not a Slurm time limit; use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"),
+    ("--time", "4h", "is not a Slurm time limit"),
+    ("--time", "1-2-3", "is not a Slurm time limit"),
+    ("--account", "a b", "--account 'a b' is not a Slurm account name"),
+    ("--account", "acc\r", "is not a Slurm account name"),
+    ("--device", "cuda:x", "unknown device 'cuda:x'; use auto, cpu, cuda, cuda:N or mps"),
+    ("--device", "tpu", "use auto, cpu, cuda, cuda:N or mps"),
+    ("--hidden", "32,32\n", "--hidden '32,32\\n' holds the character \\n, which cannot go into a job script"),
+    ("--keep-probs", "0.5,\n1.0", "holds the character \\n"),
+])
+def test_values_slurm_would_refuse_or_that_end_a_line_are_refused(tmp_path, option, value, message):
+    result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "2", option, value])
+    check_error(result, 2, message)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("name,message", [
+    ("s\ntouch X", "holds the character \\n, which cannot go into a job script; use printable characters only"),
+    ("s\u2028x", "holds the character \\u2028"),
+    ("s\tx", "holds the character \\t"),
+    ("s\\x", "holds a backslash, which Slurm reads in log file names as 'expand no %a'"),
+])
+def test_an_out_path_that_could_end_a_line_is_refused(tmp_path, name, message):
+    result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / name), "--shards", "2"])
+    check_error(result, 2, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_ablate_would_refuse_is_refused_when_the_scripts_are_written(tmp_path):
+    out = ["--out", str(tmp_path / "s"), "--shards", "2"]
+    check_error(runner.invoke(app, ["slurm", *GRID, *out, "--data-dir", str(tmp_path / "nowhere")]), 1,
+                "is not a folder; give the folder that holds the four IDX files")
+    (tmp_path / "empty").mkdir()
+    check_error(runner.invoke(app, ["slurm", *GRID, *out, "--data-dir", str(tmp_path / "empty")]), 1,
+                "does not hold the four MNIST IDX files")
+    check_error(runner.invoke(app, ["slurm", *GRID, *out, "--precision", "tf32"]), 2,
+                "--precision tf32 runs on CUDA tensor cores, not on cpu")
+    assert not (tmp_path / "s").exists()
+    ok = runner.invoke(app, ["slurm", *GRID[:-4], "--device", "cuda:3", "--precision", "tf32", *out])
+    assert ok.exit_code == 0, ok.output  # the login node has no GPU: the spelling is what is checked
+
+
+def test_a_study_path_with_spaces_quotes_and_hashes_is_one_argument(tmp_path):
+    out = tmp_path / "my study #1 (50%) 'q' \"é\""
+    result = runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "2", "--partition", "debug"])
+    assert result.exit_code == 0, result.output
+    found = directives((out / "slurm" / "array-1.sbatch").read_text())
+    assert f"--output={str(out).replace('%', '%%')}/slurm/logs/array-1-%a.out" in found
+    assert "--job-name=dropcli-my_study__1__50____q_____" in found and "--partition=debug" in found
+    assert directives((out / "slurm" / "merge.sbatch").read_text())[1] == (
+        f"--output={str(out).replace('%', '%%')}/slurm/logs/merge.out")
+
+
+def test_the_model_of_sbatchs_directive_parser():
+    """As the real sbatch 22.05 read them (tests/test_slurm_real.py submits such lines)."""
+    assert arguments(r' --output=/a\ b/x') == ["--output=/a", "b/x"]  # a backslash does not keep a space
+    assert arguments(' --output="/a b/#x" --hold') == ["--output=/a b/#x", "--hold"]
+    assert arguments(r' --output="/a \"b\" \\ \#"') == ['--output=/a "b" \\ #']
+    assert arguments(" --output=/a#b") == ["--output=/a"]
+    assert directive("--output", "/a b/'c' \"d\" #1 \\") == r'#SBATCH --output="/a b/\'c\' \"d\" \#1 \\"'

@@ -1,0 +1,134 @@
+"""No value a user passes to `dropcli slurm` can add a line to a generated script: arbitrary text
+(control characters, quotes, unicode, spaces) into every option that reaches a script is either
+refused with exit 2 and nothing written, or written so that bash and sbatch (tests/fake_sbatch.py's
+model of its directive parser) read it back whole, inside its own line and argument."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from fake_sbatch import arguments
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from dropcli.cli import app
+from dropcli.data import FILES
+from dropcli.slurm import unprintable
+
+runner = CliRunner()
+GRID = ["--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1", "--train-sizes", "500", "--validation-size", "100",
+        "--device", "cpu"]
+OPTIONS = ["--out", "--partition", "--time", "--account", "--data-dir", "--device", "--keep-probs", "--hidden",
+           "--train-sizes", "--seed-list", "--input-keep-probs", "--max-norms", "--lr"]
+NASTY = ["my study", "a\nb", "x\rtouch X", "'", '"', "#", "%a", "%%", "\\", "$(touch X)", "`id`", "é", "\u2028",
+         "a\tb", "\x00", "\x1b[31m", "gpu\ntouch X", "04:00:00\n#SBATCH --wrap=x", "--help", "-", "😀", " ", ""]
+values = st.one_of(st.sampled_from(NASTY), st.text(max_size=12),
+                   st.lists(st.sampled_from(NASTY + ["a", "0.5", "1", ","]), max_size=4).map("".join))
+DUMP = "import json, sys; print(json.dumps(sys.argv[1:]))"  # stands in for python -m dropcli: prints its arguments
+
+
+def files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+def data_folder(root: Path, name: str) -> str:
+    """A --data-dir named `name` under root, holding four small valid IDX files (the plan hashes
+    them) where the name can be a folder; else the path as given."""
+    path = root / "data" / name.replace("/", "_")
+    if "\x00" not in name:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            for f, shape in zip(FILES, [(700, 28, 28), (700,), (10, 28, 28), (10,)]):
+                header = bytes([0, 0, 8, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+                (path / f).write_bytes(header + bytes(int(np.prod(shape))))
+        except OSError:
+            pass
+    return str(path)
+
+
+def check_script(path: Path, expect: dict[str, str], argv: list[str]) -> None:
+    """bash reads the script; every #SBATCH line is one argument; the values are there whole; and
+    run (with the dropcli command replaced by an argument dump) it passes exactly `argv`."""
+    text = path.read_text()
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0, text
+    found = {}
+    for line in text.split("\n")[1:]:
+        if line.startswith("#SBATCH "):
+            (arg,) = arguments(line[len("#SBATCH"):])
+            key, value = arg.split("=", 1)
+            found[key] = value
+        else:
+            assert line in ("", "set -euo pipefail", "set -uo pipefail") or line.startswith(("exec ", "# shard K")), line
+    for key, value in expect.items():
+        assert found.get(key) == value, (key, found)
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"}
+    ran = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == argv
+
+
+VALID = {"--partition": "gpu", "--time": "04:00:00", "--account": "proj", "--device": "cpu", "--keep-probs": "0.5,1.0",
+         "--hidden": "32,32", "--train-sizes": "500", "--seed-list": "1,2", "--input-keep-probs": "1.0",
+         "--max-norms": "none", "--lr": "0.001", "--out": "study", "--data-dir": "data"}
+
+
+def option_values(option: str):
+    """Arbitrary text, and a valid value with nasty text around it (which parsers may accept)."""
+    nasty = st.one_of(st.sampled_from(NASTY), st.text(max_size=4))
+    around = st.tuples(nasty, nasty).map(lambda t: t[0] + VALID[option] + t[1])
+    return st.one_of(values, around, around)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_path_can_add_a_line_to_a_script(monkeypatch, data):
+    option = data.draw(st.sampled_from(["--out", "--data-dir"]))
+    written(monkeypatch, option, data.draw(option_values(option)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_value_can_add_a_line_to_a_script(monkeypatch, data):
+    option = data.draw(st.sampled_from([o for o in OPTIONS if o not in ("--out", "--data-dir")]))
+    written(monkeypatch, option, data.draw(option_values(option)))
+
+
+def written(monkeypatch, option: str, value: str) -> None:
+    """dropcli slurm with `option value`: refused with exit 2 and nothing written, or every script
+    checked by check_script."""
+    monkeypatch.setattr("dropcli.slurm.dropcli_command", lambda: [sys.executable, "-c", DUMP])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        out = root / "o" / (value.replace("/", "_") if option == "--out" else "study")
+        if option == "--data-dir":
+            value = data_folder(root, value)
+        args = ["slurm", *GRID, "--shards", "2", "--out", str(out)] + ([option, value] if option != "--out" else [])
+        before = files(root)
+        result = runner.invoke(app, args)
+        assert "Traceback" not in result.output, result.output
+        event(f"{option} {'refused' if result.exit_code else 'written'}")
+        if result.exit_code:
+            assert result.exit_code == 2, result.output
+            err = result.stderr.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("Error: "), result.output
+            assert files(root) == before, "a refused command wrote files"
+            return
+        assert unprintable(value if option != "--out" else str(out)) is None, "a value that can end a line passed"
+        folder = out.resolve()
+        logs = str(folder / "slurm" / "logs").replace("%", "%%")
+        expect = {o: value for o in ("--partition", "--time", "--account") if o == option}
+        typed = json.loads(subprocess.run(["bash", str(folder / "slurm" / "array-1.sbatch")], capture_output=True,
+                                          text=True, env={**os.environ, "SLURM_ARRAY_TASK_ID": "1"}).stdout or "[]")
+        if option != "--out" and option in typed:  # absent when the value parses to the option's default
+            shown = str(Path(value)) if option == "--data-dir" else value
+            assert typed[typed.index(option) + 1] == shown
+        assert typed[-4:] == ["--out", str(folder), "--shard", "1/2"]
+        check_script(folder / "slurm" / "array-1.sbatch", {**expect, "--output": f"{logs}/array-1-%a.out"}, typed)
+        check_script(folder / "slurm" / "merge.sbatch", {**expect, "--output": f"{logs}/merge.out"},
+                     ["merge", str(folder)])
+        assert subprocess.run(["bash", "-n", str(folder / "slurm" / "submit.sh")]).returncode == 0
