@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -193,8 +192,9 @@ def write_scripts(out: Path, ablate_args: list[str], opts: SlurmOptions) -> list
     merge = _header(job_name(out, "-merge"), opts, 1, [directive("--output", log_name(logs / "merge.out"))]) + [
         "set -uo pipefail", f"exec {command} merge {target}"]
     atomic_write_text(folder / "merge.sbatch", "\n".join(merge) + "\n")
-    submit = ["#!/bin/bash", "# submits the arrays, then the merge job once every array task has ended (ok or not)",
-              "set -euo pipefail", "ids=()"]
+    submit = ["#!/bin/bash", "# submits the arrays, then the merge job once every array task has ended (ok or not);",
+              "# by hand: it submits everything each time (dropcli slurm --submit records the job ids in",
+              "# submitted.json and submits only what is missing)", "set -euo pipefail", "ids=()"]
     for p in paths:
         submit.append(f"ids+=($(sbatch --parsable {shlex.quote(str(p))} | cut -d';' -f1))")
     submit += ["dep=$(IFS=:; echo \"${ids[*]}\")",
@@ -202,17 +202,3 @@ def write_scripts(out: Path, ablate_args: list[str], opts: SlurmOptions) -> list
     atomic_write_text(folder / "submit.sh", "\n".join(submit) + "\n")
     (folder / "submit.sh").chmod(0o755)
     return [*paths, folder / "merge.sbatch", folder / "submit.sh"]
-
-
-def submit(out: Path) -> str:
-    """Run out/slurm/submit.sh (sbatch must be on PATH); returns what it printed."""
-    import shutil
-
-    if shutil.which("sbatch") is None:
-        raise DropcliError("sbatch is not on PATH: run this on the cluster's login node, or run "
-                           f"{out / 'slurm' / 'submit.sh'} there")
-    proc = subprocess.run(["bash", str(out / "slurm" / "submit.sh")], capture_output=True, text=True)
-    if proc.returncode:
-        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise DropcliError(f"sbatch failed: {last}; check the scripts in {out / 'slurm'}")
-    return proc.stdout.strip()

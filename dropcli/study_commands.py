@@ -117,25 +117,37 @@ def run_merge(out: Path, term: Terminal) -> None:
 
 
 def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: Terminal) -> None:
-    """Write the plan's Slurm scripts (slurm.write_scripts); with submit, submit them."""
+    """Write the plan's Slurm scripts (slurm.write_scripts); with submit, submit what is not yet
+    recorded as submitted (slurm_submit.py) and print the job ids."""
     from dropcli.files import study_lock
-    from dropcli.slurm import check_args, check_out, write_scripts
-    from dropcli.slurm import submit as sbatch
+    from dropcli.slurm import arrays, check_args, check_out, write_scripts
+    from dropcli.slurm_submit import described, read_record, submit_scripts
     from dropcli.study import claim
 
     out = plan.root
     check_out(out)  # a value that cannot go into a script is refused before the folder is claimed
     check_args(grid_args)
+    if submit:
+        read_record(out, opts.shards)  # jobs of another split are queued: refused before a script changes
     with study_lock(out):  # the study's folder, claimed for its shards and their merge
         claim(out, plan.identity, fresh=False).subfolder("slurm")
         paths = write_scripts(out, grid_args, opts)
     term.note(f"Wrote {', '.join(str(p) for p in paths)}")
-    if submit:
-        term.result(sbatch(out))
-        term.note(f"Submitted. When the merge job has run, the study is in {out}; a failed shard is named in "
-                  f"{out / 'slurm' / 'logs' / 'merge.out'}.")
-    else:
+    if not submit:
         term.result(f"bash {paths[-1]}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")
+        return
+    spans = arrays(opts.shards, opts.max_array_size)
+    record = submit_scripts(out, [(p, lo, hi) for p, (lo, hi) in zip(paths, spans)], opts.shards, paths[-2])
+    if not record["new"]:
+        term.note(f"Nothing to submit: every job is recorded in {out / 'slurm' / 'submitted.json'} "
+                  f"({described(record)}); delete that file to submit the study again.")
+        return
+    for (lo, hi), path in zip(spans, paths):
+        term.result(f"{record['arrays'][f'{lo}-{hi}']}  {path.name} (shards {lo}-{hi} of {opts.shards})"
+                    + ("" if path.name in record["new"] else ", submitted before"))
+    term.result(f"{record['merge']}  merge.sbatch (after every array task has ended)")
+    term.note(f"Submitted. When the merge job has run, the study is in {out}; a failed shard is named in "
+              f"{out / 'slurm' / 'logs' / 'merge.out'}.")
 
 
 def summary_table_for(summary, out: Path):

@@ -3,7 +3,8 @@
 an array script's tasks one after another (SLURM_ARRAY_TASK_ID 1..M, SLURM_ARRAY_TASK_COUNT M), or
 a plain script once, and prints a job id as --parsable does. Every call is logged to
 $FAKE_SBATCH_LOG. $FAKE_SBATCH_FAIL=<script>:<task> skips a task (as if its node died);
-$FAKE_SBATCH_REJECT=<script> refuses that script as sbatch refuses one (exit 1, a line on stderr)."""
+$FAKE_SBATCH_REJECT=<script> refuses that script as sbatch refuses one (exit 1, a line on stderr);
+$FAKE_SBATCH_RUN=0 accepts scripts without running them."""
 
 import os
 import subprocess
@@ -78,7 +79,7 @@ def main() -> None:
     found = directives(open(script).read())
     array = option(found, "--array")
     tasks = range(1, int(array.split("-")[1].split("%")[0]) + 1) if array else [None]
-    for t in tasks:
+    for t in tasks if os.environ.get("FAKE_SBATCH_RUN") != "0" else []:
         env = dict(os.environ)
         if t is not None:
             env.update(SLURM_ARRAY_TASK_ID=str(t), SLURM_ARRAY_TASK_COUNT=str(len(tasks)))

@@ -2,6 +2,7 @@
 that reads the #SBATCH lines as Slurm 22.05 does and runs the array tasks one after another.
 tests/test_slurm_real.py runs the same on a real Slurm."""
 
+import json
 import os
 import shutil
 import stat
@@ -63,7 +64,10 @@ def test_submitted_through_a_stand_in_sbatch_the_study_is_merged(tmp_path, fake_
                                  "--submit"])
     assert result.exit_code == 0, result.output
     calls = fake_sbatch.read_text().splitlines()
-    assert len(calls) == 3 and calls[-1].startswith("--parsable --dependency=afterany:")
+    assert len(calls) == 3 and calls[-1].startswith("--parsable --dependency=afterany:4001:4002 ")
+    assert json.loads((out / "slurm" / "submitted.json").read_text()) == {
+        "version": 1, "shards": 3, "arrays": {"1-2": "4001", "3-3": "4002"}, "merge": "4003"}
+    assert result.stdout.splitlines()[0] == "4001  array-1.sbatch (shards 1-2 of 3)"
     assert len(pd.read_csv(out / "runs.csv")) == 6 and (out / "summary.csv").exists()
     assert "Merged 6 of 6 cells from 3 shards" in (out / "slurm" / "logs" / "merge.out").read_text()
     whole = runner.invoke(app, ["ablate", *GRID, "--out", str(tmp_path / "whole")])
@@ -176,3 +180,43 @@ def test_the_model_of_sbatchs_directive_parser():
     assert arguments(r' --output="/a \"b\" \\ \#"') == ['--output=/a "b" \\ #']
     assert arguments(" --output=/a#b") == ["--output=/a"]
     assert directive("--output", "/a b/'c' \"d\" #1 \\") == r'#SBATCH --output="/a b/\'c\' \"d\" \#1 \\"'
+
+
+def test_a_rejected_submission_names_the_accepted_jobs_and_a_rerun_submits_only_the_rest(tmp_path, fake_sbatch,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("FAKE_SBATCH_RUN", "0")
+    monkeypatch.setenv("FAKE_SBATCH_REJECT", "array-2.sbatch")
+    out = tmp_path / "study"
+    args = ["slurm", *GRID, "--out", str(out), "--shards", "3", "--max-array-size", "3", "--submit"]
+    failed = runner.invoke(app, args)  # after the "Wrote ..." note, one error line
+    assert failed.exit_code == 1, failed.output
+    assert failed.stderr.splitlines()[-1].startswith(
+        f"Error: sbatch refused {out / 'slurm' / 'array-2.sbatch'} (sbatch: error: Batch job submission failed: Job "
+        "violates accounting/QOS policy); submitted before it: shards 1-2 = job 4001, recorded in "
+        f"{out / 'slurm' / 'submitted.json'}; fix the cause and rerun the same command: it submits only what")
+    assert len(failed.stderr.splitlines()) == 2
+    monkeypatch.delenv("FAKE_SBATCH_REJECT")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    calls = [c.split()[-1].rsplit("/", 1)[-1] for c in fake_sbatch.read_text().splitlines()]
+    assert calls == ["array-1.sbatch", "array-2.sbatch", "array-2.sbatch", "merge.sbatch"]  # array 1 once
+    assert "--dependency=afterany:4001:4003 " in fake_sbatch.read_text().splitlines()[-1]
+    assert again.stdout.splitlines() == ["4001  array-1.sbatch (shards 1-2 of 3), submitted before",
+                                         "4003  array-2.sbatch (shards 3-3 of 3)",
+                                         "4004  merge.sbatch (after every array task has ended)"]
+    third = runner.invoke(app, args)
+    assert third.exit_code == 0 and "Nothing to submit: every job is recorded" in third.stderr
+    assert len(fake_sbatch.read_text().splitlines()) == 4
+    check_error(runner.invoke(app, [*args[:-5], "--shards", "2", "--submit"]), 2,
+                "records jobs of this study split into 3 shards (shards 1-2 = job 4001, shards 3-3 = job 4003, "
+                "merge = job 4004); rerun with --shards 3")
+    assert "--array=1-2\n" in (out / "slurm" / "array-1.sbatch").read_text()  # the scripts of the record stay
+
+
+def test_a_record_dropcli_did_not_write_is_refused(tmp_path, fake_sbatch):
+    out = tmp_path / "study"
+    assert runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "3"]).exit_code == 0
+    (out / "slurm" / "submitted.json").write_text('{"version": 1, "shards": 3, "arrays": {"1-2": "x; rm"}}')
+    check_error(runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "3", "--submit"]), 1,
+                "is not a record of submitted jobs that dropcli wrote; check that none of its jobs is queued")
+    assert not fake_sbatch.exists()
