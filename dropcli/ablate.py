@@ -91,14 +91,17 @@ def _run_with_ray(plan: StudyPlan, device_name: str, parallel_models: int, progr
     """The groups as Ray tasks (ray_executor.py); this process alone writes the folder. Groups are
     sized so that every slot of the cluster gets work, unless --parallel-models says otherwise."""
     from dropcli.groups import plan_groups
-    from dropcli.ray_executor import RayCluster
+    from dropcli.ray_executor import RayCluster, check_reachable
 
     progress = progress or StudyProgress()
+    check_reachable(ray.get("address"))  # before the study folder is touched: a wrong address is one line
     with open_study(plan) as todo:
         if not todo:
             return _counts(plan, todo, 0, 0)
         cluster = RayCluster(ray.get("address"), device_name, ray.get("cpus_per_task", 1.0), ray.get("gpus_per_task"))
         try:
+            if ray.get("log"):
+                ray["log"](cluster.describe())
             cap = 64 if cluster.gpus_per_task else 8
             k = parallel_models or max(1, min(cap, math.ceil(len(todo) / max(1, cluster.slots))))
             ran = []

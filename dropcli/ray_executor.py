@@ -8,13 +8,26 @@ The driver (the machine that runs the command) alone writes the study folder, ex
 run does, so the lock, resume and the files are unchanged; each task trains one lockstep group
 where Ray places it and returns its rows. Ray may retry a task whose worker died, so a cell can
 arrive twice: the driver keeps the first copy. Before submitting anything the cluster's resources
-are checked, because Ray waits silently forever for GPUs that do not exist.
+are checked, because Ray waits silently forever for GPUs that do not exist, and a cluster
+address is tried first (a TCP connection, a few seconds at most), because ray.init retries an
+address where nothing listens for minutes. SIGTERM and Ctrl-C stop a run as they stop a local one:
+ray.init's own SIGTERM handler (a bare exit) is replaced by the one there before, and the driver
+waits for results in short slices so that a signal is handled at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError, UsageError
+
+CONNECT_SECONDS = 5.0  # the TCP check of --ray-address
+WAIT_SECONDS = 1.0  # each ray.wait slice: how soon a signal is handled
+TASK_RETRIES = 3  # Ray runs a task again when its worker or node dies, this many times
 
 
 def _ray():
@@ -56,6 +69,50 @@ def check_resources(ray, gpus_per_task: float, cpus_per_task: float) -> dict:
     return have
 
 
+def check_reachable(address: str | None) -> None:
+    """DropcliError naming `address` unless something accepts a TCP connection where ray.init would
+    connect (Ray turns 127.0.0.1 into this machine's address; 'auto' and $RAY_ADDRESS are
+    resolved as Ray resolves them). No address and no $RAY_ADDRESS: a new local Ray, nothing to check."""
+    given = address or os.environ.get("RAY_ADDRESS")
+    if not given or given == "local":
+        return
+    fix = "check --ray-address (the head node's host:port, printed by `ray start --head`), or leave it out to start Ray here"
+    target = given.split("://", 1)[1] if "://" in given else given
+    if "://" not in given:
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            target = canonicalize_bootstrap_address(given) or target
+        except ImportError:  # another Ray layout: try the address as given
+            pass
+        except ConnectionError as e:
+            raise DropcliError(f"cannot reach a Ray cluster at {given} ({e}); {fix}") from None
+        except ValueError as e:
+            raise UsageError(f"--ray-address {given!r}: {e}; give host:port, 'auto' or ray://host:port") from None
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except ValueError:
+        raise UsageError(f"--ray-address {given!r} is not host:port, 'auto' or ray://host:port") from None
+    except OSError as e:
+        where = "" if target == given else f" at {target}"
+        raise DropcliError(f"cannot reach a Ray cluster at {given} ({e.strerror or e}{where}); {fix}") from None
+
+
+TOKEN_FIX = ("the cluster asks for its token (Ray's token authentication): set RAY_AUTH_MODE=token and "
+             "RAY_AUTH_TOKEN, or copy the head node's ~/.ray/auth_token here")
+
+
+def _asks_for_token(e: BaseException | None) -> bool:
+    """Whether ray.init failed because the cluster wants an authentication token (said in a chained error)."""
+    while e is not None:
+        if "InvalidAuthToken" in str(e) or type(e).__name__ == "AuthenticationError":
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 class RayCluster:
     """A connection to Ray (a new local instance, or --ray-address), with the resources a task asks
     for: one GPU where the cluster has GPUs and the device allows CUDA, else `cpus_per_task` CPUs."""
@@ -65,11 +122,18 @@ class RayCluster:
         self.ray = _ray()
         self.started_here = not self.ray.is_initialized()
         if self.started_here:
+            check_reachable(address)
+            before = signal.getsignal(signal.SIGTERM)
             try:
                 self.ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise DropcliError(f"cannot reach a Ray cluster at {address or 'a new local one'} ({e}); "
-                                   "check --ray-address, or leave it out to start Ray here") from None
+                                   + (TOKEN_FIX if _asks_for_token(e) else
+                                      "check --ray-address, or leave it out to start Ray here")) from None
+            finally:
+                if before is not None:  # ray.init's handler exits without a word
+                    with contextlib.suppress(ValueError):  # not the main thread: Ray set none either
+                        signal.signal(signal.SIGTERM, before)
         try:
             have = self.ray.cluster_resources()
             if gpus_per_task is None:
@@ -82,6 +146,14 @@ class RayCluster:
         self.device_name = "cuda" if gpus_per_task else device_name
         self.cpus_per_task, self.gpus_per_task = cpus_per_task, gpus_per_task
         self.slots = int(have.get("GPU", 0) // gpus_per_task) if gpus_per_task else int(have.get("CPU", 1) // cpus_per_task)
+        self.address = address
+
+    def describe(self) -> str:
+        """One line: where the cluster is and what it has, e.g. 'Ray at 10.0.0.1:6379: 2 nodes, 64 CPUs, 8 GPUs'."""
+        have = self.ray.cluster_resources()
+        nodes = sum(1 for n in self.ray.nodes() if n.get("Alive"))
+        return (f"Ray {'started here' if self.address is None else 'at ' + self.address}: {nodes} node(s), "
+                f"{have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs")
 
     def close(self) -> None:
         if self.started_here and self.ray.is_initialized():
@@ -91,14 +163,19 @@ class RayCluster:
         """Submit every group as a task and hand each finished group's rows to on_rows(runs, history)
         as they arrive (the caller commits them). Returns {"tasks", "retried_duplicates", "gpu_ids"}."""
         ray = self.ray
-        task = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=3)(train_group_task)
+        task = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=TASK_RETRIES)(train_group_task)
         pending = {task.remote(g, self.device_name, train_options or {}): g for g in groups}
         seen, duplicates, gpu_ids = set(), 0, []
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)  # signals run between slices
             for ref in done:
                 group = pending.pop(ref)
-                result = ray.get(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as e:  # a worker or node died more often than Ray retries
+                    first = (str(e).strip().splitlines() or [""])[0][:200]
+                    raise DropcliError(f"a Ray task failed after {TASK_RETRIES} retries ({type(e).__name__}: {first}); "
+                                       "every finished cell is saved: rerun the same command to run the rest") from None
                 fresh = []
                 for r in result["runs"]:  # a retried task brings its cells again: keep the first copy
                     if _cell(r) not in seen:

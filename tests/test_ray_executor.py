@@ -74,3 +74,18 @@ def test_retried_tasks_do_not_duplicate_cells(tmp_path, local_ray, monkeypatch):
     runs = pd.read_csv(tmp_path / "r" / "runs.csv")
     assert len(runs) == 4 and not runs.duplicated(["keep_prob_mean", "seed"]).any()
     assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 4
+
+
+def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
+    import time
+
+    from conftest import check_error
+
+    start = time.monotonic()
+    result = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--ray-address", "127.0.0.1:1",
+                                 "--out", str(tmp_path / "r")])
+    check_error(result, 1, "cannot reach a Ray cluster at 127.0.0.1:1 (Connection refused")
+    assert time.monotonic() - start < 10 and not ray.is_initialized()
+    assert not (tmp_path / "r").exists()  # refused before the study folder is claimed or locked
+    check_error(runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--ray-address", "no:port",
+                                    "--out", str(tmp_path / "r")]), 2, "--ray-address 'no:port'")
