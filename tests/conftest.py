@@ -52,3 +52,27 @@ def check_error(result, code: int, fragment: str) -> None:
     assert "Traceback" not in result.output
     assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
     assert fragment in err, err
+
+
+MEASURED = ["epochs_run", "final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",
+            "test_loss", "best_epoch", "test_accuracy_at_best"]  # equal to the last digit wherever a cell runs
+
+
+def assert_same_measured_rows(a, b) -> None:
+    """Two study folders hold the same cells with the same measured columns, to the last digit
+    (timing, finish time, device and CPU names, group size may differ)."""
+    import pandas as pd
+
+    key = ["keep_probs", "input_keep_prob", "max_norm", "train_size", "seed"]
+    x, y = (pd.read_csv(p / "runs.csv").sort_values(key).reset_index(drop=True) for p in (a, b))
+    assert x[key].astype(str).equals(y[key].astype(str)), (x[key], y[key])
+    for col in MEASURED:
+        assert x[col].equals(y[col]), (col, x[col].tolist(), y[col].tolist())
+
+
+def engine_required(reason: str) -> None:
+    """A real engine (Slurm, a Ray cluster) cannot start: where CI=true the test fails, never skips;
+    elsewhere it is skipped with the reason."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
