@@ -161,7 +161,13 @@ class RayCluster:
 
     def run(self, groups: list[list[TrainConfig]], on_rows, train_options: dict | None = None, log=None) -> dict:
         """Submit every group as a task and hand each finished group's rows to on_rows(runs, history)
-        as they arrive (the caller commits them). Returns {"tasks", "retried_duplicates", "gpu_ids"}."""
+        as they arrive (the caller commits them). Returns {"tasks", "retried_duplicates", "gpu_ids"}.
+        A SIGTERM or SIGHUP meanwhile ends in what the handler installed before raises (the CLI's
+        Interrupted), though Ray turns an exception raised inside ray.wait into a bare KeyboardInterrupt."""
+        with _signals_through_ray():
+            return self._run(groups, on_rows, train_options, log)
+
+    def _run(self, groups, on_rows, train_options, log) -> dict:
         ray = self.ray
         task = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=TASK_RETRIES)(train_group_task)
         pending = {task.remote(g, self.device_name, train_options or {}): g for g in groups}
@@ -191,6 +197,36 @@ class RayCluster:
                     history = {(_cell(h), h["epoch"]): h for h in result["history"] if _cell(h) in keep}
                     on_rows(fresh, list(history.values()))
         return {"tasks": len(groups), "retried_duplicates": duplicates, "gpu_ids": gpu_ids}
+
+
+@contextlib.contextmanager
+def _signals_through_ray():
+    """Remember which of SIGTERM/SIGHUP arrives while inside; Ray's signal check turns the
+    exception the handler raises into a bare KeyboardInterrupt (SIGINT to the caller), so on the
+    way out the handler installed before is called again with the signal that came."""
+    came, before = [], {}
+
+    def note(signum, frame):
+        came.append(signum)
+        handler = before.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            with contextlib.suppress(ValueError):  # not the main thread: signals are not ours to handle
+                before[sig] = signal.signal(sig, note)
+    try:
+        yield
+    except KeyboardInterrupt:
+        handler = before.get(came[-1]) if came else None
+        if callable(handler):
+            handler(came[-1], None)
+        raise
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _cell(row: dict) -> str:

@@ -89,3 +89,24 @@ def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
     assert not (tmp_path / "r").exists()  # refused before the study folder is claimed or locked
     check_error(runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--ray-address", "no:port",
                                     "--out", str(tmp_path / "r")]), 2, "--ray-address 'no:port'")
+
+
+def test_a_sigterm_that_ray_turns_into_a_bare_keyboard_interrupt_stays_a_sigterm():
+    import os
+    import signal
+
+    from dropcli.ray_executor import _signals_through_ray
+    from dropcli.terminal import Interrupted, install_signal_handlers
+
+    before = signal.getsignal(signal.SIGTERM)
+    install_signal_handlers()
+    try:
+        with pytest.raises(Interrupted) as stopped, _signals_through_ray():
+            try:  # what ray.wait does: its signal check catches the handler's exception, raises a bare one
+                os.kill(os.getpid(), signal.SIGTERM)
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt from None
+        assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM).__name__ == "_raise_interrupted"  # restored on the way out
+    finally:
+        signal.signal(signal.SIGTERM, before)
