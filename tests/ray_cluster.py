@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
+import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,8 +33,23 @@ FAST_NODE_DEATH = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeou
 WORKER_RESOURCE = "dropcli_worker"  # only the worker node has it: how the test knows its raylet
 
 
+def _worker_ports(count: int = 40) -> int:
+    """The first of `count` free ports below Linux's ephemeral range (32768 up), where the other
+    ports of a node (free_port) cannot fall inside it."""
+    for _ in range(100):
+        low = random.randrange(20000, 32000 - count)
+        try:
+            for port in range(low, low + count + 1):
+                with socket.socket() as s:
+                    s.bind(("", port))
+            return low
+        except OSError:
+            continue
+    raise Unavailable(f"no {count} free ports in a row between 20000 and 32000 for Ray's workers")
+
+
 def _ports() -> list[str]:
-    low = free_port()
+    low = _worker_ports()
     return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
             f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
@@ -94,10 +110,28 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def two_node_ray(root: Path, cpus_per_node: int = 1, env: dict | None = None) -> Iterator[Cluster]:
+def two_node_ray(root: Path, cpus_per_node: int = 1, env: dict | None = None, tries: int = 2) -> Iterator[Cluster]:
     """The head node and a worker node, `cpus_per_node` CPUs each, their processes (and so Ray's
     workers) with `env` added to the environment; yields the Cluster, and stops every process of
-    it on the way out. Raises Unavailable when a node does not start."""
+    it on the way out. A start that fails (a port taken meanwhile by another program, say) is
+    tried again, `tries` times in all; then Unavailable says why."""
+    for attempt in range(1, tries + 1):
+        try:
+            cluster = _start(root / str(attempt), cpus_per_node, env)
+            break
+        except Unavailable:
+            if attempt == tries:
+                raise
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if os.environ.get("CI") == "true":  # nothing else runs there; elsewhere other Ray instances may
+            subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def _start(root: Path, cpus_per_node: int, env: dict | None) -> Cluster:
+    """Start both nodes in `root`; on a failure, stop what started and raise Unavailable."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (root / "auth_token").write_text(secrets.token_hex(32))
@@ -110,20 +144,19 @@ def two_node_ray(root: Path, cpus_per_node: int = 1, env: dict | None = None) ->
         head = subprocess.run([RAY, "start", "--head", f"--port={port}", f"--temp-dir={root}", "--include-dashboard=false",
                                *common, *_ports()], env=env, capture_output=True, text=True, timeout=120)
         if head.returncode:
-            raise Unavailable(f"ray start --head failed: {head.stderr.strip()[-400:]}")
+            raise Unavailable(f"ray start --head failed: {(head.stderr + head.stdout).strip()[-400:]}")
         import ray
 
         cluster.address = ray._private.services.canonicalize_bootstrap_address(f"127.0.0.1:{port}")
         worker = subprocess.run([RAY, "start", f"--address={cluster.address}", f"--resources={{\"{WORKER_RESOURCE}\": 1}}",
                                  *common, *_ports()], env=env, capture_output=True, text=True, timeout=120)
         if worker.returncode:
-            raise Unavailable(f"ray start --address (the worker node) failed: {worker.stderr.strip()[-400:]}")
+            raise Unavailable(f"ray start --address (the worker node) failed: {(worker.stderr + worker.stdout).strip()[-400:]}")
         cluster.worker_raylet()
-        yield cluster
+        return cluster
     except subprocess.TimeoutExpired as e:
-        raise Unavailable(f"{' '.join(e.cmd[:3])} did not finish in {e.timeout:g} s") from None
-    finally:
         cluster.stop()
-        if os.environ.get("CI") == "true":
-            subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
-        time.sleep(0.1)
+        raise Unavailable(f"{' '.join(e.cmd[:3])} did not finish in {e.timeout:g} s") from None
+    except BaseException:
+        cluster.stop()
+        raise
