@@ -24,7 +24,9 @@ runner = CliRunner()
 GRID = ["--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1", "--train-sizes", "500", "--validation-size", "100",
         "--device", "cpu"]
 OPTIONS = ["--out", "--partition", "--time", "--account", "--data-dir", "--device", "--keep-probs", "--hidden",
-           "--train-sizes", "--seed-list", "--input-keep-probs", "--max-norms", "--lr"]
+           "--train-sizes", "--seed-list", "--input-keep-probs", "--max-norms", "--lr", "--seeds", "--epochs",
+           "--batch-size", "--mc-samples", "--precision", "--subset", "--init", "--cpus-per-task", "--gpus-per-task",
+           "--max-parallel", "--max-array-size"]  # every option whose value reaches a script (--dataset would download)
 NASTY = ["my study", "a\nb", "x\rtouch X", "'", '"', "#", "%a", "%%", "\\", "$(touch X)", "`id`", "é", "\u2028",
          "a\tb", "\x00", "\x1b[31m", "gpu\ntouch X", "04:00:00\n#SBATCH --wrap=x", "--help", "-", "😀", " ", ""]
 values = st.one_of(st.sampled_from(NASTY), st.text(max_size=12),
@@ -74,14 +76,17 @@ def check_script(path: Path, expect: dict[str, str], argv: list[str]) -> None:
 
 VALID = {"--partition": "gpu", "--time": "04:00:00", "--account": "proj", "--device": "cpu", "--keep-probs": "0.5,1.0",
          "--hidden": "32,32", "--train-sizes": "500", "--seed-list": "1,2", "--input-keep-probs": "1.0",
-         "--max-norms": "none", "--lr": "0.001", "--out": "study", "--data-dir": "data"}
+         "--max-norms": "none", "--lr": "0.001", "--out": "study", "--data-dir": "data", "--seeds": "3", "--epochs": "2",
+         "--batch-size": "50", "--mc-samples": "2", "--precision": "bf16", "--subset": "first", "--init": "xavier",
+         "--cpus-per-task": "1", "--gpus-per-task": "1", "--max-parallel": "2", "--max-array-size": "3"}
 
 
 def option_values(option: str):
-    """Arbitrary text, and a valid value with nasty text around it (which parsers may accept)."""
+    """Arbitrary text, a valid value with nasty text around it (which parsers may accept), and the
+    valid value (so every option is also seen written)."""
     nasty = st.one_of(st.sampled_from(NASTY), st.text(max_size=4))
     around = st.tuples(nasty, nasty).map(lambda t: t[0] + VALID[option] + t[1])
-    return st.one_of(values, around, around)
+    return st.one_of(values, around, around, st.just(VALID[option]))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -91,7 +96,7 @@ def test_no_path_can_add_a_line_to_a_script(monkeypatch, data):
     written(monkeypatch, option, data.draw(option_values(option)))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_no_value_can_add_a_line_to_a_script(monkeypatch, data):
     option = data.draw(st.sampled_from([o for o in OPTIONS if o not in ("--out", "--data-dir")]))
