@@ -118,3 +118,65 @@ def test_a_stopped_train_says_nothing_was_saved_and_leaves_no_folder(tmp_path, s
     assert proc.returncode == 128 + sig
     assert f"Interrupted ({signal.Signals(sig).name}): the run was not finished and nothing was saved." in err
     assert not out.exists()
+
+
+# In-process checks of the same class (fast): user text is never markup, every interrupt is one line.
+
+from typer.testing import CliRunner  # noqa: E402
+
+from dropcli.cli import app  # noqa: E402
+
+runner = CliRunner()
+TINY = ["--hidden", "16", "--epochs", "1", "--train-size", "200", "--validation-size", "100", "--batch-size", "50",
+        "--device", "cpu"]
+
+
+def test_paths_print_as_typed_never_as_markup_or_emoji(tmp_path):
+    out = tmp_path / "[bold]run[/] :smile: [red]"
+    result = runner.invoke(app, ["train", *TINY, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Saved run to {out}" in result.stderr
+    dry = runner.invoke(app, ["ablate", "--keep-probs", "0.5", "--seeds", "1", "--hidden", "16", "--train-sizes", "200",
+                              "--validation-size", "100", "--batch-size", "50", "--device", "cpu", "--dry-run",
+                              "--out", str(tmp_path / "[/]study[x]")])
+    assert dry.exit_code == 0, dry.output
+    assert "[/]study[x]" in dry.stdout and "😄" not in result.output
+
+
+def test_an_interrupt_while_options_are_checked_is_one_line_not_a_silent_exit(monkeypatch):
+    from dropcli import config
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config.TrainConfig, "validate", interrupted)
+    result = runner.invoke(app, ["train", *TINY])
+    assert result.exit_code == 130 and result.stderr == "Interrupted (SIGINT).\n"
+
+
+def test_an_interrupt_a_library_turned_into_another_error_still_ends_as_the_interrupt(tmp_path, monkeypatch):
+    from dropcli import data
+    from dropcli.terminal import Interrupted
+
+    def load_dataset(*args, **kwargs):  # as numpy does when a stop lands in its lazy import
+        try:
+            raise Interrupted(signal.SIGTERM)
+        except KeyboardInterrupt:
+            raise AttributeError("module 'numpy' has no attribute 'matrix'") from None
+
+    monkeypatch.setattr(data, "load_dataset", load_dataset)
+    result = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert result.stderr.splitlines()[-1] == "Interrupted (SIGTERM): the run was not finished and nothing was saved."
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bug_without_an_interrupt_is_not_disguised_as_one(monkeypatch):
+    from dropcli import config
+
+    def broken(self):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(config.TrainConfig, "validate", broken)
+    result = runner.invoke(app, ["train", *TINY])
+    assert isinstance(result.exception, RuntimeError) and "Interrupted" not in result.output
