@@ -83,9 +83,9 @@ def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False, ba
     run of it makes first: the Monte-Carlo rule (config.check_monte_carlo) and a --baseline the grid
     holds (compare.check_baseline). ablate, its --dry-run, its shards and slurm share them; usage
     errors exit 2, unreadable data 1."""
+    from dropcli.compare import check_baseline
     from dropcli.data import data_identity
     from dropcli.plan import make_plan
-    from dropcli.compare import check_baseline
 
     spec, base = grid_spec(g)
     data = data_identity(base.dataset, base.data_dir)  # the study is known by its data's content

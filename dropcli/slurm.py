@@ -30,7 +30,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropcli.errors import DropcliError, UsageError
+from dropcli.errors import UsageError
 from dropcli.files import atomic_write_text, writing
 
 NAME = r"[A-Za-z0-9_.-]+"  # a partition or account name: Slurm's names are letters, digits, '_', '.' and '-'
