@@ -46,9 +46,11 @@ class Pace:
         self.prior, self.weight = prior, weight
 
     def advance(self, done: float, now: float) -> None:
+        """Record that `done` units (at most total) are done at time `now`."""
         self.done, self.at = min(float(done), self.total), now
 
     def elapsed(self, now: float) -> float:
+        """Seconds since the work began (never negative)."""
         return max(0.0, now - self.started)
 
     def rate(self) -> float | None:
@@ -59,6 +61,7 @@ class Pace:
         return seconds / self.done if self.done > 0 else None
 
     def remaining(self, now: float) -> float | None:
+        """Seconds left at time `now` (see the class docstring); None while unknown."""
         if self.done >= self.total:
             return 0.0
         rate = self.rate()
@@ -85,20 +88,23 @@ class LogBoard:
         self.write, self.get_time = write, get_time
 
     def add(self, row: Row) -> Row:
+        """Show `row` (here: keep it); returns it."""
         return row
 
     def update(self, row: Row, **changes) -> None:
+        """Set the row's fields (description, total, completed, pace, count); a new total starts a new stretch."""
         for k, v in changes.items():
             setattr(row, k, v)
 
     def remove(self, row: Row) -> None:
-        pass
+        """Stop showing `row`."""
 
     def log(self, text: str) -> None:
+        """One line for a log, written (and flushed) at once."""
         self.write(text)
 
     def refresh(self) -> None:
-        pass
+        """Draw the rows now (a LiveBoard; tests call it with auto_refresh off)."""
 
 
 class LiveBoard(LogBoard):
@@ -123,10 +129,12 @@ class LiveBoard(LogBoard):
 
     @property
     def console(self):
+        """The Rich console the bars are drawn on (stderr)."""
         return self.progress.console
 
     @property
     def started(self) -> bool:
+        """Whether the bars are on screen (lines printed now go above them)."""
         return self.progress.live.is_started
 
     def add(self, row: Row) -> Row:

@@ -66,6 +66,7 @@ class TrainDisplay:
         self.board.log(f"Training {c.epochs} epoch{'s' if c.epochs != 1 else ''} of {c.steps_per_epoch:,} batches")
 
     def on_step(self, s: int, n: int) -> None:
+        """train.train_group's on_step: step s of the epoch's n is done."""
         now, done = self.board.get_time(), (self.epoch - 1) * self.per_epoch + s
         self.run.pace.advance(done, now)
         self.batch.pace.advance(s, now)
@@ -73,6 +74,7 @@ class TrainDisplay:
         self.board.update(self.run, completed=done)
 
     def on_epoch(self, epoch: int) -> None:
+        """Epoch `epoch` (1-based) is done, its validation included; in a log, one line with the ETA."""
         now, c = self.board.get_time(), self.c
         self.run.pace.advance(epoch * self.per_epoch, now)
         self.board.update(self.run, completed=self.run.pace.done, count=f"epoch {min(epoch + 1, c.epochs)}/{c.epochs}",
@@ -121,6 +123,7 @@ class StudyDisplay:
                              on_epoch=self.on_epoch, on_step=self.on_step, on_cell=self.on_cell)
 
     def on_measure(self, done: int, total: int) -> None:
+        """groups.measure_group_sizes' on_progress: the measuring phase, labelled, with its own clock."""
         now = self.board.get_time()
         if done == 0 or self.phase.pace is None:
             self.board.update(self.phase, description=MEASURING, total=total, completed=0, pace=Pace(total, now))
@@ -129,6 +132,7 @@ class StudyDisplay:
         self.board.update(self.phase, completed=done)
 
     def on_plan(self, groups: list[list[TrainConfig]]) -> None:
+        """The lockstep groups about to run: the study's clock counts work from here."""
         self.groups = groups
         self.pace.since = self.board.get_time()  # the rate of work counts from here
         cells = sum(len(g) for g in groups)
@@ -137,6 +141,7 @@ class StudyDisplay:
         self.board.log(f"Training {cells} cell{'s' if cells != 1 else ''} in {group_sizes(groups)}")
 
     def on_group(self, gi: int, n: int, group: list[TrainConfig]) -> None:
+        """Group gi (0-based) of n starts: its row and a batch row, their ETAs from the study's pace."""
         now, c = self.board.get_time(), group[0]
         if self.group is not None:
             self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
@@ -166,12 +171,14 @@ class StudyDisplay:
         self.board.update(self.study, completed=self.pace.done)
 
     def on_step(self, s: int, n: int) -> None:
+        """Step s of the current group's epoch (n steps) is done."""
         now = self.board.get_time()
         self.batch.pace.advance(s, now)
         self.board.update(self.batch, completed=s)
         self._advance((self.epoch - 1) * self.per_epoch + s, now)
 
     def on_epoch(self, epoch: int, records: list[dict]) -> None:
+        """The current group finished epoch `epoch`; in a log, one line with the study's ETA."""
         now, c = self.board.get_time(), self.group[0]
         self._advance(epoch * self.per_epoch, now)
         self.board.update(self.phase, count=f"epoch {min(epoch + 1, c.epochs)}/{c.epochs}",
@@ -184,6 +191,7 @@ class StudyDisplay:
                               pace=Pace(c.steps_per_epoch, now, self.phase.pace.rate()))
 
     def on_cell(self, row: dict) -> None:
+        """A committed runs.csv row: the count of cells, and in a log one line (what, accuracy, cells left, ETA)."""
         now = self.board.get_time()
         mn = row.get("max_norm")
         key = cell_id(row["keep_probs"], row["input_keep_prob"], None if mn is None or mn != mn else mn,
@@ -220,6 +228,7 @@ class CountDisplay:
         self.board, self.label, self.row = board, label, None
 
     def __call__(self, done: int, total: int) -> None:
+        """`done` of `total` units are done (the first call, usually (0, total), adds the row)."""
         now = self.board.get_time()
         if self.row is None:
             self.row = self.board.add(Row(self.label, total, Pace(total, now)))

@@ -21,12 +21,12 @@ _received: list[int] = []  # the stop signals received
 
 
 def _stop(signum, frame):
-    """The handler of every stop signal: raise terminal.Interrupted where it is importable (it
-    is a KeyboardInterrupt that knows its signal), a plain KeyboardInterrupt before that."""
+    """The handler of every stop signal: raise interrupts.Interrupted where it is imported (a
+    KeyboardInterrupt that knows its signal), a plain KeyboardInterrupt before that."""
     _received.append(signum)
-    terminal = sys.modules.get("dropcli.terminal")
-    if terminal is not None and hasattr(terminal, "Interrupted"):
-        raise terminal.Interrupted(signum)
+    interrupts = sys.modules.get("dropcli.interrupts")
+    if interrupts is not None and hasattr(interrupts, "Interrupted"):
+        raise interrupts.Interrupted(signum)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -64,11 +64,11 @@ def main() -> None:
     except SystemExit:
         _after()
         raise
-    except BaseException as e:  # an interrupt, or (see terminal.stop_signal) what one turned into
+    except BaseException as e:  # an interrupt, or (see interrupts.stop_signal) what one turned into
         if not isinstance(e, KeyboardInterrupt) and not _received:
             raise
-        terminal = sys.modules.get("dropcli.terminal")
-        if terminal is None or not getattr(terminal, "told_interrupt", lambda: False)():
+        interrupts = sys.modules.get("dropcli.interrupts")
+        if interrupts is None or not getattr(interrupts, "told_interrupt", lambda: False)():
             try:
                 sys.stderr.write("Interrupted.\n")
                 sys.stderr.flush()

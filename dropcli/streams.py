@@ -58,12 +58,3 @@ def protect(*streams) -> None:
             except (ValueError, OSError, AttributeError):  # closed, or a stream that cannot change
                 pass
 
-
-def can_show(text: str, stream=None) -> bool:
-    """Whether `stream` (default sys.stdout) encodes `text` as it is (so no stand-in is needed)."""
-    encoding = getattr(stream or sys.stdout, "encoding", None) or "utf-8"
-    try:
-        text.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return False
-    return True

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import stat
 import sys
 import time
@@ -35,78 +34,18 @@ except ImportError:  # older typer runs on click itself
     from click.globals import get_current_context
 
 from dropcli.errors import DropcliError
+from dropcli.interrupts import (  # noqa: F401  (Interrupted, install_signal_handlers: the command line's)
+    Interrupted,
+    as_interrupt,
+    emit,
+    forget,
+    install_signal_handlers,
+    interrupt_code,
+    interrupt_name,
+    say_interrupted,
+    told_interrupt,
+)
 from dropcli.streams import protect
-
-_told = {"interrupt": False, "signal": None}  # whether this process has said why it stopped; the stop signal it got
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, or SIGTERM/SIGHUP turned into the same clean stop."""
-
-    def __init__(self, signum: int = signal.SIGINT):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        _told["signal"] = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def interrupt_code(e: KeyboardInterrupt) -> int:
-    """Exit status of an interrupt: 128 + its signal (130 for a plain Ctrl-C)."""
-    return e.exit_code if isinstance(e, Interrupted) else 130
-
-
-def interrupt_name(e: KeyboardInterrupt) -> str:
-    return e.args[0] if e.args and isinstance(e.args[0], str) else "SIGINT"
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signum)
-
-
-def install_signal_handlers() -> None:
-    """Ctrl-C, SIGTERM and SIGHUP raise Interrupted (entry.py installs the same before any import)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        with contextlib.suppress(ValueError, OSError, TypeError):  # not the main thread, or no SIGHUP
-            signal.signal(sig, _raise_interrupted)
-
-
-def stop_signal() -> int | None:
-    """The stop signal this process received (an Interrupted was raised), or None. An interrupt that
-    lands inside a library's import or error handling can come out as another exception (numpy, for
-    one, then reports a missing attribute); the command line ends such an exception as the stop it is."""
-    return _told["signal"]
-
-
-def as_interrupt(e: BaseException) -> KeyboardInterrupt | None:
-    """The interrupt `e` is: itself if a KeyboardInterrupt; if a stop signal was received, any other
-    exception but SystemExit (what the interrupt turned into, see stop_signal); else None."""
-    if isinstance(e, KeyboardInterrupt):
-        return e
-    if stop_signal() is None or isinstance(e, (SystemExit, typer.Exit)):
-        return None
-    return Interrupted(stop_signal())
-
-
-def told_interrupt() -> bool:
-    """Whether a line saying that the command was interrupted has been printed."""
-    return _told["interrupt"]
-
-
-def emit(text: str, err: bool = False) -> None:
-    """One line on stdout (or stderr), written as it is and flushed at once."""
-    stream = sys.stderr if err else sys.stdout
-    protect(stream)
-    stream.write(text + "\n")
-    stream.flush()
-
-
-def say_interrupted(text: str, write: Callable[[str], None] | None = None) -> None:
-    """The one line an interrupted command ends with (on stderr, or through `write`)."""
-    _told["interrupt"] = True
-    (write or (lambda t: emit(t, err=True)))(text)
 
 
 def one_line(text: str) -> str:
@@ -149,7 +88,7 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
         protect()
-        _told.update(interrupt=False, signal=None)  # this command's own (tests invoke many in one process)
+        forget()
         try:
             rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
         except ClickException as e:

@@ -81,3 +81,17 @@ def engine_required(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def console_script(folder) -> list[str]:
+    """The `dropcli` script pip writes from pyproject's [project.scripts] (its entry point, whatever
+    the installed one says), written into `folder`; run it with this Python."""
+    import re
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    [(module, func)] = re.findall(r'^dropcli = "([\w.]+):(\w+)"', text, re.M)
+    script = Path(folder) / "dropcli-script.py"
+    script.write_text(f"import sys\nfrom {module} import {func}\nif __name__ == '__main__':\n    sys.exit({func}())\n")
+    return [sys.executable, str(script)]

@@ -7,11 +7,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import console_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "32,32", "--batch-size", "50", "--validation-size", "500", "--device", "cpu"]
@@ -20,14 +20,6 @@ ENVIRONMENTS = {
     "ascii": {"PYTHONIOENCODING": "ascii"},
     "C locale": {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
 }
-
-
-def console_script(folder: Path) -> list[str]:
-    """The `dropcli` script pip writes from pyproject's [project.scripts] (its entry point, as installed)."""
-    [(module, func)] = re.findall(r'^dropcli = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-    script = folder / "dropcli-script.py"
-    script.write_text(f"import sys\nfrom {module} import {func}\nif __name__ == '__main__':\n    sys.exit({func}())\n")
-    return [sys.executable, str(script)]
 
 
 class Job:

@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dropcli.cli import app
+from dropcli.compare import check_baseline, parse_baseline
 from dropcli.config import TrainConfig
 from dropcli.grid import GridSpec, expand
-from dropcli.report import check_baseline, parse_baseline
 
 runner = CliRunner()
 TINY = ["--hidden", "32,32", "--epochs", "1", "--batch-size", "50", "--validation-size", "500", "--device", "cpu"]
