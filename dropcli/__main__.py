@@ -1,5 +1,5 @@
 """`python -m dropcli`: the same command line as the `dropcli` console script."""
 
-from dropcli.cli import main
+from dropcli.entry import main
 
 main()

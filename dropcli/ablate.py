@@ -24,11 +24,17 @@ from dropcli.study import commit, commit_rows, rescue_folder
 
 @dataclass
 class StudyProgress:
-    """Callbacks the CLI uses to draw progress; all optional."""
+    """Callbacks the CLI uses to draw progress; all optional. In the order they come: on_measure
+    while the group size is measured (only with parallel_models 0 and more than one cell to run),
+    on_plan once with the lockstep groups, then for each group on_group, its epochs' on_step and
+    on_epoch (train.train_group's callbacks, about the group last announced), and on_cell for each
+    committed cell. The Ray executor calls only on_plan and on_cell."""
 
+    on_measure: Callable[[int, int], None] | None = None  # (cell-steps timed, to time): groups.measure_group_sizes
+    on_plan: Callable[[list[list[TrainConfig]]], None] | None = None  # the groups about to run, in order
     on_group: Callable[[int, int, list[TrainConfig]], None] | None = None  # (group index, groups, cells)
-    on_epoch: Callable[[int, list[dict]], None] | None = None
-    on_step: Callable[[int, int], None] | None = None
+    on_epoch: Callable[[int, list[dict]], None] | None = None  # (epoch, one record per cell)
+    on_step: Callable[[int, int], None] | None = None  # (step, steps per epoch)
     on_cell: Callable[[dict], None] | None = None  # a finished, committed runs.csv row
 
 
@@ -60,8 +66,10 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
             return _counts(plan, todo, 0, 0)
         check_memory(plan, device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
-        k = parallel_models or choose_parallel_models(device, todo)
+        k = parallel_models or choose_parallel_models(device, todo, on_progress=progress.on_measure)
         groups = plan_groups(todo, k)
+        if progress.on_plan:
+            progress.on_plan(groups)
         ran = 0
         for gi, group in enumerate(groups):
             if progress.on_group:
@@ -113,7 +121,10 @@ def _run_with_ray(plan: StudyPlan, device_name: str, parallel_models: int, progr
                     if progress.on_cell:
                         progress.on_cell(row)
 
-            report = cluster.run(plan_groups(todo, k), on_rows, train_options, ray.get("log"))
+            groups = plan_groups(todo, k)
+            if progress.on_plan:
+                progress.on_plan(groups)
+            report = cluster.run(groups, on_rows, train_options, ray.get("log"))
         finally:
             cluster.close()
         return {**_counts(plan, todo, len(ran), k), "ray": report}

@@ -44,7 +44,7 @@ from dropcli.cli_options import (
     parser,
     resolved,
 )
-from dropcli.config import MAX_MC_SAMPLES, TEST_SPLIT, TrainConfig, fmt_keep, parse_ints
+from dropcli.config import MAX_MC_SAMPLES, TEST_SPLIT, TrainConfig, check_monte_carlo, fmt_keep, parse_ints
 from dropcli.terminal import (
     OneLineErrors,
     Terminal,
@@ -95,6 +95,9 @@ def train(
         dataset=getattr(dataset, "value", dataset), data_dir=resolved(data_dir), validation_size=validation_size,
         train_size=train_size, subset=getattr(subset, "value", subset), precision=getattr(precision, "value", precision),
         mc_samples=mc_samples))
+    if mc_samples:
+        usage(check_monte_carlo, [config], f"--mc-samples {mc_samples}",
+              "give --keep-prob or --input-keep-prob below 1, or leave out --mc-samples")
     with failures():
         from dropcli.commands import run_train
 
@@ -180,7 +183,7 @@ for command in (cli_studies.ablate, cli_studies.report, cli_studies.merge, cli_s
 
 
 def main() -> None:
-    """The console script: signals become clean stops, then the app."""
+    """The app with signals as clean stops (the console script, entry.main, also guards the imports)."""
     install_signal_handlers()
     app()
 

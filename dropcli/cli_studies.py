@@ -46,7 +46,7 @@ from dropcli.cli_options import (
     ValidationSize,
     resolved,
 )
-from dropcli.config import EQUIVALENCE_MARGIN, TrainConfig, fmt_max_norm, fmt_number
+from dropcli.config import EQUIVALENCE_MARGIN, TrainConfig, check_monte_carlo, fmt_max_norm, fmt_number
 from dropcli.grid import DEFAULT_SEEDS, GridSpec, default_seeds
 from dropcli.terminal import Terminal, command_line, failures, typed_options, usage, usage_error
 
@@ -77,16 +77,25 @@ def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
     return spec, base
 
 
-def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False):
+def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False, baseline: dict | None = None):
     """The StudyPlan of the grid options (plan.make_plan), with the data's identity (name and SHA-256 of
-    its files) in study.json, so that shards or a resume on other data are refused; usage errors
-    exit 2, unreadable data 1."""
+    its files) in study.json, so that shards or a resume on other data are refused; and the checks a
+    run of it makes first: the Monte-Carlo rule (config.check_monte_carlo) and a --baseline the grid
+    holds (compare.check_baseline). ablate, its --dry-run, its shards and slurm share them; usage
+    errors exit 2, unreadable data 1."""
+    from dropcli.compare import check_baseline
     from dropcli.data import data_identity
     from dropcli.plan import make_plan
 
     spec, base = grid_spec(g)
     data = data_identity(base.dataset, base.data_dir)  # the study is known by its data's content
-    return usage(make_plan, spec, base, out, shard, fresh, {"name": data["name"], "sha256": data["sha256"]})
+    plan = usage(make_plan, spec, base, out, shard, fresh, {"name": data["name"], "sha256": data["sha256"]})
+    if base.mc_samples:
+        usage(check_monte_carlo, plan.all_cells, f"--mc-samples {base.mc_samples}",
+              "add a --keep-probs or --input-keep-probs value below 1, or leave out --mc-samples")
+    if baseline:
+        usage(check_baseline, baseline, plan.all_cells)
+    return plan
 
 
 def ablate(
@@ -132,7 +141,7 @@ def ablate(
     if part and executor.value == "ray":
         usage_error("--shard and --executor ray both split the study; use one")
     with failures():
-        plan = build_plan(g, out, part, fresh)
+        plan = build_plan(g, out, part, fresh, chosen)
         typed = command_line(skip=("fresh", "dry_run"))
         from dropcli.study_commands import Execution, run_ablate
 

@@ -10,9 +10,11 @@ import math
 import random
 from pathlib import Path
 
-from dropcli.config import TrainConfig
+from dropcli.config import TrainConfig, check_monte_carlo
 from dropcli.errors import DropcliError
-from dropcli.terminal import Interrupted, Terminal
+from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name, usage
+
+RUN_MC_FIX = "leave out the option, or give a run trained with --keep-prob or --input-keep-prob below 1"
 
 
 def duration(seconds: float) -> str:
@@ -27,44 +29,33 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     through `term`, and save the run folder (checkpoint.save_run) at `out`, claimed first (with
     default_out, a taken default name gets a suffix); returns the folder. The data's identity
     (data.data_identity) and the split's sizes, read from the files, are recorded with the run.
-    `rng` picks the random test image shown at the end (default: unseeded). Raises DropcliError
-    (usage errors as UsageError) for anything that stops the run; SystemExit after an interrupt."""
-    from dropcli.checkpoint import save_run
-    from dropcli.data import load_dataset
-    from dropcli.device import check_precision, resolve_device
-    from dropcli.evaluation import probabilities
-    from dropcli.files import new_run_folder
-    from dropcli.plan import check_memory
-    from dropcli.provenance import cpu_model, utc_now, versions
-    from dropcli.train import train
+    `rng` picks the random test image shown at the end (default: unseeded). Progress: a
+    displays.TrainDisplay from the first moment (starting, loading the data, epochs and batches with
+    their ETAs, the final evaluation; a line per epoch in a log). Raises DropcliError (usage errors
+    as UsageError) for anything that stops the run; SystemExit after an interrupt."""
+    from dropcli.displays import TrainDisplay
 
-    started = utc_now()
-    device = resolve_device(device_name)
-    check_precision(config.precision, device)
-    check_memory(config, device)
-    out = new_run_folder(out, exclusive_name=default_out)  # claimed, and writable, before any training
+    claimed: list[Path] = []
     try:
-        data = load_dataset(config.dataset, config.data_dir, device)
-        data.part(config.validation_size, config.n_train, whole=config.train_size is None)  # sizes, before training
-        with term.progress() as progress:
-            epochs = progress.add_task("epoch", total=config.epochs)
-            batches = progress.add_task("batch", total=config.steps_per_epoch)
-
-            def on_epoch(epoch: int, records: list[dict]) -> None:
-                r = records[0]
-                val = "" if math.isnan(r["validation_accuracy"]) else f"  validation accuracy = {r['validation_accuracy']:.4f}"
-                term.result(f"Epoch: {epoch:04d} cost = {r['cost']:.9f}{val}")
-                progress.update(epochs, completed=epoch)
-
-            result = train(config, data, device, on_epoch=on_epoch,
-                           on_step=lambda s, n: progress.update(batches, completed=s))
+        with term.board() as board:
+            display = TrainDisplay(board, config)
+            display.status("starting", log=False)
+            started, data, result = _train(config, device_name, out, default_out, term, display, claimed)
     except DropcliError:
-        _remove_if_empty(out)
+        _remove_if_empty(claimed)
         raise
-    except KeyboardInterrupt as e:
-        _remove_if_empty(out)
-        term.note(f"Interrupted ({e.args[0] if e.args else 'SIGINT'}): the run was not finished and nothing was saved.")
-        raise SystemExit(e.exit_code if isinstance(e, Interrupted) else 130) from None
+    except BaseException as caught:
+        e = as_interrupt(caught)
+        if e is None:
+            raise
+        _remove_if_empty(claimed)
+        term.interrupted(f"Interrupted ({interrupt_name(e)}): the run was not finished and nothing was saved.")
+        raise SystemExit(interrupt_code(e)) from None
+    from dropcli.checkpoint import save_run
+    from dropcli.evaluation import probabilities
+    from dropcli.provenance import cpu_model, utc_now, versions
+
+    out = claimed[0]
     term.result("Learning Finished!")
     sample = None
     if result.status == "ok":
@@ -88,27 +79,69 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     if result.status != "ok":
         raise DropcliError(f"training diverged (the cost became NaN or infinite at epoch {len(result.history)}; "
                            f"its history is saved in {out}); lower --lr or raise --keep-prob")
-    term.note(f"Saved run to {out}")
+    term.note_path("Saved run to", out)
     return out
 
 
-def _remove_if_empty(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()  # the run folder this command claimed and never wrote
+def _remove_if_empty(claimed: list[Path]) -> None:
+    if claimed and claimed[0].is_dir() and not any(claimed[0].iterdir()):
+        claimed[0].rmdir()  # the run folder this command claimed and never wrote
 
 
-def load_split(run: Path, split: str, data_dir: str | None, device_name: str, term: Terminal | None = None):
+def _train(config: TrainConfig, device_name: str, out: Path, default_out: bool, term: Terminal, display,
+           claimed: list[Path]):
+    """run_train's checks and training, labelled on `display` (displays.TrainDisplay); the run
+    folder, once claimed, is appended to `claimed`. Returns (start time, data set, train.RunResult)."""
+    from dropcli.data import load_dataset
+    from dropcli.device import check_precision, resolve_device
+    from dropcli.files import new_run_folder
+    from dropcli.plan import check_memory
+    from dropcli.provenance import utc_now
+    from dropcli.train import train
+
+    started = utc_now()
+    device = resolve_device(device_name)
+    check_precision(config.precision, device)
+    check_memory(config, device)
+    claimed.append(new_run_folder(out, exclusive_name=default_out))  # claimed, and writable, before any training
+    display.status(f"loading the data ({config.dataset})")
+    data = load_dataset(config.dataset, config.data_dir, device)
+    data.part(config.validation_size, config.n_train, whole=config.train_size is None)  # sizes, before training
+    display.start()
+
+    def on_epoch(epoch: int, records: list[dict]) -> None:
+        r = records[0]
+        val = "" if math.isnan(r["validation_accuracy"]) else f"  validation accuracy = {r['validation_accuracy']:.4f}"
+        term.result(f"Epoch: {epoch:04d} cost = {r['cost']:.9f}{val}")
+        display.on_epoch(epoch)
+
+    return started, data, train(config, data, device, on_epoch=on_epoch, on_step=display.on_step)
+
+
+def load_checked_run(run: Path, mc_option: str | None = None):
+    """checkpoint.load_run, then the checks every command reading a run shares (evaluate, predict):
+    with mc_option (as typed, e.g. '--mc-samples 20'), the Monte-Carlo rule (config.check_monte_carlo,
+    a usage error). Returns (params, config, info); raises DropcliError as load_run does."""
+    from dropcli.checkpoint import load_run
+
+    params, config, info = load_run(run)
+    if mc_option:
+        usage(check_monte_carlo, [config], mc_option, RUN_MC_FIX, trained=True)
+    return params, config, info
+
+
+def load_split(run: Path, split: str, data_dir: str | None, device_name: str, term: Terminal | None = None,
+               mc_option: str | None = None):
     """A run's weights and the split to score: (params, config, info, device, Split, name), the
     split's x (N, 784) and y (N,) on the device, and the data's name for the terminal
     ('MNIST (sha256 0b1a2c3d4e5f)', data.describe). The data is the one --data-dir names, else the
     run's own, found and checked by its SHA-256 (data.data_for_run); a note goes to `term` when
-    it is not the run's own. Raises DropcliError as load_run and data_for_run do, or for a
-    validation split the run did not keep."""
-    from dropcli.checkpoint import load_run
+    it is not the run's own. mc_option: see load_checked_run. Raises DropcliError as load_run and
+    data_for_run do, or for a validation split the run did not keep."""
     from dropcli.data import data_for_run, describe
     from dropcli.device import resolve_device
 
-    params, config, info = load_run(run)
+    params, config, info = load_checked_run(run, mc_option)
     device = resolve_device(device_name)
     data, note = data_for_run(config, info.get("data"), data_dir, device)
     if split == "validation":
@@ -135,7 +168,8 @@ def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_
     from dropcli.report import per_class_frame
     from dropcli.tables import write_csv
 
-    params, config, info, device, data, name = load_split(run, split, data_dir, device_name, term)
+    mc_option = f"--mc-samples {mc_samples}" if mc_samples else None
+    params, config, info, device, data, name = load_split(run, split, data_dir, device_name, term, mc_option)
     term.result(f"Data: {name}, {split} split, {len(data):,} images")
     r = evaluate(params, config, data, device, mc_samples=mc_samples)
     term.result(f"Accuracy: {r.accuracy:.4f}")
@@ -143,7 +177,7 @@ def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_
     if r.mc_accuracy is not None:
         term.result(f"MC dropout accuracy ({mc_samples} passes): {r.mc_accuracy:.4f}")
     frame = per_class_frame(r)
-    table = Table(title=f"Per-class accuracy, {split} split ({len(r.labels):,} images, dropout off)")
+    table = Table(title="Per-class accuracy", caption=f"{split} split, {len(r.labels):,} images, dropout off")
     for name in ("class", "images", "correct", "accuracy"):
         table.add_column(name, justify="right")
     for c, images, correct, accuracy in frame[["class", "images", "correct", "accuracy"]].itertuples(False, None):
@@ -151,34 +185,41 @@ def run_evaluate(run: Path, split: str, mc_samples: int, csv: Path | None, data_
     term.table(table)
     if csv:
         write_csv(frame, csv)
-        term.note(f"Wrote per-class accuracy and the confusion matrix to {csv}")
+        term.note_path("Wrote per-class accuracy and the confusion matrix to", csv)
 
 
 def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, csv: Path | None, data_dir,
                  device_name: str, term: Terminal) -> None:
     """Monte-Carlo dropout accuracy against the number of passes (`samples`, each curve `repeats`
     times), beside weight scaling (dropout off), on the data load_split finds and names; with
-    `csv`, the curve there and its plot beside it (.png). Raises DropcliError for a run trained
-    without dropout, or as load_split does; WriteError when a file cannot be written."""
+    `csv`, the curve there and its plot beside it (.png). Raises UsageError for a run trained
+    without dropout (config.check_monte_carlo), DropcliError as load_split does; WriteError when a
+    file cannot be written."""
     from rich.table import Table
 
+    from dropcli.displays import CountDisplay
     from dropcli.evaluation import evaluate, mc_curve
     from dropcli.plot_curves import plot_mc_curve
     from dropcli.report import mc_curve_frame
     from dropcli.tables import write_csv
 
-    params, config, info, device, data, name = load_split(run, split, data_dir, device_name, term)
+    params, config, info, device, data, name = load_split(run, split, data_dir, device_name, term,
+                                                          "--mc-curve " + ",".join(map(str, samples)))
     term.result(f"Data: {name}, {split} split, {len(data):,} images")
-    if all(k >= 1.0 for k in (config.input_keep_prob, *config.keep_prob)):
-        raise DropcliError("this run trained without dropout (keep 1.0 everywhere), so every Monte-Carlo pass "
-                           "is the same; give a run trained with --keep-prob below 1")
     scaled = evaluate(params, config, data, device).accuracy
-    with term.progress() as progress:
-        task = progress.add_task("dropout passes", total=max(samples) * repeats)
-        rows = mc_curve(params, config, data, samples, repeats, on_pass=lambda: progress.advance(task))
+    total, done = max(samples) * repeats, [0]
+    with term.board() as board:
+        display = CountDisplay(board, f"dropout passes ({repeats} repeats of {max(samples):,})")
+        display(0, total)
+
+        def on_pass() -> None:
+            done[0] += 1
+            display(done[0], total)
+
+        rows = mc_curve(params, config, data, samples, repeats, on_pass=on_pass)
     frame = mc_curve_frame(rows, scaled, len(data))
-    table = Table(title=f"Monte-Carlo dropout, {split} split ({len(data):,} images, {repeats} repeats; "
-                        f"weight scaling {scaled:.4f})")
+    table = Table(title="Monte-Carlo dropout", caption=f"{split} split, {len(data):,} images, {repeats} repeats; "
+                                                        f"weight scaling {scaled:.4f}")
     for name in ("samples", "accuracy (mean)", "± std", "min", "max", "vs weight scaling"):
         table.add_column(name, justify="right")
     for r in frame.itertuples():
@@ -188,7 +229,7 @@ def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, 
     if csv:
         write_csv(frame, csv)
         png = plot_mc_curve(frame, csv.with_suffix(".png"), f"{config.keep_label} keep, {split} split")
-        term.note(f"Wrote {csv} and {png}")
+        term.wrote(csv.parent, [csv.name, png.name])
 
 
 def run_predict(run: Path, images: list[Path], index: int | None, invert: bool | None, mc_samples: int, data_dir,
@@ -203,15 +244,15 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool |
 
     from dropcli.evaluation import probabilities
 
+    mc_option = f"--mc-samples {mc_samples}" if mc_samples else None
     if images:
         import numpy as np
 
-        from dropcli.checkpoint import load_run
         from dropcli.device import resolve_device
         from dropcli.images import load_image
 
         loaded = [load_image(p, invert) for p in images]  # refuse a bad file before loading anything else
-        params, config, _ = load_run(run)
+        params, config, _ = load_checked_run(run, mc_option)
         device = resolve_device(device_name)
         x = torch.from_numpy(np.stack([d.x.reshape(784) for d in loaded])).to(device)
         labels = [None] * len(images)
@@ -221,7 +262,7 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool |
             for note in d.notes:
                 term.note(f"Note: {p}: {note}")
     else:
-        params, config, _, device, test, name = load_split(run, "test", data_dir, device_name, term)
+        params, config, _, device, test, name = load_split(run, "test", data_dir, device_name, term, mc_option)
         i = index if index is not None else rng.randrange(len(test))
         term.result(f"Data: {name}, test image {i}")
         x, labels, names = test.x[i : i + 1], [int(test.y[i])], [f"test image {i}"]

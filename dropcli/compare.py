@@ -68,6 +68,24 @@ def parse_baseline(text: str) -> dict:
     return spec
 
 
+def check_baseline(baseline: dict, cells: list) -> None:
+    """Refuse (ValueError) a --baseline (parse_baseline's dict) naming an axis value that no cell of
+    the study has (cells: its config.TrainConfigs), naming the values it has: a baseline outside
+    the study would leave every comparison empty. ablate checks before it trains, report before it
+    writes anything."""
+    shown = {"keep_probs": lambda c: c.keep_label, "input_keep_prob": lambda c: fmt_number(c.input_keep_prob),
+             "max_norm": lambda c: fmt_max_norm(c.max_norm), "train_size": lambda c: str(c.n_train)}
+    given = {"keep_probs": str, "input_keep_prob": fmt_number, "max_norm": fmt_max_norm, "train_size": str}
+    for key, column in BASELINE_KEYS.items():
+        if column not in baseline:
+            continue
+        there = list(dict.fromkeys(shown[column](c) for c in cells))
+        value = given[column](baseline[column])
+        if value not in there:
+            raise ValueError(f"--baseline {key}={value} is not in this study, whose {key} values are "
+                             f"{', '.join(there)}; e.g. --baseline {key}={there[-1].replace(' ', ':')}")
+
+
 def describe(config: dict) -> str:
     """A configuration ({column: value} of KEY; max_norm None or NaN for none) as summary.csv's
     `baseline` and `runner_up` name it: 'keep 1, input keep 1, max-norm none, 55000 images'."""

@@ -285,3 +285,18 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
         return tuple(int(p) for p in split_list(text, what, "512,512"))
     except ValueError:
         raise ValueError(f"{what} takes whole numbers, e.g. 512,512 (got {text!r})") from None
+
+
+
+def check_monte_carlo(configs: list[TrainConfig], option: str, fix: str, trained: bool = False) -> None:
+    """Monte-Carlo dropout needs dropout: refuse (ValueError naming `option`, then `fix`) passes
+    asked of networks that all keep 1.0 everywhere, whose every pass would be the same. The one
+    rule of train --mc-samples, ablate --mc-samples (a grid with some dropout passes: its keep-1
+    cells record their plain accuracy), evaluate --mc-samples and --mc-curve, predict --mc-samples.
+    trained: the configs are of a run already trained (evaluate, predict), not one to train."""
+    if any(min(c.input_keep_prob, *c.keep_prob) < 1.0 for c in configs):
+        return
+    what = "this run was trained with" if trained else ("every cell of the grid has" if len(configs) > 1
+                                                         else "the network has")
+    raise ValueError(f"{option} needs dropout, and {what} keep 1.0 everywhere, so every Monte-Carlo pass "
+                     f"would be the same; {fix}")

@@ -96,8 +96,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """atomic_write of `text` as UTF-8; returns `path`; raises WriteError as atomic_write does."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """atomic_write of `text` as UTF-8; returns `path`; raises WriteError as atomic_write does. A
+    file name's bytes that the locale could not decode (held as surrogates, as under a C locale) are
+    written back as those bytes, so a path in the text stays that path."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
 def claim_folder(folder: Path) -> Path:

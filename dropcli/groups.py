@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 from dropcli.config import TEST_SPLIT, TrainConfig
-from dropcli.device import free_bytes
-from dropcli.plan import cell_bytes
 
 
 def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
@@ -37,6 +36,9 @@ def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[Tra
 def memory_cap(device, cells: list[TrainConfig]) -> int:
     """The most cells a quarter of the free memory holds (at most 64 on a GPU, 8 on a CPU, where
     bigger groups gain little and an interrupt loses more)."""
+    from dropcli.device import free_bytes  # torch: imported when needed, so that the progress displays start at once
+    from dropcli.plan import cell_bytes
+
     cap = 64 if device.type == "cuda" else 8
     return max(1, min(cap, len(cells), int(free_bytes(device) // 4 // cell_bytes(cells[0]))))
 
@@ -67,25 +69,40 @@ def step_seconds(group: list[TrainConfig], device, steps: int = 10) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def measure_group_sizes(device, cells: list[TrainConfig], rounds: int = 3) -> dict[int, float]:
-    """Cells per second at each candidate group size (1, 2, 4, ... up to the memory cap), the best of
-    `rounds` interleaved timings."""
+def candidate_sizes(device, cells: list[TrainConfig]) -> list[int]:
+    """The group sizes measure_group_sizes times: 1, 2, 4, ... up to the memory cap (memory_cap)."""
     cap = memory_cap(device, cells)
-    sizes = sorted({1, cap} | {2**i for i in range(1, 7) if 2**i < cap})
+    return sorted({1, cap} | {2**i for i in range(1, 7) if 2**i < cap})
+
+
+def measure_group_sizes(device, cells: list[TrainConfig], rounds: int = 3,
+                        on_progress: Callable[[int, int], None] | None = None) -> dict[int, float]:
+    """Cells per second at each candidate group size (candidate_sizes), the best of `rounds`
+    interleaved timings. on_progress(done, total) follows the work in cell-steps timed (a timing of
+    k cells counts k: it takes about k times as long on a CPU), from (0, total) before the first."""
+    sizes = candidate_sizes(device, cells)
     best = {k: 0.0 for k in sizes}
+    done, total = 0, rounds * sum(sizes)
+    if on_progress:
+        on_progress(done, total)
     for _ in range(rounds):
         for k in sizes:
             group = [cells[i % len(cells)].replace(seed=i) for i in range(k)]
             best[k] = max(best[k], k / step_seconds(group, device, steps=5))
+            done += k
+            if on_progress:
+                on_progress(done, total)
     return best
 
 
-def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.05) -> int:
+def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.05,
+                           on_progress: Callable[[int, int], None] | None = None) -> int:
     """The measured group size with the most cells per second; a larger group must beat a smaller
-    one by `margin` (an interrupt loses a whole group, and timings are noisy)."""
+    one by `margin` (an interrupt loses a whole group, and timings are noisy). on_progress: see
+    measure_group_sizes (not called for a single cell, which needs no measuring)."""
     if len(cells) == 1:
         return 1
-    rates = measure_group_sizes(device, cells)
+    rates = measure_group_sizes(device, cells, on_progress=on_progress)
     choice = min(rates)
     for k in sorted(rates):
         if rates[k] > margin * rates[choice]:
@@ -93,17 +110,29 @@ def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.0
     return choice
 
 
-def estimate_seconds(groups: list[list[TrainConfig]], device) -> float:
-    """Time a few lockstep steps of each group shape (step_seconds); scale to the whole study."""
+def cell_steps(c: TrainConfig) -> float:
+    """A cell's work in lockstep training steps: its steps, plus its forward passes at about a
+    third of a step each (validation every epoch; then train, validation and test accuracy at
+    the end, one model at a time). The unit of estimate_seconds and of the progress displays."""
+    per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
+    final = (c.n_train + c.validation_size + TEST_SPLIT) / c.batch_size / 3
+    return c.epochs * per_epoch + final
+
+
+def estimate_seconds(groups: list[list[TrainConfig]], device,
+                     on_progress: Callable[[int, int], None] | None = None) -> float:
+    """Time a few lockstep steps of each group shape (step_seconds); scale to the whole study.
+    on_progress(done, total) counts the group shapes timed, from (0, total) before the first."""
     total, cache = 0.0, {}
+    shapes = {(len(g), g[0].hidden, g[0].batch_size, g[0].precision) for g in groups}
+    if on_progress:
+        on_progress(0, len(shapes))
     for g in groups:
         c = g[0]
         key = (len(g), c.hidden, c.batch_size, c.precision)
         if key not in cache:
             cache[key] = step_seconds(g, device)
-        # a forward pass costs about a third of a training step: validation every epoch, then
-        # train, validation and test accuracy of each cell at the end (one model at a time)
-        per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
-        final = (c.n_train + c.validation_size + TEST_SPLIT) / c.batch_size / 3
-        total += cache[key] * (c.epochs * per_epoch + final)
+            if on_progress:
+                on_progress(len(cache), len(shapes))
+        total += cache[key] * cell_steps(c)
     return total

@@ -28,6 +28,7 @@ from dropcli.compare import (
     LEAD_COLUMNS,
     PRIMARY_METRIC,
     against_baselines,
+    check_baseline,
     correct_images,
     describe,
     families,
@@ -215,6 +216,11 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
         raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
                            "report reads only study folders written by dropcli ablate or merge")
     cells = cells_of(identity)
+    if baseline:
+        try:
+            check_baseline(baseline, cells)  # before anything is written
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     runs = read_runs(path)
     check_rows(runs, path, cells)
     if runs.empty:

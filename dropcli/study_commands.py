@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropcli.boards import Row
 from dropcli.commands import duration
-from dropcli.config import TrainConfig, fmt_max_norm, fmt_number
+from dropcli.config import fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of
 from dropcli.plan import StudyPlan, pending
-from dropcli.terminal import Interrupted, Terminal
+from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name
 
 
 @dataclass
@@ -29,60 +30,68 @@ class Execution:
 
 def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, resume: str,
                metric: str = "test_accuracy", baseline: dict | None = None) -> None:
-    """Preview (dry_run) or run the plan, drawing progress; then print the summary table."""
-    from dropcli.ablate import StudyProgress, run_study
-    from dropcli.device import check_precision, resolve_device
-    from dropcli.plan import check_memory
+    """Preview (dry_run) or run the plan, showing its progress from the first moment
+    (displays.StudyDisplay); then print the summary table."""
+    from dropcli.ablate import run_study
+    from dropcli.displays import StudyDisplay
 
-    device = resolve_device("cpu" if how.executor == "ray" else how.device_name)  # Ray resolves on its workers
-    if how.executor != "ray":
-        check_precision(plan.base.precision, device)
-        check_memory(plan, device)
     if dry_run:
-        return dry_run_table(plan, device, how.parallel_models, term)
-    state = {"done": 0}
-
-    def on_group(gi: int, n: int, group: list[TrainConfig]) -> None:
-        c = group[0]
-        progress.update(epoch_task, description=f"group {gi + 1}/{n}: {len(group)} cells, {c.n_train:,} images",
-                        total=c.epochs, completed=0)
-        progress.update(step_task, total=c.steps_per_epoch, completed=0)
-
-    def on_cell(row: dict) -> None:
-        state["done"] += 1
-        progress.update(cells_task, completed=state["done"])
-
+        return dry_run_table(plan, check_device(plan, how), how.parallel_models, term)
     ray = None
     if how.executor == "ray":
         ray = {"address": how.ray_address, "cpus_per_task": how.cpus_per_task, "log": term.note}
-    out = plan.folder
+    out, summary = plan.folder, None
     try:
-        with term.progress() as progress:
-            cells_task = progress.add_task("cells done", total=len(plan.cells))
-            epoch_task = progress.add_task("epoch", total=plan.base.epochs, visible=ray is None)
-            step_task = progress.add_task("batch", total=plan.base.steps_per_epoch, visible=ray is None)
-            state["done"] = len(plan.cells) - len(plan.todo)
-            progress.update(cells_task, completed=state["done"])
-            counts = run_study(plan, how.device_name if ray else device, how.parallel_models, StudyProgress(
-                on_group=on_group, on_epoch=lambda e, recs: progress.update(epoch_task, completed=e),
-                on_step=lambda s, n: progress.update(step_task, completed=s), on_cell=on_cell),
-                train_options=how.train_options, ray=ray)
-        if counts["skipped"]:
-            term.note(f"Resumed: {counts['skipped']} cells were already in {out / 'runs.csv'}, ran {counts['ran']}.")
-        if counts["ran"] and not how.parallel_models:
-            term.note(f"Trained in lockstep groups of up to {counts['parallel_models']} "
-                      f"({'sized to the Ray cluster' if ray else 'measured fastest here'}).")
-        if plan.shard:
-            term.note(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in {out}; when every shard "
-                      f"is done, combine them with: dropcli merge {plan.root}")
-            return
-        from dropcli.report import build_report
+        with term.board() as board:
+            display = StudyDisplay(board, list(plan.cells), list(plan.todo), ray=ray is not None)
+            device = check_device(plan, how)
+            display.status("loading the data")
+            counts = run_study(plan, how.device_name if ray else device, how.parallel_models, display.callbacks(),
+                               train_options=how.train_options, ray=ray)
+            if not plan.shard:
+                from dropcli.report import build_report
 
-        summary = build_report(out, metric, baseline)
-    except KeyboardInterrupt as e:
-        interrupted(plan, e, term, resume)
+                display.status("writing the summary and plots")
+                summary = build_report(out, metric, baseline)
+    except BaseException as caught:
+        if as_interrupt(caught) is None:
+            raise
+        interrupted(plan, as_interrupt(caught), term, resume)
+    if counts["skipped"]:
+        term.note_path(f"Resumed: {counts['skipped']} cells were already in", out / "runs.csv", f", ran {counts['ran']}.")
+    if counts["ran"] and display.what_ran():
+        why = (f"--parallel-models {how.parallel_models}" if how.parallel_models else
+               "groups sized to the Ray cluster" if ray else "the group size measured fastest here")
+        term.note(f"Trained {display.what_ran()} ({why}).")
+    if plan.shard:
+        term.note_path(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in", out)
+        term.note_path("When every shard is done, combine them with:", f"dropcli merge {plan.root}")
+        return
     term.table(summary_table_for(summary, out))
-    term.note(f"Wrote {', '.join(str(out / f) for f in ('runs.csv', 'summary.csv', 'history.csv', 'report.html'))} and the figures")
+    written = [name for name in ("runs.csv", "summary.csv", "history.csv", "ablation.png", "differences.png",
+                                 "curves.png", "report.html") if (out / name).exists()]
+    term.wrote(out, written)
+
+
+def check_device(plan: StudyPlan, how: Execution):
+    """The device checks a local run and a Ray run share before anything starts: the --device
+    spelling, and a precision the device cannot run (tf32 on a CPU). A local run also checks that
+    the device exists here and the network fits its free memory; a Ray run leaves those to the
+    machines its tasks land on. Returns the device the driver uses (a CPU under Ray)."""
+    import torch
+
+    from dropcli.device import check_precision, parse_device, resolve_device
+    from dropcli.plan import check_memory
+
+    if how.executor == "ray":  # the driver only writes the folder; the workers resolve the device
+        named = parse_device(how.device_name)
+        if named is not None and named.type != "cuda":
+            check_precision(plan.base.precision, named)
+        return torch.device("cpu")
+    device = resolve_device(how.device_name)
+    check_precision(plan.base.precision, device)
+    check_memory(plan, device)
+    return device
 
 
 def interrupted(plan: StudyPlan, e: KeyboardInterrupt, term: Terminal, resume: str) -> None:
@@ -90,11 +99,12 @@ def interrupted(plan: StudyPlan, e: KeyboardInterrupt, term: Terminal, resume: s
     out = plan.folder
     done = len(plan.cells) - len(pending(plan.cells, out)) if (out / "runs.csv").exists() else 0
     left = len(plan.cells) - done
-    what = f"{done} of {len(plan.cells)} cells are saved in {out / 'runs.csv'}"
-    term.note(f"Interrupted ({e.args[0] if e.args else 'SIGINT'}): {what}; "
-              + (f"{left} remain. Resume with: {resume}" if left else "every cell is saved. "
-                 f"Rebuild the summary with: dropcli report {out}"))
-    raise SystemExit(e.exit_code if isinstance(e, Interrupted) else 130) from None
+    what = f"Interrupted ({interrupt_name(e)}): {done} of {len(plan.cells)} cells are saved in {out / 'runs.csv'};"
+    if left:
+        term.interrupted(f"{what} {left} remain. Resume with:", resume)
+    else:
+        term.interrupted(f"{what} every cell is saved. Rebuild the summary with:", f"dropcli report {out}")
+    raise SystemExit(interrupt_code(e)) from None
 
 
 def run_merge(out: Path, term: Terminal) -> None:
@@ -103,11 +113,13 @@ def run_merge(out: Path, term: Terminal) -> None:
     from dropcli.report import build_report
     from dropcli.shards import merge
 
-    result = merge(out)
-    term.note(f"Merged {result['merged']} of {result['cells']} cells from {result['shards']} shards into {out / 'runs.csv'}"
-              + (f" ({result['duplicates']} identical duplicates dropped)" if result["duplicates"] else ""))
-    if result["merged"]:
-        summary = build_report(out)
+    with term.board() as board:
+        board.add(Row("merging the shards"))
+        result = merge(out)
+        summary = build_report(out) if result["merged"] else None
+    term.note_path(f"Merged {result['merged']} of {result['cells']} cells from {result['shards']} shards into",
+                   out / "runs.csv", f" ({result['duplicates']} identical duplicates dropped)" if result["duplicates"] else "")
+    if summary is not None:
         term.table(summary_table_for(summary, out))
     if result["missing"]:
         shown = ", ".join(result["missing"][:3]) + (", ..." if len(result["missing"]) > 3 else "")
@@ -132,34 +144,35 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
     with study_lock(out):  # the study's folder, claimed for its shards and their merge
         claim(out, plan.identity, fresh=False).subfolder("slurm")
         paths = write_scripts(out, grid_args, opts)
-    term.note(f"Wrote {', '.join(str(p) for p in paths)}")
+    term.wrote(paths[0].parent, [p.name for p in paths])
     if not submit:
         term.result(f"bash {paths[-1]}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")
         return
     spans = arrays(opts.shards, opts.max_array_size)
     record = submit_scripts(out, [(p, lo, hi) for p, (lo, hi) in zip(paths, spans)], opts.shards, paths[-2])
     if not record["new"]:
-        term.note(f"Nothing to submit: every job is recorded in {out / 'slurm' / 'submitted.json'} "
-                  f"({described(record)}); delete that file to submit the study again.")
+        term.note_path(f"Nothing to submit ({described(record)}); every job is recorded in",
+                       out / "slurm" / "submitted.json", "; delete that file to submit the study again.")
         return
     for (lo, hi), path in zip(spans, paths):
         term.result(f"{record['arrays'][f'{lo}-{hi}']}  {path.name} (shards {lo}-{hi} of {opts.shards})"
                     + ("" if path.name in record["new"] else ", submitted before"))
     term.result(f"{record['merge']}  merge.sbatch (after every array task has ended)")
-    term.note(f"Submitted. When the merge job has run, the study is in {out}; a failed shard is named in "
-              f"{out / 'slurm' / 'logs' / 'merge.out'}.")
+    term.note_path("Submitted. When the merge job has run, the study is in", out)
+    term.note_path("A failed shard is named in", out / "slurm" / "logs" / "merge.out")
 
 
 def summary_table_for(summary, out: Path):
     from dropcli.report import summary_table
 
-    return summary_table(summary, title=f"Ablation summary ({out})")
+    return summary_table(summary, title="Ablation summary")
 
 
 def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal) -> None:
     """The plan's cells with their lockstep group (or 'done'), and the time the rest would take."""
     from rich.table import Table
 
+    from dropcli.displays import CountDisplay, group_sizes
     from dropcli.groups import estimate_seconds, memory_cap, plan_groups
 
     todo = list(plan.todo)
@@ -177,9 +190,10 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
     if not todo:
         term.result(f"Nothing to run: every cell is already in {plan.folder / 'runs.csv'}.")
         return
-    seconds = estimate_seconds(groups, device)
+    with term.board() as board:
+        seconds = estimate_seconds(groups, device, on_progress=CountDisplay(board, "timing a few steps of each group shape"))
     how = "" if parallel_models else " (training measures the fastest group size first)"
-    term.result(f"Would run {len(todo)} cells in {len(groups)} lockstep group(s) of up to {k} on {device}{how}; "
+    term.result(f"Would run {len(todo)} cells in {group_sizes(groups)} on {device}{how}; "
                 f"estimated {duration(seconds)} (timed from a few steps on this machine). Nothing was trained.")
 
 
@@ -190,10 +204,12 @@ def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baselin
     from dropcli.config import EQUIVALENCE_MARGIN
     from dropcli.report import build_report
 
-    summary = build_report(out, metric, baseline, EQUIVALENCE_MARGIN if margin is None else margin, command)
+    with term.board() as board:
+        board.add(Row("writing the summary and plots"))
+        summary = build_report(out, metric, baseline, EQUIVALENCE_MARGIN if margin is None else margin, command)
     term.table(summary_table_for(summary, out))
     for sentence in sentences(summary):
         term.result(sentence)
     written = [name for name in ("summary.csv", "ablation.png", "differences.png", "curves.png", "report.html")
                if (out / name).exists()]
-    term.note(f"Wrote {', '.join(str(out / name) for name in written)}")
+    term.wrote(out, written)

@@ -31,9 +31,11 @@ def check(result, tmp: Path) -> None:
     assert now == ROOT_FILES, f"wrote into the working folder: {now ^ ROOT_FILES}"
     assert result.exit_code in (0, 1, 2), (result.exit_code, result.output)
     assert "Traceback" not in result.output, result.output
-    if result.exit_code:
+    if result.exit_code:  # one line says why, the last; a failure may follow a log's progress lines
         err = result.stderr.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith(("Error: ", "Interrupted")), result.output
+        assert err and err[-1].startswith(("Error: ", "Interrupted")), result.output
+        assert not [line for line in err[:-1] if line.startswith(("Error", "Interrupted"))], result.output
+        assert result.exit_code == 1 or len(err) == 1, result.output
     assert not [p for p in tmp.rglob("*") if p.name.endswith(".tmp")]
 
 

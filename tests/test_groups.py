@@ -32,7 +32,7 @@ def test_plan_groups_splits_by_shape_and_balances_sizes():
 def test_the_group_size_is_the_measured_fastest(monkeypatch, rates, expected):
     import dropcli.groups as groups
 
-    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells: rates)
+    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells, **kw: rates)
     assert choose_parallel_models(CPU, [BASE.replace(seed=s) for s in range(8)]) == expected
     assert choose_parallel_models(CPU, [BASE]) == 1  # one cell: nothing to measure
 
@@ -65,7 +65,7 @@ def test_estimate_times_the_training_stepper_once_per_group_shape(monkeypatch):
     bf16 = [c.replace(precision="bf16") for c in cells]
     assert groups.estimate_seconds([cells, cells, bf16], CPU) > 0
     assert made == [2, 2]  # one timed stepper per (group size, shape, precision)
-    monkeypatch.setattr(groups, "step_seconds", lambda g, device: 1.0)
+    monkeypatch.setattr(groups, "step_seconds", lambda g, device, **kw: 1.0)
     c = cells[0]  # 10 steps an epoch, validation and the final passes at a third of a step per batch
     expected = c.epochs * (10 + 500 / 50 / 3) + (500 + 500 + 10_000) / 50 / 3
     assert groups.estimate_seconds([cells, bf16], CPU) == pytest.approx(2 * expected)

@@ -13,29 +13,26 @@ from pathlib import Path
 import pandas as pd
 import pyte
 import pytest
+from conftest import console_script
 
 SMALL = ["--train-size", "10000", "--validation-size", "1000", "--device", "cpu"]  # epochs long enough to draw bars
+BAR_LABELS = ("study ", "training ", "evaluating ", "batch ", "group ", "starting", "loading the data", "measuring ",
+              "writing the summary")  # what the progress rows start with (displays.py)
 
 
-def dropcli_command() -> list[str]:
-    """The `dropcli` console script users run (it differs from `python -m dropcli` in how its output
-    meets the terminal), else the module."""
-    script = Path(sys.executable).parent / "dropcli"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dropcli"]
-
-
-def run_on_terminal(args, cols=160, rows=50, env=None, timeout=300):
-    """Run `dropcli args` on a pseudo-terminal of cols x rows; return its exit status and the screen
-    as a terminal emulator (pyte) renders the bytes it wrote."""
+def run_on_terminal(args, folder, cols=160, rows=50, env=None, timeout=300):
+    """Run `dropcli args` (the console script users run, as pyproject's entry point makes it, written
+    into `folder`) on a pseudo-terminal of cols x rows; return its exit status and the screen as a
+    terminal emulator (pyte) renders the bytes it wrote."""
     master, slave = pty.openpty()
     import fcntl
     import struct
     import termios
 
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    proc = subprocess.Popen([*dropcli_command(), *args], stdin=slave, stdout=slave, stderr=slave,
+    proc = subprocess.Popen([*console_script(folder), *args], stdin=slave, stdout=slave, stderr=slave,
                             env={**os.environ, "TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows),
-                                 **(env or {})}, close_fds=True)
+                                 "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})}, close_fds=True)
     os.close(slave)
     screen = pyte.Screen(cols, rows)
     stream = pyte.ByteStream(screen)
@@ -59,13 +56,13 @@ def run_on_terminal(args, cols=160, rows=50, env=None, timeout=300):
 
 @pytest.mark.parametrize("cols", [160, 110])
 def test_train_keeps_every_epoch_line_and_no_stale_bars(tmp_path, cols):
-    code, screen = run_on_terminal(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path / "run")], cols=cols)
+    code, screen = run_on_terminal(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path / "run")], tmp_path, cols=cols)
     text = "\n".join(screen)
     assert code == 0, text
     for epoch in (1, 2, 3):
         assert sum(line.startswith(f"Epoch: {epoch:04d} cost = ") for line in screen) == 1, text
     assert "Learning Finished!" in text and "Saved run to" in text
-    assert not [line for line in screen if " eta " in line or line.startswith(("epoch ", "batch "))], text
+    assert not [line for line in screen if " eta " in line or line.startswith(BAR_LABELS)], text
     lines = [line for line in screen if line]
     assert lines[lines.index("Learning Finished!") - 1].startswith("Epoch: 0003")
 
@@ -73,11 +70,11 @@ def test_train_keeps_every_epoch_line_and_no_stale_bars(tmp_path, cols):
 def test_ablate_keeps_its_table_and_no_stale_bars(tmp_path):
     code, screen = run_on_terminal(["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "2",
                                     "--train-sizes", "5000", "--hidden", "128,128", "--device", "cpu",
-                                    "--parallel-models", "2", "--out", str(tmp_path / "s")], cols=110)
+                                    "--parallel-models", "2", "--out", str(tmp_path / "s")], tmp_path, cols=110)
     text = "\n".join(screen)
     assert code == 0, text
     assert "Ablation summary" in text and "Wrote " in text
-    assert not [line for line in screen if " eta " in line or line.startswith(("cells done", "group ", "batch "))], text
+    assert not [line for line in screen if " eta " in line or line.startswith(BAR_LABELS)], text
 
 
 def test_sigterm_stops_a_study_like_ctrl_c_and_it_resumes(tmp_path):
@@ -118,3 +115,65 @@ def test_a_stopped_train_says_nothing_was_saved_and_leaves_no_folder(tmp_path, s
     assert proc.returncode == 128 + sig
     assert f"Interrupted ({signal.Signals(sig).name}): the run was not finished and nothing was saved." in err
     assert not out.exists()
+
+
+# In-process checks of the same class (fast): user text is never markup, every interrupt is one line.
+
+from typer.testing import CliRunner  # noqa: E402
+
+from dropcli.cli import app  # noqa: E402
+
+runner = CliRunner()
+TINY = ["--hidden", "16", "--epochs", "1", "--train-size", "200", "--validation-size", "100", "--batch-size", "50",
+        "--device", "cpu"]
+
+
+def test_paths_print_as_typed_never_as_markup_or_emoji(tmp_path):
+    out = tmp_path / "[bold]run[/] :smile: [red]"
+    result = runner.invoke(app, ["train", *TINY, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Saved run to {out}" in result.stderr
+    dry = runner.invoke(app, ["ablate", "--keep-probs", "0.5", "--seeds", "1", "--hidden", "16", "--train-sizes", "200",
+                              "--validation-size", "100", "--batch-size", "50", "--device", "cpu", "--dry-run",
+                              "--out", str(tmp_path / "[/]study[x]")])
+    assert dry.exit_code == 0, dry.output
+    assert "[/]study[x]" in dry.stdout and "😄" not in result.output
+
+
+def test_an_interrupt_while_options_are_checked_is_one_line_not_a_silent_exit(monkeypatch):
+    from dropcli import config
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config.TrainConfig, "validate", interrupted)
+    result = runner.invoke(app, ["train", *TINY])
+    assert result.exit_code == 130 and result.stderr == "Interrupted (SIGINT).\n"
+
+
+def test_an_interrupt_a_library_turned_into_another_error_still_ends_as_the_interrupt(tmp_path, monkeypatch):
+    from dropcli import data
+    from dropcli.terminal import Interrupted
+
+    def load_dataset(*args, **kwargs):  # as numpy does when a stop lands in its lazy import
+        try:
+            raise Interrupted(signal.SIGTERM)
+        except KeyboardInterrupt:
+            raise AttributeError("module 'numpy' has no attribute 'matrix'") from None
+
+    monkeypatch.setattr(data, "load_dataset", load_dataset)
+    result = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert result.stderr.splitlines()[-1] == "Interrupted (SIGTERM): the run was not finished and nothing was saved."
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bug_without_an_interrupt_is_not_disguised_as_one(monkeypatch):
+    from dropcli import config
+
+    def broken(self):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(config.TrainConfig, "validate", broken)
+    result = runner.invoke(app, ["train", *TINY])
+    assert isinstance(result.exception, RuntimeError) and "Interrupted" not in result.output

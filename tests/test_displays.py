@@ -1,0 +1,291 @@
+"""What a terminal shows during a run, moment by moment: the bytes a live display writes, rendered by
+a terminal emulator (pyte), with Rich's clock and every ETA driven by a fake clock; and the plain
+lines a log gets instead."""
+
+import io
+import re
+
+import pyte
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from dropcli.boards import MIN_ETA, Pace, clock
+from dropcli.config import TrainConfig
+from dropcli.displays import MEASURING, StudyDisplay, TrainDisplay, group_sizes
+from dropcli.terminal import Terminal
+
+CLOCK = r"(\d+:\d\d:\d\d) eta (\d+:\d\d:\d\d|-:--:--)"
+
+
+class FakeClock:
+    """Seconds that move only when the test says."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class Screen:
+    """A terminal of cols x rows: one Rich console for stdout and stderr (as on a real screen),
+    its bytes rendered by pyte on demand."""
+
+    def __init__(self, cols=110, rows=40):
+        self.buffer = io.StringIO()
+        self.cols, self.rows = cols, rows
+        console = Console(file=self.buffer, force_terminal=True, width=cols, height=rows, color_system=None,
+                          markup=False, emoji=False, highlight=False)
+        self.clock = FakeClock()
+        self.term = Terminal(out=console, err=console, live=True, get_time=self.clock, auto_refresh=False)
+
+    def lines(self) -> list[str]:
+        screen = pyte.Screen(self.cols, self.rows)
+        pyte.Stream(screen).feed(self.buffer.getvalue().replace("\n", "\r\n"))  # as a tty (ONLCR) does
+        return [line.rstrip() for line in screen.display if line.strip()]
+
+
+def row(lines: list[str], start: str) -> tuple[float, float | None]:
+    """(elapsed, eta) in seconds of the bar whose line starts with `start`."""
+    [line] = [x for x in lines if x.startswith(start)]
+    elapsed, eta = re.search(CLOCK, line).groups()
+    seconds = lambda t: sum(int(p) * 60**i for i, p in enumerate(reversed(t.split(":"))))  # noqa: E731
+    return seconds(elapsed), None if eta.startswith("-") else seconds(eta)
+
+
+CONFIG = TrainConfig(hidden=(8,), epochs=3, batch_size=50, train_size=500, validation_size=100)  # 10 steps an epoch
+
+
+def test_train_clocks_run_across_epochs_and_nothing_is_left_over():
+    s = Screen()
+    seen = []
+    with s.term.board() as board:
+        display = TrainDisplay(board, CONFIG)
+        display.status("loading the data (mnist)")
+        board.refresh()
+        assert any(line.startswith("loading the data (mnist)") for line in s.lines())
+        s.clock.tick(2)
+        display.start()
+        for epoch in (1, 2, 3):
+            for step in range(1, 11):
+                s.clock.tick(0.5)
+                display.on_step(step, 10)
+                if step in (3, 7):
+                    board.refresh()
+                    lines = s.lines()
+                    assert f"epoch {epoch}/3" in next(x for x in lines if x.startswith("training"))
+                    seen.append((row(lines, "training"), row(lines, "batch")))
+                    assert re.search(rf"batch .* {step}/10 ", next(x for x in lines if x.startswith("batch")))
+            s.clock.tick(0.3)  # validation
+            s.term.result(f"Epoch: {epoch:04d} cost = 0.5")
+            display.on_epoch(epoch)
+        board.refresh()
+    run_elapsed = [e for (e, _), _ in seen]
+    batch = [b for _, b in seen]
+    assert run_elapsed == sorted(run_elapsed) and run_elapsed[-1] > run_elapsed[0]  # the run's clock never stops
+    assert all(eta and eta > 0 for (_, eta), _ in seen)  # work remains at every moment seen
+    assert [e for e, _ in batch] == [1, 3] * 3 or [e for e, _ in batch] == [2, 4] * 3  # each epoch's own clock
+    assert all(eta and eta > 0 for _, eta in batch)  # the batch ETA of epochs 2 and 3 too
+    lines = s.lines()
+    assert [x for x in lines if x.startswith("Epoch:")] == [f"Epoch: {e:04d} cost = 0.5" for e in (1, 2, 3)]
+    assert not [x for x in lines if re.search(CLOCK, x) or x.startswith(("training", "batch", "loading"))], lines
+
+
+def groups_of(sizes, epochs=2, n_train=500):
+    cells, groups, seed = [], [], 0
+    for k in sizes:
+        g = [CONFIG.replace(keep_prob=(0.5,), seed=(seed := seed + 1), epochs=epochs, train_size=n_train)
+             for _ in range(k)]
+        groups.append(g)
+        cells += g
+    return cells, groups
+
+
+def finished_row(c: TrainConfig, accuracy=0.9) -> dict:
+    return {"keep_probs": c.keep_label, "input_keep_prob": c.input_keep_prob, "max_norm": c.max_norm,
+            "train_size": c.n_train, "seed": c.seed, "test_accuracy": accuracy, "status": "ok"}
+
+
+def test_a_study_shows_its_eta_from_the_first_group_and_labels_the_measuring():
+    s = Screen(cols=110)
+    cells, groups = groups_of([2, 2, 1])
+    moments = []
+    with s.term.board() as board:
+        study = StudyDisplay(board, cells, cells)
+        study.status("loading the data")
+        board.refresh()
+        assert any(x.startswith("loading the data") for x in s.lines()) and any(x.startswith("study") for x in s.lines())
+        for done in (0, 3, 6, 9):
+            study.on_measure(done, 9)
+            s.clock.tick(1)
+            board.refresh()
+            if done in (3, 6):
+                lines = s.lines()
+                [measuring] = [x for x in lines if x.startswith(MEASURING)]
+                assert f"{done}/9" in measuring
+                moments.append(("measure", row(lines, MEASURING)))
+        study.on_plan(groups)
+        for gi, g in enumerate(groups):
+            study.on_group(gi, len(groups), g)
+            for epoch in (1, 2):
+                for step in range(1, 11):
+                    s.clock.tick(0.2 * len(g))
+                    study.on_step(step, 10)
+                    if step == 5:
+                        board.refresh()
+                        lines = s.lines()
+                        cells_word = "cells" if len(g) > 1 else "cell"
+                        assert any(x.startswith(f"group {gi + 1}/3: training {len(g)} {cells_word}, 500 images")
+                                   and f"epoch {epoch}/2" in x for x in lines)
+                        assert any(x.startswith("study") and f"{sum(map(len, groups[:gi]))}/5 cells" in x for x in lines)
+                        moments.append(("study", row(lines, "study")))
+                s.clock.tick(0.1)
+                study.on_epoch(epoch, [{}] * len(g))
+            s.clock.tick(1)
+            for c in g:
+                study.on_cell(finished_row(c))
+            s.term.note(f"(a note after group {gi + 1})")
+        board.refresh()
+    measure = [m for kind, m in moments if kind == "measure"]
+    assert measure[1][0] > measure[0][0] and all(eta and eta > 0 for _, eta in measure)
+    study_moments = [m for kind, m in moments if kind == "study"]
+    assert len(study_moments) == 6
+    elapsed = [e for e, _ in study_moments]
+    assert elapsed == sorted(elapsed) and len(set(elapsed)) == 6  # the study's clock advances at each moment
+    assert all(eta is not None and eta >= MIN_ETA for _, eta in study_moments)  # from the first group on
+    etas = [eta for _, eta in study_moments]
+    assert etas[0] > etas[-1]
+    lines = s.lines()
+    assert [x for x in lines if x.startswith("(a note")] == [f"(a note after group {i})" for i in (1, 2, 3)]
+    assert not [x for x in lines if re.search(CLOCK, x)], lines
+    assert study.what_ran() == "5 cells in 2 groups of 2 cells and 1 group of 1"
+
+
+def test_a_log_gets_one_line_per_finished_cell_with_its_accuracy_cells_left_and_eta():
+    out = io.StringIO()
+    console = Console(file=out, width=80, markup=False, emoji=False, highlight=False)
+    clock = FakeClock()
+    term = Terminal(out=console, err=console, live=False, get_time=clock)
+    cells, groups = groups_of([2, 1], epochs=1)
+    with term.board() as board:
+        study = StudyDisplay(board, cells, cells[1:] + [], ray=False)  # the first cell was done before
+        study.on_measure(0, 3)
+        study.on_measure(3, 3)
+        todo_groups = [cells[1:2], cells[2:]]
+        study.on_plan(todo_groups)
+        for gi, g in enumerate(todo_groups):
+            study.on_group(gi, 2, g)
+            for step in range(1, 11):
+                clock.tick(0.1)
+                study.on_step(step, 10)
+            study.on_epoch(1, [{}])
+            clock.tick(0.5)
+            study.on_cell(finished_row(g[0], 0.5 + gi / 10))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Measuring the fastest group size")
+    assert lines[1] == "Training 2 cells in 2 cells one at a time"
+    cell_lines = [x for x in lines if x.startswith("cell ")]
+    assert len(cell_lines) == 2
+    assert re.fullmatch(r"cell 2/3 done \(keep 0\.5, input keep 1, max-norm none, 500 images, seed 2\): "
+                        r"test accuracy 0\.5000; 1 cell left, 0:00:0\d elapsed, eta 0:00:0[1-9]", cell_lines[0]), cell_lines
+    assert re.fullmatch(r"cell 3/3 done .*: test accuracy 0\.6000; 0 cells left, 0:00:0\d elapsed", cell_lines[1])
+    assert [x for x in lines if x.startswith("group ")] == [
+        x for x in lines if re.fullmatch(r"group [12]/2: trained 1 cell, 500 images, epoch 1/1; the study's eta .*", x)]
+
+
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=12))
+def test_what_ran_names_every_group_size(sizes):
+    text = group_sizes([[None] * k for k in sizes])
+    if set(sizes) == {1}:
+        assert text == f"{len(sizes)} cell{'s' if len(sizes) > 1 else ''} one at a time"
+        return
+    counted = [(int(n), int(k)) for n, k in re.findall(r"(\d+) groups? of (\d+)", text)]
+    assert sorted(counted, key=lambda x: -x[1]) == counted
+    assert {k: n for n, k in counted} == {k: sizes.count(k) for k in set(sizes)}
+
+
+@settings(max_examples=200)
+@given(total=st.integers(1, 10_000), rate=st.floats(0.001, 100), done=st.integers(0, 10_000),
+       since=st.floats(0, 1e4), wait=st.floats(0, 1e5))
+def test_a_pace_never_says_zero_while_work_remains(total, rate, done, since, wait):
+    done = min(done, total)
+    pace = Pace(total, 0.0)
+    pace.since = since
+    pace.advance(done, since + done * rate)
+    now = since + done * rate + wait
+    left = pace.remaining(now)
+    if done == total:
+        assert left == 0
+    elif done == 0:
+        assert left is None
+    else:
+        assert left >= MIN_ETA
+        assert left == pytest.approx(max((total - done) * rate - wait, MIN_ETA), rel=1e-6, abs=1e-6)
+    assert pace.elapsed(now) == pytest.approx(now)
+
+
+@given(seconds=st.floats(0, 1e7))
+def test_clock_reads_as_rich_draws_time(seconds):
+    h, m, s = map(int, clock(seconds).split(":"))
+    assert 0 <= m < 60 and 0 <= s < 60 and abs(h * 3600 + m * 60 + s - seconds) <= 0.5
+
+
+def test_a_real_study_on_a_110_column_screen(tmp_path, monkeypatch):
+    """run_ablate on a tiny grid, the screen rendered while it measures and while each group trains."""
+    from dropcli.grid import GridSpec
+    from dropcli.plan import make_plan
+    from dropcli.study_commands import Execution, run_ablate
+
+    base = TrainConfig(hidden=(32, 32), epochs=1, batch_size=50, validation_size=500)
+    plan = make_plan(GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2, 3)), base, tmp_path / "s[1]")
+    s = Screen(cols=110, rows=60)
+    snapshots = []
+    real_step, real_measure = StudyDisplay.on_step, StudyDisplay.on_measure
+
+    def on_step(self, step, n):
+        s.clock.tick(0.25)
+        real_step(self, step, n)
+        if step % 3 == 0:
+            self.board.refresh()
+            snapshots.append(("group", s.lines()))
+
+    def on_measure(self, done, total):
+        s.clock.tick(0.5)
+        real_measure(self, done, total)
+        if 0 < done < total:
+            self.board.refresh()
+            snapshots.append(("measure", s.lines()))
+
+    monkeypatch.setattr(StudyDisplay, "on_step", on_step)
+    monkeypatch.setattr(StudyDisplay, "on_measure", on_measure)
+    run_ablate(plan, Execution(device_name="cpu"), False, s.term, resume="dropcli ablate")
+    measuring = [lines for kind, lines in snapshots if kind == "measure"]
+    training = [lines for kind, lines in snapshots if kind == "group"]
+    assert measuring and training
+    assert all(any(x.startswith(MEASURING) for x in lines) for lines in measuring)
+    clocks = [row(lines, "study") for lines in training]
+    assert all(eta is not None and eta > 0 for _, eta in clocks), clocks  # from the first group on
+    assert [e for e, _ in clocks] == sorted(e for e, _ in clocks) and clocks[-1][0] > clocks[0][0]
+    for lines in training:
+        [batch] = [x for x in lines if x.startswith("batch")]
+        assert re.search(r" [369]/10 ", batch), batch  # this grid's 500 images, not the full data's 550 batches
+    final = s.lines()
+    assert not [x for x in final if re.search(CLOCK, x)], final
+    text = "\n".join(final)
+    assert "Ablation summary" in text and re.search(r"Trained 6 cells in .*group.* \(the group size measured fastest", text)
+    assert f"Wrote runs.csv, summary.csv, history.csv, ablation.png and curves.png in {tmp_path / 's[1]'}" in text \
+        or ("Wrote runs.csv, summary.csv, history.csv, ablation.png and curves.png in" in text
+            and f"  {tmp_path / 's[1]'}" in final)
+
+
+def test_a_prior_gives_a_new_group_its_eta_before_its_first_step_and_damps_its_warm_up():
+    pace = Pace(100, 0.0, prior=0.5)
+    assert pace.remaining(0.0) == pytest.approx(50.0)
+    pace.advance(1, 5.0)  # a slow first step (warm-up): 5 s instead of 0.5 s
+    assert pace.remaining(5.0) == pytest.approx(99 * (5.0 + 0.5 * 10) / 11)
+    assert Pace(100, 0.0).remaining(0.0) is None

@@ -1,0 +1,50 @@
+"""Consoles that are not UTF-8: any text written through a protected stream, never an error."""
+
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dropcli.streams import HANDLER, STAND_INS, protect, stand_in
+
+ENCODINGS = ["ascii", "cp1252", "latin-1", "cp437", "utf-8"]
+
+
+def protected(encoding: str, errors: str = "strict") -> io.TextIOWrapper:
+    stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors=errors, write_through=True)
+    protect(stream)
+    return stream
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@given(text=st.text())
+def test_any_text_writes_to_any_console(encoding, text):
+    stream = protected(encoding)
+    stream.write(text)  # lone surrogates, emoji, box drawing, control characters: never UnicodeEncodeError
+    written = stream.buffer.getvalue().decode(encoding, "surrogateescape")
+    assert stream.errors == HANDLER
+    if text.isascii():
+        assert written == text
+    elif encoding == "utf-8" and not any("\ud800" <= ch <= "\udfff" for ch in text):
+        assert written == text
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp437"])
+def test_symbols_become_their_stand_ins_where_the_encoding_lacks_them(encoding):
+    stream = protected(encoding)
+    stream.write("0.9812 ★ | p < 0.05 ✓ | ± 0.0004 | a → b | ━━╸━━")
+    text = stream.buffer.getvalue().decode(encoding)
+    assert "★" not in text and "0.9812 *" in text and "0.05 +" in text and "a -> b" in text and "-----" in text
+    assert ("+/- 0.0004" in text) if encoding == "ascii" else ("± 0.0004" in text)  # cp437 has ±
+
+
+def test_a_letter_the_console_lacks_is_escaped_not_dropped_and_a_locale_byte_goes_through():
+    stream = protected("ascii")
+    stream.write("café/s[bold]\udcc3\udca9")  # é typed in a UTF-8 locale; é as C-locale surrogateescape bytes
+    assert stream.buffer.getvalue() == b"caf\\xe9/s[bold]\xc3\xa9"
+
+
+def test_every_stand_in_is_ascii():
+    assert all(v.isascii() for v in STAND_INS.values())
+    assert all(stand_in(chr(c)).isascii() for c in range(0x2500, 0x2580))
