@@ -138,11 +138,13 @@ class LiveBoard(LogBoard):
         return self.progress.live.is_started
 
     def add(self, row: Row) -> Row:
+        """Show a row as a Rich task (its description, count, elapsed time and ETA); returns the row."""
         row.task = self.progress.add_task(row.description, total=row.total, row=row)
         self.progress.update(row.task, completed=row.completed)
         return row
 
     def update(self, row: Row, **changes) -> None:
+        """Change a row's description, total or count; a new total starts its clock over (a new stretch of work)."""
         super().update(row, **changes)
         if row.task is not None:
             if "total" in changes:  # a new stretch of work: Rich's own finished state starts over
@@ -151,14 +153,17 @@ class LiveBoard(LogBoard):
                 self.progress.update(row.task, total=row.total, completed=row.completed, description=row.description)
 
     def remove(self, row: Row) -> None:
+        """Take a row off the screen."""
         if row.task is not None:
             self.progress.remove_task(row.task)
             row.task = None
 
     def log(self, text: str) -> None:
+        """Nothing: on a terminal the bars show progress, and plain lines are for logs (LogBoard.log)."""
         pass
 
     def refresh(self) -> None:
+        """Redraw the bars now."""
         self.progress.refresh()
 
 

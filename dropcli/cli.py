@@ -41,6 +41,7 @@ from dropcli.cli_options import (
     TrainSize,
     ValidationSize,
     Values,
+    command_line,
     parser,
     resolved,
 )
@@ -48,7 +49,6 @@ from dropcli.config import MAX_MC_SAMPLES, TEST_SPLIT, TrainConfig, check_monte_
 from dropcli.terminal import (
     OneLineErrors,
     Terminal,
-    command_line,
     failures,
     install_signal_handlers,
     usage,
@@ -132,11 +132,11 @@ def evaluate(
             if mc_curve:
                 new_output_file(csv.with_suffix(".png"), "--csv's plot")
         if mc_curve:
-            from dropcli.commands import run_mc_curve
+            from dropcli.eval_commands import run_mc_curve
 
             return run_mc_curve(run, split.value, tuple(sorted(set(mc_curve))), repeats, csv, resolved(data_dir), device,
                                 Terminal())
-        from dropcli.commands import run_evaluate
+        from dropcli.eval_commands import run_evaluate
 
         run_evaluate(run, split.value, mc_samples, csv, resolved(data_dir), device, Terminal())
 
@@ -156,7 +156,7 @@ def predict(
     if images and index is not None:
         usage_error("give image files or --index, not both")
     with failures():
-        from dropcli.commands import run_predict
+        from dropcli.eval_commands import run_predict
 
         run_predict(run, images or [], index, invert, mc_samples, resolved(data_dir), device, Terminal(),
                     rng=random.Random())

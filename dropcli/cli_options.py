@@ -5,7 +5,8 @@
 
 Each option is an `Annotated` alias (Typer's way to share an option between commands); its default
 is the TrainConfig or GridSpec field it sets, so `--help` and the library cannot disagree (a test
-compares them). Lists are parsed here by Typer `parser=` functions that turn the config's
+compares them), and the running command is written back as the user would type it
+(command_line: the resume hint, the Slurm scripts). Lists are parsed here by Typer `parser=` functions that turn the config's
 ValueError into `typer.BadParameter` (exit 2, one line). Nothing below the command line imports
 this module.
 """
@@ -17,6 +18,11 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+
+try:  # typer >= 0.26 vendors click
+    from typer._click.globals import get_current_context
+except ImportError:  # older typer runs on click itself
+    from click.globals import get_current_context
 
 from dropcli.config import (
     DATASETS,
@@ -61,7 +67,7 @@ def parser(parse: Callable, what: str, wrap: type = tuple) -> Callable[[str], ob
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
         if isinstance(value, tuple):
-            value.text = text  # as typed: how terminal.typed_options writes the command again
+            value.text = text  # as typed: how typed_options writes the command again
         return value
 
     return parse_option
@@ -128,3 +134,30 @@ ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained tog
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch.")]
 Baseline = Annotated[Optional[str], typer.Option(help="The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1.")]
 EquivalenceMargin = Annotated[float, typer.Option(min=0.0, max=100.0, help="Equivalence margin in points of accuracy: a difference shown to lie within +-margin (two one-sided tests, Holm-adjusted) is called no different.")]
+
+
+def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:
+    """The running command's options as the user would type them, from the parsed values (not
+    sys.argv): those that differ from their defaults, limited to the names in `only`."""
+    ctx = get_current_context()
+    parts = []
+    for p in ctx.command.params:
+        value, default = ctx.params.get(p.name), p.default
+        norm = [str(getattr(v, "text", None) or getattr(v, "value", v)) for v in (value, default)]
+        if (p.name in skip or (only is not None and p.name not in only) or value is None or norm[0] == norm[1]
+                or not getattr(p, "opts", None)):
+            continue
+        if getattr(p, "is_flag", False):
+            parts += [p.opts[0]] if value else []
+        elif p.opts[0].startswith("-"):
+            parts += [p.opts[0], norm[0]]
+        else:
+            parts.append(norm[0])
+    return parts
+
+
+def command_line(skip: tuple[str, ...] = ()) -> str:
+    """The running command as the user would type it."""
+    import shlex
+
+    return " ".join(shlex.quote(x) for x in ["dropcli", get_current_context().info_name, *typed_options(skip=skip)])

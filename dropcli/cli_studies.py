@@ -44,11 +44,13 @@ from dropcli.cli_options import (
     SubsetOpt,
     TrainSizes,
     ValidationSize,
+    command_line,
     resolved,
+    typed_options,
 )
 from dropcli.config import EQUIVALENCE_MARGIN, TrainConfig, check_monte_carlo, fmt_max_norm, fmt_number
 from dropcli.grid import DEFAULT_SEEDS, GridSpec, default_seeds
-from dropcli.terminal import Terminal, command_line, failures, typed_options, usage, usage_error
+from dropcli.terminal import Terminal, failures, usage, usage_error
 
 D = DEFAULTS
 G = GridSpec()  # the grid options' defaults

@@ -33,6 +33,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
+        """128 + the signal's number, as shells report a process stopped by it."""
         return 128 + self.signum
 
 
@@ -42,6 +43,7 @@ def interrupt_code(e: KeyboardInterrupt) -> int:
 
 
 def interrupt_name(e: KeyboardInterrupt) -> str:
+    """The signal an interrupt stands for, by name ('SIGTERM'; 'SIGINT' for a plain Ctrl-C)."""
     return e.args[0] if e.args and isinstance(e.args[0], str) else "SIGINT"
 
 

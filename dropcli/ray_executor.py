@@ -156,6 +156,7 @@ class RayCluster:
                 f"{have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs")
 
     def close(self) -> None:
+        """Shut down the Ray instance this object started (never a cluster it only joined)."""
         if self.started_here and self.ray.is_initialized():
             self.ray.shutdown()
 

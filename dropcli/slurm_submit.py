@@ -28,6 +28,7 @@ SBATCH_SECONDS = 300  # sbatch retries an unreachable controller for a while; pa
 
 
 def record_path(out: Path) -> Path:
+    """Where the submitted job ids of the study in `out` are recorded: out/slurm/submitted.json."""
     return out / "slurm" / "submitted.json"
 
 

@@ -163,6 +163,7 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
 
 
 def summary_table_for(summary, out: Path):
+    """The Rich table of a study's summary (report.summary_table) under its usual title; `out` is the study folder."""
     from dropcli.report import summary_table
 
     return summary_table(summary, title="Ablation summary")

@@ -26,12 +26,10 @@ from typer.core import TyperGroup
 try:  # typer >= 0.26 vendors click
     from typer._click.exceptions import ClickException
     from typer._click.exceptions import UsageError as ClickUsageError
-    from typer._click.globals import get_current_context
     from typer.exceptions import Abort
 except ImportError:  # older typer runs on click itself
     from click.exceptions import Abort, ClickException
     from click.exceptions import UsageError as ClickUsageError
-    from click.globals import get_current_context
 
 from dropcli.errors import DropcliError
 from dropcli.interrupts import (  # noqa: F401  (Interrupted, install_signal_handlers: the command line's)
@@ -57,6 +55,7 @@ def one_line(text: str) -> str:
 
 
 def error(message: str) -> None:
+    """Print 'Error: <message>' on stderr as one line (control characters escaped)."""
     emit(f"Error: {one_line(message)}", err=True)
 
 
@@ -74,18 +73,21 @@ class OneLineErrors(TyperGroup):
     (streams.protect) before anything prints."""
 
     def make_context(self, *args, **kwargs):
+        """Click's context for the options; an interrupt while they parse is carried past typer."""
         try:
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt as e:
             raise _Stopped(e) from None
 
     def invoke(self, ctx):
+        """Run the command; an interrupt is carried past typer, which would turn it into a silent exit."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
             raise _Stopped(e) from None
 
     def main(self, args=None, prog_name=None, **extra):
+        """The app's entry: one line and the documented exit status for every usage error, failure and interrupt."""
         extra.pop("standalone_mode", None)
         protect()
         forget()
@@ -195,9 +197,11 @@ class Terminal:
         return self.active is not None and self.active.live and self.active.started
 
     def result(self, text: str) -> None:
+        """A result line on stdout (above the progress bars while they share the screen)."""
         _say(self.err if self._live_now() and self.same_screen else self.out, text)
 
     def note(self, text: str) -> None:
+        """A note line on stderr (above the progress bars while they are shown)."""
         _say(self.err, text)
 
     def note_path(self, lead: str, path: Path | str, tail: str = "") -> None:
@@ -247,30 +251,3 @@ class Terminal:
                 yield board
         finally:
             self.active = None
-
-
-def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:
-    """The running command's options as the user would type them, from the parsed values (not
-    sys.argv): those that differ from their defaults, limited to the names in `only`."""
-    ctx = get_current_context()
-    parts = []
-    for p in ctx.command.params:
-        value, default = ctx.params.get(p.name), p.default
-        norm = [str(getattr(v, "text", None) or getattr(v, "value", v)) for v in (value, default)]
-        if (p.name in skip or (only is not None and p.name not in only) or value is None or norm[0] == norm[1]
-                or not getattr(p, "opts", None)):
-            continue
-        if getattr(p, "is_flag", False):
-            parts += [p.opts[0]] if value else []
-        elif p.opts[0].startswith("-"):
-            parts += [p.opts[0], norm[0]]
-        else:
-            parts.append(norm[0])
-    return parts
-
-
-def command_line(skip: tuple[str, ...] = ()) -> str:
-    """The running command as the user would type it."""
-    import shlex
-
-    return " ".join(shlex.quote(x) for x in ["dropcli", get_current_context().info_name, *typed_options(skip=skip)])
