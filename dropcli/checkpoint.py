@@ -6,10 +6,11 @@
 A run folder holds `model.safetensors` (the final weights, `layers.{i}.weight` (in, out) and
 `layers.{i}.bias`, with JSON metadata: the full TrainConfig, the data it was trained on (name,
 SHA-256 of its files, sizes) and the split, the run's accuracies and the versions that produced
-it), `history.csv` (one row per epoch) and `run.json` (all of it, and the command, as JSON). A file
-whose metadata does not fit its one schema (run_schema.py), whose tensors do not match it, or
-whose weights are not finite is refused. Every file goes through files.atomic_write, so a full
-disk is one line, and the trained run is rescued to another folder (save_run).
+it), `history.csv` (one row per validation: each epoch, or every --eval-every steps) and `run.json`
+(all of it, and the command, as JSON). A file whose metadata does not fit its one schema
+(run_schema.py), whose tensors do not match it, or whose weights are not finite is refused. Every
+file goes through files.atomic_write, so a full disk is one line, and the trained run is rescued
+to another folder (save_run).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dropcli.provenance import versions
 FORMAT = "dropcli-checkpoint/1"
 FILENAME = "model.safetensors"
 RUN_FILES = (FILENAME, "history.csv", "run.json")
-HISTORY_COLUMNS = ("epoch", "cost", "train_batch_accuracy", "validation_accuracy", "seconds")
+HISTORY_COLUMNS = ("epoch", "step", "cost", "train_batch_accuracy", "validation_accuracy", "seconds")
 
 
 def save_checkpoint(path: str | Path, params: Params, config: TrainConfig, info: dict) -> Path:

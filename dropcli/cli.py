@@ -27,6 +27,7 @@ from dropcli.cli_options import (
     DatasetOpt,
     Device,
     Epochs,
+    EvalEvery,
     Hidden,
     InitOpt,
     InputKeepProb,
@@ -37,10 +38,12 @@ from dropcli.cli_options import (
     PrecisionOpt,
     Seed,
     SplitName,
+    Steps,
     SubsetOpt,
     TrainSize,
     ValidationSize,
     Values,
+    check_budget,
     command_line,
     parser,
     resolved,
@@ -76,6 +79,8 @@ def train(
     lr: Lr = D.lr,
     batch_size: BatchSize = D.batch_size,
     epochs: Epochs = D.epochs,
+    steps: Steps = D.steps,
+    eval_every: EvalEvery = D.eval_every,
     seed: Seed = D.seed,
     max_norm: MaxNorm = None,
     dataset: DatasetOpt = D.dataset,
@@ -89,9 +94,10 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run folder, new or empty (default: results/runs/TIME-keepP-seedS).")] = None,
 ) -> None:
     """Train the tutorial network and save the run (weights, history.csv, run.json)."""
+    usage(check_budget, steps, epochs)
     config = usage(lambda: TrainConfig(
         keep_prob=tuple(keep_prob), input_keep_prob=input_keep_prob, hidden=tuple(hidden), init=getattr(init, "value", init),
-        lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, max_norm=max_norm,
+        lr=lr, batch_size=batch_size, epochs=epochs, steps=steps, eval_every=eval_every, seed=seed, max_norm=max_norm,
         dataset=getattr(dataset, "value", dataset), data_dir=resolved(data_dir), validation_size=validation_size,
         train_size=train_size, subset=getattr(subset, "value", subset), precision=getattr(precision, "value", precision),
         mc_samples=mc_samples))

@@ -2,6 +2,7 @@
 
     $ dropcli train --keep-prob 0.8:0.7:0.7:0.5 --lr 0.001
     $ dropcli ablate --keep-probs 0.5,0.7,1.0 --max-norms none,3 --seeds 5
+    $ dropcli ablate --keep-probs 0.7,1 --lrs 0.0003,0.003 --hiddens 512x4,1024x4 --steps 8250
 
 Each option is an `Annotated` alias (Typer's way to share an option between commands); its default
 is the TrainConfig or GridSpec field it sets, so `--help` and the library cannot disagree (a test
@@ -27,6 +28,7 @@ except ImportError:  # older typer runs on click itself
 from dropcli.config import (
     DATASETS,
     DEFAULT_SEED,
+    EVALS_PER_BUDGET,
     INITS,
     MAX_MC_SAMPLES,
     PRECISIONS,
@@ -36,7 +38,16 @@ from dropcli.config import (
     parse_ints,
     parse_keep,
 )
-from dropcli.grid import DEFAULT_SEEDS, MAX_CELLS, GridSpec, parse_floats, parse_keep_list, parse_max_norms
+from dropcli.grid import (
+    DEFAULT_SEEDS,
+    MAX_CELLS,
+    GridSpec,
+    parse_floats,
+    parse_keep_list,
+    parse_lrs,
+    parse_max_norms,
+    parse_widths_list,
+)
 
 DEFAULTS = TrainConfig()  # every option's default is read from here (one definition of each fact)
 METRICS = ("test_accuracy", "test_accuracy_at_best")  # what a study summary may compare (report.METRICS)
@@ -107,6 +118,10 @@ InitOpt = Annotated[Init, typer.Option("--init", help="tutorial: truncated norma
 Lr = Annotated[float, typer.Option(help="Adam learning rate (the tutorial's 0.001).")]
 BatchSize = Annotated[int, typer.Option(help="Images per step (the tutorial's 100).")]
 Epochs = Annotated[int, typer.Option(help="Passes over the training set (the tutorial's 15).")]
+Steps = Annotated[Optional[int], typer.Option(min=1, help="Train for exactly N Adam steps whatever the data size, "
+                                              "instead of --epochs (the last epoch may be partial).")]
+EvalEvery = Annotated[Optional[int], typer.Option(min=1, help="Validate (a history row) every N steps and after the last "
+                                                  f"(default: every epoch; with --steps, steps/{EVALS_PER_BUDGET}).")]
 Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seeds initial weights, subset, batch order and dropout masks.")]
 MaxNorm = Annotated[Optional[str], typer.Option(parser=parser(_one_max_norm, "--max-norm", lambda v: v), metavar="C",
                                                  help="Max-norm c: each hidden unit's incoming weights kept to norm <= c after every step (the dropout paper uses 3-4); none = off.")]
@@ -128,6 +143,11 @@ MaxNorms = Annotated[Values, typer.Option(parser=parser(parse_max_norms, "--max-
                                           help="Max-norm values, e.g. none,3 (none = no constraint).")]
 TrainSizes = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--train-sizes", Values), metavar="LIST",
                                                        help="Training set sizes, e.g. 1000,10000 (default: the whole training part).")]
+Lrs = Annotated[Optional[Values], typer.Option(parser=parser(parse_lrs, "--lrs", Values), metavar="LIST",
+                                                help="Adam learning rates, e.g. 0.0003,0.001,0.003 (default: --lr alone).")]
+Hiddens = Annotated[Optional[Values], typer.Option(parser=parser(parse_widths_list, "--hiddens", Values), metavar="LIST",
+                                                   help="Hidden widths of each network, e.g. 512x4,1024x4 (WxN: N layers of W; "
+                                                        "or per layer 1024:512:512; default: --hidden alone).")]
 Seeds = Annotated[Optional[int], typer.Option(min=1, max=MAX_CELLS, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")]
 SeedList = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--seed-list", Values), metavar="LIST", help="Explicit seeds, e.g. 1,2,3.")]
 ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained together in lockstep (0 = the size measured fastest here; 1 = one by one).")]
@@ -161,3 +181,10 @@ def command_line(skip: tuple[str, ...] = ()) -> str:
     import shlex
 
     return " ".join(shlex.quote(x) for x in ["dropcli", get_current_context().info_name, *typed_options(skip=skip)])
+
+
+def check_budget(steps: int | None, epochs: int) -> None:
+    """Refuse --epochs beside --steps (the step budget sets the epochs): ValueError, which the
+    commands turn into a usage error (terminal.usage, exit 2)."""
+    if steps is not None and epochs != DEFAULTS.epochs:
+        raise ValueError("--steps sets the number of epochs; give --steps or --epochs, not both")

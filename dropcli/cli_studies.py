@@ -27,13 +27,16 @@ from dropcli.cli_options import (
     Device,
     Epochs,
     EquivalenceMargin,
+    EvalEvery,
     Executor,
     GridFlag,
     Hidden,
+    Hiddens,
     InitOpt,
     InputKeepProbs,
     KeepProbs,
     Lr,
+    Lrs,
     MaxNorms,
     McSamples,
     MetricOpt,
@@ -41,9 +44,11 @@ from dropcli.cli_options import (
     PrecisionOpt,
     SeedList,
     Seeds,
+    Steps,
     SubsetOpt,
     TrainSizes,
     ValidationSize,
+    check_budget,
     command_line,
     resolved,
     typed_options,
@@ -54,9 +59,9 @@ from dropcli.terminal import Terminal, failures, usage, usage_error
 
 D = DEFAULTS
 G = GridSpec()  # the grid options' defaults
-GRID_OPTIONS = ("grid", "keep_probs", "input_keep_probs", "max_norms", "train_sizes", "subset", "seeds", "seed_list",
-                "epochs", "hidden", "init", "lr", "batch_size", "dataset", "data_dir", "validation_size", "precision",
-                "mc_samples", "device", "parallel_models")  # what ablate and slurm share (slurm passes them on)
+GRID_OPTIONS = ("grid", "keep_probs", "input_keep_probs", "max_norms", "train_sizes", "lrs", "hiddens", "subset", "seeds",
+                "seed_list", "epochs", "steps", "eval_every", "hidden", "init", "lr", "batch_size", "dataset", "data_dir",
+                "validation_size", "precision", "mc_samples", "device", "parallel_models")  # what ablate and slurm share (slurm passes them on)
 
 
 def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
@@ -67,14 +72,23 @@ def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
         usage_error("give --grid for the standard study, or --keep-probs such as 0.5,0.7,1.0")
     if g["seeds"] is not None and g["seed_list"]:
         usage_error("give --seeds N or --seed-list, not both")
+    if g["lrs"] and g["lr"] != D.lr:
+        usage_error("--lrs sets the learning rates; give --lr or --lrs, not both")
+    if g["hiddens"] and tuple(g["hidden"]) != D.hidden:
+        usage_error("--hiddens sets the widths; give --hidden or --hiddens, not both")
+    usage(check_budget, g["steps"], g["epochs"])
     value = lambda x: getattr(x, "value", x)  # noqa: E731  (a choice's text)
+    hidden = g["hiddens"][0] if g["hiddens"] else g["hidden"]  # the base's depth, for a uniform keep probability
     base = usage(lambda: TrainConfig(
-        hidden=tuple(g["hidden"]), init=value(g["init"]), lr=g["lr"], batch_size=g["batch_size"], epochs=g["epochs"],
-        dataset=value(g["dataset"]), data_dir=resolved(g["data_dir"]), validation_size=g["validation_size"],
-        subset=value(g["subset"]), precision=value(g["precision"]), mc_samples=g["mc_samples"]))
+        hidden=tuple(hidden), init=value(g["init"]), lr=g["lr"], batch_size=g["batch_size"], epochs=g["epochs"],
+        steps=g["steps"], eval_every=g["eval_every"], dataset=value(g["dataset"]), data_dir=resolved(g["data_dir"]),
+        validation_size=g["validation_size"], subset=value(g["subset"]), precision=value(g["precision"]),
+        mc_samples=g["mc_samples"]))
     spec = GridSpec(keep_probs=tuple(g["keep_probs"] or GridSpec().keep_probs),
                     input_keep_probs=tuple(g["input_keep_probs"]), max_norms=tuple(g["max_norms"]),
                     train_sizes=(None,) if g["train_sizes"] is None else tuple(g["train_sizes"]),
+                    lrs=tuple(g["lrs"]) if g["lrs"] else None,
+                    hiddens=tuple(tuple(h) for h in g["hiddens"]) if g["hiddens"] else None,
                     seeds=tuple(g["seed_list"]) if g["seed_list"] else default_seeds(g["seeds"] or DEFAULT_SEEDS))
     return spec, base
 
@@ -106,10 +120,14 @@ def ablate(
     input_keep_probs: InputKeepProbs = ",".join(map(fmt_number, G.input_keep_probs)),
     max_norms: MaxNorms = ",".join(map(fmt_max_norm, G.max_norms)),
     train_sizes: TrainSizes = None,
+    lrs: Lrs = None,
+    hiddens: Hiddens = None,
     subset: SubsetOpt = D.subset,
     seeds: Seeds = None,
     seed_list: SeedList = None,
     epochs: Epochs = D.epochs,
+    steps: Steps = D.steps,
+    eval_every: EvalEvery = D.eval_every,
     hidden: Hidden = ",".join(map(str, D.hidden)),
     init: InitOpt = D.init,
     lr: Lr = D.lr,
@@ -185,10 +203,14 @@ def slurm(
     input_keep_probs: InputKeepProbs = ",".join(map(fmt_number, G.input_keep_probs)),
     max_norms: MaxNorms = ",".join(map(fmt_max_norm, G.max_norms)),
     train_sizes: TrainSizes = None,
+    lrs: Lrs = None,
+    hiddens: Hiddens = None,
     subset: SubsetOpt = D.subset,
     seeds: Seeds = None,
     seed_list: SeedList = None,
     epochs: Epochs = D.epochs,
+    steps: Steps = D.steps,
+    eval_every: EvalEvery = D.eval_every,
     hidden: Hidden = ",".join(map(str, D.hidden)),
     init: InitOpt = D.init,
     lr: Lr = D.lr,

@@ -53,6 +53,8 @@ MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability ca
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
 EQUIVALENCE_MARGIN = 0.2  # points: `report` calls differences within +-0.2 (20 of 10,000 test images) no different (README)
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
+EVALS_PER_BUDGET = 50  # with --steps: validations per run unless --eval-every says (1,000 images over 8,250 steps
+# would otherwise be validated 825 times, once an epoch)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class TrainConfig:
     init: str = "tutorial"  # tutorial: truncated normal(0.1) weights, normal(0, 1) biases
     lr: float = 0.001  # tutorial: Adam, learning rate 0.001
     batch_size: int = 100  # tutorial: batch 100, remainder dropped (550 steps/epoch)
-    epochs: int = 15  # tutorial: 15 epochs
+    epochs: int = 15  # tutorial: 15 epochs; with steps, the epochs those steps span (derived)
+    steps: int | None = None  # None: epochs x steps_per_epoch; N: exactly N Adam steps, whatever the data size
+    eval_every: int | None = None  # steps between validations (history rows); None: see eval_interval
     seed: int = DEFAULT_SEED
     max_norm: float | None = None  # dropout paper: each hidden unit's incoming weights kept to norm <= c (3-4)
     dataset: str = "mnist"
@@ -100,6 +104,8 @@ class TrainConfig:
         if self.max_norm is not None:
             object.__setattr__(self, "max_norm", float(self.max_norm))
         self.validate()
+        if self.steps is not None:  # the budget fixes the epochs it spans (the last may be partial)
+            object.__setattr__(self, "epochs", -(-self.steps // self.steps_per_epoch))
 
     def validate(self) -> None:
         """Raise ValueError naming the option and the fix: a value of the wrong type (seed 5.5,
@@ -121,8 +127,9 @@ class TrainConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr must be a positive number, e.g. --lr 0.001 (got {self.lr})")
         check_max_norm(self.max_norm)
-        for name, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs)):
-            if value < 1:
+        for name, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs), ("--steps", self.steps),
+                            ("--eval-every", self.eval_every)):
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (got {value})")
         if self.seed < 0 or self.seed >= 2**63:
             raise ValueError(f"--seed must be a whole number from 0 to 2**63 - 1 (got {self.seed})")
@@ -171,6 +178,25 @@ class TrainConfig:
     def steps_per_epoch(self) -> int:
         """Adam steps per epoch: n_train // batch_size (the tutorial drops the last partial batch)."""
         return self.n_train // self.batch_size  # the tutorial drops the last partial batch
+
+    @property
+    def total_steps(self) -> int:
+        """Adam steps a run takes: `steps`, or epochs x steps_per_epoch."""
+        return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch
+
+    @property
+    def eval_interval(self) -> int:
+        """Steps between validations (and history rows): eval_every; else with a step budget
+        steps / EVALS_PER_BUDGET (rounded, at least 1), without one an epoch's steps. A run is also
+        validated after its last step."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return self.steps_per_epoch if self.steps is None else max(1, round(self.steps / EVALS_PER_BUDGET))
+
+    @property
+    def validations(self) -> int:
+        """Validation passes (history rows) of a run: every eval_interval steps, and after the last."""
+        return -(-self.total_steps // self.eval_interval)
 
     @property
     def keep_label(self) -> str:

@@ -112,11 +112,13 @@ def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.0
 
 def cell_steps(c: TrainConfig) -> float:
     """A cell's work in lockstep training steps: its steps, plus its forward passes at about a
-    third of a step each (validation every epoch; then train, validation and test accuracy at
-    the end, one model at a time). The unit of estimate_seconds and of the progress displays."""
-    per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
+    third of a step each (each validation: every eval_interval steps and after the last; then
+    train, validation and test accuracy at the end, one model at a time). The unit of
+    estimate_seconds and of the progress displays."""
+    v = c.validations
+    per_validation = c.total_steps / v + c.validation_size / c.batch_size / 3
     final = (c.n_train + c.validation_size + TEST_SPLIT) / c.batch_size / 3
-    return c.epochs * per_epoch + final
+    return v * per_validation + final
 
 
 def estimate_seconds(groups: list[list[TrainConfig]], device,

@@ -195,7 +195,7 @@ class RayCluster:
                         + (f", GPU {','.join(result['gpu_ids'])}" if result["gpu_ids"] else ""))
                 if fresh:
                     keep = {_cell(r) for r in fresh}
-                    history = {(_cell(h), h["epoch"]): h for h in result["history"] if _cell(h) in keep}
+                    history = {(_cell(h), h["step"]): h for h in result["history"] if _cell(h) in keep}
                     on_rows(fresh, list(history.values()))
         return {"tasks": len(groups), "retried_duplicates": duplicates, "gpu_ids": gpu_ids}
 
@@ -231,6 +231,6 @@ def _signals_through_ray():
 
 
 def _cell(row: dict) -> str:
-    from dropcli.grid import cell_id
+    from dropcli.tables import row_cell_id
 
-    return cell_id(row["keep_probs"], row["input_keep_prob"], row["max_norm"], row["train_size"], row["seed"])
+    return row_cell_id(row)

@@ -205,8 +205,8 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     from dropcli.grid import cells_of
     from dropcli.plot_study import draw_study_figures
     from dropcli.report_html import render
-    from dropcli.study import check_rows, read_identity, study_folder
-    from dropcli.tables import read_history, read_runs, write_csv
+    from dropcli.study import check_rows, history_of, read_identity, study_folder
+    from dropcli.tables import read_runs, write_csv
 
     path = out / "runs.csv"
     if not path.exists():
@@ -227,7 +227,7 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
         raise DropcliError(f"{path} holds no finished cells yet; run or resume 'dropcli ablate --out {out}' first")
     history = None
     if (out / "history.csv").exists():
-        history = read_history(out / "history.csv")
+        history = history_of(out)
         check_rows(history, out / "history.csv", cells)
     folder = study_folder(out)
     write_csv(summarise(runs, metric, baseline, margin), folder.claim_name("summary.csv"), SUMMARY_SCHEMA, P_COLUMNS)

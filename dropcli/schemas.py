@@ -35,6 +35,8 @@ class GridModel(_Strict):
     input_keep_probs: list[Union[StrictFloat, StrictInt]] = Field(min_length=1)
     max_norms: list[StrictStr] = Field(min_length=1)
     train_sizes: list[StrictInt] = Field(min_length=1)
+    lrs: Optional[list[Union[StrictFloat, StrictInt]]] = Field(None, min_length=2)  # absent: settings' lr
+    hiddens: Optional[list[list[StrictInt]]] = Field(None, min_length=2)  # absent: settings' hidden
     seeds: list[StrictInt] = Field(min_length=1)
 
 

@@ -24,8 +24,17 @@ import pandas as pd
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import cell_id_of, grid_of, partition
 from dropcli.plan import SHARD_DIR, StudyPlan, make_plan
-from dropcli.study import SHARDS, STUDY_FILE, check_rows, describe_difference, read_identity, same, study_folder
-from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_history, read_runs, write_csv
+from dropcli.study import (
+    SHARDS,
+    STUDY_FILE,
+    check_rows,
+    describe_difference,
+    history_of,
+    read_identity,
+    same,
+    study_folder,
+)
+from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_runs, write_csv
 
 PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "finished_at", "dropcli_version",
               "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
@@ -107,7 +116,7 @@ def _gather(plan: StudyPlan, identities: dict[Path, dict]) -> tuple[pd.DataFrame
             ids = check_rows(r, folder / "runs.csv", cells)
             runs.append(r.assign(_source=name, _id=ids))
             if (folder / "history.csv").exists():
-                h = read_history(folder / "history.csv")
+                h = history_of(folder)
                 hid = check_rows(h, folder / "history.csv", cells)
                 history.append(h.assign(_source=name, _id=hid)[hid.isin(set(ids))])
     all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=[*RUNS_SCHEMA, "_source", "_id"])
@@ -133,7 +142,7 @@ def merge(out: Path) -> dict:
     if read_identity(out) is None:
         folder.write_text(STUDY_FILE, json.dumps(plan.identity, indent=2, sort_keys=True) + "\n")
     if len(hist):
-        hist = hist.assign(_order=hist["_id"].map(order)).sort_values(["_order", "epoch"], kind="stable")
+        hist = hist.assign(_order=hist["_id"].map(order)).sort_values(["_order", "step"], kind="stable")
         write_csv(hist[list(HISTORY_SCHEMA)], folder.claim_name("history.csv"), HISTORY_SCHEMA)
     write_csv(kept[list(RUNS_SCHEMA)], folder.claim_name("runs.csv"), RUNS_SCHEMA)
     n = next(iter(identities.values()))["shard"]["count"]

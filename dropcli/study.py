@@ -159,11 +159,18 @@ def done_keys(out: Path, cells: list[TrainConfig]) -> set[str]:
     return set(check_rows(read_runs(path), path, cells)) if path.exists() else set()
 
 
+def history_of(out: Path) -> pd.DataFrame:
+    """out/history.csv, read with the settings of out/study.json (an older file's step, lr and
+    hidden columns follow from them: tables.read_history)."""
+    identity = read_identity(out)
+    return read_history(out / "history.csv", identity["settings"] if identity else None)
+
+
 def check_tables(out: Path, cells: list[TrainConfig]) -> None:
     """Refuse to resume into tables that are not dropcli's own, or hold foreign rows (before any training)."""
     done_keys(out, cells)
     if (out / "history.csv").exists():
-        check_rows(read_history(out / "history.csv"), out / "history.csv", cells)
+        check_rows(history_of(out), out / "history.csv", cells)
 
 
 def frame(rows: list[dict], schema: dict) -> pd.DataFrame:
@@ -177,11 +184,11 @@ def frame(rows: list[dict], schema: dict) -> pd.DataFrame:
 
 def _append(folder: OwnedFolder, name: str, rows: list[dict], schema: dict, reader) -> None:
     """Add rows to a table, first dropping any rows of the same cells: history left by a commit
-    that was cut off before its runs.csv rows were written."""
+    that was cut off before its runs.csv rows were written. reader(folder) reads the table."""
     path = folder.folder / name
     new = frame(rows, schema)
     if path.exists():
-        old = reader(path)
+        old = reader(folder.folder)
         old = old[~row_cell_ids(old).isin(set(row_cell_ids(new)))]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
     write_csv(new, folder.claim_name(name), schema)
@@ -190,8 +197,8 @@ def _append(folder: OwnedFolder, name: str, rows: list[dict], schema: dict, read
 def commit_rows(out: Path, runs: list[dict], history: list[dict]) -> list[dict]:
     """Write finished cells' rows: history.csv first, runs.csv last (so a listed cell has its history)."""
     folder = study_folder(out)
-    _append(folder, "history.csv", history, HISTORY_SCHEMA, read_history)
-    _append(folder, "runs.csv", runs, RUNS_SCHEMA, read_runs)
+    _append(folder, "history.csv", history, HISTORY_SCHEMA, history_of)
+    _append(folder, "runs.csv", runs, RUNS_SCHEMA, lambda f: read_runs(f / "runs.csv"))
     return runs
 
 

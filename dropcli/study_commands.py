@@ -11,7 +11,7 @@ from pathlib import Path
 from dropcli.boards import Row
 from dropcli.commands import duration
 from dropcli.config import fmt_max_norm, fmt_number
-from dropcli.grid import cell_id_of
+from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
 from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name
 
@@ -181,12 +181,15 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
     groups = plan_groups(todo, k) if todo else []
     group_of = {cell_id_of(c): gi + 1 for gi, g in enumerate(groups) for c in g}
     table = Table(title=f"{len(plan.cells)} cells, {len(todo)} to run, in {plan.folder}")
-    for name in ("keep", "input keep", "max-norm", "train size", "seed", "epochs", "group"):
+    lrs, widths = len({c.lr for c in plan.cells}) > 1, len({c.hidden for c in plan.cells}) > 1  # shown where varied
+    for name in ("keep", "input keep", "max-norm", "train size", *(["lr"] if lrs else []),
+                 *(["hidden"] if widths else []), "seed", "epochs", "steps", "group"):
         table.add_column(name, justify="right")
     for c in plan.cells:
         key = cell_id_of(c)
         table.add_row(c.keep_label, fmt_number(c.input_keep_prob), fmt_max_norm(c.max_norm), f"{c.n_train:,}",
-                      str(c.seed), str(c.epochs), str(group_of[key]) if key in group_of else "done")
+                      *([fmt_number(c.lr)] if lrs else []), *([fmt_hidden(c.hidden)] if widths else []),
+                      str(c.seed), str(c.epochs), f"{c.total_steps:,}", str(group_of[key]) if key in group_of else "done")
     term.table(table)
     if not todo:
         term.result(f"Nothing to run: every cell is already in {plan.folder / 'runs.csv'}.")

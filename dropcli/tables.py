@@ -12,8 +12,9 @@ A study's runs.csv and history.csv are read back by `ablate` (to resume) and `re
 checked against their schema: every column present and known, every cell of its type, every
 cell key once. A table that fails is refused with one line naming the file, row and column, and
 is never rewritten. A column added to a schema after files were written has the value such
-files imply (ADDED), so older studies still read. A little over 250 lines on purpose: the
-schemas, the rows that fill them, the one writer and the one reader stay in one place.
+files imply (ADDED, or derived from the file's other columns and the study's settings: DERIVED in
+migrations.py), so older studies still read. A little over 250 lines on purpose: the schemas, the
+rows that fill them, the one writer and the one reader stay in one place.
 """
 
 from __future__ import annotations
@@ -29,24 +30,29 @@ import pandas as pd
 from dropcli.config import SUBSETS, TEST_SPLIT, TrainConfig, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write
-from dropcli.grid import cell_id
+from dropcli.grid import cell_id, fmt_hidden
+from dropcli.migrations import RUNS_DERIVED, history_derived
 
 # column -> kind: int, float (measured), exact (a configuration float), text; a trailing "?" allows empty cells.
 # keep_probs is the per-layer text ('0.7', '0.8 0.7 0.7 0.5'), keep_prob_mean their mean (a number to plot).
 CELL_SCHEMA = {"keep_probs": "text", "keep_prob_mean": "exact", "input_keep_prob": "exact", "max_norm": "exact?",
                "train_size": "int", "seed": "int"}
 RUNS_SCHEMA = {
-    **CELL_SCHEMA, "subset": "text", "epochs": "int", "epochs_run": "int", "hidden": "text", "init": "text",
-    "lr": "exact", "batch_size": "int", "dataset": "text", "test_images": "int", "final_cost": "float?",
-    "train_accuracy": "float?",
+    # epochs_run and steps: epochs reached (the last may be partial) and Adam steps taken; eval_every: steps between validations
+    **CELL_SCHEMA, "subset": "text", "epochs": "int", "epochs_run": "int", "steps": "int", "eval_every": "int",
+    "hidden": "text", "init": "text", "lr": "exact", "batch_size": "int", "dataset": "text", "test_images": "int",
+    "final_cost": "float?", "train_accuracy": "float?",
     "validation_accuracy": "float?", "test_accuracy": "float?", "generalization_gap": "float?", "test_loss": "float?",
-    "best_epoch": "int?", "test_accuracy_at_best": "float?", "test_accuracy_mc": "float?", "mc_samples": "int",
+    "best_epoch": "int?", "best_step": "int?", "test_accuracy_at_best": "float?", "test_accuracy_mc": "float?",
+    "mc_samples": "int",
     # a lockstep group's cells train together: its wall time is the group's, shared by its group_size cells
     "group_size": "int", "group_train_seconds": "float", "device": "text", "cpu": "text", "engine": "text",
     "precision": "text", "status": "text", "finished_at": "text", "dropcli_version": "text", "torch_version": "text",
 }
-HISTORY_SCHEMA = {**CELL_SCHEMA, "epoch": "int", "cost": "float?", "train_batch_accuracy": "float?",
-                  "validation_accuracy": "float?", "group_epoch_seconds": "float"}
+# one row per validation: `step` Adam steps done, in `epoch` (the last may be partial); cost and train_batch_accuracy
+# are means over the steps since the row before, group_epoch_seconds their wall time
+HISTORY_SCHEMA = {**CELL_SCHEMA, "lr": "exact", "hidden": "text", "epoch": "int", "step": "int", "cost": "float?",
+                  "train_batch_accuracy": "float?", "validation_accuracy": "float?", "group_epoch_seconds": "float"}
 # columns of tables written before their renames: read under the new names (never rewritten in place)
 RENAMED = {"keep_prob": "keep_prob_mean", "parallel_models": "group_size", "train_seconds": "group_train_seconds",
            "seconds": "group_epoch_seconds"}
@@ -134,9 +140,11 @@ def _parse(value: str, kind: str):
     return value
 
 
-def read_table(path: str | Path, schema: dict, what: str = "dropcli study table") -> pd.DataFrame:
+def read_table(path: str | Path, schema: dict, what: str = "dropcli study table",
+               derived: dict | None = None) -> pd.DataFrame:
     """Read a table written with `schema`, or raise TableError naming the file, row and column.
-    Rows are numbered as a spreadsheet shows them (the header is row 1)."""
+    Rows are numbered as a spreadsheet shows them (the header is row 1). `derived`: {column:
+    function(parsed columns) -> values} for columns an older file lacks and implies (RUNS_DERIVED)."""
     path = Path(path)
     fix = "restore it from a copy, or point --out at a new folder"
     try:
@@ -155,7 +163,8 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
     if added:
         header = header + added
         rows = [header] + [row + [ADDED[c] for c in added] if row else row for row in rows[1:]]
-    missing = [c for c in schema if c not in header]
+    implied = [c for c in (derived or {}) if c in schema and c not in header]  # derived from other columns
+    missing = [c for c in schema if c not in header and c not in implied]
     unknown = [c for c in header if c not in schema]
     if missing or unknown or len(set(header)) != len(header):
         problem = (f"lacks column {missing[0]!r}" if missing else f"has an unknown column {unknown[0]!r}" if unknown
@@ -176,6 +185,8 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
             if c in CHOICES and v not in CHOICES[c]:
                 raise TableError(f"{path} row {r}, column {c}: {v!r} is not one of {', '.join(CHOICES[c])}; {fix}")
             columns[c].append(v)
+    for c in implied:
+        columns[c] = derived[c](columns)
     frame = pd.DataFrame({c: _column(columns[c], schema[c]) for c in schema})
     return frame
 
@@ -205,13 +216,14 @@ def run_row(r, finished_at: str) -> dict:
     from dropcli.provenance import code_version, cpu_model
 
     c = r.config
-    row = {**cell_columns(c), "subset": c.sampling, "epochs": c.epochs, "epochs_run": len(r.history),
-           "hidden": " ".join(map(str, c.hidden)), "init": c.init, "lr": c.lr, "batch_size": c.batch_size,
+    row = {**cell_columns(c), "subset": c.sampling, "epochs": c.epochs, "epochs_run": r.epochs_run,
+           "steps": r.steps_run, "eval_every": c.eval_interval,
+           "hidden": fmt_hidden(c.hidden), "init": c.init, "lr": c.lr, "batch_size": c.batch_size,
            "dataset": c.dataset, "test_images": r.test_images, "final_cost": r.final_cost,
            "train_accuracy": r.train_accuracy,
            "validation_accuracy": r.validation_accuracy, "test_accuracy": r.test_accuracy,
            "generalization_gap": r.train_accuracy - r.test_accuracy, "test_loss": r.test_loss,
-           "best_epoch": r.best_epoch, "test_accuracy_at_best": r.test_accuracy_at_best,
+           "best_epoch": r.best_epoch, "best_step": r.best_step, "test_accuracy_at_best": r.test_accuracy_at_best,
            "test_accuracy_mc": r.test_accuracy_mc, "mc_samples": c.mc_samples, "group_size": r.parallel_models,
            "group_train_seconds": r.train_seconds, "device": r.device, "cpu": cpu_model(), "engine": r.engine,
            "precision": c.precision, "status": r.status, "finished_at": finished_at,
@@ -221,17 +233,27 @@ def run_row(r, finished_at: str) -> dict:
 
 
 def history_rows(r) -> list[dict]:
-    """HISTORY_SCHEMA rows of a train.RunResult: one per epoch."""
-    head = cell_columns(r.config)
-    return [{**head, "epoch": h["epoch"], "cost": h["cost"], "train_batch_accuracy": h["train_batch_accuracy"],
+    """HISTORY_SCHEMA rows of a train.RunResult: one per validation."""
+    head = {**cell_columns(r.config), "lr": r.config.lr, "hidden": fmt_hidden(r.config.hidden)}
+    return [{**head, "epoch": h["epoch"], "step": h["step"], "cost": h["cost"], "train_batch_accuracy": h["train_batch_accuracy"],
              "validation_accuracy": h["validation_accuracy"], "group_epoch_seconds": h["seconds"]} for h in r.history]
 
 
+KEY_COLUMNS = ("keep_probs", "input_keep_prob", "max_norm", "train_size", "seed", "lr", "hidden")  # a row's cell
+
+
+def row_cell_id(row) -> str:
+    """The exact cell key (grid.cell_id) of one row of runs.csv or history.csv (a dict or a Series)."""
+    mn = row["max_norm"]
+    return cell_id(row["keep_probs"], row["input_keep_prob"], None if (mn is None or math.isnan(mn)) else mn,
+                   row["train_size"], row["seed"], row["lr"], row["hidden"])
+
+
 def row_cell_ids(table: pd.DataFrame) -> pd.Series:
-    """Each row's exact cell key (see config.cell_id)."""
-    cols = table[["keep_probs", "input_keep_prob", "max_norm", "train_size", "seed"]]
-    return pd.Series([cell_id(kp, ik, None if (mn is None or math.isnan(mn)) else mn, n, s)
-                      for kp, ik, mn, n, s in cols.itertuples(index=False)], index=table.index, dtype=object)
+    """Each row's exact cell key (see grid.cell_id)."""
+    cols = table[list(KEY_COLUMNS)]
+    return pd.Series([row_cell_id(dict(zip(KEY_COLUMNS, values))) for values in cols.itertuples(index=False)],
+                     index=table.index, dtype=object)
 
 
 def _first_repeat(keys: pd.Series) -> tuple[int, str] | None:
@@ -244,9 +266,10 @@ def _first_repeat(keys: pd.Series) -> tuple[int, str] | None:
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
-    """A study's runs.csv (RUNS_SCHEMA, older column names migrated), checked: schema, and every cell
-    once. Raises TableError (one line: file, row, column and the fix) for anything else."""
-    runs = read_table(path, RUNS_SCHEMA, "dropcli runs table")
+    """A study's runs.csv (RUNS_SCHEMA, older column names migrated, older files' steps, eval_every and
+    best_step derived: RUNS_DERIVED), checked: schema, and every cell once. Raises TableError (one
+    line: file, row, column and the fix) for anything else."""
+    runs = read_table(path, RUNS_SCHEMA, "dropcli runs table", RUNS_DERIVED)
     repeat = _first_repeat(row_cell_ids(runs))
     if repeat:
         raise TableError(f"{path} row {repeat[0]} repeats the cell {repeat[1]}; delete one of the two rows, "
@@ -254,12 +277,14 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return runs
 
 
-def read_history(path: str | Path) -> pd.DataFrame:
+def read_history(path: str | Path, settings: dict | None = None) -> pd.DataFrame:
     """A study's history.csv (HISTORY_SCHEMA, older column names migrated), checked: schema, and every
-    cell's epoch once. Raises TableError (one line: file, row, column and the fix) for anything else."""
-    history = read_table(path, HISTORY_SCHEMA, "dropcli history table")
-    repeat = _first_repeat(row_cell_ids(history) + "|epoch=" + history["epoch"].astype(str))
+    cell's step once. settings: the study's (study.json's "settings"), from which a file written
+    before the step, lr and hidden columns implies them (history_derived); without them such a file
+    is refused. Raises TableError (one line: file, row, column and the fix) for anything else."""
+    history = read_table(path, HISTORY_SCHEMA, "dropcli history table", history_derived(settings))
+    repeat = _first_repeat(row_cell_ids(history) + "|step=" + history["step"].astype(str))
     if repeat:
-        raise TableError(f"{path} row {repeat[0]} repeats epoch {repeat[1].rsplit('=', 1)[1]} of a cell; "
+        raise TableError(f"{path} row {repeat[0]} repeats step {repeat[1].rsplit('=', 1)[1]} of a cell; "
                          "restore the file from a copy")
     return history

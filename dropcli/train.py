@@ -38,7 +38,8 @@ class RunResult:
     in (shared by its parallel_models cells)."""
 
     config: TrainConfig
-    history: list[dict]  # one dict per epoch: epoch, cost, train_batch_accuracy, validation_accuracy, seconds
+    history: list[dict]  # one dict per validation (every eval_interval steps and after the last): epoch, step,
+    # cost and train_batch_accuracy (means over the steps since the row before), validation_accuracy, seconds
     params: Params  # the final weights
     status: str = "ok"  # "diverged" when the loss became NaN or infinite
     final_cost: float = math.nan
@@ -48,25 +49,37 @@ class RunResult:
     test_images: int = 0  # images in the test split that the test accuracies count over
     test_loss: float = math.nan
     test_accuracy_mc: float | None = None
-    best_epoch: int | None = None  # the (first) epoch of highest validation accuracy; None without validation
+    best_epoch: int | None = None  # the epoch of the (first) validation of highest accuracy; None without validation
+    best_step: int | None = None  # the steps done at that validation
     test_accuracy_at_best: float = math.nan  # test accuracy of that epoch's weights
     train_seconds: float = 0.0
     device: str = "cpu"
     engine: str = ""  # how the steps ran, e.g. "eager, numpy masks" or "cuda graph, fused hash kernel"
     parallel_models: int = 1
 
+    @property
+    def steps_run(self) -> int:
+        """Adam steps the run took: its budget, or fewer where it diverged (0 without history)."""
+        return self.history[-1]["step"] if self.history else 0
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs the run reached, the last possibly partial (0 without history)."""
+        return self.history[-1]["epoch"] if self.history else 0
+
     def metrics(self) -> dict:
         """The measured values (no weights, no history), as run.json's "metrics" holds them."""
         keys = ("status", "final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "test_loss",
-                "test_accuracy_mc", "best_epoch", "test_accuracy_at_best", "train_seconds", "device", "engine",
-                "parallel_models")
+                "test_accuracy_mc", "best_epoch", "best_step", "test_accuracy_at_best", "steps_run", "train_seconds",
+                "device", "engine", "parallel_models")
         return {k: getattr(self, k) for k in keys}
 
 
 def lockstep_key(c: TrainConfig) -> tuple:
-    """Configs with equal keys share shapes, step counts and the learning rate (one fused Adam call
-    per group) and can train in lockstep."""
-    return (c.hidden, c.batch_size, c.epochs, c.n_train, c.validation_size, c.lr, c.precision, c.dataset, c.data_dir)
+    """Configs with equal keys share shapes, step counts, validation steps and the learning rate
+    (one fused Adam call per group) and can train in lockstep."""
+    return (c.hidden, c.batch_size, c.total_steps, c.eval_interval, c.n_train, c.validation_size, c.lr, c.precision,
+            c.dataset, c.data_dir)
 
 
 def batch_generator(seed: int) -> torch.Generator:
@@ -131,47 +144,61 @@ class _Group:
         return torch.stack(perms).reshape(K, c0.steps_per_epoch, c0.batch_size).transpose(0, 1).reshape(c0.steps_per_epoch, -1)
 
     def run(self, on_epoch, on_step) -> list[RunResult]:
-        c0, K, stack, stepper = self.configs[0], len(self.configs), self.stack, self.stepper
-        steps, B = c0.steps_per_epoch, c0.batch_size
-        histories: list[list[dict]] = [[] for _ in range(K)]
-        diverged = [False] * K
-        best = [(-1.0, None, None)] * K  # (validation accuracy, epoch, weights) of each cell's best epoch
-        order = self.epoch_order()
-        for epoch in range(1, c0.epochs + 1):
-            t0 = time.perf_counter()
-            batches = order.to(self.device)
-            stepper.reset()
-            for s in range(steps):
-                stepper(batches[s])
-                if on_step:
-                    on_step(s + 1, steps)
-            if epoch < c0.epochs:
+        """Train every cell for total_steps steps, an epoch's batch order at a time (the last epoch
+        may stop part way: its first steps), validating every eval_interval steps and after the last."""
+        c0, K = self.configs[0], len(self.configs)
+        total, every, per_epoch = c0.total_steps, c0.eval_interval, c0.steps_per_epoch
+        self.histories: list[list[dict]] = [[] for _ in range(K)]
+        self.diverged = [False] * K
+        self.best = [(-1.0, None, None)] * K  # (validation accuracy, history row, weights) of each cell's best row
+        order, done, since, t0 = self.epoch_order(), 0, 0, time.perf_counter()
+        self.stepper.reset()
+        while done < total:
+            if done % per_epoch == 0:
+                batches = order.to(self.device)
+            self.stepper(batches[done % per_epoch])
+            done, since = done + 1, since + 1
+            if on_step:
+                start = (done - 1) // per_epoch * per_epoch  # steps before this epoch
+                on_step(done - start, min(per_epoch, total - start))
+            if done % per_epoch == 0 and done < total:
                 order = self.epoch_order()  # on the CPU, while a GPU works through the queued steps
-            val_acc = [math.nan] * K
-            if self.val is not None:
-                val_acc = (stack.logits(self.val.x, EVAL_CHUNK).argmax(2) == self.val.y).double().mean(1).tolist()
-            cost_list = (stepper.cost / steps).tolist()  # with the validation above, the epoch's syncs
-            acc_list = (stepper.correct.double() / (steps * B)).tolist()
-            seconds = time.perf_counter() - t0
-            records = []
-            for k in range(K):
-                rec = {"epoch": epoch, "cost": cost_list[k], "train_batch_accuracy": acc_list[k],
-                       "validation_accuracy": val_acc[k], "seconds": seconds}
-                if not diverged[k]:
-                    histories[k].append(rec)
-                    diverged[k] = not math.isfinite(cost_list[k])
-                    if not diverged[k] and val_acc[k] > best[k][0]:
-                        best[k] = (val_acc[k], epoch, stack.cell_params(k) if epoch < c0.epochs else None)
-                records.append(rec)
-            if on_epoch:
-                on_epoch(epoch, records)
-            if all(diverged):
-                break
-        engine = f"{stepper.name}, {stack.dropout_path} dropout"
-        return [self.result(k, histories[k], diverged[k], best[k], engine) for k in range(K)]
+            if done % every == 0 or done == total:
+                records = self.record(done, since, time.perf_counter() - t0)
+                if on_epoch:
+                    on_epoch(records[0]["epoch"], records)
+                if all(self.diverged):
+                    break
+                self.stepper.reset()
+                since, t0 = 0, time.perf_counter()
+        engine = f"{self.stepper.name}, {self.stack.dropout_path} dropout"
+        return [self.result(k, engine) for k in range(K)]
 
-    def result(self, k: int, hist: list[dict], diverged: bool, best: tuple, engine: str) -> RunResult:
+    def record(self, done: int, since: int, seconds: float) -> list[dict]:
+        """Validate after `done` steps and add each live cell's history row (the means over the
+        `since` steps since the last row); keep a copy of a cell's weights at its best validation."""
+        c0, K, stack = self.configs[0], len(self.configs), self.stack
+        val_acc = [math.nan] * K
+        if self.val is not None:
+            val_acc = (stack.logits(self.val.x, EVAL_CHUNK).argmax(2) == self.val.y).double().mean(1).tolist()
+        cost_list = (self.stepper.cost / since).tolist()  # with the validation above, the interval's syncs
+        acc_list = (self.stepper.correct.double() / (since * c0.batch_size)).tolist()
+        epoch = -(-done // c0.steps_per_epoch)  # the epoch this step belongs to
+        records = []
+        for k in range(K):
+            rec = {"epoch": epoch, "step": done, "cost": cost_list[k], "train_batch_accuracy": acc_list[k],
+                   "validation_accuracy": val_acc[k], "seconds": seconds}
+            if not self.diverged[k]:
+                self.histories[k].append(rec)
+                self.diverged[k] = not math.isfinite(cost_list[k])
+                if not self.diverged[k] and val_acc[k] > self.best[k][0]:
+                    self.best[k] = (val_acc[k], rec, stack.cell_params(k) if done < c0.total_steps else None)
+            records.append(rec)
+        return records
+
+    def result(self, k: int, engine: str) -> RunResult:
         c, data, device = self.configs[k], self.data, self.device
+        hist, diverged = self.histories[k], self.diverged[k]
         r = RunResult(c, hist, self.stack.cell_params(k), device=device_description(device), engine=engine,
                       parallel_models=len(self.configs), train_seconds=sum(h["seconds"] for h in hist),
                       final_cost=hist[-1]["cost"], test_images=len(data.test.y))
@@ -186,8 +213,9 @@ class _Group:
             r.validation_accuracy = evaluate(r.params, c, self.val, device).accuracy
         test = evaluate(r.params, c, data.test, device, mc_samples=c.mc_samples)
         r.test_accuracy, r.test_loss, r.test_accuracy_mc = test.accuracy, test.loss, test.mc_accuracy
-        _, r.best_epoch, best_params = best
-        if r.best_epoch is not None:
+        _, best_row, best_params = self.best[k]
+        if best_row is not None:
+            r.best_epoch, r.best_step = best_row["epoch"], best_row["step"]
             r.test_accuracy_at_best = (r.test_accuracy if best_params is None
                                        else evaluate(best_params, c, data.test, device).accuracy)
         return r

@@ -42,8 +42,9 @@ def test_train_prints_the_tutorial_lines_and_writes_every_file(trained):
     import pandas as pd
 
     history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == ["epoch", "cost", "train_batch_accuracy", "validation_accuracy", "seconds"]
-    assert len(history) == 2 and all(history.dtypes[c].kind == "f" for c in history.columns[1:])
+    assert list(history.columns) == ["epoch", "step", "cost", "train_batch_accuracy", "validation_accuracy", "seconds"]
+    assert len(history) == 2 and all(history.dtypes[c].kind == "f" for c in history.columns[2:])
+    assert list(history["step"]) == [10, 20]  # 1,000 images in batches of 100: 10 steps an epoch
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["train_size"] == 1000 and run["metrics"]["status"] == "ok"
     assert run["split"] == {"validation_size": 1000, "train_size": 1000, "subset": "random", "test_size": 10000}

@@ -30,7 +30,10 @@ def test_numbers_print_exactly_and_read_back(x):
 def test_values_that_print_alike_are_different_cells():
     a, b = TrainConfig(keep_prob=(0.9999999,)), TrainConfig(keep_prob=(1.0,))
     assert a.keep_label == "0.9999999" and b.keep_label == "1" and cell_id_of(a) != cell_id_of(b)
-    assert cell_id("0.5", 1.0, None, 1000, 1) != cell_id("0.5", 1.0, 3.0, 1000, 1)
+    assert cell_id("0.5", 1.0, None, 1000, 1, 0.001, "512") != cell_id("0.5", 1.0, 3.0, 1000, 1, 0.001, "512")
+    assert cell_id("0.5", 1.0, None, 1000, 1, 0.001, (512,)) != cell_id("0.5", 1.0, None, 1000, 1, 0.0010000001, (512,))
+    assert cell_id("0.5", 1.0, None, 1000, 1, 0.001, "512 512") != cell_id("0.5", 1.0, None, 1000, 1, 0.001, (1024, 512))
+    assert cell_id("0.5", 1.0, None, 1000, 1, 0.001, "512 512") == cell_id("0.5", 1.0, None, 1000, 1, 0.001, (512, 512))
 
 
 def test_one_syntax_for_per_layer_keep_probabilities():

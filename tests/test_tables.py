@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from dropcli.config import fmt_keep
 from dropcli.grid import cell_id
 from dropcli.study import frame
-from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_cell_ids, write_csv
+from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_cell_id, row_cell_ids, write_csv
 
 keep = st.floats(min_value=1e-9, max_value=1.0, exclude_min=False).filter(lambda k: k > 0)
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
@@ -41,7 +41,10 @@ def run_rows(draw):
         for m in ("final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",
                   "test_loss", "test_accuracy_at_best", "test_accuracy_mc"):
             row[m] = draw(maybe)
-        key = cell_id(row["keep_probs"], row["input_keep_prob"], row["max_norm"], row["train_size"], row["seed"])
+        row.update(hidden=" ".join(map(str, draw(st.lists(st.integers(1, 4096), min_size=1, max_size=4)))),
+                   steps=draw(st.integers(0, 10**6)), eval_every=draw(st.integers(1, 10**4)),
+                   best_step=draw(st.one_of(st.none(), st.integers(1, 10**6))))
+        key = row_cell_id(row)
         if key not in seen:
             seen.add(key)
             rows.append(row)
@@ -56,7 +59,7 @@ def test_runs_csv_round_trips_every_cell(tmp_path, rows):
     back = read_runs(path)
     assert list(back.columns) == list(RUNS_SCHEMA) and len(back) == len(rows)
     assert list(row_cell_ids(back)) == [cell_id(r["keep_probs"], r["input_keep_prob"], r["max_norm"], r["train_size"],
-                                             r["seed"]) for r in rows]  # configuration values come back exactly
+                                             r["seed"], r["lr"], r["hidden"]) for r in rows]  # configuration values come back exactly
     for r, (_, b) in zip(rows, back.iterrows()):
         for col, kind in RUNS_SCHEMA.items():
             want, got = r[col], b[col]
@@ -131,11 +134,11 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 3, "test_accuracy", "ninety"), "row 3, column test_accuracy: 'ninety' is not a number"),
     (lambda ls: replace_cell(ls, 2, "seed", "1.5"), "row 2, column seed: '1.5' is not a whole number"),
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
-    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 36 cells for 35 columns (a decimal comma"),
+    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 39 cells for 38 columns (a decimal comma"),
     (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
     (lambda ls: replace_cell(ls, 2, "keep_probs", ""), "row 2, column keep_probs: is empty"),
     (lambda ls: ls + ["\n"], "row 5 is empty; delete it"),
-    (lambda ls: ls + [ls[1]], "row 5 repeats the cell keep=0.5|input_keep=1|max_norm=none|train_size=1000|seed=0"),
+    (lambda ls: ls + [ls[1]], "row 5 repeats the cell keep=0.5|input_keep=1|max_norm=none|train_size=1000|lr=0.001|hidden=64 64|seed=0"),
     (lambda ls: [ls[0].replace(",test_loss", ",loss")] + ls[1:], "lacks column 'test_loss'"),
     (lambda ls: [ls[0].rstrip("\n") + ",notes\n"] + [x.rstrip("\n") + ",x\n" for x in ls[1:]], "unknown column 'notes'"),
     (lambda ls: [x.replace(",", ";") for x in ls], "is not comma-separated"),
