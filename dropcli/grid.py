@@ -219,9 +219,9 @@ def parse_widths(text: str, what: str = "--hiddens") -> tuple[int, ...]:
     raises ValueError naming `what`."""
     widths: list[int] = []
     for part in str(text).split(":"):
-        width, _, repeat = part.strip().lower().partition("x")
+        width, times, repeat = part.strip().lower().partition("x")
         try:
-            w, n = int(width), int(repeat) if repeat else 1
+            w, n = int(width), int(repeat) if times else 1
         except ValueError:
             raise ValueError(f"{what} takes widths such as 512x4 (four layers of 512) or 512:256, networks "
                              f"separated by ',' (got {text!r})") from None
