@@ -70,8 +70,9 @@ def run_train(config: TrainConfig, device_name: str, out: Path, default_out: boo
     part_size = len(data.train_full) - config.validation_size  # from the files, not a constant
     split = {"validation_size": config.validation_size, "train_size": config.n_train,
              "subset": "all" if config.n_train == part_size else config.subset, "test_size": len(data.test)}
+    schedule = {"steps": config.total_steps, "epochs": config.epochs, "eval_every": config.eval_interval}  # as run
     info = {"dataset": config.dataset, "data": data.identity, "source": data.source, "split": split,
-            "metrics": result.metrics(),
+            "schedule": schedule, "metrics": result.metrics(),
             "cpu": cpu_model(), "started_at": started, "finished_at": utc_now()}
     record = {"command": command, "config": config.to_dict(), **info, "random_test_image": sample,
               "history": result.history, "versions": versions()}
@@ -112,7 +113,9 @@ def _train(config: TrainConfig, device_name: str, out: Path, default_out: bool, 
     def on_epoch(epoch: int, records: list[dict]) -> None:
         r = records[0]
         val = "" if math.isnan(r["validation_accuracy"]) else f"  validation accuracy = {r['validation_accuracy']:.4f}"
-        term.result(f"Epoch: {epoch:04d} cost = {r['cost']:.9f}{val}")
+        where = (f"Epoch: {epoch:04d}" if r["step"] == epoch * config.steps_per_epoch  # the tutorial's line
+                 else f"Step: {r['step']:06d} (epoch {epoch})")  # a validation within an epoch
+        term.result(f"{where} cost = {r['cost']:.9f}{val}")
         display.on_epoch(epoch)
 
     return started, data, train(config, data, device, on_epoch=on_epoch, on_step=display.on_step)

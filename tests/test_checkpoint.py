@@ -84,7 +84,7 @@ def test_run_json_is_strict_json_even_for_a_diverged_run(tmp_path):
     from dropcli.train import RunResult
 
     c = small_config()
-    r = RunResult(c, [{"epoch": 1, "cost": math.inf, "train_batch_accuracy": 0.1, "validation_accuracy": math.nan,
+    r = RunResult(c, [{"epoch": 1, "step": 20, "cost": math.inf, "train_batch_accuracy": 0.1, "validation_accuracy": math.nan,
                        "seconds": 1.0}], init_params(c.sizes, c.init, 1), status="diverged")
     save_run(tmp_path, r, {"metrics": r.metrics()}, {"history": r.history, "metrics": r.metrics()})
 

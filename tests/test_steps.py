@@ -119,3 +119,25 @@ def test_the_budget_sets_the_epochs_and_the_validation_interval():
     for bad, fragment in ((dict(steps=0), "--steps must be at least 1"), (dict(eval_every=0), "--eval-every must be")):
         with pytest.raises(ValueError, match=fragment):
             TrainConfig(**bad)
+
+
+def test_train_with_a_step_budget_prints_and_records_each_validation(tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from dropcli.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--train-size", "1000", "--steps", "25", "--eval-every", "4", "--hidden",
+                                      "64,64", "--validation-size", "1000", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(" cost")[0] for line in lines[:3]] == ["Step: 000004 (epoch 1)", "Step: 000008 (epoch 1)",
+                                                              "Step: 000012 (epoch 2)"]
+    assert lines[4].startswith("Epoch: 0002 cost") and lines[6].startswith("Step: 000025 (epoch 3) cost")  # 20 ends epoch 2
+    assert list(pd.read_csv(out / "history.csv")["step"]) == [4, 8, 12, 16, 20, 24, 25]
+    run = json.loads((out / "run.json").read_text())
+    assert run["schedule"] == {"steps": 25, "epochs": 3, "eval_every": 4} and run["metrics"]["steps_run"] == 25
+    assert run["config"]["steps"] == 25 and run["config"]["epochs"] == 3
