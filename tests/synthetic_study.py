@@ -44,8 +44,11 @@ def write_study(folder: Path, keeps=(0.5, 0.7, 1.0), input_keeps=(1.0,), max_nor
                         acc = correct(keep, ik, mn, size, seed) / TEST_IMAGES
                         head = {"keep_probs": fmt_keep((keep,)), "keep_prob_mean": keep, "input_keep_prob": ik,
                                 "max_norm": mn, "train_size": size, "seed": seed}
-                        runs.append({**head, **_measures(acc, state, keep, epochs)})
-                        history += [{**head, "epoch": e, "cost": 1.5 / e * (2 - keep),
+                        per_epoch = size // 100
+                        runs.append({**head, **_measures(acc, state, keep, epochs), "steps": epochs * per_epoch,
+                                     "eval_every": per_epoch, "best_step": epochs * per_epoch if state == "ok" else None})
+                        history += [{**head, "lr": 0.001, "hidden": "512 512 512 512", "epoch": e, "step": e * per_epoch,
+                                     "cost": 1.5 / e * (2 - keep),
                                      "train_batch_accuracy": acc - 0.01 / e,
                                      "validation_accuracy": acc - 0.02 / e ** 1.5, "group_epoch_seconds": 1.0}
                                     for e in range(1, epochs + 1)]
