@@ -153,6 +153,9 @@ SeedList = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "-
 ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained together in lockstep (0 = the size measured fastest here; 1 = one by one).")]
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch.")]
 Baseline = Annotated[Optional[str], typer.Option(help="The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1.")]
+Power = Annotated[Optional[float], typer.Option(min=0.0, max=100.0, metavar="POINTS",
+                                                help="Also say how many seeds detect a paired difference of POINTS at 80% power after Holm, from this study's paired SDs.")]
+Tests = Annotated[Optional[int], typer.Option(min=1, help="With --power: the difference tests of the planned study's Holm family (default: this study's).")]
 EquivalenceMargin = Annotated[float, typer.Option(min=0.0, max=100.0, help="Equivalence margin in points of accuracy: a difference shown to lie within +-margin (two one-sided tests, Holm-adjusted) is called no different.")]
 
 

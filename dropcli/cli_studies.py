@@ -7,6 +7,7 @@
     $ dropcli merge DIR
     $ dropcli report DIR --metric test_accuracy_at_best
     $ dropcli report DIR --baseline max_norm=none --equivalence-margin 0.1
+    $ dropcli report DIR --power 0.2                                 # seeds to detect 0.2 points
 
 `ablate` and `slurm` take the same grid options (cli_options.py); both build one StudyPlan.
 """
@@ -41,11 +42,13 @@ from dropcli.cli_options import (
     McSamples,
     MetricOpt,
     ParallelModels,
+    Power,
     PrecisionOpt,
     SeedList,
     Seeds,
     Steps,
     SubsetOpt,
+    Tests,
     TrainSizes,
     ValidationSize,
     check_budget,
@@ -176,6 +179,8 @@ def report(
     metric: MetricOpt = "test_accuracy",
     baseline: Baseline = None,
     equivalence_margin: EquivalenceMargin = EQUIVALENCE_MARGIN,
+    power: Power = None,
+    tests: Tests = None,
 ) -> None:
     """Rebuild summary.csv, the figures and report.html from a study's files; print the table and conclusions."""
     from dropcli.compare import parse_baseline
@@ -183,10 +188,14 @@ def report(
     chosen = usage(parse_baseline, baseline) if baseline else None
     if equivalence_margin <= 0:
         usage_error(f"--equivalence-margin takes points above 0, e.g. {EQUIVALENCE_MARGIN} (got {equivalence_margin})")
+    if power is not None and power <= 0:
+        usage_error(f"--power takes a difference in points above 0, e.g. 0.2 (got {power})")
+    if tests is not None and power is None:
+        usage_error("--tests sizes a study with --power; add --power POINTS, e.g. --power 0.2")
     with failures():
         from dropcli.study_commands import run_report
 
-        run_report(out, Terminal(), metric.value, chosen, equivalence_margin, command_line())
+        run_report(out, Terminal(), metric.value, chosen, equivalence_margin, command_line(), power, tests)
 
 
 def merge(out: Annotated[Path, typer.Argument(help="Study folder whose shards/ to merge.")]) -> None:

@@ -23,15 +23,22 @@ import pandas as pd
 
 from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep
 from dropcli.errors import DropcliError
-from dropcli.grid import parse_max_norms
+from dropcli.grid import fmt_hidden, parse_lrs, parse_max_norms, parse_widths
 from dropcli.power import detectable_difference
 from dropcli.stats import ALPHA, POWER, holm, paired
 
 PRIMARY_METRIC = "test_accuracy"  # the metric of a study's Holm family; others are labelled exploratory
 DEFAULT_BASELINE = {"keep_probs": "1", "input_keep_prob": 1.0}  # no dropout at all
 BASELINE_KEYS = {"keep": "keep_probs", "input_keep": "input_keep_prob", "max_norm": "max_norm",
-                 "train_size": "train_size"}
+                 "train_size": "train_size", "lr": "lr", "hidden": "hidden"}
 KEY = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]  # a configuration's identity
+AXIS_KEYS = ["lr", "hidden"]  # also part of it in a study that varies them (--lrs, --hiddens)
+
+
+def key_of(frame: pd.DataFrame) -> list[str]:
+    """The columns that tell a frame's configurations apart (runs.csv or summary.csv rows): KEY, and
+    lr and hidden where the frame holds more than one value of them."""
+    return KEY + [c for c in AXIS_KEYS if c in frame and frame[c].nunique() > 1]
 COMPARISON_COLUMNS = ["paired_seeds", "wins", "ties", "losses", "same_diff_every_seed", "diff_points", "diff_sd_points",
                       "diff_ci95_low_points", "diff_ci95_high_points", "p_value", "p_holm", "equivalence_margin_points",
                       "tost_p", "tost_p_holm", "detectable_diff_points", "wilcoxon_p", "conclusion"]
@@ -58,6 +65,10 @@ def parse_baseline(text: str) -> dict:
             spec[col] = parse_keep(value, "--baseline input_keep")[0]
         elif col == "max_norm":
             spec[col] = parse_max_norms(value, "--baseline max_norm")[0]
+        elif col == "lr":
+            spec[col] = parse_lrs(value, "--baseline lr")[0]
+        elif col == "hidden":
+            spec[col] = fmt_hidden(parse_widths(value, "--baseline hidden"))
         else:
             try:
                 spec[col] = int(value)
@@ -74,8 +85,10 @@ def check_baseline(baseline: dict, cells: list) -> None:
     the study would leave every comparison empty. ablate checks before it trains, report before it
     writes anything."""
     shown = {"keep_probs": lambda c: c.keep_label, "input_keep_prob": lambda c: fmt_number(c.input_keep_prob),
-             "max_norm": lambda c: fmt_max_norm(c.max_norm), "train_size": lambda c: str(c.n_train)}
-    given = {"keep_probs": str, "input_keep_prob": fmt_number, "max_norm": fmt_max_norm, "train_size": str}
+             "max_norm": lambda c: fmt_max_norm(c.max_norm), "train_size": lambda c: str(c.n_train),
+             "lr": lambda c: fmt_number(c.lr), "hidden": lambda c: fmt_hidden(c.hidden)}
+    given = {"keep_probs": str, "input_keep_prob": fmt_number, "max_norm": fmt_max_norm, "train_size": str,
+             "lr": fmt_number, "hidden": str}
     for key, column in BASELINE_KEYS.items():
         if column not in baseline:
             continue
@@ -86,13 +99,16 @@ def check_baseline(baseline: dict, cells: list) -> None:
                              f"{', '.join(there)}; e.g. --baseline {key}={there[-1].replace(' ', ':')}")
 
 
-def describe(config: dict) -> str:
-    """A configuration ({column: value} of KEY; max_norm None or NaN for none) as summary.csv's
-    `baseline` and `runner_up` name it: 'keep 1, input keep 1, max-norm none, 55000 images'."""
+def describe(config) -> str:
+    """A configuration ({column: value} of KEY, with lr and hidden where the study varies them;
+    max_norm None or NaN for none) as summary.csv's `baseline` and `runner_up` name it: 'keep 1,
+    input keep 1, max-norm none, 55000 images', then ', lr 0.003, hidden 1024 1024' where given."""
     mn = config["max_norm"]
+    axes = "".join(f", {c} {fmt_number(config[c]) if c == 'lr' else config[c]}" for c in AXIS_KEYS
+                   if c in config and not pd.isna(config[c]))
     return (f"keep {config['keep_probs']}, input keep {fmt_number(config['input_keep_prob'])}, "
             f"max-norm {fmt_max_norm(None if mn is None or (isinstance(mn, float) and math.isnan(mn)) else mn)}, "
-            f"{int(config['train_size'])} images")
+            f"{int(config['train_size'])} images{axes}")
 
 
 def correct_images(accuracy: pd.Series, test_images: pd.Series, what: str = "test_accuracy") -> pd.Series:
@@ -128,14 +144,14 @@ def _compare(mine: pd.Series, theirs: pd.Series, scale: float, margin: float | N
 
 
 def against_baselines(summary: pd.DataFrame, per_seed: list, baseline_keys: list[tuple], scale: float,
-                      margin: float) -> pd.DataFrame:
+                      margin: float, key: list[str] = KEY) -> pd.DataFrame:
     """Each row of `summary` against the configuration baseline_keys[i], paired by seed.
     per_seed: (configuration key, per-seed correct images indexed by seed) pairs; scale: points
-    per image. Returns the comparison columns (empty where a row is its own baseline or the
-    baseline is missing)."""
+    per image; key: the columns of a configuration key (key_of). Returns the comparison columns
+    (empty where a row is its own baseline or the baseline is missing)."""
     rows = []
     for (_, row), base in zip(summary.iterrows(), baseline_keys):
-        own = tuple(row[c] for c in KEY)
+        own = tuple(row[c] for c in key)
         theirs = _find(per_seed, base)
         comp = {} if theirs is None or same_key(own, base) else _compare(_find(per_seed, own), theirs, scale, margin)
         if comp:
@@ -146,10 +162,11 @@ def against_baselines(summary: pd.DataFrame, per_seed: list, baseline_keys: list
 
 
 def leads(summary: pd.DataFrame, per_seed: list, groups: list[str], metric: str, scale: float,
-          describe) -> pd.DataFrame:
+          describe, key: list[str] = KEY) -> pd.DataFrame:
     """The ranking claim of each baseline group of 3 or more configurations: rank by the mean of
     `metric` (1 = best), and on the best row its paired comparison with the runner-up
-    (lead_* columns, points). groups: each row's baseline group label; describe(row) names a row."""
+    (lead_* columns, points). groups: each row's baseline group label; describe(row) names a row;
+    key: the columns of a configuration key (key_of)."""
     out = pd.DataFrame(index=summary.index, columns=LEAD_COLUMNS, dtype=object)
     for _, idx in pd.Series(summary.index, index=groups).groupby(level=0, sort=False):
         g = summary.loc[idx.to_numpy()]
@@ -159,7 +176,7 @@ def leads(summary: pd.DataFrame, per_seed: list, groups: list[str], metric: str,
         order = g[f"{metric}_mean"].sort_values(ascending=False, kind="stable").index
         out.loc[order, "rank"] = np.arange(1, len(order) + 1)
         best, second = summary.loc[order[0]], summary.loc[order[1]]
-        comp = _compare(_find(per_seed, tuple(best[c] for c in KEY)), _find(per_seed, tuple(second[c] for c in KEY)),
+        comp = _compare(_find(per_seed, tuple(best[c] for c in key)), _find(per_seed, tuple(second[c] for c in key)),
                         scale, None)
         if comp:
             out.loc[order[0], ["runner_up", "lead_seeds", "lead_wins", "lead_same_every_seed", "lead_points",

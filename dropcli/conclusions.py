@@ -57,8 +57,8 @@ def diff_text(r) -> str:
 
 def varied_axes(summary: pd.DataFrame) -> list[str]:
     """The axes whose value differs between the summary's configurations."""
-    cols = ("keep_probs", "input_keep_prob", "max_norm", "train_size")
-    return [c for c in cols if len({_text(v) for v in summary[c]}) > 1]
+    cols = ("keep_probs", "input_keep_prob", "max_norm", "train_size", "lr", "hidden")  # lr, hidden: where written
+    return [c for c in cols if c in summary and len({_text(v) for v in summary[c]}) > 1]
 
 
 def _text(value) -> str:
@@ -73,6 +73,10 @@ def _axis(row, col: str, with_input: bool) -> str:
         return f"input keep {fmt_number(v)}"
     if col == "max_norm":
         return "no max-norm" if pd.isna(v) else f"max-norm {fmt_number(v)}"
+    if col == "lr":
+        return f"lr {fmt_number(v)}"
+    if col == "hidden":
+        return f"hidden {v}"
     return f"{int(v):,} images"
 
 

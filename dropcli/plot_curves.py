@@ -1,6 +1,7 @@
 """Curves over time and passes: a study's learning curves, and the Monte-Carlo dropout curve.
 
-    curves.png   validation accuracy (%) and training cost per epoch, one column per setting
+    curves.png   validation accuracy (%) and training cost per epoch (per step for a step budget),
+                 one column per setting
     curve.png    Monte-Carlo dropout accuracy against the number of passes, beside weight scaling
                  (dropcli evaluate RUN --mc-curve 1,2,5,10,20,50,100 --csv curve.csv)
 """
@@ -30,22 +31,34 @@ def accuracy_range(finals: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> t
     return low - pad, min(100.0, high + pad), below
 
 
-def _panel(acc_ax, cost_ax, g: pd.DataFrame, colours: dict) -> None:
-    """One setting's lines: mean over seeds with the min-max band, validation accuracy in % above
-    and training cost (log) below; lines whose accuracy lies below the zoomed range are named."""
+def by_epoch(history: pd.DataFrame) -> bool:
+    """True when every history row ends an epoch (validated once an epoch, whole epochs): each
+    cell's steps are its epochs times one steps-per-epoch; else the curves are drawn over steps."""
+    from dropcli.tables import row_cell_ids
+
+    if history.empty:
+        return True
+    ratio = (history["step"] / history["epoch"]).groupby(row_cell_ids(history).to_numpy())
+    return bool((ratio.nunique() == 1).all() and (history["step"] % history["epoch"] == 0).all())
+
+
+def _panel(acc_ax, cost_ax, g: pd.DataFrame, colours: dict, x: str = "epoch") -> None:
+    """One setting's lines over `x` (epoch or step): mean over seeds with the min-max band,
+    validation accuracy in % above and training cost (log) below; lines whose accuracy lies below
+    the zoomed range are named."""
     finals, lows, highs, names = [], [], [], []
     for i, (keep, cell) in enumerate(sorted(g.groupby("keep_probs", sort=False), key=lambda kv: str(kv[0]))):
-        by_epoch = cell.groupby("epoch")
+        over = cell.groupby(x)
         style = {"color": colours[keep], "marker": MARKERS[i % len(MARKERS)], "markersize": 4,
                  "linestyle": "--" if keep == "1" else "-", "label": f"keep {keep}" + (" (no dropout)" if keep == "1" else "")}
-        acc = by_epoch["validation_accuracy"]
+        acc = over["validation_accuracy"]
         if acc.count().sum():
             mean, lo, hi = acc.mean() * 100, acc.min() * 100, acc.max() * 100
             acc_ax.plot(mean.index, mean, **style)
             acc_ax.fill_between(mean.index, lo, hi, color=colours[keep], alpha=0.1, linewidth=0)
             later = mean.index >= mean.index.min() + (mean.index.max() - mean.index.min()) / 2
             finals.append(mean.iloc[-1]), lows.append(lo[later].min()), highs.append(hi.max()), names.append(keep)
-        cost = by_epoch["cost"]
+        cost = over["cost"]
         if cost.count().sum():
             cost_ax.plot(cost.mean().index, cost.mean(), **style)
             cost_ax.fill_between(cost.mean().index, cost.min(), cost.max(), color=colours[keep], alpha=0.1, linewidth=0)
@@ -60,7 +73,8 @@ def _panel(acc_ax, cost_ax, g: pd.DataFrame, colours: dict) -> None:
 
 def draw_curves(history: pd.DataFrame, title: str):
     """Learning curves from a history.csv frame: validation accuracy (%, zoomed to the typical
-    lines) and training cost (log scale) per epoch, mean over seeds with the min-max band, one line
+    lines) and training cost (log scale) per epoch (per step where validations fall within epochs:
+    by_epoch), mean over seeds with the min-max band, one line
     per keep probability, one column per setting of the other axes. Returns the Figure."""
     from matplotlib.ticker import MaxNLocator
 
@@ -69,12 +83,13 @@ def draw_curves(history: pd.DataFrame, title: str):
     width = 4.4 * len(panels) + 2.4
     fig, axes = plt.subplots(2, len(panels), figsize=(width, 7.5), squeeze=False, sharex=True, layout="constrained")
     colours = keep_colours(sorted(history["keep_probs"].unique()))
-    for j, ((ik, ts, mn), g) in enumerate(panels):
+    x = "epoch" if by_epoch(history) else "step"  # a step budget's validations fall within epochs
+    for j, ((ik, ts, mn, varied), g) in enumerate(panels):
         acc_ax, cost_ax = axes[0][j], axes[1][j]
-        _panel(acc_ax, cost_ax, g, colours)
-        acc_ax.set_title(line_label(ik, ts, None if mn < 0 else mn), fontsize=9)
+        _panel(acc_ax, cost_ax, g, colours, x)
+        acc_ax.set_title(line_label(ik, ts, None if mn < 0 else mn, varied), fontsize=9)
         cost_ax.set_yscale("log")
-        cost_ax.set_xlabel("epoch")
+        cost_ax.set_xlabel("epoch" if x == "epoch" else "Adam steps")
         for ax in (acc_ax, cost_ax):
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -50,7 +50,7 @@ def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, fil
             continue
         yerr = np.vstack([y - np.where(np.isnan(low[idx]), y, low[idx]), np.where(np.isnan(high[idx]), y, high[idx]) - y])
         ax.errorbar(x[has], y[has], yerr=yerr[:, has], color=colour, marker="none", capsize=4, linewidth=1.2,
-                    label=line_label(key[0], key[1], None if key[2] < 0 else key[2]))
+                    label=line_label(key[0], key[1], None if key[2] < 0 else key[2], key[3]))
         sig = filled[idx]
         ax.scatter(x[has & sig], y[has & sig], color=colour, marker=marker, zorder=3, s=36)
         ax.scatter(x[has & ~sig], y[has & ~sig], facecolor="white", edgecolor=colour, marker=marker, zorder=3, s=36)

@@ -116,15 +116,32 @@ def figure_title(fig, text: str, width_inches: float) -> None:
     fig.suptitle(textwrap.fill(text, max(30, int(width_inches * 11))), fontsize=10)
 
 
-def line_label(ik: float, ts: int, mn) -> str:
-    """'input keep 0.8, 1,000 images, max-norm 3': one line's setting."""
+def line_label(ik: float, ts: int, mn, axes: str = "") -> str:
+    """'input keep 0.8, 1,000 images, max-norm 3': one line's setting (then `axes`, lines' own
+    learning rate and widths where a study varies them: ', lr 0.003')."""
     norm = "" if pd.isna(mn) else f", max-norm {fmt_number(mn)}"
-    return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}"
+    return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}{axes}"
 
 
 def lines(df: pd.DataFrame):
-    """The rows of each line (a setting of the axes other than keep), in a stable order."""
-    return df.assign(_mn=df["max_norm"].fillna(-1.0)).groupby(["input_keep_prob", "train_size", "_mn"], sort=True)
+    """The rows of each line (a setting of the axes other than keep), in a stable order; keyed by
+    (input keep, train size, max-norm or -1, the lr and widths text of line_label's `axes`)."""
+    varied = [c for c in ("hidden", "lr") if c in df and df[c].nunique() > 1]
+    axes = ["".join(f", {c} {fmt_number(v) if c == 'lr' else v}" for c, v in zip(varied, values))
+            for values in df[varied].itertuples(index=False)] if varied else ""
+    return df.assign(_mn=df["max_norm"].fillna(-1.0), _axes=axes).groupby(
+        ["input_keep_prob", "train_size", "_mn", "_axes"], sort=True)
+
+
+def budget(runs: pd.DataFrame) -> str:
+    """'15 epochs', or '8,250 steps' where a study's cells train for a step budget rather than
+    whole epochs validated once an epoch (from a runs.csv frame)."""
+    per_epoch = runs["train_size"] // runs["batch_size"]
+    if runs["epochs"].nunique() == 1 and (runs["eval_every"] == per_epoch).all() and (
+            runs["epochs"] * per_epoch == runs["steps"])[runs["status"] == "ok"].all():
+        return f"{int(runs['epochs'].iloc[0])} epochs"
+    steps = runs.loc[runs["status"] == "ok", "steps"]
+    return f"{int(steps.max() if len(steps) else runs['steps'].max()):,} steps"
 
 
 def study_title(runs: pd.DataFrame) -> str:
@@ -132,5 +149,6 @@ def study_title(runs: pd.DataFrame) -> str:
     from dropcli.data import TITLES
 
     seeds, dataset = runs["seed"].nunique(), runs["dataset"].iloc[0]
-    return (f"{TITLES.get(dataset, dataset)}, {int(runs['epochs'].iloc[0])} epochs, "
-            f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {runs['hidden'].iloc[0]}")
+    widths = sorted(set(runs["hidden"]), key=lambda h: [int(w) for w in h.split()])
+    return (f"{TITLES.get(dataset, dataset)}, {budget(runs)}, "
+            f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {' or '.join(widths)}")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dropcli.compare import (
+    AXIS_KEYS,
     COMPARISON_COLUMNS,
     DEFAULT_BASELINE,
     KEY,
@@ -32,6 +33,7 @@ from dropcli.compare import (
     correct_images,
     describe,
     families,
+    key_of,
     leads,
 )
 from dropcli.config import EQUIVALENCE_MARGIN, fmt_number
@@ -42,16 +44,17 @@ METRICS = ("test_accuracy", "test_accuracy_at_best")  # what --metric compares
 MEANS = ("validation_accuracy", "train_accuracy", "generalization_gap", "final_cost", "test_accuracy_at_best",
          "best_epoch", "test_accuracy_mc", "group_train_seconds")
 P_COLUMNS = ("p_value", "p_holm", "tost_p", "tost_p_holm", "wilcoxon_p", "lead_p_value", "lead_p_holm")
-SUMMARY_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", "runs", "diverged",
+SUMMARY_COLUMNS = ["keep_probs", "keep_prob_mean", "input_keep_prob", "max_norm", "train_size", *AXIS_KEYS, "runs", "diverged",
                    "test_images", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95",
                    *[f"{m}_mean" for m in MEANS], "test_accuracy_at_best_ci95", "generalization_gap_ci95",
                    "metric", "role", "baseline", *COMPARISON_COLUMNS, *LEAD_COLUMNS]
 BOOL_COLUMNS = ("same_diff_every_seed", "lead_same_every_seed", "lead_holds")
-_TEXT = {"keep_probs": "text", "metric": "text", "role": "text", "baseline": "text?", "conclusion": "text?",
+_TEXT = {"keep_probs": "text", "hidden": "text?", "metric": "text", "role": "text", "baseline": "text?", "conclusion": "text?",
          "runner_up": "text?", **{c: "text?" for c in BOOL_COLUMNS}}
 _INT = {"train_size": "int", "runs": "int", "diverged": "int", "test_images": "int", "paired_seeds": "int?",
         "wins": "int?", "ties": "int?", "losses": "int?", "rank": "int?", "lead_seeds": "int?", "lead_wins": "int?"}
-_EXACT = {"keep_prob_mean": "exact", "input_keep_prob": "exact", "max_norm": "exact?", "equivalence_margin_points": "exact?"}
+_EXACT = {"keep_prob_mean": "exact", "input_keep_prob": "exact", "max_norm": "exact?", "equivalence_margin_points": "exact?",
+          "lr": "exact?"}
 # summary.csv's columns and kinds (tables.py), in order
 SUMMARY_SCHEMA = {c: _TEXT.get(c) or _INT.get(c) or _EXACT.get(c) or "float?" for c in SUMMARY_COLUMNS}
 
@@ -61,15 +64,15 @@ def _norm(value):
 
 
 def _describe_row(row) -> str:
-    return describe({c: row[c] for c in KEY})
+    return describe({c: row[c] for c in KEY + AXIS_KEYS if c in row.index})
 
 
-def _descriptive(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list]:
-    """One row per configuration (its runs, means and intervals over seeds) and, per configuration,
-    its key with the per-seed correct test images of `metric`."""
+def _descriptive(runs: pd.DataFrame, metric: str, columns: list[str]) -> tuple[pd.DataFrame, list]:
+    """One row per configuration (told apart by `columns`, key_of: its runs, means and intervals
+    over seeds) and, per configuration, its key with the per-seed correct test images of `metric`."""
     ok = runs[runs["status"] == "ok"]
     rows, per_seed = [], []  # (configuration key, per-seed counts); keys hold NaN, so no dict
-    for key, g in runs.groupby(KEY, sort=False, dropna=False):
+    for key, g in runs.groupby(columns, sort=False, dropna=False):
         good = ok.loc[ok.index.intersection(g.index)]
         acc = good["test_accuracy"].to_numpy(dtype=np.float64)
         n = len(good)
@@ -80,13 +83,14 @@ def _descriptive(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list]:
                "test_accuracy_std": float(np.std(acc, ddof=1)) if n > 1 else math.nan,
                "test_accuracy_ci95": t_half_width(acc),
                "test_accuracy_at_best_ci95": t_half_width(good["test_accuracy_at_best"].dropna().to_numpy(np.float64)),
-               "generalization_gap_ci95": t_half_width(good["generalization_gap"].dropna().to_numpy(np.float64))}
+               "generalization_gap_ci95": t_half_width(good["generalization_gap"].dropna().to_numpy(np.float64)),
+               **dict(zip(columns[len(KEY):], key[len(KEY):]))}  # lr and hidden, where varied
         for m in MEANS:
             row[f"{m}_mean"] = good[m].mean() if n and good[m].notna().any() else math.nan
         rows.append(row)
         scored = good[good[metric].notna()]
         counts = correct_images(scored[metric], scored["test_images"], metric)
-        per_seed.append((tuple(row[c] for c in KEY), pd.Series(counts.to_numpy(), index=scored["seed"].to_numpy())))
+        per_seed.append((tuple(row[c] for c in columns), pd.Series(counts.to_numpy(), index=scored["seed"].to_numpy())))
     return pd.DataFrame(rows), per_seed
 
 
@@ -103,23 +107,31 @@ def summarise(runs: pd.DataFrame, metric: str = PRIMARY_METRIC, baseline: dict |
         raise DropcliError(f"runs.csv mixes test sets of {sizes[0]:,} and {sizes[1]:,} images; "
                            "a study compares configurations on one test set")
     spec = DEFAULT_BASELINE if baseline is None else baseline
-    summary, per_seed = _descriptive(runs, metric)
+    key = key_of(runs)
+    summary, per_seed = _descriptive(runs, metric, key)
     targets = []
     for _, row in summary.iterrows():
-        target = {c: spec.get(c, row[c]) for c in KEY}
+        target = {c: spec.get(c, row[c]) for c in key}
         target["max_norm"] = _norm(target["max_norm"])
         targets.append(target)
     scale = 100.0 / sizes[0] if sizes else 1.0
-    comps = against_baselines(summary, per_seed, [tuple(t[c] for c in KEY) for t in targets], scale, margin)
+    comps = against_baselines(summary, per_seed, [tuple(t[c] for c in key) for t in targets], scale, margin, key)
     summary = pd.concat([summary, comps], axis=1)
     summary["metric"], summary["role"] = metric, "primary" if metric == PRIMARY_METRIC else "exploratory"
     summary["baseline"] = [describe(t) for t in targets]
-    summary = pd.concat([summary, leads(summary, per_seed, list(summary["baseline"]), metric, scale, _describe_row)],
+    summary = pd.concat([summary, leads(summary, per_seed, list(summary["baseline"]), metric, scale, _describe_row, key)],
                         axis=1)
     summary = families(summary)
-    summary = summary[SUMMARY_COLUMNS]
-    return summary.sort_values(["train_size", "max_norm", "input_keep_prob", "keep_prob_mean", "keep_probs"],
-                               kind="stable", na_position="first").reset_index(drop=True)
+    summary = summary[[c for c in SUMMARY_COLUMNS if c not in AXIS_KEYS or c in key]]  # lr, hidden: where varied
+    order = [c for c in ("hidden", "lr") if c in key] + ["train_size", "max_norm", "input_keep_prob", "keep_prob_mean",
+                                                         "keep_probs"]
+    return summary.sort_values(order, kind="stable", na_position="first",
+                               key=lambda s: s.map(_width) if s.name == "hidden" else s).reset_index(drop=True)
+
+
+def _width(hidden: str) -> tuple[int, ...]:
+    """'512 512' -> (512, 512): widths sorted as numbers, not text."""
+    return tuple(int(w) for w in str(hidden).split())
 
 
 def best_index(summary: pd.DataFrame, metric: str = PRIMARY_METRIC) -> int | None:
@@ -140,7 +152,8 @@ def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
     table = Table(title=title, caption=f"acc, CI and gap in %; diff: {label} minus the baseline's, paired by seed, in points "
                                        f"(95% CI); ✓ = Holm-adjusted p < {ALPHA}")
     norms = summary["max_norm"].notna().any()  # the max-norm column only where a study varies it
-    columns = ["keep", "input", *(["max-norm"] if norms else []), "images", "runs",
+    axes = [c for c in AXIS_KEYS if c in summary and summary[c].notna().any()]  # lr, hidden: where varied
+    columns = ["keep", "input", *(["max-norm"] if norms else []), "images", *axes, "runs",
                "test acc" if metric == PRIMARY_METRIC else "acc @best", "±95% CI", "gap",
                "diff vs baseline", "p Holm", "wins", "conclusion"]
     for name in columns:
@@ -152,7 +165,9 @@ def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
         wins = "" if pd.isna(r["paired_seeds"]) else f"{int(r['wins'])}/{int(r['paired_seeds'])}"
         mn = r["max_norm"]
         norm = ["none" if pd.isna(mn) else fmt_number(mn)] if norms else []
-        table.add_row(str(r["keep_probs"]), fmt_number(r["input_keep_prob"]), *norm, f"{int(r['train_size']):,}", runs,
+        varied = [fmt_number(r[c]) if c == "lr" else str(r[c]) for c in axes]
+        table.add_row(str(r["keep_probs"]), fmt_number(r["input_keep_prob"]), *norm, f"{int(r['train_size']):,}", *varied,
+                      runs,
                       percent(r[f"{metric}_mean"]) + (" ★" if i == best else ""), percent(r[f"{metric}_ci95"]),
                       percent(r["generalization_gap_mean"]), diff_text(r), p, wins, str(r["conclusion"] or ""),
                       style="bold green" if i == best else None)
@@ -188,7 +203,9 @@ def read_summary(path: Path) -> pd.DataFrame:
     (None where empty). Raises TableError for a file that is not one."""
     from dropcli.tables import read_table
 
-    summary = read_table(path, SUMMARY_SCHEMA, "dropcli summary table")
+    # lr and hidden are written only by studies that vary them
+    summary = read_table(path, SUMMARY_SCHEMA, "dropcli summary table",
+                         {c: lambda cols: [None] * len(cols["keep_probs"]) for c in AXIS_KEYS})
     for col in BOOL_COLUMNS:
         summary[col] = [None if v is None else v == "true" for v in summary[col]]
     for col in ("conclusion", "runner_up", "baseline"):

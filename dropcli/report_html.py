@@ -21,6 +21,7 @@ import pandas as pd
 
 from dropcli.conclusions import METRIC_NAMES, Namer, diff_text, p_text, percent, sentences
 from dropcli.config import DEFAULT_SEED, TrainConfig, fmt_number
+from dropcli.plots import budget
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#111;line-height:1.45}
@@ -31,7 +32,8 @@ th{background:#f3f3f3}td.text,th.text{text-align:left}code{font-size:.85rem;word
 figure{margin:1.5rem 0}img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.85rem;color:#333}
 ol li{margin-bottom:.5rem}"""
 AXIS_NAMES = {"keep_probs": "hidden keep probability", "input_keep_prob": "input keep probability",
-              "max_norm": "max-norm", "train_size": "training-set size"}
+              "max_norm": "max-norm", "train_size": "training-set size", "lr": "learning rate",
+              "hidden": "hidden widths"}  # lr and hidden: in a summary that varies them
 
 
 def esc(value) -> str:
@@ -62,7 +64,7 @@ def _fmt(col: str, v) -> str:
         return "none" if pd.isna(v) else fmt_number(v)
     if col == "train_size":
         return f"{int(v):,}"
-    return str(v) if col == "keep_probs" else fmt_number(v)
+    return str(v) if col in ("keep_probs", "hidden") else fmt_number(v)
 
 
 def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> str:
@@ -79,6 +81,12 @@ def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> 
     full = 60_000 - settings.get("validation_size", 5000)
     if grid["train_sizes"] != [full]:
         parts.append("--train-sizes " + ",".join(str(n) for n in grid["train_sizes"]))
+    if "lrs" in grid:
+        parts.append("--lrs " + ",".join(fmt_number(lr) for lr in grid["lrs"]))
+    if "hiddens" in grid:
+        parts.append("--hiddens " + ",".join(":".join(map(str, h)) for h in grid["hiddens"]))
+    if settings.get("steps") is not None:  # the budget sets the epochs
+        settings = {k: v for k, v in settings.items() if k != "epochs"}
     seeds = grid["seeds"]
     parts.append(f"--seeds {len(seeds)}" if seeds == list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds)))
                  else "--seed-list " + ",".join(map(str, seeds)))
@@ -103,15 +111,16 @@ def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | 
     r0, seeds = runs.iloc[0], sorted(runs["seed"].unique())
     configs = len(summary)
     grid = "; ".join(f"{AXIS_NAMES[c]}: {_values(sorted(set(_fmt(c, v) for v in summary[c])))}"
-                     for c in AXIS_NAMES)
+                     for c in AXIS_NAMES if c in summary and summary[c].notna().any())
     commits = sorted(set(runs["dropcli_version"]))
     ok = int((runs["status"] == "ok").sum())
     return [
         ("grid", grid),
         ("seeds", f"{len(seeds)}: " + ", ".join(map(str, seeds))),
         ("cells", f"{len(runs)} ({configs} configurations x {len(seeds)} seeds); {ok} finished, {len(runs) - ok} diverged"),
-        ("training", f"{int(r0['epochs'])} epochs; hidden {r0['hidden']}; {r0['init']} initialisation; Adam, "
-                     f"learning rate {fmt_number(r0['lr'])}, batch {int(r0['batch_size'])}; {r0['precision']}"),
+        ("training", f"{budget(runs)}; hidden {_values(sorted(set(runs['hidden'])))}; {r0['init']} initialisation; "
+                     f"Adam, learning rate {_values(sorted(set(fmt_number(v) for v in runs['lr'])))}, "
+                     f"batch {int(r0['batch_size'])}; {r0['precision']}"),
         ("data", f"{TITLES.get(r0['dataset'], r0['dataset'])}: {_training_sets(runs)}, "
                  f"{int(r0['test_images']):,} test images"
                  + (f"; files sha256 {identity['data']['sha256']}" if identity and identity.get("data") else "")),

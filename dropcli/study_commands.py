@@ -202,8 +202,11 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
 
 
 def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baseline: dict | None = None,
-               margin: float | None = None, command: str | None = None) -> None:
-    """Rebuild a study's summary.csv, figures and report.html; print the table and the conclusions."""
+               margin: float | None = None, command: str | None = None, power: float | None = None,
+               tests: int | None = None) -> None:
+    """Rebuild a study's summary.csv, figures and report.html; print the table and the conclusions;
+    with power (points), the seeds each comparison needs to detect that difference (sizing.py) in
+    a Holm family of `tests` (default: this study's)."""
     from dropcli.conclusions import sentences
     from dropcli.config import EQUIVALENCE_MARGIN
     from dropcli.report import build_report
@@ -214,6 +217,27 @@ def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baselin
     term.table(summary_table_for(summary, out))
     for sentence in sentences(summary):
         term.result(sentence)
+    if power is not None:
+        sizing_table(summary, power, tests, term)
     written = [name for name in ("summary.csv", "ablation.png", "differences.png", "curves.png", "report.html")
                if (out / name).exists()]
     term.wrote(out, written)
+
+
+def sizing_table(summary, power: float, tests: int | None, term: Terminal) -> None:
+    """Print the seeds each comparison needs to detect `power` points (sizing.seeds_for) and the sentence."""
+    import math
+
+    from rich.table import Table
+
+    from dropcli.sizing import seeds_for, sizing_sentence
+
+    frame, m = seeds_for(summary, power, tests)
+    table = Table(title=f"Seeds to detect {power:g} points (80% power, Holm over {m} tests)")
+    for name in ("comparison", "seeds now", "diff", "paired SD", "seeds needed"):
+        table.add_column(name, justify="left" if name == "comparison" else "right")
+    for _, r in frame.iterrows():
+        need = r["note"] if math.isnan(r["seeds_needed"]) else str(int(r["seeds_needed"]))
+        table.add_row(r["comparison"], str(r["paired_seeds"]), f"{r['diff_points']:+.2f}", f"{r['diff_sd_points']:.3f}", need)
+    term.table(table)
+    term.result(sizing_sentence(frame, power, m))

@@ -13,10 +13,12 @@ from typer.testing import CliRunner
 import dropcli.train as train_module
 from dropcli.ablate import run_study
 from dropcli.cli import app
+from dropcli.compare import parse_baseline
 from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
 from dropcli.grid import GridSpec, cell_id_of, cells_of, expand, grid_of, parse_widths_list, study_identity
 from dropcli.plan import make_plan
+from dropcli.report import build_report, summarise
 from dropcli.schemas import read_study_json
 from dropcli.shards import PROVENANCE
 from dropcli.study import history_of
@@ -120,6 +122,21 @@ def test_a_study_over_lrs_and_widths_writes_and_resumes_distinct_cells(tmp_path)
     history = read_history(tmp_path / "history.csv")
     assert set(zip(history["lr"], history["hidden"])) == {(lr, h) for lr in (0.001, 0.003) for h in ("32 32", "48 48")}
     assert run_study(make_plan(AXES, BASE, tmp_path), CPU)["ran"] == 0  # resumes: every key found
+    summary = build_report(tmp_path)  # each configuration against no dropout at its own lr and widths
+    assert len(summary) == 8 and {"lr", "hidden"} <= set(summary.columns)
+    compared = summary[summary["paired_seeds"].notna()]
+    assert len(compared) == 4 and (compared["paired_seeds"] == 2).all()
+    assert set(compared["baseline"]) == {f"keep 1, input keep 1, max-norm none, 500 images, lr {lr}, hidden {h}"
+                                         for lr in ("0.001", "0.003") for h in ("32 32", "48 48")}
+    by_lr = summarise(runs, baseline=parse_baseline("lr=0.001"))  # each lr 0.003 cell against lr 0.001, paired
+    compared = by_lr[by_lr["paired_seeds"].notna()]
+    assert set(compared["lr"]) == {0.003} and len(compared) == 4
+    row = compared[(compared["keep_probs"] == "0.5") & (compared["hidden"] == "48 48")].iloc[0]
+    cells = runs[(runs["keep_probs"] == "0.5") & (runs["hidden"] == "48 48")].set_index(["lr", "seed"])["test_accuracy"]
+    diffs = [cells[(0.003, s)] - cells[(0.001, s)] for s in (1, 2)]
+    assert row["diff_points"] == pytest.approx(100 * sum(diffs) / 2)
+    page = (tmp_path / "report.html").read_text()
+    assert "learning rate: 0.001, 0.003; hidden widths: 32 32, 48 48" in page and "--lrs 0.001,0.003 --hiddens" in page
 
 
 def test_a_budget_of_whole_epochs_gives_the_same_study(tmp_path):
