@@ -16,8 +16,9 @@ from collections import Counter
 
 from dropcli.boards import LogBoard, Pace, Row, clock
 from dropcli.config import TrainConfig, fmt_max_norm, fmt_number
-from dropcli.grid import cell_id, cell_id_of
+from dropcli.grid import cell_id_of
 from dropcli.groups import cell_steps
+from dropcli.tables import row_cell_id
 
 MEASURING = "measuring the fastest group size"
 
@@ -193,9 +194,7 @@ class StudyDisplay:
     def on_cell(self, row: dict) -> None:
         """A committed runs.csv row: the count of cells, and in a log one line (what, accuracy, cells left, ETA)."""
         now = self.board.get_time()
-        mn = row.get("max_norm")
-        key = cell_id(row["keep_probs"], row["input_keep_prob"], None if mn is None or mn != mn else mn,
-                      row["train_size"], row["seed"])
+        key = row_cell_id(row)
         self.done_cells += 1
         self.cell_work += self.work.get(key, 0.0)
         if self.group is not None and key in {cell_id_of(c) for c in self.group}:
@@ -212,9 +211,11 @@ class StudyDisplay:
                        + (f", eta {clock(self.pace.remaining(now))}" if left else ""))
 
     def what_ran(self) -> str | None:
-        """'9 cells in 3 groups of 3 cells', or None when nothing was planned."""
+        """'9 cells in 3 groups of 3 cells', '6 cells one at a time', or None when nothing was planned."""
         if not self.groups:
             return None
+        if all(len(g) == 1 for g in self.groups):
+            return group_sizes(self.groups)
         cells = sum(len(g) for g in self.groups)
         return f"{cells} cell{'s' if cells != 1 else ''} in {group_sizes(self.groups)}"
 

@@ -143,6 +143,22 @@ def new_output_file(path: Path, what: str) -> Path:
     return path
 
 
+def regular_file(path: Path, what: str, fix: str) -> Path:
+    """`path` itself if it is a regular file and no symbolic link (every reader checks this first: a
+    link would read another file, a FIFO would hang). Raises DropcliError naming the file and fix."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as e:
+        raise DropcliError(f"cannot read {path}: {e.strerror}; {fix}") from None
+    if stat.S_ISLNK(mode):
+        raise DropcliError(f"{path} is a symbolic link; dropcli never reads a {what} through a link; {fix}")
+    if not stat.S_ISREG(mode):
+        raise DropcliError(f"{path} is not a regular file, so not a {what}; {fix}")
+    return path
+
+
 def _no_links(folder: Path, name: str) -> Path:
     """folder/name, refusing a link at any step below `folder` (dropcli never follows a link inside
     a folder it claimed: a received study could point its files anywhere)."""
@@ -175,7 +191,9 @@ class OwnedFolder:
         try:
             names = json.loads(path.read_text(encoding="utf-8"))["files"]
             if not (isinstance(names, list) and all(isinstance(n, str) and n and ".." not in Path(n).parts
-                                                    and not Path(n).is_absolute() for n in names)):
+                                                    and Path(n).parts and Path(n).parts[0] != "."
+                                                    and str(Path(n)) != "." and not Path(n).is_absolute()
+                                                    for n in names)):
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError):
             raise DropcliError(f"{path} is not a dropcli manifest; restore it from a copy or use another folder") from None
@@ -222,8 +240,8 @@ class OwnedFolder:
                             path.rmdir()
                 else:
                     path.unlink(missing_ok=True)
-        with writing(self.folder):
-            _no_links(self.folder, MANIFEST).unlink(missing_ok=True)
+        manifest = _no_links(self.folder, MANIFEST)  # kept, empty: the legacy names are no one's now
+        atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps({"files": []}) + "\n", encoding="utf-8"))
 
 
 @contextlib.contextmanager

@@ -68,10 +68,10 @@ class StudyModel(_Strict):
 def load_json(path: Path, what: str, fix: str) -> object:
     """The JSON value in `path`, or DropcliError naming the file: unreadable, over MAX_JSON_BYTES,
     not UTF-8, not JSON, or nested deeper than Python's parser goes."""
+    from dropcli.files import regular_file
+
     try:
-        if path.is_symlink():
-            raise DropcliError(f"{path} is a symbolic link; dropcli never follows links in a study folder; {fix}")
-        size = path.stat().st_size
+        size = regular_file(path, what, fix).stat().st_size
         if size > MAX_JSON_BYTES:
             raise DropcliError(f"{path} has {size:,} bytes, too many for a {what}; {fix}")
         return json.loads(path.read_text(encoding="utf-8"))

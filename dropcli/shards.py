@@ -63,6 +63,9 @@ def shard_identities(out: Path) -> dict[Path, dict]:
     """{shard folder: its study.json} of out/shards/K-of-N/, in shard order, each checked to be a
     shard of one study run by one dropcli. Raises UsageError (no shards) or DropcliError."""
     base = out / SHARDS
+    if base.is_symlink():
+        raise DropcliError(f"{base} is a symbolic link; dropcli never reads shards through a link; replace it "
+                           "with the shards' folder")
     folders = sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink() and re.match(SHARD_DIR, p.name)),
                      key=lambda p: int(re.match(SHARD_DIR, p.name).group(1))) if base.is_dir() else []
     if not folders:

@@ -39,8 +39,10 @@ def read_record(out: Path, shards: int) -> dict:
     path = record_path(out)
     if not path.exists():
         return {"version": RECORD_VERSION, "shards": shards, "arrays": {}, "merge": None}
+    from dropcli.schemas import load_json
+
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = load_json(path, "record of submitted jobs", "delete it if no job of it runs")
         ok = (record["version"] == RECORD_VERSION and isinstance(record["shards"], int)
               and all(re.fullmatch(r"\d+-\d+", k) and re.fullmatch(r"\d+", v) for k, v in record["arrays"].items())
               and (record["merge"] is None or re.fullmatch(r"\d+", record["merge"])))

@@ -29,7 +29,7 @@ import pandas as pd
 
 from dropcli.config import SUBSETS, TEST_SPLIT, TrainConfig, fmt_number
 from dropcli.errors import DropcliError
-from dropcli.files import atomic_write
+from dropcli.files import atomic_write, regular_file
 from dropcli.grid import cell_id, fmt_hidden
 from dropcli.migrations import RUNS_DERIVED, history_derived
 
@@ -61,6 +61,10 @@ ADDED = {"test_images": str(TEST_SPLIT)}
 CHOICES = {"status": ("ok", "diverged"), "subset": ("all", *SUBSETS)}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SIGNIFICANT_DIGITS = 6  # p-values: enough to recompute a Holm adjustment, and never rounded to 0
+
+
+# the ranges a value must fall in (columns ending in "accuracy" are fractions, 0..1)
+RANGES = {"test_images": (1, None), "train_size": (1, None)}  # counts the summaries divide by
 
 
 def plain_number(x, exact: bool = False, digits: int | None = None) -> str:
@@ -148,6 +152,10 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
     path = Path(path)
     fix = "restore it from a copy, or point --out at a new folder"
     try:
+        regular_file(path, what, fix)
+    except DropcliError as e:
+        raise TableError(str(e)) from None
+    try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TableError(f"{path} is not UTF-8 text, so not a {what}; {fix}") from None
@@ -184,6 +192,9 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
                 raise TableError(f"{path} row {r}, column {c}: {e}; {fix}") from None
             if c in CHOICES and v not in CHOICES[c]:
                 raise TableError(f"{path} row {r}, column {c}: {v!r} is not one of {', '.join(CHOICES[c])}; {fix}")
+            low, high = RANGES.get(c, (None, None)) if not c.endswith("accuracy") else (0, 1)
+            if v is not None and ((low is not None and v < low) or (high is not None and v > high)):
+                raise TableError(f"{path} row {r}, column {c}: {v!r} is outside {low}..{'' if high is None else high}; {fix}")
             columns[c].append(v)
     for c in implied:
         columns[c] = derived[c](columns)

@@ -141,7 +141,20 @@ def test_an_owned_folder_refuses_a_file_it_did_not_write(tmp_path):
     with pytest.raises(DropcliError, match="is a symbolic link"):
         folder.write_text("c.txt", "x")
     folder.remove_all()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt", "c.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "b.txt", "c.txt"]  # the manifest stays, empty
+    (tmp_path / "summary.csv").write_text("the user's")  # after --fresh, a legacy name is no longer dropcli's
+    with pytest.raises(UsageError, match="exists and was not written by dropcli"):
+        OwnedFolder(tmp_path, legacy=("summary.csv",)).write_text("summary.csv", "x")
+    (tmp_path / "runs.csv").symlink_to(tmp_path / "b.txt")  # a table is never read through a link
+    from dropcli.tables import read_runs
+
+    with pytest.raises(DropcliError, match="is a symbolic link"):
+        read_runs(tmp_path / "runs.csv")
+    os.mkfifo(tmp_path / "history.csv")  # nor from a FIFO, which would hang
+    from dropcli.tables import read_history
+
+    with pytest.raises(DropcliError, match="is not a regular file"):
+        read_history(tmp_path / "history.csv")
 
 
 def test_a_study_json_of_the_right_format_and_the_wrong_shape_is_one_line(tmp_path):

@@ -74,8 +74,8 @@ keys = st.tuples(st.sampled_from(["0.5", "1", "0.7", "0.5 0.5"]), st.sampled_fro
 @settings(max_examples=60, deadline=None)
 @given(rows=st.lists(keys, min_size=1, max_size=6))
 def test_rows_outside_the_grid_are_refused_by_name(rows):
-    table = pd.DataFrame([{"keep_probs": k, "input_keep_prob": ik, "max_norm": mn, "train_size": n, "seed": s}
-                          for k, ik, mn, n, s in rows])
+    table = pd.DataFrame([{"keep_probs": k, "input_keep_prob": ik, "max_norm": mn, "train_size": n, "seed": s,
+                           "lr": 0.001, "hidden": "32 32"} for k, ik, mn, n, s in rows])
     inside = [k == ("0.5", 1.0) or k == ("1", 1.0) for k in ((r[0], r[1]) for r in rows)]
     inside = [i and math.isnan(r[2]) and r[3] == 500 and r[4] in (1, 2) for i, r in zip(inside, rows)]
     if all(inside):

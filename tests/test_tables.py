@@ -15,6 +15,7 @@ from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_cell_id, row_
 keep = st.floats(min_value=1e-9, max_value=1.0, exclude_min=False).filter(lambda k: k > 0)
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
 maybe = st.one_of(st.none(), finite, st.just(math.nan), st.just(math.inf))
+fraction = st.one_of(st.none(), st.floats(0, 1), st.just(math.nan))  # accuracies: fractions, or missing
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)
 
 
@@ -40,7 +41,7 @@ def run_rows(draw):
                "finished_at": draw(text), "dropcli_version": draw(text), "torch_version": draw(text)}
         for m in ("final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",
                   "test_loss", "test_accuracy_at_best", "test_accuracy_mc"):
-            row[m] = draw(maybe)
+            row[m] = draw(fraction if m.endswith("accuracy") or m.endswith("accuracy_at_best") or m.endswith("_mc") else maybe)
         row.update(hidden=" ".join(map(str, draw(st.lists(st.integers(1, 4096), min_size=1, max_size=4)))),
                    steps=draw(st.integers(0, 10**6)), eval_every=draw(st.integers(1, 10**4)),
                    best_step=draw(st.one_of(st.none(), st.integers(1, 10**6))))
