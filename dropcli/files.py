@@ -3,7 +3,9 @@
 An interrupted or killed command never leaves a half-written file: every file is written to a
 uniquely named temporary file beside it, fsynced and renamed into place. Any OS failure (a
 read-only or full disk, a name too long, a path below a regular file) and any library's write
-error (safetensors, matplotlib) becomes one WriteError (a DropcliError) that names the path and the fix.
+error (safetensors, matplotlib) becomes one WriteError (a DropcliError) that names the path and
+the fix. A little over 250 lines on purpose: it is the one write path (atomic writes, owned
+folders and their manifests, the lock), kept in one place.
 """
 
 from __future__ import annotations
