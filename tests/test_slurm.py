@@ -205,7 +205,7 @@ def test_a_rejected_submission_names_the_accepted_jobs_and_a_rerun_submits_only_
                                          "4003  array-2.sbatch (shards 3-3 of 3)",
                                          "4004  merge.sbatch (after every array task has ended)"]
     third = runner.invoke(app, args)
-    assert third.exit_code == 0 and "Nothing to submit: every job is recorded" in third.stderr
+    assert third.exit_code == 0 and "Nothing to submit (shards 1-2 = job 4001, shards 3-3 = job 4003, merge = job 4004); every job is recorded in" in third.stderr
     assert len(fake_sbatch.read_text().splitlines()) == 4
     check_error(runner.invoke(app, [*args[:-5], "--shards", "2", "--submit"]), 2,
                 "records jobs of this study split into 3 shards (shards 1-2 = job 4001, shards 3-3 = job 4003, "

@@ -94,7 +94,7 @@ def test_a_study_runs_on_a_real_slurm_and_a_cancelled_shard_is_rerun(on_slurm, t
     assert_same_measured_rows(out, local)
 
     again = runner.invoke(app, submit)  # every job is recorded: nothing is submitted twice
-    assert again.exit_code == 0 and "Nothing to submit: every job is recorded" in again.stderr, again.output
+    assert again.exit_code == 0 and "Nothing to submit (" in again.stderr and "every job is recorded in" in again.stderr, again.output
 
 
 def test_sbatchs_own_rejection_is_one_line(on_slurm, tmp_path):
