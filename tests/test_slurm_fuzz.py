@@ -1,10 +1,13 @@
 """No value a user passes to `dropcli slurm` can add a line to a generated script: arbitrary text
 (control characters, quotes, unicode, spaces) into every option that reaches a script is either
-refused with exit 2 and nothing written, or written so that bash and sbatch (tests/fake_sbatch.py's
-model of its directive parser) read it back whole, inside its own line and argument."""
+refused with exit 2 and nothing written, or written so that every line of every script is
+printable and bash, POSIX shlex and sbatch (tests/fake_sbatch.py's model of its directive parser)
+read each value back whole, inside its own line and argument. Options parsed into numbers reach the
+scripts as the parsed value (e.g. --lr '1\u2028' as 1.0), paths and Slurm's names as typed."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -53,25 +56,33 @@ def data_folder(root: Path, name: str) -> str:
     return str(path)
 
 
-def check_script(path: Path, expect: dict[str, str], argv: list[str]) -> None:
-    """bash reads the script; every #SBATCH line is one argument; the values are there whole; and
-    run (with the dropcli command replaced by an argument dump) it passes exactly `argv`."""
+def check_script(path: Path, expect: dict[str, str]) -> list[str]:
+    """bash reads the script; every line is printable and of the script's own kinds; every #SBATCH
+    line is one argument, with the `expect`ed values whole; run (the dropcli command replaced by an
+    argument dump), bash passes the arguments POSIX shlex reads in its exec line. Returns them."""
     text = path.read_text()
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0, text
-    found = {}
+    found, command = {}, None
     for line in text.split("\n")[1:]:
+        assert unprintable(line) is None, line
         if line.startswith("#SBATCH "):
             (arg,) = arguments(line[len("#SBATCH"):])
             key, value = arg.split("=", 1)
             found[key] = value
+        elif line.startswith("exec "):
+            command = shlex.split(line)[4:]  # exec, python, -c, DUMP
         else:
-            assert line in ("", "set -euo pipefail", "set -uo pipefail") or line.startswith(("exec ", "# shard K")), line
+            assert line in ("", "set -euo pipefail", "set -uo pipefail") or line.startswith("# shard K"), line
     for key, value in expect.items():
         assert found.get(key) == value, (key, found)
     env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"}
     ran = subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env)
     assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout) == argv
+    argv = json.loads(ran.stdout)
+    if "SLURM_ARRAY_TASK_ID" in command[-1]:  # --shard "$((SLURM_ARRAY_TASK_ID + 0))/2", which bash computes
+        command = command[:-1] + ["1/2"]
+    assert argv == command
+    return argv
 
 
 VALID = {"--partition": "gpu", "--time": "04:00:00", "--account": "proj", "--device": "cpu", "--keep-probs": "0.5,1.0",
@@ -123,17 +134,16 @@ def written(monkeypatch, option: str, value: str) -> None:
             assert len(err) == 1 and err[0].startswith("Error: "), result.output
             assert files(root) == before, "a refused command wrote files"
             return
-        assert unprintable(value if option != "--out" else str(out)) is None, "a value that can end a line passed"
+        raw = str(out) if option == "--out" else value
+        if option in ("--out", "--data-dir", "--partition", "--time", "--account"):  # these reach a script as typed
+            assert unprintable(raw) is None, "a value that can end a line passed"
         folder = out.resolve()
         logs = str(folder / "slurm" / "logs").replace("%", "%%")
         expect = {o: value for o in ("--partition", "--time", "--account") if o == option}
-        typed = json.loads(subprocess.run(["bash", str(folder / "slurm" / "array-1.sbatch")], capture_output=True,
-                                          text=True, env={**os.environ, "SLURM_ARRAY_TASK_ID": "1"}).stdout or "[]")
-        if option != "--out" and option in typed:  # absent when the value parses to the option's default
-            shown = str(Path(value)) if option == "--data-dir" else value
-            assert typed[typed.index(option) + 1] == shown
-        assert typed[-4:] == ["--out", str(folder), "--shard", "1/2"]
-        check_script(folder / "slurm" / "array-1.sbatch", {**expect, "--output": f"{logs}/array-1-%a.out"}, typed)
-        check_script(folder / "slurm" / "merge.sbatch", {**expect, "--output": f"{logs}/merge.out"},
-                     ["merge", str(folder)])
+        argv = check_script(folder / "slurm" / "array-1.sbatch", {**expect, "--output": f"{logs}/array-1-%a.out"})
+        assert argv[0] == "ablate" and argv[-4:] == ["--out", str(folder), "--shard", "1/2"]
+        if option == "--data-dir":
+            assert argv[argv.index(option) + 1] == str(Path(value))
+        merge = check_script(folder / "slurm" / "merge.sbatch", {**expect, "--output": f"{logs}/merge.out"})
+        assert merge == ["merge", str(folder)]
         assert subprocess.run(["bash", "-n", str(folder / "slurm" / "submit.sh")]).returncode == 0
