@@ -37,8 +37,11 @@ AXIS_NAMES = {"keep_probs": "hidden keep probability", "input_keep_prob": "input
 
 
 def esc(value) -> str:
-    """HTML-escaped text of any value (quotes too)."""
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text of any value (quotes too). A path's bytes the locale could not decode (held
+    as surrogates, as under a C locale) are read as UTF-8, and a byte that is not UTF-8 shows as U+FFFD,
+    so the page is always valid UTF-8."""
+    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return html.escape(text, quote=True)
 
 
 def _values(values) -> str:

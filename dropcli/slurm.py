@@ -43,9 +43,11 @@ DIRECTIVE_PLAIN = re.compile(r"[A-Za-z0-9_./%:=,@+-]*")  # written as is in an #
 def unprintable(text: str) -> str | None:
     """The first character of `text` that cannot go into a job script (control characters, line
     and paragraph separators, format characters, lone surrogates, any space but ' '), shown
-    escaped (e.g. '\\n'), or None when every character is printable."""
+    escaped (e.g. '\\n'), or None when every character is printable. A byte of a path that the
+    locale could not decode (U+DC80-U+DCFF, Python's surrogateescape, as under a C locale) is
+    allowed: the script holds that byte, so it names the same file, and no byte >= 0x80 ends a line."""
     for ch in text:
-        if ch != " " and unicodedata.category(ch)[0] in "CZ":
+        if ch != " " and unicodedata.category(ch)[0] in "CZ" and not "\udc80" <= ch <= "\udcff":
             return ascii(ch)[1:-1]
     return None
 

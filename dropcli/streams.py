@@ -58,3 +58,39 @@ def protect(*streams) -> None:
             except (ValueError, OSError, AttributeError):  # closed, or a stream that cannot change
                 pass
 
+
+
+def fit(text: str, encoding: str) -> str:
+    """`text` with each character that `encoding` lacks written as its stand_in, the way the
+    streams' handler would write it, but before anything measures the text."""
+    if not text.isascii():
+        return "".join(ch if _encodes(ch, encoding) else stand_in(ch) for ch in text)
+    return text
+
+
+def _encodes(ch: str, encoding: str) -> bool:
+    try:
+        ch.encode(encoding)
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+def fit_table(table, encoding: str) -> None:
+    """Apply `fit` to a Rich Table's title, caption, headers and text cells in place, so that a
+    wider stand-in ('±' as '+/-') is measured when Rich lays out the columns, and the rows stay
+    aligned with their header on a console without those symbols. A styled cell (rich.text.Text)
+    keeps its base style and loses its spans where its text changed."""
+    from rich.text import Text
+
+    def one(value):
+        if isinstance(value, str):
+            return fit(value, encoding)
+        if isinstance(value, Text) and fit(value.plain, encoding) != value.plain:
+            return Text(fit(value.plain, encoding), style=value.style, justify=value.justify)
+        return value
+
+    table.title, table.caption = one(table.title), one(table.caption)
+    for column in table.columns:
+        column.header = one(column.header)
+        column._cells = [one(cell) for cell in column._cells]

@@ -43,7 +43,7 @@ from dropcli.interrupts import (  # noqa: F401  (Interrupted, install_signal_han
     say_interrupted,
     told_interrupt,
 )
-from dropcli.streams import protect
+from dropcli.streams import fit_table, protect
 
 
 def one_line(text: str) -> str:
@@ -230,7 +230,8 @@ class Terminal:
 
     def table(self, table) -> None:
         """A Rich table on stdout, at least as wide as its title and caption (so that neither wraps
-        where the screen has room)."""
+        where the screen has room); symbols the console lacks are laid out as their stand-ins."""
+        fit_table(table, getattr(self.out.file, "encoding", None) or "utf-8")
         widest = max((len(str(t)) for t in (table.title, table.caption) if t is not None), default=0)
         table.min_width = min(max(table.min_width or 0, widest + 2), max(self.out.width, 20))
         self.out.print(table)

@@ -83,7 +83,9 @@ def test_every_command_in_a_batch_log(tmp_path, name):
     assert "Interrupted (SIGTERM): " in text.strip().splitlines()[-1] and "Resume with: dropcli ablate" in text
     text = run(["ablate", *GRID, "--parallel-models", "1", "--out", s], "ablate.log").finish(0)
     assert "Resumed: " in text and "Ablation summary" in text and "Wrote runs.csv, summary.csv" in text
-    assert "study [x]" in text and re.search(r"\d\.\d{4} \* ", text)  # the best row's star, as ASCII
+    assert "study [x]" in text and re.search(r"\d\.\d{2} \* ", text)  # the best row's star, as ASCII
+    rows = [line for line in text.splitlines() if line.startswith(("|", "│", "┃", "+", "┏", "┗"))]
+    assert len(rows) >= 5 and len({len(line) for line in rows}) == 1, rows  # the header as wide as its rows
     text = run(["ablate", *GRID, "--out", tmp_path / "preview", "--dry-run"], "dry.log").finish(0)
     assert "Timing a few steps of each group shape ..." in text and "Nothing was trained" in text
 

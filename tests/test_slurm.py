@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -220,3 +221,16 @@ def test_a_record_dropcli_did_not_write_is_refused(tmp_path, fake_sbatch):
     check_error(runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "3", "--submit"]), 1,
                 "is not a record of submitted jobs that dropcli wrote; check that none of its jobs is queued")
     assert not fake_sbatch.exists()
+
+
+def test_a_path_byte_the_locale_cannot_decode_is_written_as_that_byte(tmp_path):
+    """Under a C locale 'é' in a path arrives as two surrogates (Python's surrogateescape); the
+    scripts hold the path's own bytes, so they name the folder the user typed."""
+    raw = os.fsencode(tmp_path) + b"/study \xff\xc3\xa9"
+    out = os.fsdecode(raw)
+    result = runner.invoke(app, ["slurm", *GRID, "--out", out, "--shards", "2"])
+    assert result.exit_code == 0, result.output
+    script = (Path(out) / "slurm" / "merge.sbatch").read_bytes()
+    assert raw + b"/slurm/logs/merge.out" in script
+    assert len(script.splitlines()) == len(script.decode("utf-8", "replace").splitlines())  # no line added
+    assert subprocess.run(["bash", "-n", Path(out) / "slurm" / "merge.sbatch"]).returncode == 0
