@@ -149,8 +149,8 @@ def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
 
     metric = summary["metric"].iloc[0] if len(summary) else PRIMARY_METRIC
     label = "test acc" if metric == PRIMARY_METRIC else "test acc at best epoch (exploratory)"
-    table = Table(title=title, caption=f"acc, CI and gap in %; diff: {label} minus the baseline's, paired by seed, in points "
-                                       f"(95% CI); ✓ = Holm-adjusted p < {ALPHA}")
+    table = Table(title=title, caption=f"acc, CI, gap in %; diff: {label} minus the baseline's, paired by seed, in points "
+                                       f"(95% CI); ✓: Holm-adjusted p < {ALPHA}")
     norms = summary["max_norm"].notna().any()  # the max-norm column only where a study varies it
     axes = [c for c in AXIS_KEYS if c in summary and summary[c].notna().any()]  # lr, hidden: where varied
     columns = ["keep", "input", *(["max-norm"] if norms else []), "images", *axes, "runs",
