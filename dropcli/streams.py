@@ -8,7 +8,9 @@ symbols dropcli prints (the summary table's star, the tick, '±', arrows, bar an
 `protect` gives both streams an error handler that writes each such symbol as its ASCII stand-in,
 a byte of a file name the locale could not decode (Python's surrogateescape) as that byte, and
 any other character as a backslash escape, so a path stays unambiguous. Imports nothing heavy:
-the console entry point calls it before anything else.
+the console entry point calls it before anything else. A table is fitted to its console too:
+its symbols as their stand-ins (fit_table), its width to the screen without cutting a value
+(fit_width).
 """
 
 from __future__ import annotations
@@ -94,3 +96,47 @@ def fit_table(table, encoding: str) -> None:
     for column in table.columns:
         column.header = one(column.header)
         column._cells = [one(cell) for cell in column._cells]
+
+
+
+def fit_width(table, console, keys: int = 1) -> list:
+    """A Rich Table laid out for `console`'s width (at least 20 columns), losing no value: the
+    table itself where it fits; else without its vertical rules; else split into tables of
+    consecutive columns that fit, each led by the first `keys` columns (those that name a row),
+    the title above the first and the caption below the last. A part still too wide (a key
+    column wider than the screen) wraps its cells, folding long words, and never cuts one to '…'."""
+    import copy
+
+    from rich import box
+    from rich.measure import Measurement
+
+    width = max(console.width, 20)
+
+    def fits(t) -> bool:  # the table's width on an unbounded screen is within the screen's
+        return Measurement.get(console, console.options.update_width(10**4), t).maximum <= width
+
+    def part(columns: list):
+        t = copy.copy(table)
+        t.columns, t.title, t.caption, t.min_width = [copy.copy(c) for c in columns], None, None, None
+        for i, column in enumerate(t.columns):
+            column._index = i
+        return t
+
+    if fits(table):
+        return [table]
+    table.box, table.show_edge = box.SIMPLE_HEAD, False
+    if fits(table):
+        return [table]
+    lead, rest, parts = table.columns[:keys], table.columns[keys:], []
+    while rest:
+        take = 1
+        while take < len(rest) and fits(part(lead + rest[: take + 1])):
+            take += 1
+        parts.append(part(lead + rest[:take]))
+        rest = rest[take:]
+    parts[0].title, parts[-1].caption = table.title, table.caption
+    for t in parts:
+        if not fits(t):
+            for column in t.columns:
+                column.no_wrap, column.overflow = False, "fold"
+    return parts

@@ -67,7 +67,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
         term.note_path(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in", out)
         term.note_path("When every shard is done, combine them with:", f"dropcli merge {plan.root}")
         return
-    term.table(summary_table_for(summary, out))
+    show_summary(summary, out, term)
     written = [name for name in ("runs.csv", "summary.csv", "history.csv", "ablation.png", "differences.png",
                                  "curves.png", "report.html") if (out / name).exists()]
     term.wrote(out, written)
@@ -120,7 +120,7 @@ def run_merge(out: Path, term: Terminal) -> None:
     term.note_path(f"Merged {result['merged']} of {result['cells']} cells from {result['shards']} shards into",
                    out / "runs.csv", f" ({result['duplicates']} identical duplicates dropped)" if result["duplicates"] else "")
     if summary is not None:
-        term.table(summary_table_for(summary, out))
+        show_summary(summary, out, term)
     if result["missing"]:
         shown = ", ".join(result["missing"][:3]) + (", ..." if len(result["missing"]) > 3 else "")
         shards = ",".join(map(str, result["rerun"]))
@@ -162,11 +162,14 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
     term.note_path("A failed shard is named in", out / "slurm" / "logs" / "merge.out")
 
 
-def summary_table_for(summary, out: Path):
-    """The Rich table of a study's summary (report.summary_table) under its usual title; `out` is the study folder."""
+def show_summary(summary, out: Path, term: Terminal) -> None:
+    """Print the Rich table of a study's summary (report.summary_table) under its usual title; `out`
+    is the study folder. A screen too narrow for it gets it in parts, each led by the columns
+    that name a configuration (those before 'runs')."""
     from dropcli.report import summary_table
 
-    return summary_table(summary, title="Ablation summary")
+    table = summary_table(summary, title="Ablation summary")
+    term.table(table, keys=[c.header for c in table.columns].index("runs"))
 
 
 def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal) -> None:
@@ -214,7 +217,7 @@ def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baselin
     with term.board() as board:
         board.add(Row("writing the summary and plots"))
         summary = build_report(out, metric, baseline, EQUIVALENCE_MARGIN if margin is None else margin, command)
-    term.table(summary_table_for(summary, out))
+    show_summary(summary, out, term)
     for sentence in sentences(summary):
         term.result(sentence)
     if power is not None:

@@ -43,7 +43,7 @@ from dropcli.interrupts import (  # noqa: F401  (Interrupted, install_signal_han
     say_interrupted,
     told_interrupt,
 )
-from dropcli.streams import fit_table, protect
+from dropcli.streams import fit_table, fit_width, protect
 
 
 def one_line(text: str) -> str:
@@ -228,13 +228,16 @@ class Terminal:
         at its end, on a line of its own where the line would not fit (note_path)."""
         say_interrupted(text, self.note if command is None else lambda t: self.note_path(t, command))
 
-    def table(self, table) -> None:
+    def table(self, table, keys: int = 1) -> None:
         """A Rich table on stdout, at least as wide as its title and caption (so that neither wraps
-        where the screen has room); symbols the console lacks are laid out as their stand-ins."""
+        where the screen has room); symbols the console lacks are laid out as their stand-ins, and
+        one wider than the screen loses no value: split into parts led by its first `keys` columns
+        (streams.fit_width)."""
         fit_table(table, getattr(self.out.file, "encoding", None) or "utf-8")
         widest = max((len(str(t)) for t in (table.title, table.caption) if t is not None), default=0)
         table.min_width = min(max(table.min_width or 0, widest + 2), max(self.out.width, 20))
-        self.out.print(table)
+        for part in fit_width(table, self.out, keys):
+            self.out.print(part)
 
     @contextlib.contextmanager
     def board(self) -> Iterator:

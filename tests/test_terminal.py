@@ -177,3 +177,32 @@ def test_a_bug_without_an_interrupt_is_not_disguised_as_one(monkeypatch):
     monkeypatch.setattr(config.TrainConfig, "validate", broken)
     result = runner.invoke(app, ["train", *TINY])
     assert isinstance(result.exception, RuntimeError) and "Interrupted" not in result.output
+
+
+@pytest.mark.parametrize("cols", [30, 60, 80, 110])
+def test_a_table_wider_than_the_screen_loses_no_value(cols):
+    import io
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from dropcli.terminal import Terminal
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=cols, force_terminal=True, color_system=None, markup=False, emoji=False)
+    table = Table(title="Ablation summary", caption="a caption, short")
+    values = ["0.5", "1", "5,000", "2", "84.25", "14.04", "0.56", "-5.67 [-18.00, +6.66]", "0.11", "0/2", "inconclusive"]
+    for i in range(len(values)):
+        table.add_column(f"column {i}", justify="right", no_wrap=True)
+    table.add_row(*values)
+    Terminal(out=console, err=console, live=False).table(table, keys=2)
+    text = buffer.getvalue()
+    lines = text.splitlines()
+    assert "…" not in text and all(len(line) <= cols for line in lines)
+    shown, needed = Counter("".join(text.split())), Counter("".join("".join(values).split()))
+    assert all(shown[ch] >= n for ch, n in needed.items())  # every character of every value, none cut
+    if cols >= 60:  # room for each value on one line: none is broken, and each part starts with the key columns
+        assert all(any(v in line for line in lines) for v in values)
+        rows = [line for line in lines if line.split()[:2] == ["0.5", "1"]]
+        assert len(rows) == len([x for x in lines if x.split()[:2] == ["column", "0"]]) > 1
