@@ -34,13 +34,13 @@ def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[Tra
 
 
 def memory_cap(device, cells: list[TrainConfig]) -> int:
-    """The most cells a quarter of the free memory holds (at most 64 on a GPU, 8 on a CPU, where
-    bigger groups gain little and an interrupt loses more)."""
+    """The most cells of the widest network among `cells` that a quarter of the free memory holds
+    (at most 64 on a GPU, 8 on a CPU, where bigger groups gain little and an interrupt loses more)."""
     from dropcli.device import free_bytes  # torch: imported when needed, so that the progress displays start at once
     from dropcli.plan import cell_bytes
 
     cap = 64 if device.type == "cuda" else 8
-    return max(1, min(cap, len(cells), int(free_bytes(device) // 4 // cell_bytes(cells[0]))))
+    return max(1, min(cap, len(cells), int(free_bytes(device) // 4 // max(cell_bytes(c) for c in cells))))
 
 
 def step_seconds(group: list[TrainConfig], device, steps: int = 10) -> float:

@@ -71,3 +71,13 @@ def test_estimate_times_the_training_stepper_once_per_group_shape(monkeypatch):
     assert groups.estimate_seconds([cells, bf16], CPU) == pytest.approx(2 * expected)
 
 
+
+
+def test_memory_cap_sizes_groups_by_the_widest_network_of_a_grid_over_widths(monkeypatch):
+    from dropcli import device
+    from dropcli.plan import cell_bytes
+
+    narrow, wide = BASE, BASE.replace(hidden=(1024, 1024))
+    monkeypatch.setattr(device, "free_bytes", lambda d: 4 * 3 * cell_bytes(wide))  # a quarter holds 3 wide cells
+    assert memory_cap(CPU, [narrow] * 4 + [wide] * 4) == memory_cap(CPU, [wide] * 4 + [narrow] * 4) == 3
+    assert memory_cap(CPU, [narrow] * 8) == 8  # the CPU's cap of 8

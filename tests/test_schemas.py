@@ -68,16 +68,18 @@ def test_any_text_as_study_json_is_read_or_refused_in_one_line(tmp_path_factory,
 
 cells = cells_of(VALID)
 keys = st.tuples(st.sampled_from(["0.5", "1", "0.7", "0.5 0.5"]), st.sampled_from([1.0, 0.8]),
-                 st.sampled_from([math.nan, 3.0]), st.sampled_from([500, 1000]), st.integers(0, 3))
+                 st.sampled_from([math.nan, 3.0]), st.sampled_from([500, 1000]), st.integers(0, 3),
+                 st.sampled_from([0.001, 0.003]), st.sampled_from(["32 32", "64 64", "32"]))
 
 
 @settings(max_examples=60, deadline=None)
 @given(rows=st.lists(keys, min_size=1, max_size=6))
 def test_rows_outside_the_grid_are_refused_by_name(rows):
-    table = pd.DataFrame([{"keep_probs": k, "input_keep_prob": ik, "max_norm": mn, "train_size": n, "seed": s,
-                           "lr": 0.001, "hidden": "32 32"} for k, ik, mn, n, s in rows])
+    table = pd.DataFrame([{"keep_probs": k, "input_keep_prob": ik, "max_norm": mn, "train_size": n, "seed": s, "lr": lr,
+                           "hidden": h} for k, ik, mn, n, s, lr, h in rows])
     inside = [k == ("0.5", 1.0) or k == ("1", 1.0) for k in ((r[0], r[1]) for r in rows)]
-    inside = [i and math.isnan(r[2]) and r[3] == 500 and r[4] in (1, 2) for i, r in zip(inside, rows)]
+    inside = [i and math.isnan(r[2]) and r[3] == 500 and r[4] in (1, 2) and r[5] == 0.001 and r[6] == "32 32"
+              for i, r in zip(inside, rows)]
     if all(inside):
         assert len(check_rows(table, "runs.csv", cells)) == len(rows)
     else:

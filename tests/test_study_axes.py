@@ -135,6 +135,8 @@ def test_a_study_over_lrs_and_widths_writes_and_resumes_distinct_cells(tmp_path)
     cells = runs[(runs["keep_probs"] == "0.5") & (runs["hidden"] == "48 48")].set_index(["lr", "seed"])["test_accuracy"]
     diffs = [cells[(0.003, s)] - cells[(0.001, s)] for s in (1, 2)]
     assert row["diff_points"] == pytest.approx(100 * sum(diffs) / 2)
+    check_error(runner.invoke(app, ["report", str(tmp_path), "--baseline", "lr=0.01"]), 2,
+                "--baseline lr=0.01 is not in this study, whose lr values are 0.001, 0.003")
     page = (tmp_path / "report.html").read_text()
     assert "learning rate: 0.001, 0.003; hidden widths: 32 32, 48 48" in page and "--lrs 0.001,0.003 --hiddens" in page
 
