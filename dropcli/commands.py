@@ -116,6 +116,6 @@ def _train(config: TrainConfig, device_name: str, out: Path, default_out: bool, 
         where = (f"Epoch: {epoch:04d}" if r["step"] == epoch * config.steps_per_epoch  # the tutorial's line
                  else f"Step: {r['step']:06d} (epoch {epoch})")  # a validation within an epoch
         term.result(f"{where} cost = {r['cost']:.9f}{val}")
-        display.on_epoch(epoch)
+        display.on_epoch(epoch, r["step"])
 
     return started, data, train(config, data, device, on_epoch=on_epoch, on_step=display.on_step)

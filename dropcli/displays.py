@@ -1,13 +1,15 @@
-"""What a long command shows while it works: train's epochs, a study's cells, a phase of timing.
+"""What a long command shows while it works: train's epochs, a phase of counted work, and what
+both share with a study's display (study_display.py).
 
-    $ dropcli train --epochs 2              # bars: epoch (the run's ETA) over batch (this epoch's)
-    $ dropcli ablate ... > log 2>&1         # lines: each finished cell, its accuracy, cells left, ETA
+    $ dropcli train --epochs 2              # bars: the run (its ETA) over the epoch's batches
+    $ dropcli train --steps 8250 > log 2>&1 # lines: each validation with its elapsed time and ETA
 
-Each display takes the library's callbacks (train.train_group's on_step and on_epoch, ablate's
-StudyProgress, groups' on_progress) and shows them on a board (boards.py): bars on a terminal,
-one flushed line per finished cell or epoch in a log. Work is counted in lockstep steps
-(groups.cell_steps, which also counts the evaluations), so every ETA is the steps left times the
-measured time of a step, from the first steps of the first group on.
+Each display takes the library's callbacks (train.train_group's on_step and on_epoch, groups'
+on_progress) and shows them on a board (boards.py): bars on a terminal, one flushed line per
+validation in a log. Work is counted in lockstep steps (groups.cell_steps, which also counts the
+validations and the final evaluation), so every ETA is the steps left times the measured time of
+a step. A Position follows a training through its callbacks, so that a step budget (--steps,
+--eval-every: validations within epochs, or epochs without one) counts as right as epochs do.
 """
 
 from __future__ import annotations
@@ -15,40 +17,91 @@ from __future__ import annotations
 from collections import Counter
 
 from dropcli.boards import LogBoard, Pace, Row, clock
-from dropcli.config import TrainConfig, fmt_max_norm, fmt_number
-from dropcli.grid import cell_id_of
-from dropcli.groups import cell_steps
-from dropcli.tables import row_cell_id
-
-MEASURING = "measuring the fastest group size"
+from dropcli.config import TrainConfig
+from dropcli.groups import cell_steps, validation_steps
 
 
 def group_sizes(groups: list[list]) -> str:
-    """What ran, in words: '3 groups of 3 cells', '2 groups of 4 cells and 1 of 3', '5 cells one at a time'."""
+    """How cells run, in words: 'in 3 groups of 3', 'in 2 groups of 4 and 1 group of 3', or 'one
+    at a time' (every group of one)."""
     sizes = Counter(len(g) for g in groups)
     if set(sizes) == {1}:
-        return f"{sizes[1]} cell{'s' if sizes[1] != 1 else ''} one at a time"
-    parts = [f"{n} group{'s' if n != 1 else ''} of {k}{' cells' if i == 0 else ''}"
-             for i, (k, n) in enumerate(sorted(sizes.items(), reverse=True))]
-    return " and ".join(parts)
+        return "one at a time"
+    return "in " + " and ".join(f"{n} group{'s' if n != 1 else ''} of {k}" for k, n in sorted(sizes.items(), reverse=True))
 
 
-def describe_cell(row: dict) -> str:
-    """A runs.csv row's cell in words: 'keep 0.5, input keep 1, max-norm none, 5,000 images, seed 777'."""
-    mn = row.get("max_norm")
-    mn = None if mn is None or mn != mn else mn
-    return (f"keep {row['keep_probs']}, input keep {fmt_number(float(row['input_keep_prob']))}, "
-            f"max-norm {fmt_max_norm(mn)}, {int(row['train_size']):,} images, seed {row['seed']}")
+def cells_as_run(groups: list[list]) -> str:
+    """What runs, in words, each fact once: '9 cells in 3 groups of 3', '6 cells one at a time', '1 cell'."""
+    cells = sum(len(g) for g in groups)
+    return "1 cell" if cells == 1 else f"{cells} cells {group_sizes(groups)}"
+
+
+class Position:
+    """Where one training (a run, or a lockstep group) stands, from train_group's callbacks:
+    on_step(s, n) numbers the steps within their epoch, so an epoch begins where s stops growing
+    (a step budget validates within epochs, or not in every epoch), and each validation (on_epoch)
+    carries the steps done, its record's "step". `work` is in groups.cell_steps' units."""
+
+    def __init__(self, c: TrainConfig):
+        self.c, self.before, self.last, self.validations = c, 0, 0, 0  # steps of past epochs; of this one
+
+    def step(self, s: int) -> bool:
+        """Step s of its epoch is done; True where it begins an epoch (after the first)."""
+        new = s <= self.last
+        if new:
+            self.before += self.last
+        self.last = s
+        return new
+
+    def validated(self, steps_done: int | None = None) -> None:
+        """A validation after `steps_done` steps (default: the steps counted so far)."""
+        self.validations += 1
+        if steps_done is not None:
+            self.before = steps_done - self.last
+
+    @property
+    def steps(self) -> int:
+        """Steps done so far."""
+        return self.before + self.last
+
+    @property
+    def epoch(self) -> int:
+        """The epoch under way (1-based): the last step's, or 1 before the first."""
+        return min(max(1, -(-self.steps // self.c.steps_per_epoch)), self.c.epochs)
+
+    @property
+    def work(self) -> float:
+        """Work done, in groups.cell_steps' units: the steps, and each validation at groups.validation_steps."""
+        return self.steps + self.validations * validation_steps(self.c)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every step is done (what remains is the final evaluation)."""
+        return self.steps >= self.c.total_steps
+
+    def count(self) -> str:
+        """'epoch 2/15', a bar's count."""
+        return f"epoch {self.epoch}/{self.c.epochs}"
+
+    @property
+    def ends(self) -> bool:
+        """Whether the steps done close an epoch (or the run, whose last epoch may be cut short)."""
+        return self.steps % self.c.steps_per_epoch == 0 or self.finished
+
+    def where(self) -> str:
+        """Where the training stands, in words: 'epoch 2/15' at an epoch's end (or the last step),
+        else 'step 1,650/8,250 (epoch 165/825)' (a step budget's validation within an epoch)."""
+        return self.count() if self.ends else f"step {self.steps:,}/{self.c.total_steps:,} ({self.count()})"
 
 
 class TrainDisplay:
-    """train's progress: a row for the run (epochs done; elapsed and ETA of the whole run,
-    evaluations included) over a row for the epoch's batches (elapsed and ETA of the epoch).
-    status(text) labels what happens before the first step (loading the data, preparing)."""
+    """train's progress: a row for the run (the epoch under way; elapsed and ETA of the whole run,
+    validations and the final evaluation included) over a row for the epoch's batches (elapsed and
+    ETA of the epoch). status(text) labels what happens before the first step (loading the data).
+    In a log: a line at the start, and one per validation with the elapsed time and the ETA."""
 
     def __init__(self, board: LogBoard, config: TrainConfig):
-        self.board, self.c, self.epoch = board, config, 1
-        self.per_epoch = config.steps_per_epoch + config.validation_size / config.batch_size / 3
+        self.board, self.c, self.at = board, config, Position(config)
         self.run = board.add(Row("starting"))
         self.batch: Row | None = None
 
@@ -62,162 +115,34 @@ class TrainDisplay:
         """The training proper begins (call just before train.train)."""
         now, c = self.board.get_time(), self.c
         self.board.update(self.run, description="training", total=cell_steps(c), completed=0,
-                          pace=Pace(cell_steps(c), now), count=f"epoch 1/{c.epochs}")
-        self.batch = self.board.add(Row("batch", c.steps_per_epoch, Pace(c.steps_per_epoch, now)))
-        self.board.log(f"Training {c.epochs} epoch{'s' if c.epochs != 1 else ''} of {c.steps_per_epoch:,} batches")
+                          pace=Pace(cell_steps(c), now), count=self.at.count())
+        first = min(c.steps_per_epoch, c.total_steps)
+        self.batch, self.mark = self.board.add(Row("batch", first, Pace(first, now))), now
+        epochs = f"{c.epochs} epoch{'s' if c.epochs != 1 else ''} of {c.steps_per_epoch:,} batches"
+        self.board.log(f"Training {epochs}" if c.steps is None else f"Training {c.total_steps:,} steps ({epochs})")
 
     def on_step(self, s: int, n: int) -> None:
         """train.train_group's on_step: step s of the epoch's n is done."""
-        now, done = self.board.get_time(), (self.epoch - 1) * self.per_epoch + s
-        self.run.pace.advance(done, now)
+        now = self.board.get_time()
+        if self.at.step(s):  # a new epoch, begun at the last callback: the batch row's clock starts over
+            self.board.update(self.batch, total=n, completed=0, pace=Pace(n, self.mark, self.run.pace.rate()))
+        self.mark = now
+        self.run.pace.advance(self.at.work, now)
         self.batch.pace.advance(s, now)
         self.board.update(self.batch, completed=s)
-        self.board.update(self.run, completed=done)
+        self.board.update(self.run, completed=self.at.work, count=self.at.count())
 
-    def on_epoch(self, epoch: int) -> None:
-        """Epoch `epoch` (1-based) is done, its validation included; in a log, one line with the ETA."""
-        now, c = self.board.get_time(), self.c
-        self.run.pace.advance(epoch * self.per_epoch, now)
-        self.board.update(self.run, completed=self.run.pace.done, count=f"epoch {min(epoch + 1, c.epochs)}/{c.epochs}",
-                          description="training" if epoch < c.epochs else "evaluating")
-        self.board.log(f"epoch {epoch}/{c.epochs} done: {clock(self.run.pace.elapsed(now))} elapsed, "
+    def on_epoch(self, epoch: int, step: int | None = None) -> None:
+        """A validation (train_group's on_epoch) in epoch `epoch`, after `step` steps (default: the
+        steps counted so far); in a log, one line with the elapsed time and the ETA."""
+        now = self.board.get_time()
+        self.at.validated(step)
+        self.mark = now
+        self.run.pace.advance(self.at.work, now)
+        self.board.update(self.run, completed=self.at.work, count=self.at.count(),
+                          description="evaluating" if self.at.finished else "training")
+        self.board.log(f"{self.at.where()}{' done' if self.at.ends else ''}: {clock(self.run.pace.elapsed(now))} elapsed, "
                        f"eta {clock(self.run.pace.remaining(now))}")
-        self.epoch = epoch + 1
-        if epoch < c.epochs:
-            self.board.update(self.batch, total=c.steps_per_epoch, completed=0,
-                              pace=Pace(c.steps_per_epoch, now, self.run.pace.rate()))
-
-
-class StudyDisplay:
-    """ablate's progress, fed by ablate.StudyProgress's callbacks (see `callbacks`): a row for the
-    study (cells done; elapsed since the start, ETA of the cells left), a row for the phase (loading,
-    measuring the group size with its own progress, then each group's epochs) and a row for the
-    batches of the epoch. In a log: one line when the plan is known, one per group epoch and one
-    per finished cell (what finished, its accuracy, cells left, ETA)."""
-
-    def __init__(self, board: LogBoard, cells: list[TrainConfig], todo: list[TrainConfig], ray: bool = False):
-        now = board.get_time()
-        self.board, self.ray, self.groups = board, ray, None
-        self.work = {cell_id_of(c): cell_steps(c) for c in todo}
-        self.total_cells, self.done_cells, self.cell_work = len(cells), len(cells) - len(todo), 0.0
-        self.finished_work, self.group, self.group_index, self.epoch = 0.0, None, 0, 1
-        self.pace = Pace(sum(self.work.values()), now)
-        self.study = board.add(Row("study", sum(self.work.values()), self.pace, self._count()))
-        self.phase = board.add(Row("starting"))
-        self.batch: Row | None = None
-
-    def status(self, text: str) -> None:
-        """Label the phase row (on a terminal) with what happens now: loading, writing the summary."""
-        self.board.update(self.phase, description=text, total=None, completed=0, pace=None, count=None)
-        if self.batch is not None:
-            self.board.remove(self.batch)
-            self.batch = None
-
-    def _count(self) -> str:
-        return f"{self.done_cells}/{self.total_cells} cells"
-
-    def callbacks(self):
-        """The ablate.StudyProgress that feeds this display."""
-        from dropcli.ablate import StudyProgress
-
-        return StudyProgress(on_measure=self.on_measure, on_plan=self.on_plan, on_group=self.on_group,
-                             on_epoch=self.on_epoch, on_step=self.on_step, on_cell=self.on_cell)
-
-    def on_measure(self, done: int, total: int) -> None:
-        """groups.measure_group_sizes' on_progress: the measuring phase, labelled, with its own clock."""
-        now = self.board.get_time()
-        if done == 0 or self.phase.pace is None:
-            self.board.update(self.phase, description=MEASURING, total=total, completed=0, pace=Pace(total, now))
-            self.board.log(f"{MEASURING[:1].upper()}{MEASURING[1:]} (a few steps at each size) ...")
-        self.phase.pace.advance(done, now)
-        self.board.update(self.phase, completed=done)
-
-    def on_plan(self, groups: list[list[TrainConfig]]) -> None:
-        """The lockstep groups about to run: the study's clock counts work from here."""
-        self.groups = groups
-        self.pace.since = self.board.get_time()  # the rate of work counts from here
-        cells = sum(len(g) for g in groups)
-        self.board.update(self.phase, description="training on the Ray cluster" if self.ray else "starting",
-                          total=None, completed=0, pace=None)
-        self.board.log(f"Training {cells} cell{'s' if cells != 1 else ''} in {group_sizes(groups)}")
-
-    def on_group(self, gi: int, n: int, group: list[TrainConfig]) -> None:
-        """Group gi (0-based) of n starts: its row and a batch row, their ETAs from the study's pace."""
-        now, c = self.board.get_time(), group[0]
-        if self.group is not None:
-            self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
-        self.group, self.group_index, self.groups_count, self.epoch = group, gi, n, 1
-        self.per_epoch = c.steps_per_epoch + c.validation_size / c.batch_size / 3
-        step = self._step_prior()
-        self.board.update(self.phase, description=self._group_label("training"), total=cell_steps(c), completed=0,
-                          pace=Pace(cell_steps(c), now, step), count=f"epoch 1/{c.epochs}")
-        if self.batch is None:
-            self.batch = self.board.add(Row("batch", c.steps_per_epoch, Pace(c.steps_per_epoch, now, step)))
-        else:
-            self.board.update(self.batch, total=c.steps_per_epoch, completed=0, pace=Pace(c.steps_per_epoch, now, step))
-
-    def _step_prior(self) -> float | None:
-        """Seconds per lockstep step of the current group, from the study's pace so far (None before)."""
-        rate = self.pace.rate() if self.pace.done > 0 else None
-        return None if rate is None else rate * len(self.group)
-
-    def _group_label(self, doing: str) -> str:
-        c, k = self.group[0], len(self.group)
-        return f"group {self.group_index + 1}/{self.groups_count}: {doing} {k} cell{'s' if k != 1 else ''}, {c.n_train:,} images"
-
-    def _advance(self, group_done: float, now: float) -> None:
-        self.phase.pace.advance(group_done, now)
-        self.pace.advance(max(self.finished_work + len(self.group or ()) * group_done, self.cell_work), now)
-        self.board.update(self.phase, completed=group_done)
-        self.board.update(self.study, completed=self.pace.done)
-
-    def on_step(self, s: int, n: int) -> None:
-        """Step s of the current group's epoch (n steps) is done."""
-        now = self.board.get_time()
-        self.batch.pace.advance(s, now)
-        self.board.update(self.batch, completed=s)
-        self._advance((self.epoch - 1) * self.per_epoch + s, now)
-
-    def on_epoch(self, epoch: int, records: list[dict]) -> None:
-        """The current group finished epoch `epoch`; in a log, one line with the study's ETA."""
-        now, c = self.board.get_time(), self.group[0]
-        self._advance(epoch * self.per_epoch, now)
-        self.board.update(self.phase, count=f"epoch {min(epoch + 1, c.epochs)}/{c.epochs}",
-                          description=self._group_label("training" if epoch < c.epochs else "evaluating"))
-        self.board.log(f"{self._group_label('trained')}, epoch {epoch}/{c.epochs}; "
-                       f"the study's eta {clock(self.pace.remaining(now))}")
-        self.epoch = epoch + 1
-        if epoch < c.epochs:
-            self.board.update(self.batch, total=c.steps_per_epoch, completed=0,
-                              pace=Pace(c.steps_per_epoch, now, self.phase.pace.rate()))
-
-    def on_cell(self, row: dict) -> None:
-        """A committed runs.csv row: the count of cells, and in a log one line (what, accuracy, cells left, ETA)."""
-        now = self.board.get_time()
-        key = row_cell_id(row)
-        self.done_cells += 1
-        self.cell_work += self.work.get(key, 0.0)
-        if self.group is not None and key in {cell_id_of(c) for c in self.group}:
-            # a lockstep group commits all its cells at once: the whole group is done
-            self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
-            self.group = None
-        self.pace.advance(max(self.cell_work, self.finished_work, self.pace.done), now)
-        self.board.update(self.study, completed=self.pace.done, count=self._count())
-        left = self.total_cells - self.done_cells
-        accuracy = (f"test accuracy {row['test_accuracy']:.4f}" if row.get("status") == "ok"
-                    else f"{row.get('status')} (the cost became NaN or infinite)")
-        self.board.log(f"cell {self.done_cells}/{self.total_cells} done ({describe_cell(row)}): {accuracy}; "
-                       f"{left} cell{'s' if left != 1 else ''} left, {clock(self.pace.elapsed(now))} elapsed"
-                       + (f", eta {clock(self.pace.remaining(now))}" if left else ""))
-
-    def what_ran(self) -> str | None:
-        """'9 cells in 3 groups of 3 cells', '6 cells one at a time', or None when nothing was planned."""
-        if not self.groups:
-            return None
-        if all(len(g) == 1 for g in self.groups):
-            return group_sizes(self.groups)
-        cells = sum(len(g) for g in self.groups)
-        return f"{cells} cell{'s' if cells != 1 else ''} in {group_sizes(self.groups)}"
 
 
 class CountDisplay:

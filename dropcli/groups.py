@@ -110,13 +110,19 @@ def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.0
     return choice
 
 
+def validation_steps(c: TrainConfig) -> float:
+    """One validation of a cell in lockstep training steps: validation_size / batch_size forward
+    passes at about a third of a step each (see cell_steps)."""
+    return c.validation_size / c.batch_size / 3
+
+
 def cell_steps(c: TrainConfig) -> float:
     """A cell's work in lockstep training steps: its steps, plus its forward passes at about a
-    third of a step each (each validation: every eval_interval steps and after the last; then
-    train, validation and test accuracy at the end, one model at a time). The unit of
-    estimate_seconds and of the progress displays."""
+    third of a step each (each validation, validation_steps: every eval_interval steps and after
+    the last; then train, validation and test accuracy at the end, one model at a time). The unit
+    of estimate_seconds and of the progress displays."""
     v = c.validations
-    per_validation = c.total_steps / v + c.validation_size / c.batch_size / 3
+    per_validation = c.total_steps / v + validation_steps(c)
     final = (c.n_train + c.validation_size + TEST_SPLIT) / c.batch_size / 3
     return v * per_validation + final
 

@@ -31,9 +31,9 @@ class Execution:
 def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, resume: str,
                metric: str = "test_accuracy", baseline: dict | None = None) -> None:
     """Preview (dry_run) or run the plan, showing its progress from the first moment
-    (displays.StudyDisplay); then print the summary table."""
+    (study_display.StudyDisplay); then print the summary table."""
     from dropcli.ablate import run_study
-    from dropcli.displays import StudyDisplay
+    from dropcli.study_display import StudyDisplay
 
     if dry_run:
         return dry_run_table(plan, check_device(plan, how), how.parallel_models, term)
@@ -176,7 +176,7 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
     """The plan's cells with their lockstep group (or 'done'), and the time the rest would take."""
     from rich.table import Table
 
-    from dropcli.displays import CountDisplay, group_sizes
+    from dropcli.displays import CountDisplay, cells_as_run
     from dropcli.groups import estimate_seconds, memory_cap, plan_groups
 
     todo = list(plan.todo)
@@ -200,7 +200,7 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
     with term.board() as board:
         seconds = estimate_seconds(groups, device, on_progress=CountDisplay(board, "timing a few steps of each group shape"))
     how = "" if parallel_models else " (training measures the fastest group size first)"
-    term.result(f"Would run {len(todo)} cells in {group_sizes(groups)} on {device}{how}; "
+    term.result(f"Would run {cells_as_run(groups)} on {device}{how}; "
                 f"estimated {duration(seconds)} (timed from a few steps on this machine). Nothing was trained.")
 
 

@@ -13,7 +13,8 @@ from rich.console import Console
 
 from dropcli.boards import MIN_ETA, Pace, clock
 from dropcli.config import TrainConfig
-from dropcli.displays import MEASURING, StudyDisplay, TrainDisplay, group_sizes
+from dropcli.displays import TrainDisplay, cells_as_run, group_sizes
+from dropcli.study_display import MEASURING, StudyDisplay, describe_cell
 from dropcli.terminal import Terminal
 
 CLOCK = r"(\d+:\d\d:\d\d) eta (\d+:\d\d:\d\d|-:--:--)"
@@ -164,7 +165,7 @@ def test_a_study_shows_its_eta_from_the_first_group_and_labels_the_measuring():
     lines = s.lines()
     assert [x for x in lines if x.startswith("(a note")] == [f"(a note after group {i})" for i in (1, 2, 3)]
     assert not [x for x in lines if re.search(CLOCK, x)], lines
-    assert study.what_ran() == "5 cells in 2 groups of 2 cells and 1 group of 1"
+    assert study.what_ran() == "5 cells in 2 groups of 2 and 1 group of 1"
 
 
 def test_a_log_gets_one_line_per_finished_cell_with_its_accuracy_cells_left_and_eta():
@@ -189,7 +190,7 @@ def test_a_log_gets_one_line_per_finished_cell_with_its_accuracy_cells_left_and_
             study.on_cell(finished_row(g[0], 0.5 + gi / 10))
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("Measuring the fastest group size")
-    assert lines[1] == "Training 2 cells in 2 cells one at a time"
+    assert lines[1] == "Training 2 cells one at a time"
     cell_lines = [x for x in lines if x.startswith("cell ")]
     assert len(cell_lines) == 2
     assert re.fullmatch(r"cell 2/3 done \(keep 0\.5, input keep 1, max-norm none, 500 images, seed 2\): "
@@ -202,9 +203,14 @@ def test_a_log_gets_one_line_per_finished_cell_with_its_accuracy_cells_left_and_
 @given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=12))
 def test_what_ran_names_every_group_size(sizes):
     text = group_sizes([[None] * k for k in sizes])
+    cells = cells_as_run([[None] * k for k in sizes])
+    assert cells.count("cell") == 1 and cells.startswith(f"{sum(sizes)} cell")  # said once
+    if sum(sizes) == 1:
+        assert cells == "1 cell"
     if set(sizes) == {1}:
-        assert text == f"{len(sizes)} cell{'s' if len(sizes) > 1 else ''} one at a time"
+        assert text == "one at a time"
         return
+    assert cells == f"{sum(sizes)} cells {text}" and text.startswith("in ")
     counted = [(int(n), int(k)) for n, k in re.findall(r"(\d+) groups? of (\d+)", text)]
     assert sorted(counted, key=lambda x: -x[1]) == counted
     assert {k: n for n, k in counted} == {k: sizes.count(k) for k in set(sizes)}
@@ -289,3 +295,110 @@ def test_a_prior_gives_a_new_group_its_eta_before_its_first_step_and_damps_its_w
     pace.advance(1, 5.0)  # a slow first step (warm-up): 5 s instead of 0.5 s
     assert pace.remaining(5.0) == pytest.approx(99 * (5.0 + 0.5 * 10) / 11)
     assert Pace(100, 0.0).remaining(0.0) is None
+
+
+def train_group_calls(c: TrainConfig, on_step, on_validation, tick):
+    """Make train_group's callbacks as train.py's loop does for config c (a step budget: the last
+    epoch may be cut short; a validation every eval_interval steps and after the last), calling
+    tick() before each step; on_step(s, n, steps done) and on_validation(epoch, steps done)."""
+    total, every, per_epoch = c.total_steps, c.eval_interval, c.steps_per_epoch
+    for done in range(1, total + 1):
+        tick()
+        start = (done - 1) // per_epoch * per_epoch
+        on_step(done - start, min(per_epoch, total - start), done)
+        if done % every == 0 or done == total:
+            on_validation(-(-done // per_epoch), done)
+
+
+def truth(c: TrainConfig, done: int, validated: bool = False) -> float:
+    """The work of `done` steps in groups.cell_steps' units: the steps and the validations so far
+    (with `validated`, that after step `done` too, where there is one)."""
+    from dropcli.groups import validation_steps
+
+    every = c.eval_interval
+    validations = done // every + (done == c.total_steps and done % every > 0) if validated else (done - 1) // every
+    return done + validations * validation_steps(c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.integers(1, 60), every=st.integers(1, 25))
+def test_train_under_a_step_budget_counts_epochs_batches_and_validations_right(steps, every):
+    c = CONFIG.replace(steps=steps, eval_every=every)  # 10 steps an epoch; the last may be cut short
+    clock_, lines, seen = FakeClock(), [], []
+    term = Terminal(live=False, get_time=clock_, err=Console(file=io.StringIO()), out=Console(file=io.StringIO()))
+    with term.board() as board:
+        board.write = lines.append
+        display = TrainDisplay(board, c)
+        display.start()
+
+        def on_step(s, n, done):
+            display.on_step(s, n)
+            seen.append((done, display.run.completed, display.run.count, display.batch.total, display.batch.completed,
+                         display.run.pace.remaining(clock_()), display.batch.pace.elapsed(clock_())))
+
+        def on_validation(epoch, done):
+            display.on_epoch(epoch, done)
+            assert display.run.completed == pytest.approx(truth(c, done, validated=True))
+
+        train_group_calls(c, on_step, on_validation, lambda: clock_.tick(0.5))
+    for done, completed, count, batch_total, batch_done, eta, batch_elapsed in seen:
+        start = (done - 1) // 10 * 10
+        assert completed == pytest.approx(truth(c, done))  # the run's bar: steps and validations done, no more
+        assert count == f"epoch {-(-done // 10)}/{c.epochs}"
+        assert (batch_total, batch_done) == (min(10, steps - start), done - start)  # each epoch's own batches
+        assert eta is not None and eta > 0  # the final evaluation is still to come
+        assert 0 < batch_elapsed <= 5.0 + 1e-9  # each epoch's own clock: at most its 10 steps of 0.5 s
+    assert lines[0] == f"Training {steps:,} steps ({c.epochs} epoch{'s' if c.epochs > 1 else ''} of 10 batches)"
+    validations = lines[1:]
+    assert len(validations) == c.validations and validations[-1].startswith(f"epoch {c.epochs}/{c.epochs} done: ")
+    for line, done in zip(validations, [*range(every, steps, every), steps]):
+        where = (f"epoch {-(-done // 10)}/{c.epochs} done" if done % 10 == 0 or done == steps
+                 else f"step {done}/{steps} (epoch {-(-done // 10)}/{c.epochs})")
+        assert re.fullmatch(rf"{re.escape(where)}: \d:\d\d:\d\d elapsed, eta \d:\d\d:\d\d", line), (line, where)
+
+
+def test_a_study_under_a_step_budget_counts_a_group_of_many_short_epochs_right():
+    """A group of two 1,000-image cells (10 steps an epoch) at 2,000 steps, validated every 155:
+    200 epochs, most without a validation, and validations within epochs."""
+    c0 = CONFIG.replace(train_size=1000, batch_size=100, steps=2000, eval_every=155)
+    group = [c0.replace(seed=1), c0.replace(seed=2)]
+    out, clock_ = io.StringIO(), FakeClock()
+    term = Terminal(out=Console(file=io.StringIO()), err=Console(file=out, width=200), live=False, get_time=clock_)
+    moments = []
+    with term.board() as board:
+        study = StudyDisplay(board, group, group)
+        study.on_plan([group])
+        study.on_group(0, 1, group)
+
+        def on_step(s, n, done):
+            study.on_step(s, n)
+            if done % 37 == 0:
+                moments.append((done, study.phase.completed, study.study.completed, study.phase.count,
+                                study.batch.total, study.batch.completed, study.pace.remaining(clock_())))
+
+        train_group_calls(c0, on_step, lambda e, done: study.on_epoch(e, [{"step": done}] * 2), lambda: clock_.tick(0.1))
+        clock_.tick(1)
+        for c in group:
+            study.on_cell(finished_row(c))
+    assert len(moments) == 2000 // 37
+    for done, phase, whole, count, batch_total, batch_done, eta in moments:
+        assert phase == pytest.approx(truth(c0, done)) and whole == pytest.approx(2 * truth(c0, done))
+        assert count == f"epoch {-(-done // 10)}/200" and (batch_total, batch_done) == (10, (done - 1) % 10 + 1)
+        assert eta is not None and eta > 0
+    assert [eta for *_, eta in moments] == sorted((eta for *_, eta in moments), reverse=True)  # steady: counts down
+    assert study.pace.done == study.pace.total  # every cell's work, once
+    lines = out.getvalue().splitlines()
+    group_lines = [x for x in lines if x.startswith("group ")]
+    assert len(group_lines) == c0.validations == 13
+    assert group_lines[0].startswith("group 1/1: trained 2 cells, 1,000 images, step 155/2,000 (epoch 16/200); ")
+    assert group_lines[1].startswith("group 1/1: trained 2 cells, 1,000 images, epoch 31/200; ")
+    assert group_lines[-1].startswith("group 1/1: trained 2 cells, 1,000 images, epoch 200/200; ")
+    assert lines[0] == "Training 2 cells in 1 group of 2"
+
+
+def test_a_cell_of_a_study_over_lrs_or_widths_is_described_by_them_too():
+    row = finished_row(CONFIG.replace(keep_prob=(0.5,), seed=3, train_size=500, lr=0.003, hidden=(64, 64)))
+    assert describe_cell(row) == "keep 0.5, input keep 1, max-norm none, 500 images, seed 3"
+    assert describe_cell(row, ("lr", "hidden")) == "keep 0.5, input keep 1, max-norm none, 500 images, lr 0.003, hidden 64 64, seed 3"
+    cells = [CONFIG.replace(lr=lr) for lr in (0.001, 0.003)]
+    assert StudyDisplay(Terminal(live=False).board().__enter__(), cells, cells).axes == ("lr",)

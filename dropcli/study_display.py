@@ -1,0 +1,158 @@
+"""What `ablate` shows while it works: the study, its phase and the epoch's batches.
+
+    $ dropcli ablate --grid                 # bars: study (cells, ETA), measuring or a group, batch
+    $ dropcli ablate --grid > log 2>&1      # lines: each finished cell, its accuracy, cells left, ETA
+
+StudyDisplay takes ablate.StudyProgress's callbacks and shows them on a board (boards.py). The
+study's ETA is the lockstep steps left (groups.cell_steps) times the measured time of a step, from
+the first steps of the first group on; a new group's ETA starts from that pace, so its warm-up
+does not swing it. Each group's place is a displays.Position, right under a step budget too.
+"""
+
+from __future__ import annotations
+
+from dropcli.boards import LogBoard, Pace, Row, clock
+from dropcli.config import TrainConfig, fmt_max_norm, fmt_number
+from dropcli.displays import Position, cells_as_run
+from dropcli.grid import cell_id_of
+from dropcli.groups import cell_steps
+from dropcli.tables import row_cell_id
+
+MEASURING = "measuring the fastest group size"
+
+
+def describe_cell(row: dict, axes: tuple[str, ...] = ()) -> str:
+    """A runs.csv row's cell in words: 'keep 0.5, input keep 1, max-norm none, 5,000 images, seed
+    777'; with axes ('lr', 'hidden': those the study varies) also ', lr 0.003, hidden 64 64'
+    before the seed, so that cells differing only there read apart."""
+    mn = row.get("max_norm")
+    mn = None if mn is None or mn != mn else mn
+    shown = {"lr": lambda v: fmt_number(float(v)), "hidden": str}
+    varied = "".join(f", {a} {shown[a](row[a])}" for a in axes if a in row)
+    return (f"keep {row['keep_probs']}, input keep {fmt_number(float(row['input_keep_prob']))}, "
+            f"max-norm {fmt_max_norm(mn)}, {int(row['train_size']):,} images{varied}, seed {row['seed']}")
+
+
+class StudyDisplay:
+    """ablate's progress, fed by ablate.StudyProgress's callbacks (see `callbacks`): a row for the
+    study (cells done; elapsed since the start, ETA of the cells left), a row for the phase (loading,
+    measuring the group size with its own progress, then each group's epochs) and a row for the
+    batches of the epoch. In a log: one line when the plan is known, one per validation of a group
+    and one per finished cell (what finished, its accuracy, cells left, ETA)."""
+
+    def __init__(self, board: LogBoard, cells: list[TrainConfig], todo: list[TrainConfig], ray: bool = False):
+        now = board.get_time()
+        self.board, self.ray, self.groups = board, ray, None
+        self.work = {cell_id_of(c): cell_steps(c) for c in todo}
+        self.total_cells, self.done_cells, self.cell_work = len(cells), len(cells) - len(todo), 0.0
+        self.finished_work, self.group, self.at, self.mark = 0.0, None, None, now
+        self.pace = Pace(sum(self.work.values()), now)
+        self.study = board.add(Row("study", sum(self.work.values()), self.pace, self._count()))
+        self.phase = board.add(Row("starting"))
+        self.batch: Row | None = None
+        self.axes = tuple(a for a in ("lr", "hidden") if len({getattr(c, a) for c in cells}) > 1)  # in each cell's line
+
+    def status(self, text: str) -> None:
+        """Label the phase row (on a terminal) with what happens now: loading, writing the summary."""
+        self.board.update(self.phase, description=text, total=None, completed=0, pace=None, count=None)
+        if self.batch is not None:
+            self.board.remove(self.batch)
+            self.batch = None
+
+    def _count(self) -> str:
+        return f"{self.done_cells}/{self.total_cells} cells"
+
+    def callbacks(self):
+        """The ablate.StudyProgress that feeds this display."""
+        from dropcli.ablate import StudyProgress
+
+        return StudyProgress(on_measure=self.on_measure, on_plan=self.on_plan, on_group=self.on_group,
+                             on_epoch=self.on_epoch, on_step=self.on_step, on_cell=self.on_cell)
+
+    def on_measure(self, done: int, total: int) -> None:
+        """groups.measure_group_sizes' on_progress: the measuring phase, labelled, with its own clock."""
+        now = self.board.get_time()
+        if done == 0 or self.phase.pace is None:
+            self.board.update(self.phase, description=MEASURING, total=total, completed=0, pace=Pace(total, now))
+            self.board.log(f"{MEASURING[:1].upper()}{MEASURING[1:]} (a few steps at each size) ...")
+        self.phase.pace.advance(done, now)
+        self.board.update(self.phase, completed=done)
+
+    def on_plan(self, groups: list[list[TrainConfig]]) -> None:
+        """The lockstep groups about to run: the study's clock counts work from here."""
+        self.groups = groups
+        self.pace.since = self.board.get_time()  # the rate of work counts from here
+        self.board.update(self.phase, description="training on the Ray cluster" if self.ray else "starting",
+                          total=None, completed=0, pace=None)
+        self.board.log(f"Training {cells_as_run(groups)}")
+
+    def on_group(self, gi: int, n: int, group: list[TrainConfig]) -> None:
+        """Group gi (0-based) of n starts: its row and a batch row, their ETAs from the study's pace."""
+        now, c = self.board.get_time(), group[0]
+        if self.group is not None:
+            self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
+        self.group, self.group_index, self.groups_count, self.at, self.mark = group, gi, n, Position(c), now
+        prior, first = self._step_prior(), min(c.steps_per_epoch, c.total_steps)
+        self.board.update(self.phase, description=self._group_label("training"), total=cell_steps(c), completed=0,
+                          pace=Pace(cell_steps(c), now, prior), count=self.at.count())
+        if self.batch is None:
+            self.batch = self.board.add(Row("batch", first, Pace(first, now, prior)))
+        else:
+            self.board.update(self.batch, total=first, completed=0, pace=Pace(first, now, prior))
+
+    def _step_prior(self) -> float | None:
+        """Seconds per lockstep step of the current group, from the study's pace so far (None before)."""
+        rate = self.pace.rate() if self.pace.done > 0 else None
+        return None if rate is None else rate * len(self.group)
+
+    def _group_label(self, doing: str) -> str:
+        c, k = self.group[0], len(self.group)
+        return f"group {self.group_index + 1}/{self.groups_count}: {doing} {k} cell{'s' if k != 1 else ''}, {c.n_train:,} images"
+
+    def _advance(self, now: float) -> None:
+        self.mark = now
+        self.phase.pace.advance(self.at.work, now)
+        self.pace.advance(max(self.finished_work + len(self.group or ()) * self.at.work, self.cell_work), now)
+        self.board.update(self.phase, completed=self.at.work, count=self.at.count())
+        self.board.update(self.study, completed=self.pace.done)
+
+    def on_step(self, s: int, n: int) -> None:
+        """Step s of the current group's epoch (n steps) is done."""
+        now = self.board.get_time()
+        if self.at.step(s):  # a new epoch, begun at the last callback: the batch row's clock starts over
+            self.board.update(self.batch, total=n, completed=0, pace=Pace(n, self.mark, self.phase.pace.rate()))
+        self.batch.pace.advance(s, now)
+        self.board.update(self.batch, completed=s)
+        self._advance(now)
+
+    def on_epoch(self, epoch: int, records: list[dict]) -> None:
+        """A validation of the current group in epoch `epoch` (train_group's on_epoch; records[0]["step"]:
+        the steps done, else those counted so far); in a log, one line with the study's ETA."""
+        now = self.board.get_time()
+        self.at.validated((records[0] if records else {}).get("step"))
+        self._advance(now)
+        self.board.update(self.phase, description=self._group_label("evaluating" if self.at.finished else "training"))
+        self.board.log(f"{self._group_label('trained')}, {self.at.where()}; the study's eta {clock(self.pace.remaining(now))}")
+
+    def on_cell(self, row: dict) -> None:
+        """A committed runs.csv row: the count of cells, and in a log one line (what, accuracy, cells left, ETA)."""
+        now = self.board.get_time()
+        key = row_cell_id(row)
+        self.done_cells += 1
+        self.cell_work += self.work.get(key, 0.0)
+        if self.group is not None and key in {cell_id_of(c) for c in self.group}:
+            # a lockstep group commits all its cells at once: the whole group is done
+            self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
+            self.group = None
+        self.pace.advance(max(self.cell_work, self.finished_work, self.pace.done), now)
+        self.board.update(self.study, completed=self.pace.done, count=self._count())
+        left = self.total_cells - self.done_cells
+        accuracy = (f"test accuracy {row['test_accuracy']:.4f}" if row.get("status") == "ok"
+                    else f"{row.get('status')} (the cost became NaN or infinite)")
+        self.board.log(f"cell {self.done_cells}/{self.total_cells} done ({describe_cell(row, self.axes)}): {accuracy}; "
+                       f"{left} cell{'s' if left != 1 else ''} left, {clock(self.pace.elapsed(now))} elapsed"
+                       + (f", eta {clock(self.pace.remaining(now))}" if left else ""))
+
+    def what_ran(self) -> str | None:
+        """'9 cells in 3 groups of 3', '6 cells one at a time', or None when nothing was planned."""
+        return cells_as_run(self.groups) if self.groups else None
