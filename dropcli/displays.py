@@ -125,7 +125,7 @@ class TrainDisplay:
         """train.train_group's on_step: step s of the epoch's n is done."""
         now = self.board.get_time()
         if self.at.step(s):  # a new epoch, begun at the last callback: the batch row's clock starts over
-            self.board.update(self.batch, total=n, completed=0, pace=Pace(n, self.mark, self.run.pace.rate()))
+            self.board.update(self.batch, total=n, completed=s, pace=Pace(n, self.mark, self.run.pace.rate()))
         self.mark = now
         self.run.pace.advance(self.at.work, now)
         self.batch.pace.advance(s, now)

@@ -120,7 +120,7 @@ class StudyDisplay:
         """Step s of the current group's epoch (n steps) is done."""
         now = self.board.get_time()
         if self.at.step(s):  # a new epoch, begun at the last callback: the batch row's clock starts over
-            self.board.update(self.batch, total=n, completed=0, pace=Pace(n, self.mark, self.phase.pace.rate()))
+            self.board.update(self.batch, total=n, completed=s, pace=Pace(n, self.mark, self.phase.pace.rate()))
         self.batch.pace.advance(s, now)
         self.board.update(self.batch, completed=s)
         self._advance(now)
