@@ -66,6 +66,7 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
             return _counts(plan, todo, 0, 0)
         check_memory(plan, device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
+        check_data(plan, data.identity)
         k = parallel_models or choose_parallel_models(device, todo, on_progress=progress.on_measure)
         groups = plan_groups(todo, k)
         if progress.on_plan:
@@ -78,6 +79,17 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
                                   **(train_options or {}))
             ran += len(_commit_or_rescue(plan.folder, results, progress))
         return _counts(plan, todo, ran, k)
+
+
+def check_data(plan: StudyPlan, found: dict | None) -> None:
+    """Refuse (DropcliError, one line) data whose SHA-256 (data_identity, computed from the bytes
+    loaded) is not the one study.json records for the plan: the files changed after it was made.
+    found None (data made in memory, in tests) or a study without a data record is not checked."""
+    recorded = plan.identity.get("data")
+    if found is not None and recorded is not None and found["sha256"] != recorded["sha256"]:
+        raise DropcliError(f"the data loaded for training has sha256 {found['sha256'][:12]}, but the study records "
+                           f"{recorded['sha256'][:12]} ({plan.root / 'study.json'}): its files changed since the "
+                           "command started; restore them, or start the study anew in another --out")
 
 
 def _commit_or_rescue(out: Path, results: list, progress: StudyProgress) -> list[dict]:

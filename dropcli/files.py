@@ -4,15 +4,13 @@ An interrupted or killed command never leaves a half-written file: every file is
 uniquely named temporary file beside it, fsynced and renamed into place. Any OS failure (a
 read-only or full disk, a name too long, a path below a regular file) and any library's write
 error (safetensors, matplotlib) becomes one WriteError (a DropcliError) that names the path and
-the fix. A little over 250 lines on purpose: it is the one write path (atomic writes, owned
-folders and their manifests, the lock), kept in one place.
+the fix. Folders dropcli claimed and their manifests are owned.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import tempfile
@@ -20,8 +18,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from dropcli.errors import DropcliError, UsageError, WriteError
-
-MANIFEST = ".dropcli-manifest.json"  # the files dropcli wrote in a folder it claimed (OwnedFolder)
 
 
 def os_problem(e: OSError, path: Path | str) -> str:
@@ -66,9 +62,11 @@ def write_problem(e: BaseException, path: Path | str) -> str:
     return f"cannot write {path}: {type(e).__name__}: {text}; check the disk and the path, and try again"
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call write(tmp) on a uniquely named temporary file beside `path`, fsync it, then rename it
-    over `path`; returns `path`. The one write path of every file dropcli writes (CSV, JSON,
+def atomic_write(path: str | Path, write: Callable[[Path], None], mode: int = 0o644,
+                 before_replace: Callable[[Path], None] | None = None) -> Path:
+    """Call write(tmp) on a uniquely named temporary file beside `path`, fsync it, give it `mode`,
+    call before_replace(tmp) if given (owned.OwnedFolder records the new content there), then rename
+    it over `path`; returns `path`. The one write path of every file dropcli writes (CSV, JSON,
     safetensors, PNG): whatever `write` raises, except a DropcliError (passed on as it is) and
     KeyboardInterrupt/SystemExit, becomes one WriteError line naming the path and the fix (a full
     disk raises OSError from Python, SafetensorError from safetensors, ValueError from some
@@ -86,7 +84,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
                 write(tmp)
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
+                os.chmod(tmp, mode)
+                if before_replace is not None:
+                    before_replace(tmp)
                 os.replace(tmp, path)
             except (DropcliError, MemoryError):
                 raise
@@ -161,91 +161,6 @@ def regular_file(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def _no_links(folder: Path, name: str) -> Path:
-    """folder/name, refusing a link at any step below `folder` (dropcli never follows a link inside
-    a folder it claimed: a received study could point its files anywhere)."""
-    path = folder
-    for part in Path(name).parts:
-        path = path / part
-        if path.is_symlink():
-            raise DropcliError(f"{path} is a symbolic link; dropcli never follows links inside {folder}, "
-                               "remove the link or use another folder")
-    return path
-
-
-class OwnedFolder:
-    """A folder dropcli claimed, and the manifest of the files it wrote there (MANIFEST, JSON).
-
-    dropcli writes, replaces and deletes only names the manifest lists or names that do not exist
-    yet (which it then lists before writing them), never through a link. `legacy` names files that
-    count as dropcli's own in a folder written before manifests existed (a study's OUTPUTS).
-    Raises DropcliError for a link, UsageError for a file dropcli did not write."""
-
-    def __init__(self, folder: Path, legacy: tuple[str, ...] = ()):
-        self.folder = Path(folder)
-        self.legacy = legacy
-
-    def owned(self) -> set[str]:
-        """Names (relative paths; folders end in '/') that dropcli wrote here."""
-        path = _no_links(self.folder, MANIFEST)
-        if not path.exists():
-            return {n for n in self.legacy if (self.folder / n).exists()}
-        try:
-            names = json.loads(path.read_text(encoding="utf-8"))["files"]
-            if not (isinstance(names, list) and all(isinstance(n, str) and n and ".." not in Path(n).parts
-                                                    and Path(n).parts and Path(n).parts[0] != "."
-                                                    and str(Path(n)) != "." and not Path(n).is_absolute()
-                                                    for n in names)):
-                raise ValueError
-        except (OSError, ValueError, KeyError, TypeError):
-            raise DropcliError(f"{path} is not a dropcli manifest; restore it from a copy or use another folder") from None
-        return set(names)
-
-    def claim_name(self, name: str) -> Path:
-        """The path of `name`, recorded in the manifest before anything is written there. Refuses a
-        link, and an existing file that the manifest does not list."""
-        path = _no_links(self.folder, name)
-        owned = self.owned()
-        if name not in owned:
-            if os.path.lexists(path):
-                raise UsageError(f"{path} exists and was not written by dropcli; move it away or use another folder")
-            manifest = _no_links(self.folder, MANIFEST)
-            text = json.dumps({"files": sorted(owned | {name})}, indent=1) + "\n"
-            atomic_write(manifest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return path
-
-    def write(self, name: str, write: Callable[[Path], None]) -> Path:
-        """atomic_write(folder/name, write) under the rules above; returns the path."""
-        return atomic_write(self.claim_name(name), write)
-
-    def write_text(self, name: str, text: str) -> Path:
-        """write() of UTF-8 text; returns the path."""
-        return self.write(name, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-    def subfolder(self, name: str) -> OwnedFolder:
-        """A folder dropcli creates inside this one (listed as 'name/'), with a manifest of its own."""
-        path = self.claim_name(name.rstrip("/") + "/")
-        with writing(path):
-            path.mkdir(parents=True, exist_ok=True)
-        return OwnedFolder(path)
-
-    def remove_all(self) -> None:
-        """Delete every file the manifest lists (and owned subfolders, by their own manifests), then
-        the manifest; files dropcli did not write stay, and so does a folder that still holds them."""
-        for name in sorted(self.owned(), reverse=True):
-            path = _no_links(self.folder, name.rstrip("/"))
-            with writing(path):
-                if name.endswith("/"):
-                    if path.is_dir():
-                        OwnedFolder(path).remove_all()
-                        with contextlib.suppress(OSError):
-                            path.rmdir()
-                else:
-                    path.unlink(missing_ok=True)
-        manifest = _no_links(self.folder, MANIFEST)  # kept, empty: the legacy names are no one's now
-        atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps({"files": []}) + "\n", encoding="utf-8"))
-
-
 @contextlib.contextmanager
 def study_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on folder/.lock (filelock, which opens it without following a link);
@@ -253,7 +168,9 @@ def study_lock(folder: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     claim_folder(folder)
-    _no_links(folder, ".lock")
+    if (folder / ".lock").is_symlink():
+        raise DropcliError(f"{folder / '.lock'} is a symbolic link; dropcli never follows links inside {folder}, "
+                           "remove the link or use another folder")
     lock = FileLock(folder / ".lock", blocking=False)
     with writing(folder / ".lock"):
         try:

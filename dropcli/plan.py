@@ -19,8 +19,20 @@ from typing import Iterator
 from dropcli.config import EVAL_CHUNK, TrainConfig
 from dropcli.errors import UsageError
 from dropcli.grid import GridSpec, cell_id_of, expand, partition, study_identity
+from dropcli.owned import OwnedFolder
 from dropcli.provenance import code_version
-from dropcli.study import SHARDS, check_folder, check_tables, claim, default_folder, done_keys, read_identity
+from dropcli.study import (
+    REPORT_FILES,
+    SHARDS,
+    TABLES,
+    check_folder,
+    check_tables,
+    claim,
+    default_folder,
+    done_keys,
+    read_identity,
+    study_folder,
+)
 
 SHARD_DIR = r"^(\d+)-of-(\d+)$"  # shards/K-of-N/
 
@@ -79,8 +91,30 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
         folder_identity = shard_identity(identity, k, n)
         check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
     check_folder(folder, folder_identity, fresh)
+    check_outputs(outputs(root, shard))
     todo = cells if fresh else pending(cells, folder)
     return StudyPlan(spec, base, root, identity, everything, shard, cells, folder, folder_identity, tuple(todo), fresh)
+
+
+def outputs(root: Path, shard: tuple[int, int] | None = None) -> list[tuple[OwnedFolder, tuple[str, ...]]]:
+    """Every name a study command writes, by folder: a whole study's tables and report (ablate and
+    merge; slurm, whose merge job writes them), or a shard's tables and the folders above them."""
+    if shard is None:
+        return [(study_folder(root), TABLES + REPORT_FILES)]
+    shards = root / SHARDS
+    name = shard_folder(root, *shard).name
+    return [(study_folder(root), (SHARDS + "/",)), (OwnedFolder(shards), (name + "/",)),
+            (study_folder(shards / name), TABLES)]
+
+
+def check_outputs(places: list[tuple[OwnedFolder, tuple[str, ...]]]) -> None:
+    """Refuse, reading only and before anything is trained or written, the first name of `places`
+    (outputs) that holds a file dropcli may not replace (a user's file, one changed since dropcli
+    wrote it, or a link: OwnedFolder.check). Shared by every command and its --dry-run.
+    Raises UsageError (DropcliError for a link), one line naming the file and the fix."""
+    for folder, names in places:
+        if folder.folder.is_dir():
+            folder.check(names)
 
 
 def pending(cells: tuple[TrainConfig, ...] | list[TrainConfig], folder: Path) -> list[TrainConfig]:
@@ -108,8 +142,7 @@ def open_study(plan: StudyPlan) -> Iterator[list[TrainConfig]]:
 def claim_shard_parents(plan: StudyPlan) -> None:
     """root/shards/ and root/shards/K-of-N/ as folders dropcli made (listed in their parents'
     manifests), so that --fresh on the root later deletes them and nothing else."""
-    from dropcli.files import OwnedFolder, claim_folder
-    from dropcli.study import study_folder
+    from dropcli.files import claim_folder
 
     claim_folder(plan.root)
     shards = study_folder(plan.root).subfolder(SHARDS)

@@ -11,11 +11,14 @@ difference that is the same on every seed (no interval).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from dropcli.config import fmt_number
 from dropcli.plots import (
+    DPI,
     MARKERS,
     OKABE_ITO,
     figure_title,
@@ -23,7 +26,6 @@ from dropcli.plots import (
     lines,
     mark_beyond,
     pyplot,
-    save,
     study_title,
     view_range,
 )
@@ -182,21 +184,28 @@ def draw_differences(summary: pd.DataFrame, title: str):
     return fig
 
 
+def _write(folder, name: str, fig) -> Path:
+    """Write `fig` as a PNG into the owned folder under `name`, then close it; returns the path."""
+    try:
+        return folder.write(name, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    finally:
+        pyplot().close(fig)
+
+
 def draw_study_figures(folder, runs: pd.DataFrame, summary: pd.DataFrame, history: pd.DataFrame | None) -> list:
-    """Write a study's figures into its files.OwnedFolder `folder`: ablation.png, differences.png
+    """Write a study's figures into its owned.OwnedFolder `folder`: ablation.png, differences.png
     (when there are comparisons) and curves.png (with a history). Returns [(path, description)] in
     reading order; a figure this study does not get is removed if an earlier report wrote one."""
     from dropcli.plot_curves import draw_curves
 
     title = study_title(runs)
-    figures = [(save(draw_ablation(summary, title), folder.claim_name("ablation.png")),
+    figures = [(_write(folder, "ablation.png", draw_ablation(summary, title)),
                 "Test accuracy, paired difference with the baseline and generalization gap against keep probability")]
     diff = draw_differences(summary, title)
     if diff is not None:
-        figures.append((save(diff, folder.claim_name("differences.png")),
-                        "Every comparison: paired difference in points, 95% CI"))
+        figures.append((_write(folder, "differences.png", diff), "Every comparison: paired difference in points, 95% CI"))
     elif "differences.png" in folder.owned():
-        folder.claim_name("differences.png").unlink(missing_ok=True)
+        folder.remove("differences.png")
     if history is not None and len(history):
-        figures.append((save(draw_curves(history, title), folder.claim_name("curves.png")), "Learning curves"))
+        figures.append((_write(folder, "curves.png", draw_curves(history, title)), "Learning curves"))
     return figures

@@ -222,8 +222,8 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     from dropcli.grid import cells_of
     from dropcli.plot_study import draw_study_figures
     from dropcli.report_html import render
-    from dropcli.study import check_rows, history_of, read_identity, study_folder
-    from dropcli.tables import read_runs, write_csv
+    from dropcli.study import REPORT_FILES, check_rows, history_of, read_identity, role, study_folder
+    from dropcli.tables import csv_text, read_runs
 
     path = out / "runs.csv"
     if not path.exists():
@@ -232,6 +232,11 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     if identity is None:
         raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
                            "report reads only study folders written by dropcli ablate or merge")
+    if identity.get("shard"):
+        raise DropcliError(f"{out / 'study.json'} belongs to {role(identity)}, not to a whole study; report the "
+                           "study's own folder (the one that holds shards/) after 'dropcli merge'")
+    folder = study_folder(out)
+    folder.check(REPORT_FILES)  # a file report may not replace is refused before anything is written
     cells = cells_of(identity)
     if baseline:
         try:
@@ -246,8 +251,7 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     if (out / "history.csv").exists():
         history = history_of(out)
         check_rows(history, out / "history.csv", cells)
-    folder = study_folder(out)
-    write_csv(summarise(runs, metric, baseline, margin), folder.claim_name("summary.csv"), SUMMARY_SCHEMA, P_COLUMNS)
+    folder.write_text("summary.csv", csv_text(summarise(runs, metric, baseline, margin), SUMMARY_SCHEMA, P_COLUMNS))
     summary = read_summary(out / "summary.csv")
     figures = draw_study_figures(folder, runs, summary, history)
     folder.write_text("report.html", render(out, runs, summary, figures, command, identity))

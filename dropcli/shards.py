@@ -34,7 +34,7 @@ from dropcli.study import (
     same,
     study_folder,
 )
-from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, read_runs, write_csv
+from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, csv_text, read_runs
 
 PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "finished_at", "dropcli_version",
               "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
@@ -110,17 +110,18 @@ def _gather(plan: StudyPlan, identities: dict[Path, dict]) -> tuple[pd.DataFrame
     parts = partition(list(plan.all_cells), n)
     sources = [(f"shard {ident['shard']['index']}", f, parts[ident["shard"]["index"] - 1])
                for f, ident in identities.items()]
+    shard_of = {cell_id_of(c): (k, n) for k, part in enumerate(parts, start=1) for c in part}
     if (plan.root / "runs.csv").exists():
         sources.insert(0, ("the merged study", plan.root, list(plan.all_cells)))
     runs, history = [], []
     for name, folder, cells in sources:
         if (folder / "runs.csv").exists():
             r = read_runs(folder / "runs.csv")
-            ids = check_rows(r, folder / "runs.csv", cells)
+            ids = check_rows(r, folder / "runs.csv", cells, shard_of)
             runs.append(r.assign(_source=name, _id=ids))
             if (folder / "history.csv").exists():
                 h = history_of(folder)
-                hid = check_rows(h, folder / "history.csv", cells)
+                hid = check_rows(h, folder / "history.csv", cells, shard_of)
                 history.append(h.assign(_source=name, _id=hid)[hid.isin(set(ids))])
     all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=[*RUNS_SCHEMA, "_source", "_id"])
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame(columns=[*HISTORY_SCHEMA, "_source", "_id"])
@@ -146,8 +147,8 @@ def merge(out: Path) -> dict:
         folder.write_text(STUDY_FILE, json.dumps(plan.identity, indent=2, sort_keys=True) + "\n")
     if len(hist):
         hist = hist.assign(_order=hist["_id"].map(order)).sort_values(["_order", "step"], kind="stable")
-        write_csv(hist[list(HISTORY_SCHEMA)], folder.claim_name("history.csv"), HISTORY_SCHEMA)
-    write_csv(kept[list(RUNS_SCHEMA)], folder.claim_name("runs.csv"), RUNS_SCHEMA)
+        folder.write_text("history.csv", csv_text(hist[list(HISTORY_SCHEMA)], HISTORY_SCHEMA))
+    folder.write_text("runs.csv", csv_text(kept[list(RUNS_SCHEMA)], RUNS_SCHEMA))
     n = next(iter(identities.values()))["shard"]["count"]
     done, missing, rerun = set(kept["_id"]), [], []
     for k, members in enumerate(partition(list(plan.all_cells), n), start=1):

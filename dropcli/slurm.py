@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dropcli.errors import UsageError
-from dropcli.files import atomic_write_text, writing
 
 NAME = r"[A-Za-z0-9_.-]+"  # a partition or account name: Slurm's names are letters, digits, '_', '.' and '-'
 PARTITIONS = re.compile(rf"{NAME}(,{NAME})*")  # sbatch --partition takes a comma-separated list
@@ -165,14 +164,20 @@ def _header(name: str, opts: SlurmOptions, cpus: int, extra: list[str]) -> list[
     return lines
 
 
-def write_scripts(out: Path, ablate_args: list[str], opts: SlurmOptions) -> list[Path]:
-    """Write the array scripts, the merge script and submit.sh into out/slurm; returns the paths.
-    UsageError (before anything is written) for a value that cannot go into a script."""
+def script_names(opts: SlurmOptions) -> tuple[str, ...]:
+    """The names write_scripts writes in out/slurm: each array's script, merge.sbatch, submit.sh and logs/."""
+    arrays_ = [f"array-{i}.sbatch" for i in range(1, len(arrays(opts.shards, opts.max_array_size)) + 1)]
+    return (*arrays_, "merge.sbatch", "submit.sh", "logs/")
+
+
+def write_scripts(folder, out: Path, ablate_args: list[str], opts: SlurmOptions) -> list[Path]:
+    """Write the array scripts, the merge script and submit.sh into `folder`, the owned.OwnedFolder
+    out/slurm (so never over a user's file or through a link); returns the paths. UsageError
+    (before anything is written) for a value that cannot go into a script."""
     check_out(out)
     check_args(ablate_args)
-    folder, logs = out / "slurm", out / "slurm" / "logs"
-    with writing(logs):
-        logs.mkdir(parents=True, exist_ok=True)
+    folder.check(script_names(opts))
+    logs = folder.subfolder("logs").folder
     command = " ".join(shlex.quote(a) for a in dropcli_command())
     grid = " ".join(shlex.quote(a) for a in ablate_args)
     target = shlex.quote(str(out))
@@ -188,19 +193,16 @@ def write_scripts(out: Path, ablate_args: list[str], opts: SlurmOptions) -> list
             f"# shard K of {opts.shards}: this array's task index plus {lo - 1}",
             f"exec {command} ablate {grid} --out {target} --shard \"$((SLURM_ARRAY_TASK_ID + {lo - 1}))/{opts.shards}\"",
         ]
-        path = folder / f"array-{i}.sbatch"
-        atomic_write_text(path, "\n".join(lines) + "\n")
-        paths.append(path)
+        paths.append(folder.write_text(f"array-{i}.sbatch", "\n".join(lines) + "\n"))
     merge = _header(job_name(out, "-merge"), opts, 1, [directive("--output", log_name(logs / "merge.out"))]) + [
         "set -uo pipefail", f"exec {command} merge {target}"]
-    atomic_write_text(folder / "merge.sbatch", "\n".join(merge) + "\n")
+    paths.append(folder.write_text("merge.sbatch", "\n".join(merge) + "\n"))
     submit = ["#!/bin/bash", "# submits the arrays, then the merge job once every array task has ended (ok or not);",
               "# by hand: it submits everything each time (dropcli slurm --submit records the job ids in",
               "# submitted.json and submits only what is missing)", "set -euo pipefail", "ids=()"]
-    for p in paths:
+    for p in paths[:-1]:
         submit.append(f"ids+=($(sbatch --parsable {shlex.quote(str(p))} | cut -d';' -f1))")
     submit += ["dep=$(IFS=:; echo \"${ids[*]}\")",
-               f"sbatch --parsable --dependency=afterany:$dep {shlex.quote(str(folder / 'merge.sbatch'))}"]
-    atomic_write_text(folder / "submit.sh", "\n".join(submit) + "\n")
-    (folder / "submit.sh").chmod(0o755)
-    return [*paths, folder / "merge.sbatch", folder / "submit.sh"]
+               f"sbatch --parsable --dependency=afterany:$dep {shlex.quote(str(paths[-1]))}"]
+    paths.append(folder.write_text("submit.sh", "\n".join(submit) + "\n", mode=0o755))
+    return paths

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from dropcli.errors import DropcliError, UsageError
-from dropcli.files import atomic_write_text
+from dropcli.owned import OwnedFolder
 
 RECORD_VERSION = 1
 SBATCH_SECONDS = 300  # sbatch retries an unreachable controller for a while; past this it is a failure
@@ -97,7 +97,8 @@ def submit_scripts(out: Path, arrays: list[tuple[Path, int, int]], shards: int, 
             record["merge"] = job
         else:
             record["arrays"][key] = job
-        atomic_write_text(record_path(out), json.dumps({k: v for k, v in record.items() if k != "new"}, indent=1))
+        text = json.dumps({k: v for k, v in record.items() if k != "new"}, indent=1)
+        OwnedFolder(record_path(out).parent).write_text(record_path(out).name, text)  # never over a user's file
         new.append(name)
 
     try:

@@ -23,24 +23,27 @@ import pandas as pd
 
 from dropcli.config import TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
-from dropcli.files import MANIFEST, OwnedFolder, claim_folder
+from dropcli.files import claim_folder
 from dropcli.grid import STUDY_FORMAT, cell_id_of
+from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
 from dropcli.tables import (
     HISTORY_SCHEMA,
     RUNS_SCHEMA,
     TableError,
+    csv_text,
     history_rows,
     read_history,
     read_runs,
     row_cell_ids,
     run_row,
-    write_csv,
 )
 
 STUDY_FILE = "study.json"
 # a study's own files: in a folder written before manifests, these are dropcli's (OwnedFolder legacy)
 OUTPUTS = ("runs.csv", "history.csv", "summary.csv", "ablation.png", "curves.png", STUDY_FILE)
+TABLES = (STUDY_FILE, "runs.csv", "history.csv")  # what ablate (and a shard) and merge write
+REPORT_FILES = ("summary.csv", "ablation.png", "differences.png", "curves.png", "report.html")  # what report writes
 STUDIES = Path("results/studies")  # where new studies go by default; the committed ones live beside it
 SHARDS = "shards"  # a sharded study's subfolder: shards/K-of-N/ (shards.py)
 
@@ -104,11 +107,20 @@ def check_folder(out: Path, identity: dict, fresh: bool) -> None:
             raise StudyMismatch(f"{out} is not a dropcli study (it holds {others[0]} and no study.json); "
                                 "use a new or empty --out")
         return
+    if old.get("shard") != identity.get("shard"):
+        raise StudyMismatch(f"{out / STUDY_FILE} belongs to {role(old)}, not to {role(identity)}; give the "
+                            "study's own folder (the one that holds shards/), or another --out")
     if old.get("format") != STUDY_FORMAT:
         raise StudyMismatch(f"{out} holds a study written by an earlier dropcli (format {old.get('format')}); "
                             f"'dropcli report {out}' still reads it; run new cells in another --out")
     if not same(old, identity) and not fresh:
         raise StudyMismatch(f"{out} holds another study ({describe_difference(old, identity)}); use another --out")
+
+
+def role(identity: dict) -> str:
+    """What a study.json describes, in words: 'shard 2 of 8' or 'a whole study'."""
+    shard = identity.get("shard")
+    return f"shard {shard['index']} of {shard['count']}" if shard else "a whole study"
 
 
 def tracked_by_git(path: Path) -> bool:
@@ -140,15 +152,18 @@ def claim(out: Path, identity: dict, fresh: bool) -> OwnedFolder:
     return folder
 
 
-def check_rows(table: pd.DataFrame, path: Path, cells: list[TrainConfig]) -> pd.Series:
+def check_rows(table: pd.DataFrame, path: Path, cells: list[TrainConfig], shard_of: dict | None = None) -> pd.Series:
     """Each row's cell key, refusing (TableError, one line) a row whose cell is not one of `cells`
-    (the study's grid, or the shard's part of it): a foreign row would count in the summary."""
+    (the study's grid, or the shard's part of it): a foreign row would count in the summary.
+    shard_of: {cell key: (K, N)} of the whole grid, to say which shard a row of another shard is of."""
     keys = row_cell_ids(table)
     allowed = {cell_id_of(c) for c in cells}
     for i, key in enumerate(keys):
         if key not in allowed:
-            raise TableError(f"{path} row {i + 2} holds the cell {key}, which is not in this study's grid"
-                             + ("" if len(allowed) else " (which is empty)") + "; delete the row, or restore the file "
+            where = (f"which belongs to shard {shard_of[key][0]} of {shard_of[key][1]}, not to this one"
+                     if shard_of and key in shard_of else "which is not in this study's grid"
+                     + ("" if len(allowed) else " (which is empty)"))
+            raise TableError(f"{path} row {i + 2} holds the cell {key}, {where}; delete the row, or restore the file "
                              "from a copy")
     return keys
 
@@ -191,7 +206,7 @@ def _append(folder: OwnedFolder, name: str, rows: list[dict], schema: dict, read
         old = reader(folder.folder)
         old = old[~row_cell_ids(old).isin(set(row_cell_ids(new)))]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    write_csv(new, folder.claim_name(name), schema)
+    folder.write_text(name, csv_text(new, schema))
 
 
 def commit_rows(out: Path, runs: list[dict], history: list[dict]) -> list[dict]:

@@ -132,18 +132,22 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
     """Write the plan's Slurm scripts (slurm.write_scripts); with submit, submit what is not yet
     recorded as submitted (slurm_submit.py) and print the job ids."""
     from dropcli.files import study_lock
-    from dropcli.slurm import arrays, check_args, check_out, write_scripts
+    from dropcli.owned import OwnedFolder
+    from dropcli.plan import check_outputs
+    from dropcli.slurm import arrays, check_args, check_out, script_names, write_scripts
     from dropcli.slurm_submit import described, read_record, submit_scripts
-    from dropcli.study import claim
+    from dropcli.study import claim, study_folder
 
     out = plan.root
     check_out(out)  # a value that cannot go into a script is refused before the folder is claimed
     check_args(grid_args)
+    scripts = script_names(opts) + (("submitted.json",) if submit else ())
+    check_outputs([(study_folder(out), ("slurm/",)), (OwnedFolder(out / "slurm"), scripts)])  # no link, no user file
     if submit:
         read_record(out, opts.shards)  # jobs of another split are queued: refused before a script changes
     with study_lock(out):  # the study's folder, claimed for its shards and their merge
-        claim(out, plan.identity, fresh=False).subfolder("slurm")
-        paths = write_scripts(out, grid_args, opts)
+        folder = claim(out, plan.identity, fresh=False).subfolder("slurm")
+        paths = write_scripts(folder, out, grid_args, opts)
     term.wrote(paths[0].parent, [p.name for p in paths])
     if not submit:
         term.result(f"bash {paths[-1]}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")

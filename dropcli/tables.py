@@ -105,15 +105,21 @@ def to_csv_text(df: pd.DataFrame, exact: tuple[str, ...] = (), significant: tupl
     return out.to_csv(index=False, lineterminator="\n")
 
 
-def write_csv(df: pd.DataFrame, path: str | Path, schema: dict | None = None, significant: tuple[str, ...] = ()) -> Path:
-    """Atomically write a table; with a schema, in its column order and with its exact columns;
+def csv_text(df: pd.DataFrame, schema: dict | None = None, significant: tuple[str, ...] = ()) -> str:
+    """A table's CSV text; with a schema, in its column order and with its exact columns;
     `significant` columns (p-values) with SIGNIFICANT_DIGITS significant digits."""
     if schema is not None:
         df = df[[c for c in schema if c in df.columns]]
         exact = tuple(c for c, kind in schema.items() if kind.startswith("exact"))
     else:
         exact = ()
-    text = to_csv_text(df, exact, significant)
+    return to_csv_text(df, exact, significant)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path, schema: dict | None = None, significant: tuple[str, ...] = ()) -> Path:
+    """Atomically write a table (csv_text) at `path`, a file outside any owned folder (a study's
+    tables go through owned.OwnedFolder.write_text); returns the path."""
+    text = csv_text(df, schema, significant)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

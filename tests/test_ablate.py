@@ -15,6 +15,7 @@ from dropcli.files import study_lock
 from dropcli.grid import GridSpec, expand
 from dropcli.plan import make_plan
 from dropcli.report import build_report
+from dropcli.study import study_folder
 
 CPU = resolve_device("cpu")
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
@@ -119,7 +120,7 @@ def test_a_commit_cut_off_before_runs_csv_leaves_no_duplicate_history(tmp_path):
     study(tmp_path, parallel_models=2)
     history = pd.read_csv(tmp_path / "history.csv")
     lines = (tmp_path / "runs.csv").read_text().splitlines(keepends=True)
-    (tmp_path / "runs.csv").write_text("".join(lines[:-1]))  # as if cut off between the two writes
+    study_folder(tmp_path).write_text("runs.csv", "".join(lines[:-1]))  # as if cut off between the two writes
     assert study(tmp_path, parallel_models=2)["ran"] == 1
     after = pd.read_csv(tmp_path / "history.csv")
     assert len(after) == len(history) and not after.duplicated(["keep_prob_mean", "seed", "epoch"]).any()

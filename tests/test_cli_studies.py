@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from dropcli.cli import app
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError, UsageError
-from dropcli.files import MANIFEST, OwnedFolder, study_lock
+from dropcli.files import study_lock
 from dropcli.grid import GridSpec
+from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.plan import make_plan
 from dropcli.study import claim
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from synthetic_study import write_study
 
+from dropcli.errors import UsageError
 from dropcli.plot_curves import draw_curves, draw_mc_curve
 from dropcli.plot_study import comparison_rows, draw_ablation, draw_differences
 from dropcli.plots import MIN_CONTRAST, contrast
@@ -134,6 +135,7 @@ def test_a_study_without_comparisons_gets_no_differences_figure(tmp_path):
     assert pd.isna(summary["paired_seeds"]).all() and not (folder / "differences.png").exists()
     assert (folder / "ablation.png").exists() and (folder / "curves.png").exists()
     mine = write_study(tmp_path / "mine", keeps=(0.7,), seeds=(777,))
-    (mine / "differences.png").write_text("a file of the user's")  # not dropcli's: left alone
-    build_report(mine)
-    assert (mine / "differences.png").read_text() == "a file of the user's"
+    (mine / "differences.png").write_text("a file of the user's")  # not dropcli's: refused before anything is written
+    with pytest.raises(UsageError, match="differences.png exists and was not written by dropcli"):
+        build_report(mine)
+    assert (mine / "differences.png").read_text() == "a file of the user's" and not (mine / "summary.csv").exists()

@@ -9,7 +9,7 @@ import pytest
 from dropcli.ablate import StudyProgress, run_study
 from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
-from dropcli.errors import DropcliError
+from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import GridSpec, cell_id_of, cost, expand, partition
 from dropcli.plan import make_plan
 from dropcli.shards import merge, parse_shard
@@ -103,14 +103,20 @@ def test_merge_refuses_rows_outside_their_shard_and_conflicting_copies(tmp_path)
     two = out / "shards" / "2-of-2" / "runs.csv"  # a cell of shard 1 in shard 2's table: counted twice before
     rows = pd.read_csv(two, dtype={"keep_probs": str})
     pd.concat([rows, extra]).to_csv(two, index=False)
-    with pytest.raises(TableError, match=r"2-of-2/runs.csv row 8 holds the cell .*not in this study's grid"):
+    with pytest.raises(TableError, match=r"2-of-2/runs.csv row 8 holds the cell .*, which belongs to shard 1 of 2, "
+                                         r"not to this one; delete the row"):
         merge(out)
     rows.to_csv(two, index=False)
     assert merge(out)["merged"] == 12
-    merged = pd.read_csv(out / "runs.csv", dtype={"keep_probs": str})
-    merged.assign(test_accuracy=0.5).to_csv(out / "runs.csv", index=False)  # the merged copy disagrees
-    with pytest.raises(DropcliError, match="has different results in the merged study and shard .; delete the wrong"):
+    shard = pd.read_csv(one, dtype={"keep_probs": str})
+    shard.assign(test_accuracy=0.5).to_csv(one, index=False)  # shard 1's copy now disagrees with the merged one
+    with pytest.raises(DropcliError, match="has different results in the merged study and shard 1; delete the wrong"):
         merge(out)
+    merged = (out / "runs.csv").read_text()
+    (out / "runs.csv").write_text(merged.replace("\n", "\n", 1) + "\n")  # the merged table edited by hand
+    with pytest.raises(UsageError, match="runs.csv has changed since dropcli wrote it; dropcli replaces or deletes"):
+        merge(out)  # refused before anything is written
+    assert (out / "runs.csv").read_text() == merged + "\n"
 
 
 def test_merge_refuses_a_foreign_shard_and_names_the_missing_ones(tmp_path):

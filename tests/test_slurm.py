@@ -17,6 +17,8 @@ from fake_sbatch import arguments, directives
 from typer.testing import CliRunner
 
 from dropcli.cli import app
+from dropcli.errors import DropcliError
+from dropcli.owned import OwnedFolder
 from dropcli.slurm import SlurmOptions, arrays, directive, write_scripts
 
 GRID = ["--keep-probs", "0.5,1.0", "--seeds", "3", "--epochs", "1", "--train-sizes", "1000", "--hidden", "32,32",
@@ -44,7 +46,7 @@ def test_arrays_stay_below_max_array_size():
 
 
 def test_the_scripts_for_a_grid(tmp_path):
-    paths = write_scripts(tmp_path, ["--grid", "--seeds", "10"], SlurmOptions(
+    paths = write_scripts(OwnedFolder(tmp_path).subfolder("slurm"), tmp_path, ["--grid", "--seeds", "10"], SlurmOptions(
         shards=5, partition="gpu", gpus_per_task=1, cpus_per_task=4, time="02:00:00", max_parallel=3, max_array_size=4))
     assert [p.name for p in paths] == ["array-1.sbatch", "array-2.sbatch", "merge.sbatch", "submit.sh"]
     one, two = paths[0].read_text(), paths[1].read_text()
@@ -218,8 +220,12 @@ def test_a_record_dropcli_did_not_write_is_refused(tmp_path, fake_sbatch):
     out = tmp_path / "study"
     assert runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "3"]).exit_code == 0
     (out / "slurm" / "submitted.json").write_text('{"version": 1, "shards": 3, "arrays": {"1-2": "x; rm"}}')
-    check_error(runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "3", "--submit"]), 1,
-                "is not a record of submitted jobs that dropcli wrote; check that none of its jobs is queued")
+    check_error(runner.invoke(app, ["slurm", *GRID, "--out", str(out), "--shards", "3", "--submit"]), 2,
+                "submitted.json exists and was not written by dropcli; move it away")  # not in the manifest
+    from dropcli.slurm_submit import read_record
+
+    with pytest.raises(DropcliError, match="is not a record of submitted jobs that dropcli wrote; check that none of"):
+        read_record(out, 3)  # and its reader refuses it by its shape
     assert not fake_sbatch.exists()
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from dropcli.config import TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
-from dropcli.files import MANIFEST
 from dropcli.grid import GridSpec, study_identity
+from dropcli.owned import MANIFEST
 from dropcli.study import OUTPUTS, claim, default_folder
 
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)

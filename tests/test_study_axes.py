@@ -21,7 +21,7 @@ from dropcli.plan import make_plan
 from dropcli.report import build_report, summarise
 from dropcli.schemas import read_study_json
 from dropcli.shards import PROVENANCE
-from dropcli.study import history_of
+from dropcli.study import history_of, study_folder
 from dropcli.tables import TableError, read_history, read_runs, row_cell_ids
 
 CPU = resolve_device("cpu")
@@ -166,8 +166,9 @@ def test_a_study_written_before_the_new_columns_resumes(tmp_path):
     old = tmp_path / "old"
     run_study(make_plan(grid, BASE, old), CPU, parallel_models=1)
     runs, history = (pd.read_csv(old / name, dtype=str, keep_default_na=False) for name in ("runs.csv", "history.csv"))
-    runs.drop(columns=["steps", "eval_every", "best_step"]).iloc[:1].to_csv(old / "runs.csv", index=False)
-    history.drop(columns=["step", "lr", "hidden"]).to_csv(old / "history.csv", index=False)
+    folder = study_folder(old)  # the tables as an earlier dropcli wrote (and recorded) them
+    folder.write_text("runs.csv", runs.drop(columns=["steps", "eval_every", "best_step"]).iloc[:1].to_csv(index=False))
+    folder.write_text("history.csv", history.drop(columns=["step", "lr", "hidden"]).to_csv(index=False))
     assert run_study(make_plan(grid, BASE, old), CPU, parallel_models=1)["ran"] == 1
     drop = [c for c in PROVENANCE if c in runs.columns]
     assert read_runs(old / "runs.csv").drop(columns=drop).equals(read_runs(tmp_path / "now" / "runs.csv").drop(columns=drop))

@@ -1,0 +1,258 @@
+"""Folders dropcli claimed, and the manifest of what it wrote there: each name with its content.
+
+    DIR/.dropcli-manifest.json   {"format": "dropcli-manifest/2",
+                                  "files": {"runs.csv": [{"sha256": "9f2c...", "size": 48213}], "shards/": []}}
+
+dropcli replaces or deletes a file in an OwnedFolder only when its current content is the content
+dropcli recorded when it wrote it (SHA-256 and size), and creates only names that do not exist
+yet. So a manifest received with a folder, or edited by hand, cannot make dropcli replace or
+delete a file of the user's: that file does not hash to what the manifest records. A write
+records the new content beside the old before it renames the new file into place, and alone
+after, so a write cut off at any moment leaves a file its manifest vouches for. Names a manifest
+lists without content (an earlier dropcli's manifest, a plain list of names, or a study's outputs
+in a folder written before manifests) are never replaced or deleted: dropcli cannot tell that
+they are still its files. No link is followed below the folder. A folder ("name/") is dropcli's
+when listed; it has a manifest of its own and is removed only once nothing else is left in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from dropcli.errors import DropcliError, UsageError
+from dropcli.files import atomic_write, writing
+from dropcli.schemas import load_json
+
+MANIFEST = ".dropcli-manifest.json"
+FORMAT = "dropcli-manifest/2"
+MOVE = "move it away or use another folder"
+
+
+class Content(BaseModel):
+    """What dropcli wrote under a name: the SHA-256 of its bytes and its size in bytes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
+    size: StrictInt = Field(ge=0)
+
+
+class ManifestModel(BaseModel):
+    """A manifest: each file's recorded contents (one; two while a write is under way; None where an
+    earlier manifest listed the name only), each folder ('name/') with []."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    format: Literal["dropcli-manifest/2"]
+    files: dict[StrictStr, Optional[list[Content]]]
+
+
+class OldManifest(BaseModel):
+    """An earlier dropcli's manifest: names only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    files: list[StrictStr]
+
+
+Entries = dict  # name -> tuple[Content, ...] (files: 1 or 2; folders: ()), or None: listed without content
+
+
+def content_of(path: Path) -> Content:
+    """The Content (SHA-256, size in bytes) of the file at `path`; OSError as open() raises it."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return Content(sha256=digest.hexdigest(), size=f.tell())
+
+
+def no_links(folder: Path, name: str) -> Path:
+    """folder/name, refusing (DropcliError) a link at any step below `folder` (dropcli never follows
+    a link inside a folder it claimed: a received study could point its files anywhere)."""
+    path = folder
+    for part in Path(name).parts:
+        path = path / part
+        if path.is_symlink():
+            raise DropcliError(f"{path} is a symbolic link; dropcli never follows links inside {folder}, "
+                               "remove the link or use another folder")
+    return path
+
+
+def _good_name(name: str) -> bool:
+    parts = Path(name).parts
+    return bool(name) and bool(parts) and ".." not in parts and parts[0] != "." and not Path(name).is_absolute()
+
+
+def read_manifest(folder: Path) -> Entries | None:
+    """folder's manifest as Entries, None where there is none; an earlier dropcli's list of names
+    reads with every file's content None. DropcliError (one line) for anything else: too big, not
+    JSON, another shape, a name outside the folder, a file with no or more than two contents."""
+    path = no_links(folder, MANIFEST)
+    if not os.path.lexists(path):
+        return None
+    fix = "restore it from a copy or use another folder"
+    data = load_json(path, "dropcli manifest", fix)
+    try:
+        if isinstance(data, dict) and "format" in data:
+            entries = {n: None if v is None else tuple(v) for n, v in ManifestModel.model_validate(data).files.items()}
+        else:
+            entries = {n: () if n.endswith("/") else None for n in OldManifest.model_validate(data).files}
+    except ValidationError:
+        entries = {"": None}  # refused below
+    for name, versions in entries.items():
+        ok = (versions == () if name.endswith("/") else versions is None or 1 <= len(versions) <= 2)
+        if not (_good_name(name) and ok):
+            raise DropcliError(f"{path} is not a dropcli manifest; {fix}")
+    return entries
+
+
+def _matching(path: Path, versions: tuple[Content, ...]) -> Content | None:
+    """The recorded version the file at `path` has now, or None."""
+    with writing(path):
+        now = content_of(path)
+    return now if now in versions else None
+
+
+class OwnedFolder:
+    """A folder dropcli claimed and its manifest (MANIFEST; see the module docstring). `legacy`
+    names a study's outputs, listed without content where a folder has no manifest (written before
+    manifests existed). Raises DropcliError for a link, UsageError for a name it must not write."""
+
+    def __init__(self, folder: Path, legacy: tuple[str, ...] = ()):
+        self.folder = Path(folder)
+        self.legacy = legacy
+
+    def entries(self) -> Entries:
+        """The manifest's entries (read_manifest), or the legacy names that exist, without content."""
+        found = read_manifest(self.folder)
+        if found is None:
+            return {n: None for n in self.legacy if os.path.lexists(self.folder / n)}
+        return found
+
+    def owned(self) -> set[str]:
+        """Names (relative paths; folders end in '/') the manifest lists."""
+        return set(self.entries())
+
+    def _save(self, entries: Entries) -> None:
+        files = {n: None if v is None else [c.model_dump() for c in v] for n, v in sorted(entries.items())}
+        text = json.dumps({"format": FORMAT, "files": files}, indent=1) + "\n"
+        atomic_write(no_links(self.folder, MANIFEST), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def problem(self, name: str, entries: Entries | None = None) -> str | None:
+        """Why dropcli must not write (replace) `name` here, in one line naming the fix; None when it
+        may: the name is free, or it is a file dropcli wrote and nobody changed since, or a folder it
+        made. A link on the way raises DropcliError."""
+        entries = self.entries() if entries is None else entries
+        path = no_links(self.folder, name.rstrip("/"))
+        if not os.path.lexists(path):
+            return None
+        if name not in entries:
+            return f"{path} exists and was not written by dropcli; {MOVE}"
+        versions = entries[name]
+        if name.endswith("/"):
+            return None if path.is_dir() else f"{path} is not the folder dropcli made; {MOVE}"
+        if versions is None:
+            return (f"{path} is listed without its content by an earlier dropcli (in {self.folder / MANIFEST}), "
+                    f"so dropcli cannot tell it is still the file it wrote and never replaces or deletes it; {MOVE}")
+        if not path.is_file() or _matching(path, versions) is None:
+            return f"{path} has changed since dropcli wrote it; dropcli replaces or deletes only its own files, {MOVE}"
+        return None
+
+    def check(self, names) -> None:
+        """Refuse (UsageError, the first conflict) before anything is written: each of `names` that
+        dropcli could not write here (problem)."""
+        entries = self.entries()
+        for name in names:
+            why = self.problem(name, entries)
+            if why:
+                raise UsageError(why)
+
+    def write(self, name: str, write: Callable[[Path], None], mode: int = 0o644) -> Path:
+        """atomic_write(folder/name, write) under the rules above, the new content recorded beside the
+        old before the rename and alone after it; returns the path. mode: the file's permissions."""
+        entries = self.entries()
+        why = self.problem(name, entries)
+        if why:
+            raise UsageError(why)
+        path = no_links(self.folder, name)
+        old = _matching(path, entries[name]) if os.path.lexists(path) else None
+        new = []
+
+        def record(tmp: Path) -> None:
+            with writing(tmp):
+                new.append(content_of(tmp))
+            self._save({**entries, name: (*([old] if old else []), new[0])})
+
+        atomic_write(path, write, mode=mode, before_replace=record)
+        self._save({**entries, name: (new[0],)})
+        return path
+
+    def write_text(self, name: str, text: str, mode: int = 0o644) -> Path:
+        """write() of UTF-8 text (a path's undecodable bytes, held as surrogates, written back as
+        those bytes); returns the path."""
+        return self.write(name, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"), mode)
+
+    def subfolder(self, name: str) -> OwnedFolder:
+        """A folder dropcli creates inside this one (listed as 'name/'), with a manifest of its own."""
+        key = name.rstrip("/") + "/"
+        entries = self.entries()
+        why = self.problem(key, entries)
+        if why:
+            raise UsageError(why)
+        path = no_links(self.folder, key.rstrip("/"))
+        if key not in entries:
+            self._save({**entries, key: ()})
+        with writing(path):
+            path.mkdir(parents=True, exist_ok=True)
+        return OwnedFolder(path)
+
+    def remove(self, name: str) -> None:
+        """Delete the file `name` if dropcli wrote it and it is unchanged (UsageError otherwise), and
+        drop it from the manifest."""
+        entries = self.entries()
+        why = self.problem(name, entries)
+        if why:
+            raise UsageError(why)
+        with writing(self.folder / name):
+            no_links(self.folder, name).unlink(missing_ok=True)
+        self._save({n: v for n, v in entries.items() if n != name})
+
+    def blockers(self) -> list[str]:
+        """Why remove_all would leave a listed file in place, one reason per file (here and in owned
+        subfolders): changed since dropcli wrote it, or listed without content."""
+        found, entries = [], self.entries()
+        for name in sorted(entries):
+            path = no_links(self.folder, name.rstrip("/"))
+            if name.endswith("/"):
+                found += OwnedFolder(path).blockers() if path.is_dir() and not path.is_symlink() else []
+            elif os.path.lexists(path):
+                why = self.problem(name, entries)
+                found += [why] if why else []
+        return found
+
+    def remove_all(self) -> None:
+        """Delete every file the manifest lists (and owned subfolders, by their own manifests), then
+        empty the manifest; files dropcli did not write stay, and so does a folder that holds them.
+        Deletes nothing, raising DropcliError naming the first file and the fix, when any listed file
+        has changed since dropcli wrote it or is listed without content (blockers)."""
+        blocked = self.blockers()
+        if blocked:
+            more = f" ({len(blocked)} files in all)" if len(blocked) > 1 else ""
+            raise DropcliError(f"nothing was deleted{more}: {blocked[0].split('; ')[0]}; delete by hand what you "
+                               f"no longer need, or use another folder")
+        for name in sorted(self.entries(), reverse=True):
+            path = no_links(self.folder, name.rstrip("/"))
+            with writing(path):
+                if name.endswith("/"):
+                    if path.is_dir():
+                        OwnedFolder(path).remove_all()
+                        if os.listdir(path) == [MANIFEST]:  # nothing but its (now empty) manifest: dropcli's alone
+                            (path / MANIFEST).unlink()
+                        with contextlib.suppress(OSError):
+                            path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+        self._save({})  # kept, empty: the legacy names are no one's now
