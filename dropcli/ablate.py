@@ -17,7 +17,7 @@ from typing import Callable
 
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError
-from dropcli.plan import StudyPlan, check_memory, open_study
+from dropcli.plan import StudyPlan, check_data, check_memory, open_study
 from dropcli.provenance import utc_now
 from dropcli.study import commit, commit_rows, rescue_folder
 
@@ -66,7 +66,7 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
             return _counts(plan, todo, 0, 0)
         check_memory(plan, device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
-        check_data(plan, data.identity)
+        check_data(plan, data.identity and data.identity["sha256"])
         k = parallel_models or choose_parallel_models(device, todo, on_progress=progress.on_measure)
         groups = plan_groups(todo, k)
         if progress.on_plan:
@@ -79,17 +79,6 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
                                   **(train_options or {}))
             ran += len(_commit_or_rescue(plan.folder, results, progress))
         return _counts(plan, todo, ran, k)
-
-
-def check_data(plan: StudyPlan, found: dict | None) -> None:
-    """Refuse (DropcliError, one line) data whose SHA-256 (data_identity, computed from the bytes
-    loaded) is not the one study.json records for the plan: the files changed after it was made.
-    found None (data made in memory, in tests) or a study without a data record is not checked."""
-    recorded = plan.identity.get("data")
-    if found is not None and recorded is not None and found["sha256"] != recorded["sha256"]:
-        raise DropcliError(f"the data loaded for training has sha256 {found['sha256'][:12]}, but the study records "
-                           f"{recorded['sha256'][:12]} ({plan.root / 'study.json'}): its files changed since the "
-                           "command started; restore them, or start the study anew in another --out")
 
 
 def _commit_or_rescue(out: Path, results: list, progress: StudyProgress) -> list[dict]:
@@ -136,7 +125,9 @@ def _run_with_ray(plan: StudyPlan, device_name: str, parallel_models: int, progr
             groups = plan_groups(todo, k)
             if progress.on_plan:
                 progress.on_plan(groups)
-            report = cluster.run(groups, on_rows, train_options, ray.get("log"))
+            report = cluster.run(groups, on_rows, train_options, ray.get("log"),
+                                 data_sha256=(plan.identity.get("data") or {}).get("sha256"),
+                                 on_data=lambda found: check_data(plan, found))
         finally:
             cluster.close()
         return {**_counts(plan, todo, len(ran), k), "ray": report}

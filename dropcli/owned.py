@@ -83,7 +83,8 @@ def no_links(folder: Path, name: str) -> Path:
 
 def _good_name(name: str) -> bool:
     parts = Path(name).parts
-    return bool(name) and bool(parts) and ".." not in parts and parts[0] != "." and not Path(name).is_absolute()
+    return (bool(name) and bool(parts) and ".." not in parts and parts[0] != "." and not Path(name).is_absolute()
+            and "\x00" not in name)
 
 
 def read_manifest(folder: Path) -> Entries | None:
@@ -107,6 +108,25 @@ def read_manifest(folder: Path) -> Entries | None:
         if not (_good_name(name) and ok):
             raise DropcliError(f"{path} is not a dropcli manifest; {fix}")
     return entries
+
+
+@contextlib.contextmanager
+def _folder_locked(folder: Path):
+    """An exclusive flock on the folder itself while its manifest is read and rewritten (no lock
+    file; where flock is missing or refused, as on some network file systems, none)."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _matching(path: Path, versions: tuple[Content, ...]) -> Content | None:
@@ -141,6 +161,12 @@ class OwnedFolder:
         text = json.dumps({"format": FORMAT, "files": files}, indent=1) + "\n"
         atomic_write(no_links(self.folder, MANIFEST), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
+    def _update(self, change: Callable[[Entries], Entries]) -> None:
+        """Save change(entries as they are now), read and written under an exclusive lock on the
+        folder, so that two commands writing here at once (a report during a run) lose no entry."""
+        with _folder_locked(self.folder):
+            self._save(change(self.entries()))
+
     def problem(self, name: str, entries: Entries | None = None) -> str | None:
         """Why dropcli must not write (replace) `name` here, in one line naming the fix; None when it
         may: the name is free, or it is a file dropcli wrote and nobody changed since, or a folder it
@@ -155,8 +181,8 @@ class OwnedFolder:
         if name.endswith("/"):
             return None if path.is_dir() else f"{path} is not the folder dropcli made; {MOVE}"
         if versions is None:
-            return (f"{path} is listed without its content by an earlier dropcli (in {self.folder / MANIFEST}), "
-                    f"so dropcli cannot tell it is still the file it wrote and never replaces or deletes it; {MOVE}")
+            return (f"{path} was written by an earlier dropcli that did not record its content, so dropcli cannot "
+                    f"tell it is still that file and never replaces or deletes it; {MOVE}")
         if not path.is_file() or _matching(path, versions) is None:
             return f"{path} has changed since dropcli wrote it; dropcli replaces or deletes only its own files, {MOVE}"
         return None
@@ -184,10 +210,10 @@ class OwnedFolder:
         def record(tmp: Path) -> None:
             with writing(tmp):
                 new.append(content_of(tmp))
-            self._save({**entries, name: (*([old] if old else []), new[0])})
+            self._update(lambda now: {**now, name: (*([old] if old else []), new[0])})
 
         atomic_write(path, write, mode=mode, before_replace=record)
-        self._save({**entries, name: (new[0],)})
+        self._update(lambda now: {**now, name: (new[0],)})
         return path
 
     def write_text(self, name: str, text: str, mode: int = 0o644) -> Path:
@@ -204,7 +230,7 @@ class OwnedFolder:
             raise UsageError(why)
         path = no_links(self.folder, key.rstrip("/"))
         if key not in entries:
-            self._save({**entries, key: ()})
+            self._update(lambda now: {**now, key: ()})
         with writing(path):
             path.mkdir(parents=True, exist_ok=True)
         return OwnedFolder(path)
@@ -218,7 +244,7 @@ class OwnedFolder:
             raise UsageError(why)
         with writing(self.folder / name):
             no_links(self.folder, name).unlink(missing_ok=True)
-        self._save({n: v for n, v in entries.items() if n != name})
+        self._update(lambda now: {n: v for n, v in now.items() if n != name})
 
     def blockers(self) -> list[str]:
         """Why remove_all would leave a listed file in place, one reason per file (here and in owned
@@ -241,8 +267,8 @@ class OwnedFolder:
         blocked = self.blockers()
         if blocked:
             more = f" ({len(blocked)} files in all)" if len(blocked) > 1 else ""
-            raise DropcliError(f"nothing was deleted{more}: {blocked[0].split('; ')[0]}; delete by hand what you "
-                               f"no longer need, or use another folder")
+            raise DropcliError(f"nothing was deleted{more}: {blocked[0].split('; ')[0]}; delete by hand the files "
+                               f"you no longer need ({MANIFEST} lists them), or use another folder")
         for name in sorted(self.entries(), reverse=True):
             path = no_links(self.folder, name.rstrip("/"))
             with writing(path):
@@ -255,4 +281,4 @@ class OwnedFolder:
                             path.rmdir()
                 else:
                     path.unlink(missing_ok=True)
-        self._save({})  # kept, empty: the legacy names are no one's now
+        self._update(lambda now: {})  # kept, empty: the legacy names are no one's now

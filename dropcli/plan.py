@@ -149,6 +149,20 @@ def claim_shard_parents(plan: StudyPlan) -> None:
     OwnedFolder(shards.folder).subfolder(plan.folder.name)
 
 
+def check_data(plan: StudyPlan, found: str | None) -> None:
+    """Refuse (DropcliError, one line) training on data whose SHA-256 `found` (data_identity of the
+    bytes loaded, 64 hex digits) is not the one the plan's study.json records: its files changed
+    after the plan was made. found None (data made in memory, in tests) or a study without a data
+    record is not checked."""
+    from dropcli.errors import DropcliError
+
+    recorded = plan.identity.get("data")
+    if found and recorded is not None and found != recorded["sha256"]:
+        raise DropcliError(f"the data loaded for training has sha256 {found[:12]}, but the study records "
+                           f"{recorded['sha256'][:12]} ({plan.root / 'study.json'}): its files changed since the "
+                           "command started; restore them, or start the study anew in another --out")
+
+
 def cell_bytes(c: TrainConfig) -> int:
     """Memory one cell needs while training, in bytes: float32 parameters, gradients and Adam's two
     moments, a step's activations and masks, and an evaluation chunk of EVAL_CHUNK rows."""

@@ -38,8 +38,10 @@ def _ray():
     return ray
 
 
-def train_group_task(configs: list[TrainConfig], device_name: str, train_options: dict) -> dict:
-    """Runs inside a Ray worker: train one lockstep group, return its rows (small, picklable)."""
+def train_group_task(configs: list[TrainConfig], device_name: str, train_options: dict,
+                     expected_sha256: str | None = None) -> dict:
+    """Runs inside a Ray worker: train one lockstep group, return its rows (small, picklable); or,
+    when the data found here has another SHA-256 than expected_sha256, {"data_sha256": found}."""
     import ray
 
     from dropcli.data import load_dataset
@@ -51,6 +53,9 @@ def train_group_task(configs: list[TrainConfig], device_name: str, train_options
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     device = resolve_device("cuda" if gpu_ids and device_name in ("auto", "cuda") else device_name)
     data = load_dataset(configs[0].dataset, configs[0].data_dir, device)
+    found = data.identity["sha256"] if data.identity else None
+    if expected_sha256 and found != expected_sha256:  # the files here are not the study's: train nothing
+        return {"data_sha256": found}
     results = train_group(configs, data, device, **train_options)
     stamp = utc_now()
     return {"runs": [run_row(r, stamp) for r in results], "history": [h for r in results for h in history_rows(r)],
@@ -160,18 +165,20 @@ class RayCluster:
         if self.started_here and self.ray.is_initialized():
             self.ray.shutdown()
 
-    def run(self, groups: list[list[TrainConfig]], on_rows, train_options: dict | None = None, log=None) -> dict:
+    def run(self, groups: list[list[TrainConfig]], on_rows, train_options: dict | None = None, log=None,
+            data_sha256: str | None = None, on_data=None) -> dict:
         """Submit every group as a task and hand each finished group's rows to on_rows(runs, history)
-        as they arrive (the caller commits them). Returns {"tasks", "retried_duplicates", "gpu_ids"}.
+        as they arrive (the caller commits them). data_sha256: the study's data, checked by each task
+        before it trains; a task that found other data calls on_data(found), which raises. Returns {"tasks", "retried_duplicates", "gpu_ids"}.
         A SIGTERM or SIGHUP meanwhile ends in what the handler installed before raises (the CLI's
         Interrupted), though Ray turns an exception raised inside ray.wait into a bare KeyboardInterrupt."""
         with _signals_through_ray():
-            return self._run(groups, on_rows, train_options, log)
+            return self._run(groups, on_rows, train_options, log, data_sha256, on_data)
 
-    def _run(self, groups, on_rows, train_options, log) -> dict:
+    def _run(self, groups, on_rows, train_options, log, data_sha256=None, on_data=None) -> dict:
         ray = self.ray
         task = ray.remote(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=TASK_RETRIES)(train_group_task)
-        pending = {task.remote(g, self.device_name, train_options or {}): g for g in groups}
+        pending = {task.remote(g, self.device_name, train_options or {}, data_sha256): g for g in groups}
         seen, duplicates, gpu_ids = set(), 0, []
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)  # signals run between slices
@@ -183,6 +190,11 @@ class RayCluster:
                     first = (str(e).strip().splitlines() or [""])[0][:200]
                     raise DropcliError(f"a Ray task failed after {TASK_RETRIES} retries ({type(e).__name__}: {first}); "
                                        "every finished cell is saved: rerun the same command to run the rest") from None
+                if "data_sha256" in result:  # nothing of the group was trained
+                    if on_data:
+                        on_data(result["data_sha256"])
+                    raise DropcliError(f"a Ray task found data with sha256 {str(result['data_sha256'])[:12]}, not the "
+                                       "study's; give every node the study's data files")
                 fresh = []
                 for r in result["runs"]:  # a retried task brings its cells again: keep the first copy
                     if _cell(r) not in seen:

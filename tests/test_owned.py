@@ -97,10 +97,10 @@ def test_an_earlier_manifest_deletes_nothing_and_says_how_to_clean_up(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps({"files": ["runs.csv", "shards/"]}))
     with pytest.raises(DropcliError) as e:
         OwnedFolder(tmp_path).remove_all()
-    assert str(e.value).startswith("nothing was deleted: ") and "listed without its content by an earlier dropcli" in \
-        str(e.value) and "delete by hand" in str(e.value)
+    assert str(e.value).startswith("nothing was deleted: ") and "written by an earlier dropcli that did not record its content" in \
+        str(e.value) and "delete by hand the files you no longer need" in str(e.value)
     assert (tmp_path / "runs.csv").read_text() == "rows"
-    with pytest.raises(UsageError, match="cannot tell it is still the file it wrote"):
+    with pytest.raises(UsageError, match="cannot tell it is still that file and never replaces"):
         OwnedFolder(tmp_path).write_text("runs.csv", "new rows")
     OwnedFolder(tmp_path).write_text("summary.csv", "new")  # a new name is written and recorded with its content
     assert read_manifest(tmp_path)["summary.csv"] == (content_of(tmp_path / "summary.csv"),)
@@ -173,3 +173,27 @@ def test_a_manifest_too_big_or_a_link_is_refused(tmp_path):
     with pytest.raises(DropcliError, match="is a symbolic link"):
         OwnedFolder(tmp_path).write_text("a.txt", "x")
     assert not (tmp_path / "a.txt").exists()
+
+
+def test_two_commands_writing_one_folder_at_once_lose_no_entry(tmp_path):
+    """A report writing while a run commits: every manifest update is read and written under a lock
+    on the folder, so each file ends up recorded with the content it has."""
+    import threading
+
+    folder = OwnedFolder(tmp_path)
+    barrier = threading.Barrier(2)
+
+    def writer(name):
+        barrier.wait(timeout=10)
+        for i in range(15):
+            OwnedFolder(tmp_path).write_text(name, f"{name} {i}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("runs.csv", "summary.csv")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = read_manifest(tmp_path)
+    assert entries == {n: (content_of(tmp_path / n),) for n in ("runs.csv", "summary.csv")}
+    folder.remove_all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST]

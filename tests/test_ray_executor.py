@@ -64,8 +64,8 @@ def test_retried_tasks_do_not_duplicate_cells(tmp_path, local_ray, monkeypatch):
 
     real = rx.train_group_task
 
-    def twice(configs, device, options):  # as if Ray ran the task again after a worker died
-        out = real(configs, device, options)
+    def twice(configs, device, options, *expected):  # as if Ray ran the task again after a worker died
+        out = real(configs, device, options, *expected)
         return {**out, "runs": out["runs"] * 2, "history": out["history"] * 2}
 
     monkeypatch.setattr(rx, "train_group_task", twice)
@@ -74,6 +74,33 @@ def test_retried_tasks_do_not_duplicate_cells(tmp_path, local_ray, monkeypatch):
     runs = pd.read_csv(tmp_path / "r" / "runs.csv")
     assert len(runs) == 4 and not runs.duplicated(["keep_prob_mean", "seed"]).any()
     assert len(pd.read_csv(tmp_path / "r" / "history.csv")) == 4
+
+
+def test_a_task_that_finds_other_data_trains_nothing(tmp_path, local_ray, monkeypatch):
+    """A node whose data files are not the study's (another SHA-256 than study.json's) trains nothing:
+    the command ends in one line naming both hashes, and no row is committed."""
+    local_ray()
+    import dropcli.ray_executor as rx
+
+    real = rx.train_group_task
+
+    def elsewhere(configs, device, options, expected=None):  # runs in the worker: its data differs
+        import dataclasses
+
+        import dropcli.data as d
+
+        load = d.load_dataset
+        d.load_dataset = lambda *a: dataclasses.replace(load(*a), identity={**load(*a).identity, "sha256": "e" * 64})
+        try:
+            return real(configs, device, options, expected)
+        finally:
+            d.load_dataset = load
+
+    monkeypatch.setattr(rx, "train_group_task", elsewhere)
+    result = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the data loaded for training has sha256 eeeeeeeeeeee, but the study records" in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "r" / "runs.csv").exists()
 
 
 def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
