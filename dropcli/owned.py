@@ -22,41 +22,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Literal, Optional
-
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from typing import Callable
 
 from dropcli.errors import DropcliError, UsageError
 from dropcli.files import atomic_write, writing
-from dropcli.schemas import load_json
+from dropcli.schemas import Content, read_manifest_file
 
 MANIFEST = ".dropcli-manifest.json"
-FORMAT = "dropcli-manifest/2"
+FORMAT = "dropcli-manifest/2"  # schemas.ManifestModel
 MOVE = "move it away or use another folder"
-
-
-class Content(BaseModel):
-    """What dropcli wrote under a name: the SHA-256 of its bytes and its size in bytes."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
-    size: StrictInt = Field(ge=0)
-
-
-class ManifestModel(BaseModel):
-    """A manifest: each file's recorded contents (one; two while a write is under way; None where an
-    earlier manifest listed the name only), each folder ('name/') with []."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    format: Literal["dropcli-manifest/2"]
-    files: dict[StrictStr, Optional[list[Content]]]
-
-
-class OldManifest(BaseModel):
-    """An earlier dropcli's manifest: names only."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    files: list[StrictStr]
 
 
 Entries = dict  # name -> tuple[Content, ...] (files: 1 or 2; folders: ()), or None: listed without content
@@ -81,33 +55,11 @@ def no_links(folder: Path, name: str) -> Path:
     return path
 
 
-def _good_name(name: str) -> bool:
-    parts = Path(name).parts
-    return (bool(name) and bool(parts) and ".." not in parts and parts[0] != "." and not Path(name).is_absolute()
-            and "\x00" not in name)
-
-
 def read_manifest(folder: Path) -> Entries | None:
-    """folder's manifest as Entries, None where there is none; an earlier dropcli's list of names
-    reads with every file's content None. DropcliError (one line) for anything else: too big, not
-    JSON, another shape, a name outside the folder, a file with no or more than two contents."""
+    """folder's manifest as Entries (schemas.read_manifest_file), None where there is none; a link
+    in its place raises DropcliError."""
     path = no_links(folder, MANIFEST)
-    if not os.path.lexists(path):
-        return None
-    fix = "restore it from a copy or use another folder"
-    data = load_json(path, "dropcli manifest", fix)
-    try:
-        if isinstance(data, dict) and "format" in data:
-            entries = {n: None if v is None else tuple(v) for n, v in ManifestModel.model_validate(data).files.items()}
-        else:
-            entries = {n: () if n.endswith("/") else None for n in OldManifest.model_validate(data).files}
-    except ValidationError:
-        entries = {"": None}  # refused below
-    for name, versions in entries.items():
-        ok = (versions == () if name.endswith("/") else versions is None or 1 <= len(versions) <= 2)
-        if not (_good_name(name) and ok):
-            raise DropcliError(f"{path} is not a dropcli manifest; {fix}")
-    return entries
+    return read_manifest_file(path) if os.path.lexists(path) else None
 
 
 @contextlib.contextmanager

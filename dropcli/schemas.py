@@ -1,4 +1,5 @@
-"""The schemas of the JSON files dropcli reads back: study.json (a study or a shard of one).
+"""The schemas of the JSON files dropcli reads back: study.json (a study or a shard of one), and
+the manifest of an owned folder (owned.py).
 
     $ dropcli merge DIR        # reads DIR/study.json and DIR/shards/*/study.json through here
 
@@ -109,3 +110,52 @@ def read_study_json(path: Path) -> dict:
     except (ValueError, TypeError) as e:
         raise DropcliError(f"{path} describes no valid grid ({e}); {fix}") from None
     return identity
+
+
+class Content(_Strict):
+    """What dropcli wrote under a name: the SHA-256 of its bytes and its size in bytes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
+    size: StrictInt = Field(ge=0)
+
+
+class ManifestModel(_Strict):
+    """A manifest (.dropcli-manifest.json): each file's recorded contents (one; two while a write is
+    under way; None where an earlier dropcli listed the name only), each folder ('name/') with []."""
+
+    format: Literal["dropcli-manifest/2"]
+    files: dict[StrictStr, Optional[list[Content]]]
+
+
+class OldManifest(_Strict):
+    """An earlier dropcli's manifest: names only."""
+
+    files: list[StrictStr]
+
+
+def _inside(name: str) -> bool:
+    """A relative path below a folder: not empty, not '.', no '..', no NUL."""
+    parts = Path(name).parts
+    return bool(parts) and ".." not in parts and parts[0] != "." and not Path(name).is_absolute() and "\x00" not in name
+
+
+def read_manifest_file(path: Path) -> dict:
+    """A manifest as {name: tuple of Content (files: 1 or 2; folders: ()), or None (listed without
+    content)}; an earlier dropcli's list of names reads with every file's content None.
+    DropcliError (one line) for anything else: too big, not JSON, another shape, a name outside the
+    folder, a file with no or more than two contents."""
+    fix = "restore it from a copy or use another folder"
+    data = load_json(path, "dropcli manifest", fix)
+    try:
+        if isinstance(data, dict) and "format" in data:
+            entries = {n: None if v is None else tuple(v) for n, v in ManifestModel.model_validate(data).files.items()}
+        else:
+            entries = {n: () if n.endswith("/") else None for n in OldManifest.model_validate(data).files}
+    except ValidationError:
+        entries = {"": None}  # refused below
+    for name, versions in entries.items():
+        ok = versions == () if name.endswith("/") else versions is None or 1 <= len(versions) <= 2
+        if not (_inside(name) and ok):
+            raise DropcliError(f"{path} is not a dropcli manifest; {fix}")
+    return entries
