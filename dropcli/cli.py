@@ -4,6 +4,7 @@
     $ dropcli evaluate results/runs/<run>
     $ dropcli predict results/runs/<run> --index 0
     $ dropcli ablate --grid                  # and report, merge, slurm: cli_studies.py
+    $ dropcli adopt results/ablation-lr      # an earlier dropcli's study: record its files' content
 
 Results go to stdout, progress bars and errors to stderr. Bad input ends with a one-line
 message naming the fix: exit 2 for usage errors, 1 for failures, never a traceback.
@@ -166,6 +167,27 @@ def predict(
 
         run_predict(run, images or [], index, invert, mc_samples, resolved(data_dir), device, Terminal(),
                     rng=random.Random())
+
+
+@app.command()
+def adopt(out: Annotated[Path, typer.Argument(help="A study folder written by an earlier dropcli.")]) -> None:
+    """Record the files an earlier dropcli wrote in a study folder (listed without their content) as
+    dropcli's, so that report, merge and a resume may replace them: check them first. Raises
+    DropcliError (exit 1) for a link inside or a folder that is not a study."""
+    with failures():
+        from dropcli.files import study_lock
+        from dropcli.study import read_identity, study_folder
+
+        if read_identity(out) is None:
+            usage_error(f"{out} holds no study.json; adopt only a study folder that dropcli wrote")
+        with study_lock(out):
+            recorded = study_folder(out).adopt()
+        term = Terminal()
+        if not recorded:
+            term.result(f"Nothing to record: every file dropcli lists in {out} has its content recorded.")
+            return
+        term.result(f"Recorded {len(recorded)} files as dropcli's: "
+                    + ", ".join(str(p.relative_to(out)) for p in recorded) + ".")
 
 
 def version_callback(value: bool) -> None:

@@ -134,7 +134,8 @@ class OwnedFolder:
             return None if path.is_dir() else f"{path} is not the folder dropcli made; {MOVE}"
         if versions is None:
             return (f"{path} was written by an earlier dropcli that did not record its content, so dropcli cannot "
-                    f"tell it is still that file and never replaces or deletes it; {MOVE}")
+                    f"tell it is still that file and never replaces or deletes it; check the folder's files, then "
+                    f"record them with 'dropcli adopt {self.folder}', or {MOVE}")
         if not path.is_file() or _matching(path, versions) is None:
             return f"{path} has changed since dropcli wrote it; dropcli replaces or deletes only its own files, {MOVE}"
         return None
@@ -197,6 +198,23 @@ class OwnedFolder:
         with writing(self.folder / name):
             no_links(self.folder, name).unlink(missing_ok=True)
         self._update(lambda now: {n: v for n, v in now.items() if n != name})
+
+    def adopt(self) -> list[Path]:
+        """Record the current content of every file listed without content (an earlier dropcli's
+        manifest, or a study's legacy outputs), here and in owned subfolders, so that dropcli may
+        replace them from now on: the user's word, after checking them, that they are dropcli's.
+        Returns the paths recorded. A link on the way raises DropcliError."""
+        recorded = []
+        for name, versions in sorted(self.entries().items()):
+            path = no_links(self.folder, name.rstrip("/"))
+            if name.endswith("/") and path.is_dir():
+                recorded += OwnedFolder(path).adopt()
+            elif versions is None and path.is_file():
+                with writing(path):
+                    now = content_of(path)
+                self._update(lambda entries: {**entries, name: (now,)})
+                recorded.append(path)
+        return recorded
 
     def blockers(self) -> list[str]:
         """Why remove_all would leave a listed file in place, one reason per file (here and in owned

@@ -17,7 +17,7 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["ablate"], ["report"], ["merge"], ["slurm"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["ablate"], ["report"], ["merge"], ["slurm"], ["adopt"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output

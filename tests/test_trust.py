@@ -166,3 +166,21 @@ def test_a_study_trains_only_on_the_data_its_study_json_records(tmp_path, loaded
     same = dataclasses.replace(synthetic(), identity={"name": "mnist", "sha256": "a" * 64})
     plan = make_plan(GRID, BASE, tmp_path / "t", data={"name": "mnist", "sha256": "a" * 64})
     assert run_study(plan, resolve_device("cpu"), parallel_models=4, data=same)["ran"] == 4
+
+
+def test_a_study_of_an_earlier_dropcli_is_replaced_only_once_adopted(tmp_path, reported):
+    """A manifest that lists names without content (an earlier dropcli's) makes report refuse before
+    writing, naming 'dropcli adopt'; after the user adopts the folder, report replaces its files."""
+    out = tmp_path / "s"
+    shutil.copytree(reported, out)
+    (out / MANIFEST).write_text(json.dumps({"files": sorted(read_manifest(out))}))  # as an earlier dropcli wrote it
+    before = snapshot(out)
+    check_error(runner.invoke(app, ["report", str(out)]), 2, f"check the folder's files, then record them with "
+                                                             f"'dropcli adopt {out}'")
+    assert snapshot(out) == before
+    adopted = runner.invoke(app, ["adopt", str(out)])
+    assert adopted.exit_code == 0 and "Recorded 8 files as dropcli's: ablation.png, curves.png" in adopted.stdout
+    assert all(v for v in read_manifest(out).values())
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert "Nothing to record" in runner.invoke(app, ["adopt", str(out)]).stdout
+    check_error(runner.invoke(app, ["adopt", str(tmp_path)]), 2, "holds no study.json; adopt only a study folder")
