@@ -4,6 +4,7 @@ still the content it recorded when it wrote it, whatever a manifest received or 
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -197,3 +198,11 @@ def test_two_commands_writing_one_folder_at_once_lose_no_entry(tmp_path):
     assert entries == {n: (content_of(tmp_path / n),) for n in ("runs.csv", "summary.csv")}
     folder.remove_all()
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST]
+
+
+@pytest.mark.parametrize("study", sorted(p.parent for p in (Path(__file__).parent.parent / "results").glob(f"*/{MANIFEST}")),
+                         ids=lambda p: p.name)
+def test_every_committed_study_records_the_content_of_its_files(study):
+    """report, merge and --fresh may replace the committed files only because their manifests vouch for them."""
+    entries = read_manifest(study)
+    assert entries and all(entries.values()) and OwnedFolder(study).blockers() == []
