@@ -31,8 +31,6 @@ from dropcli.schemas import Content, read_manifest_file
 MANIFEST = ".dropcli-manifest.json"
 FORMAT = "dropcli-manifest/2"  # schemas.ManifestModel
 MOVE = "move it away or use another folder"
-
-
 Entries = dict  # name -> tuple[Content, ...] (files: 1 or 2; folders: ()), or None: listed without content
 
 
@@ -229,16 +227,21 @@ class OwnedFolder:
                 found += [why] if why else []
         return found
 
-    def remove_all(self) -> None:
-        """Delete every file the manifest lists (and owned subfolders, by their own manifests), then
-        empty the manifest; files dropcli did not write stay, and so does a folder that holds them.
-        Deletes nothing, raising DropcliError naming the first file and the fix, when any listed file
-        has changed since dropcli wrote it or is listed without content (blockers)."""
+    def check_removable(self) -> None:
+        """Refuse (DropcliError naming the first file and the fix) when remove_all would have to leave a
+        listed file in place (blockers): it then deletes nothing."""
         blocked = self.blockers()
         if blocked:
             more = f" ({len(blocked)} files in all)" if len(blocked) > 1 else ""
             raise DropcliError(f"nothing was deleted{more}: {blocked[0].split('; ')[0]}; delete by hand the files "
                                f"you no longer need ({MANIFEST} lists them), or use another folder")
+
+    def remove_all(self) -> None:
+        """Delete every file the manifest lists (and owned subfolders, by their own manifests), then
+        empty the manifest; files dropcli did not write stay, and so does a folder that holds them.
+        Deletes nothing, raising DropcliError naming the first file and the fix, when any listed file
+        has changed since dropcli wrote it or is listed without content (blockers)."""
+        self.check_removable()
         for name in sorted(self.entries(), reverse=True):
             path = no_links(self.folder, name.rstrip("/"))
             with writing(path):

@@ -26,6 +26,7 @@ from dropcli.study import (
     SHARDS,
     TABLES,
     check_folder,
+    check_fresh,
     check_tables,
     claim,
     default_folder,
@@ -91,6 +92,8 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
         folder_identity = shard_identity(identity, k, n)
         check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
     check_folder(folder, folder_identity, fresh)
+    if fresh:
+        check_fresh(folder)  # what --fresh would refuse to delete, refused by the preview too
     check_outputs(outputs(root, shard))
     todo = cells if fresh else pending(cells, folder)
     return StudyPlan(spec, base, root, identity, everything, shard, cells, folder, folder_identity, tuple(todo), fresh)

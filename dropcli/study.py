@@ -135,17 +135,28 @@ def tracked_by_git(path: Path) -> bool:
         return False
 
 
+def check_fresh(out: Path) -> bool:
+    """Refuse, reading only, what --fresh would refuse in `out`: a listed file committed to git
+    (UsageError), or one that dropcli may not delete (changed since written, or listed without its
+    content: DropcliError, OwnedFolder.remove_all). True when there is a study to delete."""
+    if not out.is_dir() or read_identity(out) is None:
+        return False
+    folder = study_folder(out)
+    committed = sorted(n for n in folder.owned() if tracked_by_git(out / n.rstrip("/")))
+    if committed:
+        raise UsageError(f"{out / committed[0]} is committed to git; --fresh never deletes committed results, "
+                         "use another --out")
+    folder.check_removable()
+    return True
+
+
 def claim(out: Path, identity: dict, fresh: bool) -> OwnedFolder:
     """Make `out` this study's folder (check_folder, then write study.json), or refuse. With fresh,
     first delete the files the manifest lists (and nothing else). Returns the folder's OwnedFolder."""
     check_folder(out, identity, fresh)
     claim_folder(out)
     folder = study_folder(out)
-    if fresh and read_identity(out) is not None:
-        committed = sorted(n for n in folder.owned() if tracked_by_git(out / n.rstrip("/")))
-        if committed:
-            raise UsageError(f"{out / committed[0]} is committed to git; --fresh never deletes committed results, "
-                             "use another --out")
+    if fresh and check_fresh(out):
         folder.remove_all()
     if read_identity(out) is None:
         folder.write_text(STUDY_FILE, json.dumps(identity, indent=2, sort_keys=True) + "\n")

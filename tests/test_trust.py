@@ -184,3 +184,18 @@ def test_a_study_of_an_earlier_dropcli_is_replaced_only_once_adopted(tmp_path, r
     assert runner.invoke(app, ["report", str(out)]).exit_code == 0
     assert "Nothing to record" in runner.invoke(app, ["adopt", str(out)]).stdout
     check_error(runner.invoke(app, ["adopt", str(tmp_path)]), 2, "holds no study.json; adopt only a study folder")
+
+
+@pytest.mark.parametrize("edit", ["changed", "earlier manifest"])
+def test_fresh_and_its_dry_run_refuse_alike_what_fresh_may_not_delete(tmp_path, edit):
+    out = cli_study(tmp_path / "s")
+    if edit == "changed":
+        (out / "study.json").write_text((out / "study.json").read_text() + " ")  # edited by hand
+    else:
+        (out / MANIFEST).write_text(json.dumps({"files": ["study.json"]}))
+    before = snapshot(out)
+    dry = runner.invoke(app, [*TINY, "--out", str(out), "--fresh", "--dry-run"])
+    run = runner.invoke(app, [*TINY, "--out", str(out), "--fresh"])
+    for result in (dry, run):
+        check_error(result, 1, f"nothing was deleted: {out / 'study.json'}")
+    assert dry.stderr == run.stderr and snapshot(out) == before
