@@ -1,13 +1,15 @@
-"""Speed benchmark: dropcli train against the matmul bound and a plain PyTorch DataLoader loop,
-and a keep-probability grid trained in lockstep against cell by cell.
+"""Speed benchmark: dropcli train against the matmul bound and a plain PyTorch DataLoader loop, and
+a grid's throughput in one process and on worker processes against the grid's matmul bound.
 
     $ make bench                      # or: .venv/bin/python benchmarks/bench.py [--quick]
 
 Everything is measured in one run on this machine, interleaved and repeated, quoting the
 minimum (the shared machine has slow spells). The matmul bound is the sum, over the matmuls
 of one training step, of each matmul's best time alone at its exact shape and layout (the
-sgemm rate at the model's shapes), times the steps of an epoch. Prints a table of times and
-ratios; with --record it appends a row to benchmarks/results.csv (the checkout stays clean otherwise).
+sgemm rate at the model's shapes), times the steps of an epoch; a grid's bound (grid_bench.py)
+arranges its steps' and evaluations' matmuls the faster of two ways: one process with all threads,
+or one single-threaded process per core. Prints tables of times and ratios, naming the CPU as
+lscpu does; with --record it appends a row to benchmarks/results.csv (the checkout stays clean otherwise).
 """
 
 from __future__ import annotations
@@ -29,38 +31,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from grid_bench import best_time, grid_round, lscpu, step_matmuls  # noqa: E402
+from grid_bench import show as show_grid  # noqa: E402
+from grid_bench import summarise as summarise_grid  # noqa: E402
+
 from dropcli.config import DEFAULT_SEED, TRAIN_SPLIT, TrainConfig  # noqa: E402
 from dropcli.data import load_dataset, prepare_bundled_mnist  # noqa: E402
 from dropcli.files import atomic_write  # noqa: E402
-from dropcli.grid import GridSpec, expand  # noqa: E402
 from dropcli.provenance import code_version, cpu_model  # noqa: E402
-
-
-def best_time(fn, repeats: int = 5, number: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / number)
-    return best
-
-
-def step_matmuls(sizes: tuple[int, ...], batch: int) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """The matmuls of one training step, with the operand layouts the engine uses."""
-    ops = []
-    acts = [torch.rand(1, batch, n) for n in sizes[:-1]]
-    grads = [torch.randn(1, batch, n) for n in sizes[1:]]
-    weights = [torch.randn(1, i, o) * 0.05 for i, o in zip(sizes[:-1], sizes[1:])]
-    for a, W in zip(acts, weights):  # forward
-        ops.append((a, W, 2 * batch * W.shape[1] * W.shape[2]))
-    for a, d in zip(acts, grads):  # weight gradients
-        ops.append((a.transpose(1, 2), d, 2 * batch * a.shape[2] * d.shape[2]))
-    for d, W in list(zip(grads, weights))[1:]:  # input gradients (none for the first layer)
-        ops.append((d, W.transpose(1, 2), 2 * batch * W.shape[1] * W.shape[2]))
-    return ops
 
 
 def matmul_bound(config: TrainConfig) -> dict:
@@ -146,26 +124,6 @@ def plain_loops(config: TrainConfig, batches: int, data) -> dict:
     return {"dataloader_epoch_s": dataloader, "preloaded_epoch_s": preloaded}
 
 
-def grid_times(device: torch.device, train_size: int) -> dict:
-    """The 24-cell grid (8 keep probabilities x 3 seeds), 1 epoch each: lockstep vs one by one."""
-
-    from dropcli.groups import choose_parallel_models, plan_groups
-    from dropcli.train import train, train_group
-
-    data = load_dataset("mnist", device=device)
-    cells = expand(GridSpec(train_sizes=(train_size,)), TrainConfig(epochs=1))
-    k = max(2, choose_parallel_models(device, cells))  # lockstep at the measured size (at least 2: it is the comparison)
-    t0 = time.perf_counter()
-    for group in plan_groups(cells, k):
-        train_group(group, data, device)
-    batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for c in cells:
-        train(c, data, device)
-    single = time.perf_counter() - t0
-    return {"grid_cells": len(cells), "grid_parallel_models": k, "grid_batched_s": batched, "grid_one_by_one_s": single}
-
-
 def help_time() -> float:
     times = []
     for _ in range(5):
@@ -178,25 +136,25 @@ def help_time() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds; the minimum of each is quoted")
-    parser.add_argument("--grid-rounds", type=int, default=2, help="rounds that also time the 24-cell grid")
+    parser.add_argument("--grid-rounds", type=int, default=3, help="rounds that also time the grids (grid_bench.py)")
     parser.add_argument("--quick", action="store_true", help="fewer batches and a smaller grid (a smoke run)")
     parser.add_argument("--record", action="store_true", help="append the result to benchmarks/results.csv (tracked)")
     args = parser.parse_args()
     if args.grid_rounds < 1:
         raise SystemExit("--grid-rounds must be at least 1")
     config = TrainConfig()
-    cpu = torch.device("cpu")
     command = dropcli_command()  # first, so that the peak RSS is dropcli's own
     data = load_dataset("mnist")
-    rounds = []
-    for r in range(args.rounds):  # interleave every measurement in each round
+    rounds, grid_rounds = [], []
+    for r in range(max(args.rounds, args.grid_rounds)):  # interleave every measurement in each round
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
-        row = matmul_bound(config)
-        row["train_epoch_s"] = dropcli_epoch(data, config)
-        row.update(plain_loops(config, batches=40 if args.quick else 120, data=data))
+        if r < args.rounds:
+            row = matmul_bound(config)
+            row["train_epoch_s"] = dropcli_epoch(data, config)
+            row.update(plain_loops(config, batches=40 if args.quick else 120, data=data))
+            rounds.append(row)
         if r < args.grid_rounds:
-            row.update(grid_times(cpu, train_size=2000 if args.quick else 10_000))
-        rounds.append(row)
+            grid_rounds.append(grid_round())
     best = {k: min(r[k] for r in rounds if k in r) for k in rounds[0]}
     ratios = [r["train_epoch_s"] / r["bound_epoch_s"] for r in rounds]
     result = {
@@ -208,10 +166,8 @@ def main() -> None:
         "train_vs_bound_best_round": min(ratios),
         "dataloader_epoch_s": best["dataloader_epoch_s"], "preloaded_epoch_s": best["preloaded_epoch_s"],
         "speedup_vs_dataloader": best["dataloader_epoch_s"] / best["train_epoch_s"],
-        **command, "help_s": help_time(),
-        "grid_cells": best["grid_cells"], "grid_parallel_models": best["grid_parallel_models"],
-        "grid_batched_s": best["grid_batched_s"], "grid_one_by_one_s": best["grid_one_by_one_s"],
-        "grid_speedup": best["grid_one_by_one_s"] / best["grid_batched_s"], "quick": args.quick,
+        **command, "help_s": help_time(), "quick": args.quick,
+        **{k: v for k, v in summarise_grid(grid_rounds).items() if k != "cpu"}, "lscpu": lscpu(),
     }
     show(result)
     if args.record:
@@ -239,7 +195,7 @@ def show(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"dropcli speed on {r['machine']} (torch {r['torch']}, {r['threads']} threads), min of rounds")
+    t = Table(title=f"dropcli speed on {r['lscpu']} (torch {r['torch']}, {r['threads']} threads), min of rounds")
     t.add_column("what")
     t.add_column("seconds / epoch", justify="right")
     t.add_column("x matmul bound", justify="right")
@@ -257,9 +213,7 @@ def show(r: dict) -> None:
             f"{r['speedup_vs_dataloader']:.1f}x faster than the DataLoader loop")
     c.print(f"dropcli train --epochs 1 as a command: {r['train_1_epoch_command_s']:.1f} s, peak RSS "
             f"{r['train_peak_rss_mb']:.0f} MB; dropcli --help {r['help_s']:.2f} s")
-    c.print(f"{r['grid_cells']}-cell grid, 1 epoch: lockstep (groups of {r['grid_parallel_models']}) {r['grid_batched_s']:.1f} s, "
-            f"one by one {r['grid_one_by_one_s']:.1f} s: {r['grid_speedup']:.2f}x")
-
+    show_grid({**r, "cpu": r["lscpu"]}, c)
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,13 @@
-"""Running the cells of a study plan, here or on a Ray cluster, committing each group as it ends.
+"""Running the cells of a study plan: on worker processes, in this process, or on a Ray cluster.
 
     $ dropcli ablate --grid                                   # 8 keep probabilities x 3 seeds
     $ dropcli ablate --keep-probs 0.5,1.0 --seeds 2 --epochs 1 --train-sizes 2000 --out /tmp/a
+    $ dropcli ablate --grid --workers 1                       # in this process, on all its threads
 
 Every cell is exactly a `dropcli train` run. Cells that share shapes and step counts train
-together as one stacked model (engine.py); each group is committed to the study folder
-(study.py) as it ends, so a rerun of the same command skips what is done.
+together as one stacked model (engine.py), and the groups train side by side on worker processes
+(workers.py: one single-threaded worker per core); each group is committed to the study folder
+(study.py) by this process as it ends, so a rerun of the same command skips what is done.
 """
 
 from __future__ import annotations
@@ -17,18 +19,23 @@ from typing import Callable
 
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError
+from dropcli.layout import Layout
 from dropcli.plan import StudyPlan, check_data, check_memory, open_study
 from dropcli.provenance import utc_now
-from dropcli.study import commit, commit_rows, rescue_folder
+from dropcli.study import commit_rows, rescue_folder
 
 
 @dataclass
 class StudyProgress:
-    """Callbacks the CLI uses to draw progress; all optional. In the order they come: on_measure
-    while the group size is measured (only with parallel_models 0 and more than one cell to run),
-    on_plan once with the lockstep groups, then for each group on_group, its epochs' on_step and
-    on_epoch (train.train_group's callbacks, about the group last announced), and on_cell for each
-    committed cell. The Ray executor calls only on_plan and on_cell."""
+    """Callbacks the CLI uses to draw progress; all optional, all called in this process. In the
+    order they come: on_measure while the group size is measured (only with parallel_models 0, more
+    than one cell to run, a grid that repays it and no cached answer), on_plan once with the
+    lockstep groups, then for each group on_group, its epochs' on_step and on_epoch
+    (train.train_group's callbacks, about the group last announced), and on_cell for each committed
+    cell. With worker processes several groups train at once: on_group announces the one whose
+    epochs and steps on_step and on_epoch report (the earliest still running, until it ends), steps
+    arrive a few times a second, and the other groups are heard of through on_cell. The Ray
+    executor calls only on_plan and on_cell."""
 
     on_measure: Callable[[int, int], None] | None = None  # (cell-steps timed, to time): groups.measure_group_sizes
     on_plan: Callable[[list[list[TrainConfig]]], None] | None = None  # the groups about to run, in order
@@ -38,27 +45,52 @@ class StudyProgress:
     on_cell: Callable[[dict], None] | None = None  # a finished, committed runs.csv row
 
 
-def _counts(plan: StudyPlan, todo: list, ran: int, group_size: int) -> dict:
+def _counts(plan: StudyPlan, todo: list, ran: int, group_size: int, layout: Layout = Layout()) -> dict:
+    import torch
+
     return {"total": len(plan.cells), "skipped": len(plan.cells) - len(todo), "ran": ran,
-            "parallel_models": group_size, "out": plan.folder}
+            "parallel_models": group_size, "workers": layout.workers,
+            "threads": layout.threads or torch.get_num_threads(), "out": plan.folder}
+
+
+def arrange(cells: list[TrainConfig], device, parallel_models: int = 0, workers: int = 0,
+            progress: StudyProgress | None = None) -> tuple[Layout, int, list[list[TrainConfig]]]:
+    """How to run `cells` on `device`: the process layout (workers.plan_layout; `workers` > 0 fixes
+    it), the group size (`parallel_models`, else groups.choose_parallel_models at the workers'
+    thread count, spread so that every worker gets the same number of groups) and the groups."""
+    from dropcli.device import free_bytes
+    from dropcli.groups import choose_parallel_models, plan_groups
+    from dropcli.layout import fit_layout, plan_layout, spread
+    from dropcli.plan import cell_bytes
+
+    progress = progress or StudyProgress()
+    layout = plan_layout(device, cells, workers)
+    k = parallel_models
+    if not k:
+        k = spread(choose_parallel_models(device, cells, layout.threads, on_progress=progress.on_measure), len(cells),
+                   layout.workers)
+    groups = plan_groups(cells, k)
+    group_bytes = max(len(g) for g in groups) * max(cell_bytes(c) for c in cells)
+    return fit_layout(layout, len(groups), group_bytes, bool(workers), free_bytes(device)), k, groups
 
 
 def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: StudyProgress | None = None, data=None,
-              train_options: dict | None = None, ray: dict | None = None) -> dict:
+              train_options: dict | None = None, ray: dict | None = None, workers: int = 0) -> dict:
     """Train every cell of the plan not yet in its folder's runs.csv.
 
     device: a torch.device (resolved by the caller); parallel_models: cells per lockstep group (0:
-    the size measured fastest here, groups.choose_parallel_models); data: a data.Dataset already
-    loaded (else loaded here); train_options: keyword options of train.train_group; ray: options of
-    ray_executor.RayCluster, to run the groups as Ray tasks while this process writes the folder.
-    Returns counts {"total", "skipped", "ran", "parallel_models", "out"}. Raises DropcliError when
-    the folder cannot be written (the group's results are then saved in a rescue folder, named in
-    the message); KeyboardInterrupt propagates after the finished groups are saved."""
+    chosen by arrange); workers: processes training groups side by side (0: chosen by arrange, 1:
+    this process alone; a script that runs workers needs the `if __name__ == "__main__":` guard);
+    data: a data.Dataset already loaded (on the CPU, it is shared with the workers); train_options:
+    keyword options of train.train_group; ray: options of ray_executor.RayCluster, to run the
+    groups as Ray tasks while this process writes the folder.
+    Returns counts {"total", "skipped", "ran", "parallel_models", "workers", "threads", "out"}.
+    Raises DropcliError when the folder cannot be written (the group's results are then saved in a
+    rescue folder, named in the message) or a worker died; KeyboardInterrupt propagates after the
+    workers have stopped, every group finished before it saved."""
     if ray is not None:
         return _run_with_ray(plan, device, parallel_models, progress, train_options, ray)
     from dropcli.data import load_dataset
-    from dropcli.groups import choose_parallel_models, plan_groups
-    from dropcli.train import train_group
 
     progress = progress or StudyProgress()
     with open_study(plan) as todo:
@@ -67,32 +99,57 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
         check_memory(plan, device)
         data = data or load_dataset(todo[0].dataset, todo[0].data_dir, device)
         check_data(plan, data.identity and data.identity["sha256"])
-        k = parallel_models or choose_parallel_models(device, todo, on_progress=progress.on_measure)
-        groups = plan_groups(todo, k)
+        layout, k, groups = arrange(todo, device, parallel_models, workers, progress)
         if progress.on_plan:
             progress.on_plan(groups)
-        ran = 0
-        for gi, group in enumerate(groups):
-            if progress.on_group:
-                progress.on_group(gi, len(groups), group)
-            results = train_group(group, data, device, on_epoch=progress.on_epoch, on_step=progress.on_step,
-                                  **(train_options or {}))
-            ran += len(_commit_or_rescue(plan.folder, results, progress))
-        return _counts(plan, todo, ran, k)
+        commit = _committer(plan.folder, progress)
+        if layout.workers == 1:
+            _run_here(groups, device, data, progress, train_options, commit)
+        else:
+            from dropcli.workers import WorkerPool
+
+            load = (todo[0].dataset, todo[0].data_dir)
+            if data.test.x.device.type != "cpu":  # the workers share a copy in the CPU's memory
+                data = load_dataset(*load, "cpu")
+                check_data(plan, data.identity and data.identity["sha256"])
+            with WorkerPool(layout, str(device), data, train_options, load) as pool:  # the data shared with them
+                pool.run(groups, commit, progress)
+        return _counts(plan, todo, commit.ran, k, layout)
 
 
-def _commit_or_rescue(out: Path, results: list, progress: StudyProgress) -> list[dict]:
-    try:
-        rows = commit(out, results, utc_now())
-    except DropcliError as e:  # the folder could not be written: keep the group's results elsewhere
-        rescue = rescue_folder()
-        commit(rescue, results, utc_now())
-        raise DropcliError(f"{e}; this group's {len(results)} finished cells are saved in {rescue} "
-                           f"(runs.csv, history.csv); the earlier ones are in {out}") from None
-    for row in rows:
-        if progress.on_cell:
-            progress.on_cell(row)
-    return rows
+def _run_here(groups: list[list[TrainConfig]], device, data, progress: StudyProgress, train_options, commit) -> None:
+    """Train the groups one after another in this process on `data` (a data.Dataset on `device`),
+    committing each as it ends."""
+    from dropcli.study import result_rows
+    from dropcli.train import train_group
+
+    for gi, group in enumerate(groups):
+        if progress.on_group:
+            progress.on_group(gi, len(groups), group)
+        results = train_group(group, data, device, on_epoch=progress.on_epoch, on_step=progress.on_step,
+                              **(train_options or {}))
+        commit(*result_rows(results, utc_now()))
+
+
+def _committer(out: Path, progress: StudyProgress) -> Callable[[list[dict], list[dict]], None]:
+    """commit(runs, history): write a finished group's rows to `out` (study.commit_rows), or, where
+    the folder cannot take them, to a rescue folder named in the DropcliError raised; on_cell for
+    each committed row; commit.ran counts them."""
+    def commit(runs: list[dict], history: list[dict]) -> None:
+        try:
+            commit_rows(out, runs, history)
+        except DropcliError as e:  # the folder could not be written: keep the group's results elsewhere
+            rescue = rescue_folder()
+            commit_rows(rescue, runs, history)
+            raise DropcliError(f"{e}; this group's {len(runs)} finished cells are saved in {rescue} "
+                               f"(runs.csv, history.csv); the earlier ones are in {out}") from None
+        commit.ran += len(runs)
+        for row in runs:
+            if progress.on_cell:
+                progress.on_cell(row)
+
+    commit.ran = 0
+    return commit
 
 
 def _run_with_ray(plan: StudyPlan, device_name: str, parallel_models: int, progress: StudyProgress | None,
@@ -113,21 +170,14 @@ def _run_with_ray(plan: StudyPlan, device_name: str, parallel_models: int, progr
                 ray["log"](cluster.describe())
             cap = 64 if cluster.gpus_per_task else 8
             k = parallel_models or max(1, min(cap, math.ceil(len(todo) / max(1, cluster.slots))))
-            ran = []
-
-            def on_rows(runs: list[dict], history: list[dict]) -> None:
-                commit_rows(plan.folder, runs, history)
-                ran.extend(runs)
-                for row in runs:
-                    if progress.on_cell:
-                        progress.on_cell(row)
-
+            commit = _committer(plan.folder, progress)
             groups = plan_groups(todo, k)
             if progress.on_plan:
                 progress.on_plan(groups)
-            report = cluster.run(groups, on_rows, train_options, ray.get("log"),
+            report = cluster.run(groups, commit, train_options, ray.get("log"),
                                  data_sha256=(plan.identity.get("data") or {}).get("sha256"),
                                  on_data=lambda found: check_data(plan, found))
         finally:
             cluster.close()
-        return {**_counts(plan, todo, len(ran), k), "ray": report}
+        return {**_counts(plan, todo, commit.ran, k, Layout(cluster.slots, max(1, int(cluster.cpus_per_task)))),
+                "ray": report}

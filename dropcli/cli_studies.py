@@ -51,6 +51,7 @@ from dropcli.cli_options import (
     Tests,
     TrainSizes,
     ValidationSize,
+    Workers,
     check_budget,
     command_line,
     resolved,
@@ -142,6 +143,7 @@ def ablate(
     mc_samples: McSamples = D.mc_samples,
     device: Device = "auto",
     parallel_models: ParallelModels = 0,
+    workers: Workers = 0,
     out: Annotated[Optional[Path], typer.Option(help="Study folder (default: results/studies/<cells>cells-<hash>, one per grid).")] = None,
     fresh: Annotated[bool, typer.Option(help="Delete the files dropcli wrote for this study in --out and start over (never committed ones).")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the cells and estimate the time; train nothing.")] = False,
@@ -161,15 +163,15 @@ def ablate(
     g = {k: v for k, v in locals().items() if k in GRID_OPTIONS}
     chosen = usage(parse_baseline, baseline) if baseline else None
     part = usage(parse_shard, shard) if shard else None
-    if part and executor.value == "ray":
-        usage_error("--shard and --executor ray both split the study; use one")
+    if executor.value == "ray" and (part or workers):  # Ray places its own tasks
+        usage_error(f"--{'shard' if part else 'workers'} and --executor ray both split the study; use one")
     with failures():
         plan = build_plan(g, out, part, fresh, chosen)
         typed = command_line(skip=("fresh", "dry_run"))
         from dropcli.study_commands import Execution, run_ablate
 
         run_ablate(plan, Execution(device, parallel_models, executor.value, ray_address, cpus_per_task,
-                                   {"cuda_graphs": cuda_graphs, "fused_dropout": fused_dropout}),
+                                   {"cuda_graphs": cuda_graphs, "fused_dropout": fused_dropout}, workers),
                    dry_run, Terminal(), resume=typed + ("" if "--out" in typed else f" --out {plan.root}"),
                    metric=metric.value, baseline=chosen)
 

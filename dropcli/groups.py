@@ -4,17 +4,26 @@
 
 How many cells to stack is measured, not guessed: stacking pays on some CPUs (an AMD EPYC VM
 trained a 24-cell grid 1.36x faster in groups of 8) and costs on others (0.92x on an Intel Xeon
-with AMX), so `--parallel-models 0` times a few steps at each candidate size on the device at
-hand and takes the one with the most cells per second.
+with AMX), so `--parallel-models 0` times a few steps at each candidate size, at the thread count
+the cells will train with, and takes the one with the most cells per second. The measurement must
+not cost more than it can save: it runs only where it is under MEASURE_SHARE of the grid's own
+training steps (a smaller grid trains one by one, which is never slower than one by one), and its
+answer is kept per machine, torch version, thread count and network shape in the user's cache
+folder (speeds.py), so it runs once per machine and shape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from dropcli.config import TEST_SPLIT, TrainConfig
+
+MEASURE_SHARE = 0.02  # time group sizes only where that costs at most 2% of the grid's training steps
+WARMUP, TIMED, ROUNDS = 2, 4, 3  # steps per size and round, and interleaved rounds (the best of each is kept)
+MARGIN = 1.05  # a larger group must beat a smaller one by 5%: an interrupt loses a whole group, timings are noisy
 
 
 def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[TrainConfig]]:
@@ -33,19 +42,21 @@ def plan_groups(cells: list[TrainConfig], parallel_models: int) -> list[list[Tra
     return groups
 
 
-def memory_cap(device, cells: list[TrainConfig]) -> int:
+def memory_cap(device, cells: list[TrainConfig], per_grid: bool = True) -> int:
     """The most cells of the widest network among `cells` that a quarter of the free memory holds
-    (at most 64 on a GPU, 8 on a CPU, where bigger groups gain little and an interrupt loses more)."""
+    (at most 64 on a GPU, 8 on a CPU, where bigger groups gain little and an interrupt loses more),
+    and (per_grid) at most len(cells)."""
     from dropcli.device import free_bytes  # torch: imported when needed, so that the progress displays start at once
     from dropcli.plan import cell_bytes
 
     cap = 64 if device.type == "cuda" else 8
-    return max(1, min(cap, len(cells), int(free_bytes(device) // 4 // max(cell_bytes(c) for c in cells))))
+    most = len(cells) if per_grid else cap
+    return max(1, min(cap, most, int(free_bytes(device) // 4 // max(cell_bytes(c) for c in cells))))
 
 
-def step_seconds(group: list[TrainConfig], device, steps: int = 10) -> float:
+def step_seconds(group: list[TrainConfig], device, steps: int = 10, warmup: int = 3) -> float:
     """Seconds per lockstep training step of this group's shape, timed on synthetic data through
-    the stepper that training uses (on CUDA the step replayed as a CUDA graph)."""
+    the stepper that training uses (on CUDA the step replayed as a CUDA graph), after `warmup` steps."""
     import torch
 
     from dropcli.device import matmul_precision, synchronize
@@ -59,7 +70,7 @@ def step_seconds(group: list[TrainConfig], device, steps: int = 10) -> float:
     idx = torch.randperm(rows, device=device)
     with matmul_precision(c.precision):
         step = make_step(Stack(group, [init_params(m.sizes, m.init, m.seed) for m in group], device), x, y)
-        for _ in range(3):
+        for _ in range(warmup):
             step(idx)
         synchronize(device)
         t0 = time.perf_counter()
@@ -69,18 +80,34 @@ def step_seconds(group: list[TrainConfig], device, steps: int = 10) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def candidate_sizes(device, cells: list[TrainConfig]) -> list[int]:
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch.set_num_threads(threads) while inside (None: leave it), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def candidate_sizes(device, cells: list[TrainConfig], per_grid: bool = True) -> list[int]:
     """The group sizes measure_group_sizes times: 1, 2, 4, ... up to the memory cap (memory_cap)."""
-    cap = memory_cap(device, cells)
+    cap = memory_cap(device, cells, per_grid)
     return sorted({1, cap} | {2**i for i in range(1, 7) if 2**i < cap})
 
 
-def measure_group_sizes(device, cells: list[TrainConfig], rounds: int = 3,
-                        on_progress: Callable[[int, int], None] | None = None) -> dict[int, float]:
-    """Cells per second at each candidate group size (candidate_sizes), the best of `rounds`
-    interleaved timings. on_progress(done, total) follows the work in cell-steps timed (a timing of
-    k cells counts k: it takes about k times as long on a CPU), from (0, total) before the first."""
-    sizes = candidate_sizes(device, cells)
+def measure_group_sizes(device, cells: list[TrainConfig], rounds: int = ROUNDS,
+                        on_progress: Callable[[int, int], None] | None = None,
+                        sizes: list[int] | None = None) -> dict[int, float]:
+    """Cells per second at each group size (default: candidate_sizes), the best of `rounds`
+    interleaved timings of TIMED steps after WARMUP, at torch's current thread count. on_progress(done,
+    total) follows the work in cell-steps timed (a timing of k cells counts k: it takes about k
+    times as long on a CPU), from (0, total) before the first."""
+    sizes = sizes or candidate_sizes(device, cells)
     best = {k: 0.0 for k in sizes}
     done, total = 0, rounds * sum(sizes)
     if on_progress:
@@ -88,26 +115,51 @@ def measure_group_sizes(device, cells: list[TrainConfig], rounds: int = 3,
     for _ in range(rounds):
         for k in sizes:
             group = [cells[i % len(cells)].replace(seed=i) for i in range(k)]
-            best[k] = max(best[k], k / step_seconds(group, device, steps=5))
+            best[k] = max(best[k], k / step_seconds(group, device, steps=TIMED, warmup=WARMUP))
             done += k
             if on_progress:
                 on_progress(done, total)
     return best
 
 
-def choose_parallel_models(device, cells: list[TrainConfig], margin: float = 1.05,
-                           on_progress: Callable[[int, int], None] | None = None) -> int:
-    """The measured group size with the most cells per second; a larger group must beat a smaller
-    one by `margin` (an interrupt loses a whole group, and timings are noisy). on_progress: see
-    measure_group_sizes (not called for a single cell, which needs no measuring)."""
-    if len(cells) == 1:
-        return 1
-    rates = measure_group_sizes(device, cells, on_progress=on_progress)
+def fastest(rates: dict[int, float], margin: float = MARGIN) -> int:
+    """The group size with the most cells per second, where a larger size must beat the current
+    choice by `margin`."""
     choice = min(rates)
     for k in sorted(rates):
         if rates[k] > margin * rates[choice]:
             choice = k
     return choice
+
+
+def worth_measuring(cells: list[TrainConfig], sizes: list[int], rounds: int = ROUNDS) -> bool:
+    """True when timing `sizes` trains at most MEASURE_SHARE of the cell-steps the grid itself
+    trains (at best stacking saves a fraction of those; below that share, one by one it is)."""
+    return rounds * (WARMUP + TIMED) * sum(sizes) <= MEASURE_SHARE * sum(c.total_steps for c in cells)
+
+
+def choose_parallel_models(device, cells: list[TrainConfig], threads: int | None = None, margin: float = MARGIN,
+                           on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Cells per lockstep group for `cells` trained with `threads` torch threads per process (None:
+    this process's): the size a measurement on this machine found fastest (speeds.py caches it per
+    machine, torch version, threads and shape), capped by memory and the cells; 1 (one by one)
+    where the grid is too small to repay the measurement (worth_measuring). on_progress: see
+    measure_group_sizes, called only when it measures (never for a single cell or a cached answer)."""
+    from dropcli.speeds import cached_rates, remember_rates, speed_key
+
+    if len(cells) == 1:
+        return 1
+    with torch_threads(threads):
+        key = speed_key(device, cells[0])
+        rates = cached_rates(key)
+        if rates is None:  # every size this machine could use, so that the answer serves larger grids too
+            sizes = candidate_sizes(device, cells, per_grid=False)
+            if not worth_measuring(cells, sizes):
+                return 1
+            rates = measure_group_sizes(device, cells, on_progress=on_progress, sizes=sizes)
+            remember_rates(key, rates)
+    cap = memory_cap(device, cells)
+    return fastest({k: r for k, r in rates.items() if k <= cap}, margin)
 
 
 def validation_steps(c: TrainConfig) -> float:
@@ -127,9 +179,10 @@ def cell_steps(c: TrainConfig) -> float:
     return v * per_validation + final
 
 
-def estimate_seconds(groups: list[list[TrainConfig]], device,
-                     on_progress: Callable[[int, int], None] | None = None) -> float:
-    """Time a few lockstep steps of each group shape (step_seconds); scale to the whole study.
+def estimate_seconds(groups: list[list[TrainConfig]], device, on_progress: Callable[[int, int], None] | None = None,
+                     workers: int = 1, threads: int | None = None) -> float:
+    """Time a few lockstep steps of each group shape (step_seconds) at `threads` torch threads
+    (None: this process's); scale to the whole study, shared evenly by `workers` processes.
     on_progress(done, total) counts the group shapes timed, from (0, total) before the first."""
     total, cache = 0.0, {}
     shapes = {(len(g), g[0].hidden, g[0].batch_size, g[0].precision) for g in groups}
@@ -139,8 +192,9 @@ def estimate_seconds(groups: list[list[TrainConfig]], device,
         c = g[0]
         key = (len(g), c.hidden, c.batch_size, c.precision)
         if key not in cache:
-            cache[key] = step_seconds(g, device)
+            with torch_threads(threads):
+                cache[key] = step_seconds(g, device)
             if on_progress:
                 on_progress(len(cache), len(shapes))
         total += cache[key] * cell_steps(c)
-    return total
+    return total / max(1, min(workers, len(groups)))

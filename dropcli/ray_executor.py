@@ -199,7 +199,7 @@ class RayCluster:
                 for r in result["runs"]:  # a retried task brings its cells again: keep the first copy
                     if _cell(r) not in seen:
                         seen.add(_cell(r))
-                        fresh.append(r)
+                        fresh.append({**r, "workers": self.slots})  # the tasks the cluster runs side by side
                 duplicates += len(result["runs"]) - len(fresh)
                 gpu_ids.append(result["gpu_ids"])
                 if log:

@@ -36,8 +36,8 @@ from dropcli.study import (
 )
 from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, csv_text, read_runs
 
-PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "finished_at", "dropcli_version",
-              "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
+PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "workers", "threads", "finished_at",
+              "dropcli_version", "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
 
 
 def parse_shard(text: str) -> tuple[int, int]:

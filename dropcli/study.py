@@ -228,9 +228,14 @@ def commit_rows(out: Path, runs: list[dict], history: list[dict]) -> list[dict]:
     return runs
 
 
+def result_rows(results: list, finished_at: str) -> tuple[list[dict], list[dict]]:
+    """The runs.csv and history.csv rows of RunResults (train.RunResult) trained in this process."""
+    return [run_row(r, finished_at) for r in results], [h for r in results for h in history_rows(r)]
+
+
 def commit(out: Path, results: list, finished_at: str) -> list[dict]:
     """Write finished RunResults (train.RunResult); returns their runs.csv rows."""
-    return commit_rows(out, [run_row(r, finished_at) for r in results], [h for r in results for h in history_rows(r)])
+    return commit_rows(out, *result_rows(results, finished_at))
 
 
 def rescue_folder(prefix: str = "dropcli-rescued-cells-") -> Path:

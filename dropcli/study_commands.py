@@ -26,6 +26,7 @@ class Execution:
     ray_address: str | None = None
     cpus_per_task: float = 1.0
     train_options: dict = field(default_factory=dict)  # keyword options of train.train_group
+    workers: int = 0  # processes training groups side by side; 0: one per core (or GPU) where it pays
 
 
 def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, resume: str,
@@ -36,7 +37,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     from dropcli.study_display import StudyDisplay
 
     if dry_run:
-        return dry_run_table(plan, check_device(plan, how), how.parallel_models, term)
+        return dry_run_table(plan, check_device(plan, how), how.parallel_models, term, how.workers)
     ray = None
     if how.executor == "ray":
         ray = {"address": how.ray_address, "cpus_per_task": how.cpus_per_task, "log": term.note}
@@ -47,7 +48,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
             device = check_device(plan, how)
             display.status("loading the data")
             counts = run_study(plan, how.device_name if ray else device, how.parallel_models, display.callbacks(),
-                               train_options=how.train_options, ray=ray)
+                               train_options=how.train_options, ray=ray, workers=how.workers)
             if not plan.shard:
                 from dropcli.report import build_report
 
@@ -61,8 +62,9 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
         term.note_path(f"Resumed: {counts['skipped']} cells were already in", out / "runs.csv", f", ran {counts['ran']}.")
     if counts["ran"] and display.what_ran():
         why = (f"--parallel-models {how.parallel_models}" if how.parallel_models else
-               "groups sized to the Ray cluster" if ray else "the group size measured fastest here")
-        term.note(f"Trained {display.what_ran()} ({why}).")
+               "groups sized to the Ray cluster" if ray else "the group size chosen for this machine")
+        on = "" if ray or counts["workers"] == 1 else f" on {counts['workers']} worker processes of {counts['threads']} thread(s)"
+        term.note(f"Trained {display.what_ran()}{on} ({why}).")
     if plan.shard:
         term.note_path(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in", out)
         term.note_path("When every shard is done, combine them with:", f"dropcli merge {plan.root}")
@@ -176,16 +178,18 @@ def show_summary(summary, out: Path, term: Terminal) -> None:
     term.table(table, keys=[c.header for c in table.columns].index("runs"))
 
 
-def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal) -> None:
+def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal, workers: int = 0) -> None:
     """The plan's cells with their lockstep group (or 'done'), and the time the rest would take."""
     from rich.table import Table
 
     from dropcli.displays import CountDisplay, cells_as_run
     from dropcli.groups import estimate_seconds, memory_cap, plan_groups
+    from dropcli.layout import plan_layout
 
     todo = list(plan.todo)
     k = parallel_models or (memory_cap(device, todo) if todo else 1)
     groups = plan_groups(todo, k) if todo else []
+    layout = plan_layout(device, todo, workers) if todo else None
     group_of = {cell_id_of(c): gi + 1 for gi, g in enumerate(groups) for c in g}
     table = Table(title=f"{len(plan.cells)} cells, {len(todo)} to run, in {plan.folder}")
     lrs, widths = len({c.lr for c in plan.cells}) > 1, len({c.hidden for c in plan.cells}) > 1  # shown where varied
@@ -202,9 +206,11 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal)
         term.result(f"Nothing to run: every cell is already in {plan.folder / 'runs.csv'}.")
         return
     with term.board() as board:
-        seconds = estimate_seconds(groups, device, on_progress=CountDisplay(board, "timing a few steps of each group shape"))
-    how = "" if parallel_models else " (training measures the fastest group size first)"
-    term.result(f"Would run {cells_as_run(groups)} on {device}{how}; "
+        seconds = estimate_seconds(groups, device, on_progress=CountDisplay(board, "timing a few steps of each group shape"),
+                                   workers=layout.workers, threads=layout.threads)
+    how = "" if parallel_models else " (training chooses the group size for this machine first)"
+    where = f"{device}" + (f", {layout.workers} worker processes side by side" if layout.workers > 1 else "")
+    term.result(f"Would run {cells_as_run(groups)} on {where}{how}; "
                 f"estimated {duration(seconds)} (timed from a few steps on this machine). Nothing was trained.")
 
 

@@ -47,6 +47,8 @@ RUNS_SCHEMA = {
     "mc_samples": "int",
     # a lockstep group's cells train together: its wall time is the group's, shared by its group_size cells
     "group_size": "int", "group_train_seconds": "float", "device": "text", "cpu": "text", "engine": "text",
+    # the processes that trained the study side by side, and the torch threads of the one that trained this cell
+    "workers": "int", "threads": "int?",
     "precision": "text", "status": "text", "finished_at": "text", "dropcli_version": "text", "torch_version": "text",
 }
 # one row per validation: `step` Adam steps done, in `epoch` (the last may be partial); cost and train_batch_accuracy
@@ -56,8 +58,9 @@ HISTORY_SCHEMA = {**CELL_SCHEMA, "lr": "exact", "hidden": "text", "epoch": "int"
 # columns of tables written before their renames: read under the new names (never rewritten in place)
 RENAMED = {"keep_prob": "keep_prob_mean", "parallel_models": "group_size", "train_seconds": "group_train_seconds",
            "seconds": "group_epoch_seconds"}
-# column -> its value in files written before the column existed (every dataset's test split has 10,000 images)
-ADDED = {"test_images": str(TEST_SPLIT)}
+# column -> its value in files written before the column existed (every dataset's test split has 10,000 images;
+# before worker processes a study ran in one process, with a thread count nobody recorded)
+ADDED = {"test_images": str(TEST_SPLIT), "workers": "1", "threads": ""}
 CHOICES = {"status": ("ok", "diverged"), "subset": ("all", *SUBSETS)}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SIGNIFICANT_DIGITS = 6  # p-values: enough to recompute a Holm adjustment, and never rounded to 0
@@ -153,8 +156,10 @@ def _parse(value: str, kind: str):
 def read_table(path: str | Path, schema: dict, what: str = "dropcli study table",
                derived: dict | None = None) -> pd.DataFrame:
     """Read a table written with `schema`, or raise TableError naming the file, row and column.
-    Rows are numbered as a spreadsheet shows them (the header is row 1). `derived`: {column:
-    function(parsed columns) -> values} for columns an older file lacks and implies (RUNS_DERIVED)."""
+    Rows are numbered as a spreadsheet shows them (the header is row 1). An older table's columns
+    are read under their new names (RENAMED); a column it lacks that was added since (ADDED) reads
+    as that column's old value on every row; `derived`: {column: function(parsed columns) ->
+    values} for columns an older file lacks and implies (RUNS_DERIVED). The file is never rewritten."""
     path = Path(path)
     fix = "restore it from a copy, or point --out at a new folder"
     try:
@@ -225,9 +230,11 @@ def cell_columns(c: TrainConfig) -> dict:
             "max_norm": c.max_norm, "train_size": c.n_train, "seed": c.seed}
 
 
-def run_row(r, finished_at: str) -> dict:
+def run_row(r, finished_at: str, workers: int = 1, threads: int | None = None) -> dict:
     """One runs.csv row (RUNS_SCHEMA's columns, in order): a train.RunResult with the config and
-    provenance that made it. Accuracies are fractions (0-1); seconds are wall time of the group."""
+    provenance that made it. Accuracies are fractions (0-1); seconds are wall time of the group.
+    workers: processes that trained the study side by side (1: this one alone); threads: torch
+    threads of the process that trained the cell (default: this process's, torch.get_num_threads)."""
     import torch
 
     from dropcli.provenance import code_version, cpu_model
@@ -243,6 +250,7 @@ def run_row(r, finished_at: str) -> dict:
            "best_epoch": r.best_epoch, "best_step": r.best_step, "test_accuracy_at_best": r.test_accuracy_at_best,
            "test_accuracy_mc": r.test_accuracy_mc, "mc_samples": c.mc_samples, "group_size": r.parallel_models,
            "group_train_seconds": r.train_seconds, "device": r.device, "cpu": cpu_model(), "engine": r.engine,
+           "workers": workers, "threads": torch.get_num_threads() if threads is None else threads,
            "precision": c.precision, "status": r.status, "finished_at": finished_at,
            "dropcli_version": code_version(), "torch_version": torch.__version__}
     assert list(row) == list(RUNS_SCHEMA), "run_row and RUNS_SCHEMA must list the same columns"

@@ -3,6 +3,7 @@ import math
 import pandas as pd
 import pytest
 import scipy.stats
+import torch
 from conftest import check_error
 from typer.testing import CliRunner
 
@@ -67,7 +68,8 @@ def test_bad_grids(grid, fragment):
 
 def test_study_writes_every_file_with_numeric_columns(tmp_path):
     counts = study(tmp_path, parallel_models=4)
-    assert counts == {"total": 4, "skipped": 0, "ran": 4, "parallel_models": 4, "out": tmp_path}
+    assert counts == {"total": 4, "skipped": 0, "ran": 4, "parallel_models": 4, "workers": 1,
+                      "threads": torch.get_num_threads(), "out": tmp_path}  # a grid too small for workers
     build_report(tmp_path)
     runs = pd.read_csv(tmp_path / "runs.csv")  # plain read: every numeric column must come back numeric
     assert set(RUN_COLUMNS) <= set(runs.columns) and len(runs) == 4
@@ -75,6 +77,7 @@ def test_study_writes_every_file_with_numeric_columns(tmp_path):
         if col not in ("keep_probs", "device", "status", "finished_at"):
             assert runs[col].dtype.kind in "if", col
     assert (runs["group_size"] == 4).all() and (runs["status"] == "ok").all()
+    assert (runs["workers"] == 1).all() and (runs["threads"] == torch.get_num_threads()).all()
     assert pd.to_datetime(runs["finished_at"]).notna().all()
     assert runs["generalization_gap"].round(9).equals((runs["train_accuracy"] - runs["test_accuracy"]).round(9))
     summary = pd.read_csv(tmp_path / "summary.csv")
@@ -105,7 +108,8 @@ def test_interrupted_study_resumes_with_the_same_rows(tmp_path):
     assert len(pd.read_csv(tmp_path / "a" / "runs.csv")) == 1
     assert len(pd.read_csv(tmp_path / "a" / "history.csv")) == 1
     counts = study(tmp_path / "a", parallel_models=1)
-    assert counts == {"total": 4, "skipped": 1, "ran": 3, "parallel_models": 1, "out": tmp_path / "a"}
+    assert {k: counts[k] for k in ("total", "skipped", "ran", "parallel_models")} == {
+        "total": 4, "skipped": 1, "ran": 3, "parallel_models": 1}
     study(tmp_path / "b", parallel_models=1)
     a, b = (pd.read_csv(tmp_path / d / "runs.csv") for d in "ab")
     keys = ["keep_prob_mean", "seed"]

@@ -51,7 +51,7 @@ OPTIONS = {
               "--max-norm", "--train-size", "--validation-size", "--subset", "--precision", "--mc-samples", "--device",
               "--init", "--dataset", "--out"],
     "ablate": ["--keep-probs", "--input-keep-probs", "--max-norms", "--train-sizes", "--seeds", "--seed-list",
-               "--epochs", "--hidden", "--lr", "--batch-size", "--validation-size", "--precision", "--parallel-models",
+               "--epochs", "--hidden", "--lr", "--batch-size", "--validation-size", "--precision", "--parallel-models", "--workers",
                "--device", "--shard", "--executor", "--baseline", "--metric", "--subset"],
     "evaluate": ["--split", "--mc-samples", "--mc-curve", "--repeats", "--device", "--csv"],
     "predict": ["--index", "--mc-samples", "--device"],

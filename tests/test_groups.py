@@ -7,6 +7,7 @@ from dropcli.config import TrainConfig
 from dropcli.errors import UsageError
 from dropcli.groups import choose_parallel_models, memory_cap, plan_groups
 from dropcli.plan import check_memory
+from dropcli.speeds import SpeedCache
 
 CPU = torch.device("cpu")
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
@@ -24,17 +25,51 @@ def test_plan_groups_splits_by_shape_and_balances_sizes():
     assert [len(g) for g in plan_groups(small, 1)] == [1] * 7
 
 
-@pytest.mark.parametrize("rates, expected", [
-    ({1: 100.0, 2: 180.0, 4: 250.0, 8: 255.0}, 4),  # 8 is not 5% better than 4
-    ({1: 100.0, 2: 98.0, 4: 92.0, 8: 80.0}, 1),  # stacking costs (as on an Intel Xeon with AMX)
-    ({1: 100.0, 2: 104.0, 4: 120.0, 8: 119.0}, 4),
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """The group-size cache in a file of this test's own."""
+    import dropcli.speeds as speeds
+
+    path = tmp_path / "group-sizes.json"
+    monkeypatch.setattr(speeds, "cache_path", lambda: path)
+    return path
+
+
+def big(n=8):
+    """Cells enough to repay a measurement (a full-data grid of 15 epochs)."""
+    return [TrainConfig(seed=s) for s in range(n)]
+
+
+@pytest.mark.parametrize("rates, expected, for_three_cells", [
+    ({1: 100.0, 2: 180.0, 4: 250.0, 8: 255.0}, 4, 2),  # 8 is not 5% better than 4
+    ({1: 100.0, 2: 98.0, 4: 92.0, 8: 80.0}, 1, 1),  # stacking costs (as on an Intel Xeon with AMX)
+    ({1: 100.0, 2: 104.0, 4: 120.0, 8: 119.0}, 4, 1),  # 2 is not 5% better than 1
 ])
-def test_the_group_size_is_the_measured_fastest(monkeypatch, rates, expected):
+def test_the_group_size_is_the_measured_fastest_and_measured_once(monkeypatch, cache, rates, expected, for_three_cells):
     import dropcli.groups as groups
 
-    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells, **kw: rates)
-    assert choose_parallel_models(CPU, [BASE.replace(seed=s) for s in range(8)]) == expected
+    calls, progress = [], []
+    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells, **kw: calls.append(kw) or rates)
+    assert choose_parallel_models(CPU, big(), on_progress=progress.append) == expected
+    assert choose_parallel_models(CPU, big(), on_progress=progress.append) == expected  # the second time from the cache
+    assert [c["sizes"] for c in calls] == [[1, 2, 4, 8]] and calls[0]["on_progress"] == progress.append
+    assert choose_parallel_models(CPU, big(3)) == for_three_cells  # the cached sizes that the grid can fill
     assert choose_parallel_models(CPU, [BASE]) == 1  # one cell: nothing to measure
+    assert choose_parallel_models(CPU, big(), threads=1) == expected and len(calls) == 1 + (torch.get_num_threads() != 1)
+
+
+def test_a_grid_too_small_to_repay_the_measurement_trains_one_by_one(monkeypatch, cache):
+    import dropcli.groups as groups
+
+    monkeypatch.setattr(groups, "measure_group_sizes", lambda *a, **k: pytest.fail("measured a small grid"))
+    small = [TrainConfig(epochs=2, train_size=10_000, keep_prob=(k,), seed=s) for k in (0.4, 0.6, 0.8, 1.0) for s in (1, 2)]
+    assert not groups.worth_measuring(small, [1, 2, 4, 8])  # the issue's 8-cell grid: 1,600 steps
+    assert choose_parallel_models(CPU, small) == 1 and not cache.exists()
+    assert groups.worth_measuring(big(24), [1, 2, 4, 8])  # the standard grid: 198,000 steps
+    cache.write_text("{not json")  # a broken cache is only a cache: ignored, then replaced
+    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells, **kw: {1: 1.0, 2: 3.0})
+    assert choose_parallel_models(CPU, big()) == 2
+    assert list(SpeedCache.model_validate_json(cache.read_text()).entries.values())[0].rates == {1: 1.0, 2: 3.0}
 
 
 def test_measuring_times_real_steps():

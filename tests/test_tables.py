@@ -37,6 +37,7 @@ def run_rows(draw):
                "best_epoch": draw(st.one_of(st.none(), st.integers(1, 100))),
                "mc_samples": draw(st.integers(0, 1000)), "group_train_seconds": draw(st.floats(0, 1e6)),
                "group_size": draw(st.integers(1, 64)), "device": draw(text), "cpu": draw(text),
+               "workers": draw(st.integers(1, 512)), "threads": draw(st.one_of(st.none(), st.integers(1, 512))),
                "engine": draw(text), "precision": draw(text), "status": draw(st.sampled_from(["ok", "diverged"])),
                "finished_at": draw(text), "dropcli_version": draw(text), "torch_version": draw(text)}
         for m in ("final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap",
@@ -135,7 +136,7 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 3, "test_accuracy", "ninety"), "row 3, column test_accuracy: 'ninety' is not a number"),
     (lambda ls: replace_cell(ls, 2, "seed", "1.5"), "row 2, column seed: '1.5' is not a whole number"),
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
-    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 39 cells for 38 columns (a decimal comma"),
+    (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 41 cells for 40 columns (a decimal comma"),
     (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
     (lambda ls: replace_cell(ls, 2, "keep_probs", ""), "row 2, column keep_probs: is empty"),
     (lambda ls: ls + ["\n"], "row 5 is empty; delete it"),
@@ -176,3 +177,16 @@ def test_negative_numbers_survive_a_rewrite(runs_csv):
     runs = read_runs(runs_csv)
     write_csv(runs, runs_csv, RUNS_SCHEMA)
     assert ",-0.0071," in runs_csv.read_text() and "'-" not in runs_csv.read_text()
+
+
+def test_a_runs_table_written_before_the_worker_columns_reads_as_one_process(tmp_path):
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parent.parent / "results" / "ablation" / "runs.csv"
+    before = committed.read_text()
+    assert "workers" not in before.splitlines()[0]  # written by an older dropcli (and renamed columns too)
+    runs = read_runs(committed)
+    assert list(runs.columns) == list(RUNS_SCHEMA) and (runs["workers"] == 1).all() and runs["threads"].isna().all()
+    assert committed.read_text() == before  # read, never rewritten in place
+    write_csv(runs, tmp_path / "runs.csv", RUNS_SCHEMA)
+    assert read_runs(tmp_path / "runs.csv")["workers"].tolist() == runs["workers"].tolist()

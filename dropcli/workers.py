@@ -1,0 +1,218 @@
+"""Train a study's lockstep groups on worker processes side by side; this process alone writes the folder.
+
+    $ dropcli ablate --grid                  # one single-threaded worker per core
+    $ dropcli ablate --grid --workers 1      # every group in this process, on all of torch's threads
+
+A step's small matmuls (100 rows x 512) use several threads poorly, and its single-threaded parts
+(the numpy mask draw, Python dispatch) run in parallel across processes, so on a CPU a grid trains
+fastest as one single-threaded process per core; on a machine with several GPUs, one worker per
+GPU. The workers are a standard-library ProcessPoolExecutor started with `spawn`: fresh
+interpreters that import dropcli, which sets MKL's reproducible mode before torch loads, so a cell's
+numbers do not depend on the process or thread count that trained it. This process loads the data
+set once and shares its tensors (shared memory, torch.multiprocessing; where the shared-memory
+folder is too small, as a container's 64 MB /dev/shm, each worker loads its own); each worker trains one
+group per task and returns its rows, which this process commits as each group ends (as with Ray),
+so the lock, resume and the files are those of a one-process run. A script that runs a study on
+workers needs the `if __name__ == "__main__":` guard, as every spawn-started pool does.
+
+Stopping: workers ignore Ctrl-C, which a terminal sends to the whole process group; this process
+then sets a shared stop flag that workers check at every step, waits for them and re-raises, having
+committed every group that ended before. SIGTERM stops a worker at once (the pool's own way to end
+workers), and a worker whose parent has died exits within a second.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable
+
+from dropcli.config import TrainConfig
+from dropcli.errors import DropcliError
+from dropcli.layout import Layout
+
+POLL_SECONDS = 0.2  # how often this process forwards the workers' progress while it waits
+STEP_EVENTS_EVERY = 0.2  # seconds between a worker's step reports (an epoch's last step is always reported)
+STOP_GRACE_SECONDS = 10.0  # how long stopping waits for workers to reach a step before terminating them
+
+
+class _Stopped(Exception):
+    """Raised inside a worker's step callback when this process asked the workers to stop."""
+
+
+_WORKER: dict = {}  # a worker's own state, set by _start_worker
+
+
+def _share(data) -> bool:
+    """Move a data.Dataset's tensors to shared memory; False where the shared-memory folder cannot
+    hold them."""
+    try:
+        for split in (data.train_full, data.test):
+            split.x.share_memory_()
+            split.y.share_memory_()
+    except RuntimeError:  # torch: "unable to write to file </torch_...>: No space left on device"
+        return False
+    return True
+
+
+def _start_worker(threads: int, device_name: str, data, load: tuple, stop, events, slot, parent: int,
+                  workers: int) -> None:
+    """A worker's initializer: ignore Ctrl-C (meant for the parent, which stops the workers), set
+    torch's threads, take a GPU (the next one of `slot`, a shared counter) where there are several,
+    put the shared data set on the worker's device (or, where none was shared, load the data set
+    `load` = (name, data_dir)), and watch the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    # the pool has flushed a worker's results before its interpreter exits; torch's teardown takes
+    # seconds (4 s on a busy 2-core machine), so an exiting worker skips it
+    atexit.register(os._exit, 0)
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        with slot.get_lock():
+            index, slot.value = slot.value, slot.value + 1
+        device = torch.device("cuda", index % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    if data is None:
+        from dropcli.data import load_dataset
+
+        data = load_dataset(*load, device)
+    elif device.type != "cpu":
+        from dropcli.data import Dataset, Split
+
+        data = Dataset(data.name, *(Split(s.x.to(device), s.y.to(device)) for s in (data.train_full, data.test)),
+                       data.source, data.identity)
+    events.cancel_join_thread()  # never block a worker's exit on progress nobody reads
+    _WORKER.update(device=device, data=data, stop=stop, events=events, threads=threads, workers=workers)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def train_group_task(gi: int, configs: list[TrainConfig], train_options: dict) -> dict | None:
+    """Runs in a worker: train group `gi`, reporting progress on the events queue. Returns its
+    {"runs": runs.csv rows, "history": history.csv rows}, or None when stopped."""
+    from dropcli.provenance import utc_now
+    from dropcli.tables import history_rows, run_row
+    from dropcli.train import train_group
+
+    w = _WORKER
+    w["events"].put(("start", gi))
+    last = [0.0]
+
+    def on_step(step: int, steps: int) -> None:
+        if w["stop"].value:
+            raise _Stopped
+        now = time.monotonic()
+        if step == steps or now - last[0] >= STEP_EVENTS_EVERY:
+            last[0] = now
+            w["events"].put(("step", gi, step, steps))
+
+    try:
+        results = train_group(configs, w["data"], w["device"], on_step=on_step,
+                              on_epoch=lambda epoch, records: w["events"].put(("epoch", gi, epoch, records)),
+                              **train_options)
+    except _Stopped:
+        return None
+    stamp = utc_now()
+    return {"runs": [run_row(r, stamp, w["workers"], w["threads"]) for r in results],
+            "history": [h for r in results for h in history_rows(r)]}
+
+
+class WorkerPool:
+    """`layout.workers` spawned processes that train groups of cells on `device_name` ("cpu",
+    "cuda", ...) with train.train_group's keyword `train_options`, on the data set `data` (a
+    data.Dataset on the CPU, whose tensors move to shared memory), or where it is None or cannot be
+    shared, on the data set each worker loads: `load` = (name, data_dir) as data.load_dataset takes
+    them. Use as a context manager: leaving it stops the workers (at their next step) and waits."""
+
+    def __init__(self, layout: Layout, device_name: str, data=None, train_options: dict | None = None,
+                 load: tuple[str, str | None] = ("mnist", None)):
+        data = data if data is not None and _share(data) else None
+        ctx = multiprocessing.get_context("spawn")
+        self.layout, self.train_options = layout, train_options or {}
+        self.stop = ctx.RawValue("b", 0)  # lock-free: a worker killed while reading it cannot hold a lock
+        self.events = ctx.Queue()
+        self.running: dict[Future, int] = {}
+        self.executor = ProcessPoolExecutor(
+            layout.workers, mp_context=ctx, initializer=_start_worker,
+            initargs=(layout.threads, device_name, data, load, self.stop, self.events, ctx.Value("i", 0), os.getpid(),
+                      layout.workers))
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, groups: list[list[TrainConfig]], on_rows: Callable[[list[dict], list[dict]], None], progress) -> None:
+        """Train every group; hand each finished group's rows to on_rows(runs, history) as it ends,
+        in this process. `progress` (ablate.StudyProgress) hears on_group when a group becomes the
+        one whose epochs and steps on_epoch and on_step report: the earliest one running, until it ends.
+        Raises a worker's own exception, or DropcliError when a worker died."""
+        todo = list(enumerate(groups))[::-1]
+        self.focus, self.started = None, set()
+        try:
+            while todo or self.running:
+                while todo and len(self.running) <= self.layout.workers:  # one queued: no worker waits for us
+                    gi, group = todo.pop()
+                    self.running[self.executor.submit(train_group_task, gi, group, self.train_options)] = gi
+                done, _ = wait(self.running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                self._forward(groups, progress)
+                for future in done:
+                    self.running.pop(future)
+                    result = future.result()
+                    if result is not None:
+                        on_rows(result["runs"], result["history"])
+        except BrokenProcessPool:
+            raise DropcliError("a worker process ended abruptly (killed, or out of memory?); the groups finished "
+                               "before it are saved. Rerun the same command to resume (with fewer --workers if "
+                               "memory is short)") from None
+
+    def _forward(self, groups: list, progress) -> None:
+        """Pass the workers' queued progress on, for the focus group only."""
+        running = set(self.running.values())
+        while True:
+            try:
+                kind, gi, *rest = self.events.get_nowait()
+            except (queue.Empty, OSError, EOFError):
+                break
+            if kind == "start":
+                self.started.add(gi)
+            if self.focus not in running:  # the group shown has ended (or none yet): the earliest one running
+                focus = min(self.started & running, default=None)
+                if focus is not None:
+                    self.focus = focus
+                    if progress.on_group:
+                        progress.on_group(focus, len(groups), groups[focus])
+            if gi == self.focus and kind == "step" and progress.on_step:
+                progress.on_step(*rest)
+            elif gi == self.focus and kind == "epoch" and progress.on_epoch:
+                progress.on_epoch(*rest)
+
+    def close(self) -> None:
+        """Stop the workers at their next step, wait for them (terminating those that do not stop
+        within STOP_GRACE_SECONDS), and shut the pool down."""
+        self.stop.value = 1
+        for future in self.running:
+            future.cancel()
+        _, late = wait(self.running, timeout=STOP_GRACE_SECONDS)
+        if late:  # a worker in a long evaluation: no public call stops it before Python 3.14's terminate_workers
+            for process in list(getattr(self.executor, "_processes", {}).values()):
+                process.terminate()
+        self.running.clear()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.events.close()

@@ -1,0 +1,175 @@
+"""Worker processes: the same rows as one process, a killed worker loses nothing committed, Ctrl-C
+stops them all; and how many workers, threads and cells per group a grid gets."""
+
+import os
+import signal
+
+import pandas as pd
+import psutil
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dropcli.ablate import StudyProgress, arrange, run_study
+from dropcli.cli import app
+from dropcli.config import TrainConfig
+from dropcli.errors import DropcliError
+from dropcli.grid import GridSpec
+from dropcli.layout import POOL_GFLOP, WORKER_BYTES, Layout, cpu_cores, fit_layout, plan_layout, spread, training_gflop
+from dropcli.plan import make_plan
+from dropcli.tables import read_history, read_runs
+
+CPU = torch.device("cpu")
+BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
+MEASURED = ["final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap", "test_loss",
+            "best_epoch", "test_accuracy_at_best"]
+KEYS = ["keep_prob_mean", "seed"]
+
+
+def workers_alive() -> list[psutil.Process]:
+    """This test's worker processes still running (spawned pool processes, not the resource tracker)."""
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def sorted_rows(path):
+    return read_runs(path).sort_values(KEYS).reset_index(drop=True)
+
+
+def test_two_workers_give_the_rows_of_one_process_and_record_the_layout(tmp_path):
+    grid = ["--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "2", "--train-sizes", "500", "--hidden", "32,32",
+            "--validation-size", "500", "--batch-size", "50", "--device", "cpu", "--parallel-models", "2"]
+    result = CliRunner().invoke(app, ["ablate", *grid, "--workers", "2", "--out", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    assert "on 2 process(es) of " not in result.output  # --parallel-models fixed: no note on the choice
+    spec = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(777, 778))
+    counts = run_study(make_plan(spec, BASE.replace(epochs=2), tmp_path / "one"), CPU, parallel_models=2, workers=1)
+    assert counts["workers"] == 1 and counts["threads"] == torch.get_num_threads()
+    pooled, alone = sorted_rows(tmp_path / "w" / "runs.csv"), sorted_rows(tmp_path / "one" / "runs.csv")
+    assert pooled[KEYS].equals(alone[KEYS])
+    assert pooled[MEASURED].equals(alone[MEASURED])  # to the last digit written
+    assert list(pooled["workers"]) == [2] * 4 and list(pooled["threads"]) == [max(1, cpu_cores() // 2)] * 4
+    assert list(pooled["group_size"]) == [2] * 4
+    history = [read_history(tmp_path / d / "history.csv").sort_values([*KEYS, "epoch"]).reset_index(drop=True)
+               for d in ("w", "one")]
+    assert history[0][["cost", "train_batch_accuracy", "validation_accuracy"]].equals(
+        history[1][["cost", "train_batch_accuracy", "validation_accuracy"]])
+    assert not workers_alive()
+
+
+def test_a_worker_killed_mid_group_loses_no_committed_cell_and_the_rerun_resumes(tmp_path):
+    spec = GridSpec(keep_probs=((0.5,), (0.7,), (1.0,)), train_sizes=(1000,), seeds=(1, 2))
+    base = BASE.replace(epochs=2)
+    committed, killed = [], []
+
+    def kill_a_worker(step, steps):  # the focus group has started and not ended: it is mid-group
+        if committed and not killed:
+            killed.append(workers_alive()[0].pid)
+            os.kill(killed[0], signal.SIGKILL)
+
+    progress = StudyProgress(on_cell=committed.append, on_step=kill_a_worker)
+    with pytest.raises(DropcliError, match=r"^a worker process ended abruptly .*Rerun the same command to resume"):
+        run_study(make_plan(spec, base, tmp_path), CPU, parallel_models=1, workers=2, progress=progress)
+    assert killed and not workers_alive()  # the other worker is stopped too
+    runs = read_runs(tmp_path / "runs.csv")
+    assert 1 <= len(runs) < 6 and len(runs) == len(committed)  # every committed cell, and only those
+    assert len(read_history(tmp_path / "history.csv")) == 2 * len(runs)
+    counts = run_study(make_plan(spec, base, tmp_path), CPU, parallel_models=1, workers=2)
+    assert (counts["skipped"], counts["ran"]) == (len(committed), 6 - len(committed))
+    assert len(read_runs(tmp_path / "runs.csv")) == 6 and not workers_alive()
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_the_finished_groups(tmp_path):
+    spec = GridSpec(keep_probs=((0.5,), (0.7,), (1.0,)), train_sizes=(1000,), seeds=(1, 2))
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(make_plan(spec, BASE, tmp_path), CPU, parallel_models=1, workers=2,
+                  progress=StudyProgress(on_cell=interrupt))
+    assert not workers_alive()
+    assert len(read_runs(tmp_path / "runs.csv")) == 1  # the group that ended, committed before the interrupt
+    counts = run_study(make_plan(spec, BASE, tmp_path), CPU, parallel_models=1, workers=1)  # the lock is free
+    assert (counts["skipped"], counts["ran"]) == (1, 5)
+
+
+def test_workers_run_mkl_reproducibly_on_their_own_threads_and_load_data_that_could_not_be_shared():
+    from dropcli.provenance import mkl_reproducible
+    from dropcli.workers import WorkerPool, train_group_task
+
+    cell = BASE.replace(train_size=500)
+    with WorkerPool(Layout(2, 1), "cpu", None, load=("mnist", None)) as pool:  # no data shared: each loads its own
+        assert pool.executor.submit(os.getenv, "MKL_CBWR").result() == "AUTO,STRICT"
+        assert pool.executor.submit(mkl_reproducible).result() in (True, None)  # None: a torch without MKL
+        assert pool.executor.submit(torch.get_num_threads).result() == 1
+        rows = pool.executor.submit(train_group_task, 0, [cell], {}).result()
+    assert [r["train_size"] for r in rows["runs"]] == [500] and (rows["runs"][0]["workers"], rows["runs"][0]["threads"]) == (2, 1)
+    assert not workers_alive()
+
+
+def test_the_layout_spends_workers_only_where_they_repay_their_start():
+    small = [BASE.replace(seed=s) for s in range(4)]
+    assert training_gflop(small) < POOL_GFLOP and plan_layout(CPU, small) == Layout(1, None)
+    big = [TrainConfig(seed=s) for s in range(24)]
+    n = min(cpu_cores(), 24)
+    assert plan_layout(CPU, big) == (Layout(n, cpu_cores() // n) if n > 1 else Layout())
+    assert plan_layout(CPU, small, workers=3) == Layout(3, max(1, cpu_cores() // 3))  # --workers fixes it
+    assert plan_layout(CPU, small[:2], workers=3).workers == 2  # never more workers than cells
+    assert fit_layout(Layout(4, 1), 2, 0, False, 1 << 40) == Layout(2, 1)  # never more workers than groups
+    assert fit_layout(Layout(4, 1), 8, 0, False, 2 * WORKER_BYTES) == Layout(2, 1)  # what memory holds
+    assert fit_layout(Layout(4, 1), 8, 0, True, 0) == Layout(4, 1)
+    assert [spread(8, 24, 2), spread(8, 9, 2), spread(4, 24, 2), spread(8, 24, 1), spread(1, 5, 4)] == [6, 5, 4, 8, 1]
+
+
+def test_arrange_spreads_measured_groups_over_the_workers(monkeypatch):
+    import dropcli.groups as groups
+
+    monkeypatch.setattr(groups, "choose_parallel_models", lambda device, cells, threads, on_progress: 8)
+    cells = [TrainConfig(seed=s) for s in range(24)]
+    layout, k, groups_ = arrange(cells, CPU, workers=2)
+    assert layout == Layout(2, max(1, cpu_cores() // 2)) and k == 6 and [len(g) for g in groups_] == [6] * 4
+    layout, k, groups_ = arrange(cells, CPU, parallel_models=8, workers=2)
+    assert k == 8 and len(groups_) == 3 and layout.workers == 2  # a fixed size is kept
+    assert pd.Series([len(g) for g in arrange(cells, CPU, workers=1)[2]]).eq(8).all()
+
+
+def test_ctrl_c_in_a_terminal_stops_the_command_and_its_workers(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the workers ignore it, the command stops
+    them, keeps what was committed and says how to resume."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    marker = uuid.uuid4().hex
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "dropcli", "ablate", "--keep-probs", "0.3,0.5,0.7,1.0", "--seeds", "2", "--epochs", "3",
+           "--train-sizes", "2000", "--hidden", "64,64", "--device", "cpu", "--parallel-models", "1", "--workers", "2",
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "DROPCLI_TEST_MARKER": marker}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not ((out / "runs.csv").exists() and len(read_runs(out / "runs.csv"))) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no cell was committed in 5 minutes"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    saved = len(read_runs(out / "runs.csv"))
+    assert f"Interrupted (SIGINT): {saved} of 8 cells are saved in {out / 'runs.csv'}" in err and "Traceback" not in err
+
+    def ours(p):
+        try:
+            return p.environ().get("DROPCLI_TEST_MARKER") == marker
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+
+    time.sleep(1.5)  # an orphaned worker notices within a second
+    assert not [p for p in psutil.process_iter() if ours(p)]
