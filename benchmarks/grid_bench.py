@@ -13,6 +13,12 @@ last), each matmul timed alone at its shape, arranged the faster of two ways: on
 all threads, or one single-threaded process per core timed while every core runs one. The small
 grids (the issue's 8-cell one and the 24-cell one, in one process) time the automatic group size
 against one by one.
+
+On a machine that others load, wall times measure their load as much as dropcli. Single-threaded
+processes do not spin while they wait, so their CPU seconds do not grow with it: the per-core
+bound is timed in CPU seconds, and the workers' run is also given as its CPU seconds (every
+process of it: this one, and the workers with their start) over the cores, the wall time it would
+take on a machine nobody else uses. The table gives both, and the machine's load average.
 """
 
 from __future__ import annotations
@@ -42,16 +48,18 @@ SMALL = (GridSpec(keep_probs=((0.4,), (0.6,), (0.8,), (1.0,)), seeds=(777, 778),
          TrainConfig(epochs=2))  # the issue's 8-cell grid
 
 
-def best_time(fn, repeats: int = 5, number: int = 20) -> float:
-    """The best of `repeats` means of `number` calls, in seconds, after 3 warm-up calls."""
+def best_time(fn, repeats: int = 5, number: int = 20, clock=time.perf_counter) -> float:
+    """The best of `repeats` means of `number` calls, in seconds of `clock` (wall time; or
+    time.process_time, CPU time, for a single-threaded process on a machine others share), after 3
+    warm-up calls."""
     for _ in range(3):
         fn()
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(number):
             fn()
-        best = min(best, (time.perf_counter() - t0) / number)
+        best = min(best, (clock() - t0) / number)
     return best
 
 
@@ -70,11 +78,12 @@ def step_matmuls(sizes: tuple[int, ...], batch: int) -> list[tuple[torch.Tensor,
     return ops
 
 
-def matmul_seconds(sizes: tuple[int, ...], batch: int) -> dict:
+def matmul_seconds(sizes: tuple[int, ...], batch: int, clock=time.perf_counter) -> dict:
     """Seconds of one training step's matmuls and of one evaluation row's forward matmuls (EVAL_CHUNK
     rows at a time, as evaluation runs them), each matmul timed alone, at torch's current threads."""
-    step = sum(best_time(lambda a=a, b=b: torch.bmm(a, b), number=30) for a, b, _ in step_matmuls(sizes, batch))
-    chunk = sum(best_time(lambda a=torch.rand(EVAL_CHUNK, i), W=torch.randn(i, o): torch.mm(a, W), number=5)
+    step = sum(best_time(lambda a=a, b=b: torch.bmm(a, b), number=30, clock=clock)
+               for a, b, _ in step_matmuls(sizes, batch))
+    chunk = sum(best_time(lambda a=torch.rand(EVAL_CHUNK, i), W=torch.randn(i, o): torch.mm(a, W), number=5, clock=clock)
                 for i, o in zip(sizes[:-1], sizes[1:]))
     return {"step": step, "row": chunk / EVAL_CHUNK}
 
@@ -90,11 +99,12 @@ def _single_thread(barrier) -> None:
 
 def _timed_together(sizes: tuple[int, ...], batch: int) -> dict:
     _barrier.wait()  # every core starts at once: each process times its matmuls while the others run theirs
-    return matmul_seconds(sizes, batch)
+    return matmul_seconds(sizes, batch, clock=time.process_time)  # CPU time: what others' load cannot inflate
 
 
 def per_core_matmul_seconds(sizes: tuple[int, ...], batch: int, cores: int) -> dict:
-    """matmul_seconds in one single-threaded process per core, all at once; the mean over the processes."""
+    """matmul_seconds in CPU seconds, in one single-threaded process per core, all at once; the mean
+    over the processes."""
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(cores, mp_context=ctx, initializer=_single_thread, initargs=(ctx.Barrier(cores),)) as ex:
         times = list(ex.map(_timed_together, [sizes] * cores, [batch] * cores))
@@ -112,8 +122,8 @@ def grid_work(cells: list[TrainConfig], runs=None) -> tuple[int, int]:
 
 
 def grid_bound(cells: list[TrainConfig], runs, cores: int) -> dict:
-    """The grid's matmul bound in seconds: one process with all threads, one single-threaded process
-    per core, and the faster of the two."""
+    """The grid's matmul bound in seconds: one process with all threads (wall time), one
+    single-threaded process per core (CPU time, see per_core_matmul_seconds), and the faster."""
     c = cells[0]
     steps, rows = grid_work(cells, runs)
     together = matmul_seconds(c.sizes, c.batch_size)
