@@ -21,7 +21,7 @@ class Execution:
     """How `ablate` runs a plan: where, in groups of how many, with which executor."""
 
     device_name: str = "auto"
-    parallel_models: int = 0  # cells per lockstep group; 0: the size measured fastest here
+    parallel_models: int = 0  # cells per lockstep group; 0: chosen for this machine (groups.choose_parallel_models)
     executor: str = "local"  # or "ray"
     ray_address: str | None = None
     cpus_per_task: float = 1.0

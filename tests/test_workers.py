@@ -8,6 +8,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
+from conftest import assert_same_measured_rows
 from typer.testing import CliRunner
 
 from dropcli.ablate import StudyProgress, arrange, run_study
@@ -21,8 +22,6 @@ from dropcli.tables import read_history, read_runs
 
 CPU = torch.device("cpu")
 BASE = TrainConfig(hidden=(32, 32), epochs=1, validation_size=500, batch_size=50)
-MEASURED = ["final_cost", "train_accuracy", "validation_accuracy", "test_accuracy", "generalization_gap", "test_loss",
-            "best_epoch", "test_accuracy_at_best"]
 KEYS = ["keep_prob_mean", "seed"]
 
 
@@ -51,9 +50,8 @@ def test_two_workers_give_the_rows_of_one_process_and_record_the_layout(tmp_path
     spec = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(777, 778))
     counts = run_study(make_plan(spec, BASE.replace(epochs=2), tmp_path / "one"), CPU, parallel_models=2, workers=1)
     assert counts["workers"] == 1 and counts["threads"] == torch.get_num_threads()
-    pooled, alone = sorted_rows(tmp_path / "w" / "runs.csv"), sorted_rows(tmp_path / "one" / "runs.csv")
-    assert pooled[KEYS].equals(alone[KEYS])
-    assert pooled[MEASURED].equals(alone[MEASURED])  # to the last digit written
+    assert_same_measured_rows(tmp_path / "w", tmp_path / "one")  # to the last digit written
+    pooled = sorted_rows(tmp_path / "w" / "runs.csv")
     assert list(pooled["workers"]) == [2] * 4 and list(pooled["threads"]) == [max(1, cpu_cores() // 2)] * 4
     assert list(pooled["group_size"]) == [2] * 4
     history = [read_history(tmp_path / d / "history.csv").sort_values([*KEYS, "epoch"]).reset_index(drop=True)
