@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dropcli.config import TrainConfig
+from dropcli.config import AUTO_WORKERS, TrainConfig
 from dropcli.errors import DropcliError
 from dropcli.layout import Layout
 from dropcli.plan import StudyPlan, check_data, check_memory, open_study
@@ -53,7 +53,7 @@ def _counts(plan: StudyPlan, todo: list, ran: int, group_size: int, layout: Layo
             "threads": layout.threads or torch.get_num_threads(), "out": plan.folder}
 
 
-def arrange(cells: list[TrainConfig], device, parallel_models: int = 0, workers: int = 0,
+def arrange(cells: list[TrainConfig], device, parallel_models: int = 0, workers: int = AUTO_WORKERS,
             progress: StudyProgress | None = None) -> tuple[Layout, int, list[list[TrainConfig]]]:
     """How to run `cells` on `device`: the process layout (workers.plan_layout; `workers` > 0 fixes
     it), the group size (`parallel_models`, else groups.choose_parallel_models at the workers'
@@ -75,12 +75,13 @@ def arrange(cells: list[TrainConfig], device, parallel_models: int = 0, workers:
 
 
 def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: StudyProgress | None = None, data=None,
-              train_options: dict | None = None, ray: dict | None = None, workers: int = 0) -> dict:
+              train_options: dict | None = None, ray: dict | None = None, workers: int = AUTO_WORKERS) -> dict:
     """Train every cell of the plan not yet in its folder's runs.csv.
 
     device: a torch.device (resolved by the caller); parallel_models: cells per lockstep group (0:
-    chosen by arrange); workers: processes training groups side by side (0: chosen by arrange, 1:
-    this process alone; a script that runs workers needs the `if __name__ == "__main__":` guard);
+    chosen by arrange); workers: processes training groups side by side (0, config.AUTO_WORKERS:
+    chosen by arrange; 1: this process alone; a script that runs workers needs the
+    `if __name__ == "__main__":` guard);
     data: a data.Dataset already loaded (on the CPU, it is shared with the workers); train_options:
     keyword options of train.train_group; ray: options of ray_executor.RayCluster, to run the
     groups as Ray tasks while this process writes the folder.

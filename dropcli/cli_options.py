@@ -26,6 +26,7 @@ except ImportError:  # older typer runs on click itself
     from click.globals import get_current_context
 
 from dropcli.config import (
+    AUTO_WORKERS,
     DATASETS,
     DEFAULT_SEED,
     EVALS_PER_BUDGET,
@@ -151,7 +152,7 @@ Hiddens = Annotated[Optional[Values], typer.Option(parser=parser(parse_widths_li
 Seeds = Annotated[Optional[int], typer.Option(min=1, max=MAX_CELLS, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")]
 SeedList = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--seed-list", Values), metavar="LIST", help="Explicit seeds, e.g. 1,2,3.")]
 ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained together in lockstep (0 = the size measured fastest on this machine, once, where the grid repays timing it; else 1; 1 = one by one).")]
-Workers = Annotated[int, typer.Option(min=0, help="Processes training groups side by side (0 = one single-threaded worker per core, or per GPU, where the grid repays starting them; 1 = this process alone, on all its threads).")]
+Workers = Annotated[int, typer.Option(min=0, help=f"Processes training groups side by side ({AUTO_WORKERS} = one single-threaded worker per core, or per GPU, where the grid repays starting them; 1 = this process alone, on all its threads).")]
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch.")]
 Baseline = Annotated[Optional[str], typer.Option(help="The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1.")]
 Power = Annotated[Optional[float], typer.Option(min=0.0, max=100.0, metavar="POINTS",

@@ -57,7 +57,7 @@ from dropcli.cli_options import (
     resolved,
     typed_options,
 )
-from dropcli.config import EQUIVALENCE_MARGIN, TrainConfig, check_monte_carlo, fmt_max_norm, fmt_number
+from dropcli.config import AUTO_WORKERS, EQUIVALENCE_MARGIN, TrainConfig, check_monte_carlo, fmt_max_norm, fmt_number
 from dropcli.grid import DEFAULT_SEEDS, GridSpec, default_seeds
 from dropcli.terminal import Terminal, failures, usage, usage_error
 
@@ -143,7 +143,7 @@ def ablate(
     mc_samples: McSamples = D.mc_samples,
     device: Device = "auto",
     parallel_models: ParallelModels = 0,
-    workers: Workers = 0,
+    workers: Workers = AUTO_WORKERS,
     out: Annotated[Optional[Path], typer.Option(help="Study folder (default: results/studies/<cells>cells-<hash>, one per grid).")] = None,
     fresh: Annotated[bool, typer.Option(help="Delete the files dropcli wrote for this study in --out and start over (never committed ones).")] = False,
     dry_run: Annotated[bool, typer.Option(help="List the cells and estimate the time; train nothing.")] = False,

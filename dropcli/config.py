@@ -52,6 +52,8 @@ def stream_seed(seed: int, stream: Stream, *more: int) -> int:
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
 EQUIVALENCE_MARGIN = 0.2  # points: `report` calls differences within +-0.2 (20 of 10,000 test images) no different (README)
+AUTO_WORKERS = 0  # ablate --workers: 0 picks the processes (layout.plan_layout: one single-threaded per core, or
+# per GPU, where the grid repays starting them); 1 trains in the command's own process
 EVAL_CHUNK = 2000  # rows per forward pass when evaluating; fixed so that every path rounds alike
 EVALS_PER_BUDGET = 50  # with --steps: validations per run unless --eval-every says (1,000 images over 8,250 steps
 # would otherwise be validated 825 times, once an epoch)

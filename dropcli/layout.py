@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from dropcli.config import TrainConfig
+from dropcli.config import AUTO_WORKERS, TrainConfig
 
 POOL_GFLOP = 1000  # less training work than this (~15 s on one core) does not repay starting workers (~3 s)
 WORKER_BYTES = 1 << 30  # a worker's memory beside its group: the interpreter, torch (~0.7 GB RSS) and the data set
@@ -44,12 +44,12 @@ def training_gflop(cells: list[TrainConfig]) -> float:
                for c in cells) / 1e9
 
 
-def plan_layout(device, cells: list[TrainConfig], workers: int = 0) -> Layout:
+def plan_layout(device, cells: list[TrainConfig], workers: int = AUTO_WORKERS) -> Layout:
     """The layout for `cells` on `device` (a torch.device). workers > 0 fixes the process count;
-    0 picks: on a CPU one single-threaded worker per core (cpu_cores), on a machine with several
-    GPUs and device "cuda" one worker per GPU, else this process alone; in this process alone too
-    where the grid is under POOL_GFLOP (starting workers would cost more than they save). Never
-    more workers than cells; threads split the cores evenly."""
+    0 (config.AUTO_WORKERS, the default) picks: on a CPU one single-threaded worker per core
+    (cpu_cores), on a machine with several GPUs and device "cuda" one worker per GPU, else this
+    process alone; in this process alone too where the grid is under POOL_GFLOP (starting workers
+    would cost more than they save). Never more workers than cells; threads split the cores evenly."""
     n = workers
     if not n:
         if training_gflop(cells) < POOL_GFLOP:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dropcli.boards import Row
 from dropcli.commands import duration
-from dropcli.config import fmt_max_norm, fmt_number
+from dropcli.config import AUTO_WORKERS, fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
 from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name
@@ -26,7 +26,7 @@ class Execution:
     ray_address: str | None = None
     cpus_per_task: float = 1.0
     train_options: dict = field(default_factory=dict)  # keyword options of train.train_group
-    workers: int = 0  # processes training groups side by side; 0: one per core (or GPU) where it pays
+    workers: int = AUTO_WORKERS  # processes training groups side by side (config.AUTO_WORKERS: chosen by layout.plan_layout)
 
 
 def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, resume: str,
@@ -178,7 +178,7 @@ def show_summary(summary, out: Path, term: Terminal) -> None:
     term.table(table, keys=[c.header for c in table.columns].index("runs"))
 
 
-def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal, workers: int = 0) -> None:
+def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal, workers: int = AUTO_WORKERS) -> None:
     """The plan's cells with their lockstep group (or 'done'), and the time the rest would take."""
     from rich.table import Table
 

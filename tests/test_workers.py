@@ -2,6 +2,7 @@
 stops them all; and how many workers, threads and cells per group a grid gets."""
 
 import os
+import re
 import signal
 
 import pandas as pd
@@ -138,9 +139,37 @@ def test_arrange_spreads_measured_groups_over_the_workers(monkeypatch):
     assert pd.Series([len(g) for g in arrange(cells, CPU, workers=1)[2]]).eq(8).all()
 
 
-def test_ctrl_c_in_a_terminal_stops_the_command_and_its_workers(tmp_path):
-    """A terminal's Ctrl-C reaches the whole process group: the workers ignore it, the command stops
-    them, keeps what was committed and says how to resume."""
+def test_a_group_the_folder_cannot_take_is_rescued_and_every_worker_stops(tmp_path, monkeypatch):
+    import dropcli.ablate as ablate
+
+    study, rescue, write = tmp_path / "study", tmp_path / "rescued", ablate.commit_rows
+
+    def full_disk(out, runs, history):  # the study folder cannot be written; any other folder can
+        if out == study:
+            raise DropcliError(f"cannot write {out / 'runs.csv'}: No space left on device")
+        return write(out, runs, history)
+
+    monkeypatch.setattr(ablate, "commit_rows", full_disk)
+    monkeypatch.setattr(ablate, "rescue_folder", lambda: rescue.mkdir() or rescue)
+    spec = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1,))
+    with pytest.raises(DropcliError, match=r"No space left on device; this group's 1 finished cells are saved in "
+                                           + re.escape(f"{rescue} (runs.csv, history.csv); the earlier ones are in {study}")):
+        run_study(make_plan(spec, BASE, study), CPU, parallel_models=1, workers=2)
+    assert not workers_alive()
+    rescued = read_runs(rescue / "runs.csv")
+    assert len(rescued) == 1 and list(rescued["workers"]) == [2] and len(read_history(rescue / "history.csv")) == 1
+    monkeypatch.undo()
+    counts = run_study(make_plan(spec, BASE, study), CPU, parallel_models=1, workers=1)  # the lock is free
+    assert (counts["skipped"], counts["ran"]) == (0, 2)
+    again = read_runs(study / "runs.csv").set_index(KEYS).loc[rescued.set_index(KEYS).index]
+    assert list(again["test_accuracy"]) == list(rescued["test_accuracy"])  # the rescued row is the cell's own
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_the_process_group_stops_the_command_and_its_workers(tmp_path, sig):
+    """A terminal's Ctrl-C (SIGINT) and Slurm's scancel (SIGTERM) reach the whole process group: the
+    workers ignore SIGINT (the command stops them) or die of SIGTERM; the command keeps what was
+    committed and says how to resume, exiting 128 + the signal."""
     import subprocess
     import sys
     import time
@@ -157,11 +186,11 @@ def test_ctrl_c_in_a_terminal_stops_the_command_and_its_workers(tmp_path):
     while not ((out / "runs.csv").exists() and len(read_runs(out / "runs.csv"))) and proc.poll() is None:
         assert time.monotonic() < deadline, "no cell was committed in 5 minutes"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + sig, err
     saved = len(read_runs(out / "runs.csv"))
-    assert f"Interrupted (SIGINT): {saved} of 8 cells are saved in {out / 'runs.csv'}" in err and "Traceback" not in err
+    assert f"Interrupted ({sig.name}): {saved} of 8 cells are saved in {out / 'runs.csv'}" in err and "Traceback" not in err
 
     def ours(p):
         try:
