@@ -9,7 +9,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
-from conftest import assert_same_measured_rows
+from conftest import assert_same_measured_rows, check_error
 from typer.testing import CliRunner
 
 from dropcli.ablate import StudyProgress, arrange, run_study
@@ -111,6 +111,42 @@ def test_workers_run_mkl_reproducibly_on_their_own_threads_and_load_data_that_co
         rows = pool.executor.submit(train_group_task, 0, [cell], {}).result()
     assert [r["train_size"] for r in rows["runs"]] == [500] and (rows["runs"][0]["workers"], rows["runs"][0]["threads"]) == (2, 1)
     assert not workers_alive()
+
+
+@pytest.mark.parametrize("options, code, fragment", [
+    (["--workers", "2", "--executor", "ray"], 2, "--workers and --executor ray both split the study; use one"),
+    (["--workers", "-1"], 2, "Invalid value for '--workers': Input should be greater than or equal to 0"),
+])
+def test_bad_worker_options_are_one_line(tmp_path, options, code, fragment):
+    grid = ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "1", "--epochs", "1", "--train-sizes", "500", "--device", "cpu"]
+    check_error(CliRunner().invoke(app, [*grid, *options, "--out", str(tmp_path / "s")]), code, fragment)
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_display_follows_the_earliest_running_group_until_it_ends():
+    import queue
+
+    from dropcli.workers import WorkerPool
+
+    pool = object.__new__(WorkerPool)  # its progress forwarding alone: no processes
+    pool.events, pool.focus, pool.started = queue.Queue(), None, set()
+    pool.running = {"future 0": 0, "future 1": 1}
+    heard = []
+    progress = StudyProgress(on_group=lambda gi, n, group: heard.append(("group", gi, n, group)),
+                             on_step=lambda s, n: heard.append(("step", s, n)),
+                             on_epoch=lambda e, records: heard.append(("epoch", e)))
+    groups = [["a"], ["b"], ["c"]]
+    for event in [("start", 1), ("step", 1, 5, 10), ("start", 0), ("step", 0, 3, 10), ("step", 1, 6, 10)]:
+        pool.events.put(event)
+    pool._forward(groups, progress)
+    assert heard == [("group", 1, 3, ["b"]), ("step", 5, 10), ("step", 6, 10)]  # group 1 is shown until it ends
+    heard.clear()
+    del pool.running["future 1"]  # group 1 ended; group 2 starts after group 0
+    pool.running["future 2"] = 2
+    for event in [("start", 2), ("step", 2, 1, 10), ("epoch", 0, 1, []), ("step", 2, 2, 10)]:
+        pool.events.put(event)
+    pool._forward(groups, progress)
+    assert heard == [("group", 0, 3, ["a"]), ("epoch", 1)]
 
 
 def test_the_layout_spends_workers_only_where_they_repay_their_start():
