@@ -144,8 +144,10 @@ def choose_parallel_models(device, cells: list[TrainConfig], threads: int | None
     this process's): the size a measurement on this machine found fastest (speeds.py caches it per
     machine, torch version, threads and shape), capped by memory and the cells; 1 (one by one)
     where the grid is too small to repay the measurement (worth_measuring). on_progress: see
-    measure_group_sizes, called only when it measures (never for a single cell or a cached answer)."""
+    measure_group_sizes, called only when it measures (never for a single cell or a cached answer).
+    A grid over widths is timed at its first cell's shape (a group holds one shape)."""
     from dropcli.speeds import cached_rates, remember_rates, speed_key
+    from dropcli.train import lockstep_key
 
     if len(cells) == 1:
         return 1
@@ -156,7 +158,8 @@ def choose_parallel_models(device, cells: list[TrainConfig], threads: int | None
             sizes = candidate_sizes(device, cells, per_grid=False)
             if not worth_measuring(cells, sizes):
                 return 1
-            rates = measure_group_sizes(device, cells, on_progress=on_progress, sizes=sizes)
+            shape = [c for c in cells if lockstep_key(c) == lockstep_key(cells[0])]
+            rates = measure_group_sizes(device, shape, on_progress=on_progress, sizes=sizes)
             remember_rates(key, rates)
     cap = memory_cap(device, cells)
     return fastest({k: r for k, r in rates.items() if k <= cap}, margin)

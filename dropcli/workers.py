@@ -183,8 +183,10 @@ class WorkerPool:
                                "memory is short)") from None
 
     def _forward(self, groups: list, progress) -> None:
-        """Pass the workers' queued progress on, for the focus group only."""
-        running = set(self.running.values())
+        """Pass the workers' queued progress on, for the focus group only: the earliest group running,
+        followed until it has ended and its own queued events are passed on (a group ended when its
+        future is done, before this process has committed it)."""
+        running = {gi for future, gi in self.running.items() if not future.done()}
         while True:
             try:
                 kind, gi, *rest = self.events.get_nowait()
@@ -192,7 +194,7 @@ class WorkerPool:
                 break
             if kind == "start":
                 self.started.add(gi)
-            if self.focus not in running:  # the group shown has ended (or none yet): the earliest one running
+            if gi != self.focus and self.focus not in running:  # the group shown has ended (or none yet)
                 focus = min(self.started & running, default=None)
                 if focus is not None:
                     self.focus = focus

@@ -72,6 +72,18 @@ def test_a_grid_too_small_to_repay_the_measurement_trains_one_by_one(monkeypatch
     assert list(SpeedCache.model_validate_json(cache.read_text()).entries.values())[0].rates == {1: 1.0, 2: 3.0}
 
 
+def test_a_grid_over_widths_is_timed_at_one_shape(monkeypatch, cache):
+    import dropcli.groups as groups
+
+    timed = []
+    monkeypatch.setattr(groups, "measure_group_sizes", lambda device, cells, **kw: timed.extend(cells) or {1: 1.0, 2: 3.0})
+    cells = [TrainConfig(hidden=h, seed=s) for h in ((512,) * 4, (1024,) * 4) for s in range(4)]
+    assert choose_parallel_models(CPU, cells[4:] + cells[:4]) == 2
+    assert {c.hidden for c in timed} == {(1024,) * 4} and len(timed) == 4
+    from dropcli.groups import step_seconds
+    assert step_seconds(timed[:2], CPU, steps=1, warmup=0) > 0  # one shape: a group that can train
+
+
 def test_measuring_times_real_steps():
     from dropcli.groups import measure_group_sizes
 

@@ -67,12 +67,15 @@ def test_a_worker_killed_mid_group_loses_no_committed_cell_and_the_rerun_resumes
     base = BASE.replace(epochs=2)
     committed, killed = [], []
 
-    def kill_a_worker(step, steps):  # the focus group has started and not ended: it is mid-group
-        if committed and not killed:
+    def kill_a_worker(row):
+        # the first group is committed; the pool keeps a group queued beyond its two workers, so
+        # both are mid-group, and at least two groups are not yet handed out
+        committed.append(row)
+        if not killed:
             killed.append(workers_alive()[0].pid)
             os.kill(killed[0], signal.SIGKILL)
 
-    progress = StudyProgress(on_cell=committed.append, on_step=kill_a_worker)
+    progress = StudyProgress(on_cell=kill_a_worker)
     with pytest.raises(DropcliError, match=r"^a worker process ended abruptly .*Rerun the same command to resume"):
         run_study(make_plan(spec, base, tmp_path), CPU, parallel_models=1, workers=2, progress=progress)
     assert killed and not workers_alive()  # the other worker is stopped too
@@ -125,12 +128,14 @@ def test_bad_worker_options_are_one_line(tmp_path, options, code, fragment):
 
 def test_the_display_follows_the_earliest_running_group_until_it_ends():
     import queue
+    from concurrent.futures import Future
 
     from dropcli.workers import WorkerPool
 
     pool = object.__new__(WorkerPool)  # its progress forwarding alone: no processes
     pool.events, pool.focus, pool.started = queue.Queue(), None, set()
-    pool.running = {"future 0": 0, "future 1": 1}
+    futures = [Future() for _ in range(3)]
+    pool.running = {futures[0]: 0, futures[1]: 1}
     heard = []
     progress = StudyProgress(on_group=lambda gi, n, group: heard.append(("group", gi, n, group)),
                              on_step=lambda s, n: heard.append(("step", s, n)),
@@ -141,12 +146,12 @@ def test_the_display_follows_the_earliest_running_group_until_it_ends():
     pool._forward(groups, progress)
     assert heard == [("group", 1, 3, ["b"]), ("step", 5, 10), ("step", 6, 10)]  # group 1 is shown until it ends
     heard.clear()
-    del pool.running["future 1"]  # group 1 ended; group 2 starts after group 0
-    pool.running["future 2"] = 2
-    for event in [("start", 2), ("step", 2, 1, 10), ("epoch", 0, 1, []), ("step", 2, 2, 10)]:
+    futures[1].set_result(None)  # group 1 ended (not yet committed); group 2 starts after group 0
+    pool.running[futures[2]] = 2
+    for event in [("step", 1, 10, 10), ("start", 2), ("step", 2, 1, 10), ("epoch", 0, 1, []), ("step", 1, 10, 10)]:
         pool.events.put(event)
     pool._forward(groups, progress)
-    assert heard == [("group", 0, 3, ["a"]), ("epoch", 1)]
+    assert heard == [("step", 10, 10), ("group", 0, 3, ["a"]), ("epoch", 1)]  # group 1's own last step first
 
 
 def test_the_layout_spends_workers_only_where_they_repay_their_start():
