@@ -66,5 +66,5 @@ def _measures(acc: float, state: str, keep: float, epochs: int) -> dict:
             "generalization_gap": min(1.0, acc + 0.015) - acc if ok else None, "test_loss": 0.07 if ok else None,
             "best_epoch": epochs if ok else None, "test_accuracy_at_best": acc if ok else None, "test_accuracy_mc": None,
             "mc_samples": 0, "group_size": 4, "group_train_seconds": 12.5, "device": "cpu", "cpu": "Synthetic CPU, 2 cores",
-            "engine": "synthetic", "precision": "float32", "status": state, "finished_at": "2026-11-29T10:00:00+00:00",
+            "engine": "synthetic", "workers": 1, "threads": 2, "precision": "float32", "status": state, "finished_at": "2026-11-29T10:00:00+00:00",
             "dropcli_version": "0.1.0+g0123456789ab", "torch_version": "2.14.1"}
