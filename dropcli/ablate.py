@@ -38,7 +38,7 @@ class StudyProgress:
     executor calls only on_plan and on_cell."""
 
     on_measure: Callable[[int, int], None] | None = None  # (cell-steps timed, to time): groups.measure_group_sizes
-    on_plan: Callable[[list[list[TrainConfig]]], None] | None = None  # the groups about to run, in order
+    on_plan: Callable[..., None] | None = None  # (the groups about to run, in order; the worker processes)
     on_group: Callable[[int, int, list[TrainConfig]], None] | None = None  # (group index, groups, cells)
     on_epoch: Callable[[int, list[dict]], None] | None = None  # (epoch, one record per cell)
     on_step: Callable[[int, int], None] | None = None  # (step, steps per epoch)
@@ -102,7 +102,7 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
         check_data(plan, data.identity and data.identity["sha256"])
         layout, k, groups = arrange(todo, device, parallel_models, workers, progress)
         if progress.on_plan:
-            progress.on_plan(groups)
+            progress.on_plan(groups, layout.workers)
         commit = _committer(plan.folder, progress)
         if layout.workers == 1:
             _run_here(groups, device, data, progress, train_options, commit)
@@ -142,7 +142,8 @@ def _committer(out: Path, progress: StudyProgress) -> Callable[[list[dict], list
         except DropcliError as e:  # the folder could not be written: keep the group's results elsewhere
             rescue = rescue_folder()
             commit_rows(rescue, runs, history)
-            raise DropcliError(f"{e}; this group's {len(runs)} finished cells are saved in {rescue} "
+            raise DropcliError(f"{e}; this group's {len(runs)} finished cell{'s' if len(runs) != 1 else ''} "
+                               f"{'are' if len(runs) != 1 else 'is'} saved in {rescue} "
                                f"(runs.csv, history.csv); the earlier ones are in {out}") from None
         commit.ran += len(runs)
         for row in runs:

@@ -78,13 +78,14 @@ class StudyDisplay:
         self.phase.pace.advance(done, now)
         self.board.update(self.phase, completed=done)
 
-    def on_plan(self, groups: list[list[TrainConfig]]) -> None:
-        """The lockstep groups about to run: the study's clock counts work from here."""
+    def on_plan(self, groups: list[list[TrainConfig]], workers: int = 1) -> None:
+        """The lockstep groups about to run (on `workers` processes side by side): the study's clock
+        counts work from here."""
         self.groups = groups
         self.pace.since = self.board.get_time()  # the rate of work counts from here
         self.board.update(self.phase, description="training on the Ray cluster" if self.ray else "starting",
                           total=None, completed=0, pace=None)
-        self.board.log(f"Training {cells_as_run(groups)}")
+        self.board.log(f"Training {cells_as_run(groups)}" + (f" on {workers} worker processes" if workers > 1 else ""))
 
     def on_group(self, gi: int, n: int, group: list[TrainConfig]) -> None:
         """Group gi (0-based) of n starts: its row and a batch row, their ETAs from the study's pace."""

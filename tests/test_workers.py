@@ -48,6 +48,7 @@ def test_two_workers_give_the_rows_of_one_process_and_record_the_layout(tmp_path
     result = CliRunner().invoke(app, ["ablate", *grid, "--workers", "2", "--out", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     assert "on 2 process(es) of " not in result.output  # --parallel-models fixed: no note on the choice
+    assert "Training 4 cells in 2 groups of 2 on 2 worker processes" in result.output
     spec = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(777, 778))
     counts = run_study(make_plan(spec, BASE.replace(epochs=2), tmp_path / "one"), CPU, parallel_models=2, workers=1)
     assert counts["workers"] == 1 and counts["threads"] == torch.get_num_threads()
@@ -193,7 +194,7 @@ def test_a_group_the_folder_cannot_take_is_rescued_and_every_worker_stops(tmp_pa
     monkeypatch.setattr(ablate, "commit_rows", full_disk)
     monkeypatch.setattr(ablate, "rescue_folder", lambda: rescue.mkdir() or rescue)
     spec = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1,))
-    with pytest.raises(DropcliError, match=r"No space left on device; this group's 1 finished cells are saved in "
+    with pytest.raises(DropcliError, match=r"No space left on device; this group's 1 finished cell is saved in "
                                            + re.escape(f"{rescue} (runs.csv, history.csv); the earlier ones are in {study}")):
         run_study(make_plan(spec, BASE, study), CPU, parallel_models=1, workers=2)
     assert not workers_alive()
