@@ -45,11 +45,18 @@ def read_gray(path: Path) -> np.ndarray:
     """An image file as gray levels: (H, W) float64 in [0, 1], 0 black, upright (EXIF applied),
     transparency composited onto a contrasting background, 16-bit and float images scaled to
     their range, and an image larger than MAX_SIDE pixels on a side scaled down (anti-aliased).
-    Raises UsageError for a file that is not an image, or one too large to be a digit."""
+    Raises UsageError for a file that is not an image (a FIFO or a device is refused before it is
+    opened: a pipe would block the read forever), one with pixels that are not numbers (NaN or
+    infinite, in a float image), or one too large to be a digit."""
+    import os
+    import stat
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     hint = "give a PNG or JPEG of a digit"
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a link to a regular file is the user's choice
+            raise UsageError(f"{path} is not a regular file, so not an image; {hint}")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
@@ -59,6 +66,8 @@ def read_gray(path: Path) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                     arr = np.asarray(im, dtype=np.float64)
+                    if not np.isfinite(arr).all():  # one NaN would make every scaled pixel NaN
+                        raise UsageError(f"{path} has pixels that are not numbers (NaN or infinite); {hint}")
                     span = arr.max() - arr.min()
                     im = Image.fromarray(((arr - arr.min()) / (span or 1) * 255).astype(np.uint8))
                 if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

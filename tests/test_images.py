@@ -85,3 +85,25 @@ def test_a_file_that_is_not_an_image_is_refused(tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(UsageError, match="is not a readable image; give a PNG or JPEG of a digit"):
         load_image(tmp_path / "notes.png")
+
+
+def test_a_fifo_or_a_device_is_refused_without_reading_it(tmp_path):
+    """A named pipe given as an image would block predict forever on its first read (nobody writes
+    it); it and a device (/dev/zero) are refused before they are opened."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    for path in (tmp_path / "pipe.png", "/dev/zero"):
+        with pytest.raises(UsageError, match="is not a regular file"):
+            load_image(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float_image_with_pixels_that_are_not_numbers_is_refused(tmp_path, digit, bad):
+    """A float TIFF whose background is NaN (or holds one infinite pixel) would scale every pixel to
+    NaN (or to 0) and be read as a blank image, predicted with a note instead of refused."""
+    pixels = digit.astype(np.float32) / 255
+    pixels[0, 0] = bad
+    Image.fromarray(pixels, mode="F").save(tmp_path / "float.tiff")
+    with pytest.raises(UsageError, match="pixels that are not numbers"):
+        load_image(tmp_path / "float.tiff")
