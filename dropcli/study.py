@@ -37,6 +37,7 @@ from dropcli.tables import (
     read_runs,
     row_cell_ids,
     run_row,
+    setting_columns,
 )
 
 STUDY_FILE = "study.json"
@@ -176,7 +177,22 @@ def check_rows(table: pd.DataFrame, path: Path, cells: list[TrainConfig], shard_
                      + ("" if len(allowed) else " (which is empty)"))
             raise TableError(f"{path} row {i + 2} holds the cell {key}, {where}; delete the row, or restore the file "
                              "from a copy")
+    _check_settings(table, path, keys, cells)
     return keys
+
+
+def _check_settings(table: pd.DataFrame, path: Path, keys: pd.Series, cells: list[TrainConfig]) -> None:
+    """Refuse (TableError naming row and column) a row of a cell of the study whose other settings
+    (tables.setting_columns: epochs, data set, batch size, ...) are not the ones the study gives it."""
+    wanted = {cell_id_of(c): setting_columns(c) for c in cells}
+    for column in [c for c in setting_columns(cells[0]) if c in table] if cells else []:
+        for i, (key, got) in enumerate(zip(keys, table[column].tolist())):
+            want = wanted[key][column]
+            numbers = isinstance(want, (int, float)) and isinstance(got, (int, float))
+            if not (math.isclose(got, want, rel_tol=1e-9) if numbers else str(got) == str(want)):
+                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want!r}, the setting this "
+                                 "study gives the cell, so the row was made by another study; delete the row, or "
+                                 "restore the file from a copy")
 
 
 def done_keys(out: Path, cells: list[TrainConfig]) -> set[str]:

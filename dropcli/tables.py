@@ -230,6 +230,14 @@ def cell_columns(c: TrainConfig) -> dict:
             "max_norm": c.max_norm, "train_size": c.n_train, "seed": c.seed}
 
 
+def setting_columns(c: TrainConfig) -> dict:
+    """The runs.csv columns besides the cell key that the cell's config alone decides (a row whose
+    values differ was made by another study: study.check_rows refuses it)."""
+    return {"keep_prob_mean": c.mean_keep, "subset": c.sampling, "epochs": c.epochs, "eval_every": c.eval_interval,
+            "init": c.init, "batch_size": c.batch_size, "dataset": c.dataset, "mc_samples": c.mc_samples,
+            "precision": c.precision}
+
+
 def run_row(r, finished_at: str, workers: int = 1, threads: int | None = None) -> dict:
     """One runs.csv row (RUNS_SCHEMA's columns, in order): a train.RunResult with the config and
     provenance that made it. Accuracies are fractions (0-1); seconds are wall time of the group.

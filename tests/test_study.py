@@ -4,6 +4,8 @@ import json
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dropcli.config import TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
@@ -81,3 +83,30 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UsageError, match="is a file, not a folder"):
         claim(tmp_path / "f", identity(), fresh=False)
+
+
+_SETTINGS = {"keep_prob_mean": "0.3", "subset": "random", "epochs": "2", "init": "xavier", "batch_size": "50",
+             "dataset": "kmnist", "mc_samples": "5", "precision": "bf16", "eval_every": "7"}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from(sorted(_SETTINGS)), row=st.integers(0, 3))
+def test_a_row_made_with_other_settings_than_the_study_is_refused(tmp_path_factory, column, row):
+    """A runs.csv row whose cell key is in the grid but whose settings are not the study's (another
+    data set, more epochs, a keep mean that is not its keep_probs') is a foreign row: it would count
+    in the summary as this study's. The report refuses the file naming the row and column."""
+    import csv
+
+    from synthetic_study import write_study
+
+    from dropcli.report import build_report
+    from dropcli.tables import TableError
+
+    folder = write_study(tmp_path_factory.mktemp("s") / "study", keeps=(0.5, 1.0), seeds=(777, 778))
+    rows = list(csv.reader((folder / "runs.csv").open(newline="")))
+    rows[row + 1][rows[0].index(column)] = _SETTINGS[column]
+    with (folder / "runs.csv").open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    with pytest.raises(TableError, match=rf"runs.csv row {row + 2}, column {column}: .* study"):
+        build_report(folder)
+    assert not (folder / "summary.csv").exists()
