@@ -67,7 +67,12 @@ SIGNIFICANT_DIGITS = 6  # p-values: enough to recompute a Holm adjustment, and n
 
 
 # the ranges a value must fall in (columns ending in "accuracy" are fractions, 0..1)
-RANGES = {"test_images": (1, None), "train_size": (1, None)}  # counts the summaries divide by
+RANGES = {"test_images": (1, None), "train_size": (1, None),  # counts the summaries divide by
+          "group_size": (1, None), "batch_size": (1, None), "epochs": (1, None), "eval_every": (1, None),
+          "epochs_run": (0, None), "steps": (0, None), "mc_samples": (0, None), "best_epoch": (0, None),
+          "best_step": (0, None), "epoch": (0, None), "step": (0, None),
+          "group_train_seconds": (0, None), "group_epoch_seconds": (0, None)}  # wall times and counts
+FINISHED = ("test_accuracy",)  # what a row whose status is ok always holds (a missing one would drop a seed)
 
 
 def plain_number(x, exact: bool = False, digits: int | None = None) -> str:
@@ -300,9 +305,14 @@ def _first_repeat(keys: pd.Series) -> tuple[int, str] | None:
 
 def read_runs(path: str | Path) -> pd.DataFrame:
     """A study's runs.csv (RUNS_SCHEMA, older column names migrated, older files' steps, eval_every and
-    best_step derived: RUNS_DERIVED), checked: schema, and every cell once. Raises TableError (one
+    best_step derived: RUNS_DERIVED), checked: schema, ranges, a test accuracy in every finished row, and every cell once. Raises TableError (one
     line: file, row, column and the fix) for anything else."""
     runs = read_table(path, RUNS_SCHEMA, "dropcli runs table", RUNS_DERIVED)
+    for column in FINISHED:
+        empty = (runs["status"] == "ok") & runs[column].isna()
+        if empty.any():
+            raise TableError(f"{path} row {int(np.flatnonzero(empty.to_numpy())[0]) + 2}, column {column}: is empty in a "
+                             "row whose status is ok (a finished cell has it); restore the file from a copy")
     repeat = _first_repeat(row_cell_ids(runs))
     if repeat:
         raise TableError(f"{path} row {repeat[0]} repeats the cell {repeat[1]}; delete one of the two rows, "

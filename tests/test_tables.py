@@ -46,6 +46,8 @@ def run_rows(draw):
         row.update(hidden=" ".join(map(str, draw(st.lists(st.integers(1, 4096), min_size=1, max_size=4)))),
                    steps=draw(st.integers(0, 10**6)), eval_every=draw(st.integers(1, 10**4)),
                    best_step=draw(st.one_of(st.none(), st.integers(1, 10**6))))
+        if row["status"] == "ok" and not (row["test_accuracy"] or 0) > 0:
+            row["test_accuracy"] = 0.5  # a finished cell has its accuracy (read_runs)
         key = row_cell_id(row)
         if key not in seen:
             seen.add(key)
@@ -107,7 +109,7 @@ def runs_csv(tmp_path):
                  subset="random", hidden="64 64", init="tutorial", lr=0.001, dataset="mnist", device="cpu", cpu="x",
                  engine="eager", precision="float32", status="ok", finished_at="2026-11-28T00:00:00+00:00",
                  dropcli_version="0.1.0", torch_version="2", test_accuracy=0.9 + i / 100, test_images=10_000, generalization_gap=-0.0071,
-                 best_epoch=None)
+                 best_epoch=None, epochs=1, epochs_run=1, batch_size=100, eval_every=10, steps=10, group_size=1)
     path = tmp_path / "runs.csv"
     write_csv(frame(rows, RUNS_SCHEMA), path, RUNS_SCHEMA)
     return path
@@ -190,3 +192,24 @@ def test_a_runs_table_written_before_the_worker_columns_reads_as_one_process(tmp
     assert committed.read_text() == before  # read, never rewritten in place
     write_csv(runs, tmp_path / "runs.csv", RUNS_SCHEMA)
     assert read_runs(tmp_path / "runs.csv")["workers"].tolist() == runs["workers"].tolist()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(change=st.one_of(
+    st.tuples(st.sampled_from(["group_train_seconds"]), st.floats(-1e6, -1e-6).map(repr)),
+    st.tuples(st.sampled_from(["group_size", "batch_size", "epochs", "eval_every"]), st.integers(-1000, 0).map(str)),
+    st.tuples(st.sampled_from(["steps", "epochs_run", "mc_samples", "best_epoch", "best_step"]),
+              st.integers(-1000, -1).map(str)),
+    st.tuples(st.just("test_accuracy"), st.just(""))), row=st.integers(2, 4))
+def test_a_count_or_time_out_of_range_or_a_finished_cell_without_its_accuracy_is_refused(runs_csv, change, row):
+    """A negative training time would make the summary's mean time negative, a group of 0 cells or a
+    batch of 0 images is no run, and a row whose status is ok without a test accuracy would drop a
+    seed from its configuration's mean without a word: each is refused naming the row and column."""
+    column, value = change
+    original = runs_csv.read_bytes()
+    read_runs(runs_csv)  # as written, it is a table
+    before = edit(runs_csv, lambda ls: replace_cell(ls, row, column, value))
+    with pytest.raises(TableError, match=rf"row {row}, column {column}: "):
+        read_runs(runs_csv)
+    assert runs_csv.read_bytes() == before
+    runs_csv.write_bytes(original)
