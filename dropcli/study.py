@@ -188,11 +188,10 @@ def _check_settings(table: pd.DataFrame, path: Path, keys: pd.Series, cells: lis
     for column in [c for c in setting_columns(cells[0]) if c in table] if cells else []:
         for i, (key, got) in enumerate(zip(keys, table[column].tolist())):
             want = wanted[key][column]
-            numbers = isinstance(want, (int, float)) and isinstance(got, (int, float))
-            if not (math.isclose(got, want, rel_tol=1e-9) if numbers else str(got) == str(want)):
-                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want!r}, the setting this "
-                                 "study gives the cell, so the row was made by another study; delete the row, or "
-                                 "restore the file from a copy")
+            numeric = isinstance(got, (int, float)) and isinstance(want, (int, float))
+            if not (math.isclose(got, want, rel_tol=1e-9) if numeric else str(got) == str(want)):
+                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want!r}, the setting this study "
+                                 "gives the cell, so another study made the row; delete the row, or restore the file")
 
 
 def done_keys(out: Path, cells: list[TrainConfig]) -> set[str]:

@@ -107,6 +107,6 @@ def test_a_row_made_with_other_settings_than_the_study_is_refused(tmp_path_facto
     rows[row + 1][rows[0].index(column)] = _SETTINGS[column]
     with (folder / "runs.csv").open("w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(rows)
-    with pytest.raises(TableError, match=rf"runs.csv row {row + 2}, column {column}: .* study"):
+    with pytest.raises(TableError, match=rf"runs.csv row {row + 2}, column {column}: .* study gives the cell"):
         build_report(folder)
     assert not (folder / "summary.csv").exists()
