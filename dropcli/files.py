@@ -97,6 +97,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], mode: int = 0o
     return path
 
 
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp|\.write-check\.[a-z0-9_]{8}")  # atomic_write's and writable()'s names
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` is one of the temporary files dropcli writes beside a file (left behind only by
+    a process killed mid-write, e.g. '.study.json.k3j_a9x2.tmp'); a folder holding only these and the
+    lock holds nothing of a user's."""
+    return TEMPORARY.fullmatch(name) is not None
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """atomic_write of `text` as UTF-8; returns `path`; raises WriteError as atomic_write does. A
     file name's bytes that the locale could not decode (held as surrogates, as under a C locale) are

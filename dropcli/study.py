@@ -23,7 +23,7 @@ import pandas as pd
 
 from dropcli.config import TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
-from dropcli.files import claim_folder
+from dropcli.files import claim_folder, is_temporary
 from dropcli.grid import STUDY_FORMAT, cell_id_of
 from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
@@ -103,7 +103,7 @@ def check_folder(out: Path, identity: dict, fresh: bool) -> None:
         raise UsageError(f"--out {out} is a file, not a folder; choose another --out")
     old = read_identity(out)
     if old is None:
-        others = sorted(p.name for p in out.iterdir() if p.name not in (".lock", MANIFEST))
+        others = sorted(p.name for p in out.iterdir() if p.name not in (".lock", MANIFEST) and not is_temporary(p.name))
         if others and not (out / MANIFEST).exists():
             raise StudyMismatch(f"{out} is not a dropcli study (it holds {others[0]} and no study.json); "
                                 "use a new or empty --out")

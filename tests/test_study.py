@@ -1,7 +1,9 @@
 """The study folder: claimed exclusively, never mixed with another study or a run, --fresh only for studies."""
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,6 +42,26 @@ def test_a_folder_that_is_not_a_study_is_refused_and_left_alone(tmp_path):
         claim(run, identity(), fresh=True)
     assert (run / "history.csv").read_text() == "epoch,cost\n1,0.5\n" and (run / "model.safetensors").exists()
     assert not (run / "study.json").exists()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["study.json", "runs.csv", "history.csv"]), check=st.booleans())
+def test_a_folder_left_by_a_kill_mid_write_is_claimed_but_a_users_look_alike_is_not(tmp_path, name, check):
+    """SIGKILL between mkstemp and the manifest's first record leaves dropcli's own temporary file
+    (and the lock): the study still starts there. A user's file of another shape is refused."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    (folder / ".lock").touch()
+    made = tempfile.mkstemp(dir=folder, prefix=".write-check.") if check else \
+        tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(made[0])
+    claim(folder, identity(), fresh=False)
+    assert (folder / "study.json").exists()
+    other = Path(tempfile.mkdtemp(dir=tmp_path))
+    (other / f".{name}.tmp").write_text("mine")  # not the shape dropcli writes
+    with pytest.raises(StudyMismatch, match="is not a dropcli study"):
+        claim(other, identity(), fresh=False)
 
 
 def test_another_study_is_refused_without_suggesting_deletion(tmp_path):
