@@ -145,10 +145,14 @@ def budget(runs: pd.DataFrame) -> str:
 
 
 def study_title(runs: pd.DataFrame) -> str:
-    """'MNIST, 15 epochs, 10 seeds per point, hidden 512 512 512 512' from a runs.csv frame."""
+    """'MNIST, 15 epochs, 10 seeds per point, hidden 512 512 512 512' from a runs.csv frame ('6 to 10
+    seeds per point' where the points have different numbers, as in a study still running)."""
     from dropcli.data import TITLES
 
-    seeds, dataset = runs["seed"].nunique(), runs["dataset"].iloc[0]
+    dataset = runs["dataset"].iloc[0]
+    point = [c for c in ("keep_probs", "input_keep_prob", "max_norm", "train_size", "lr", "hidden") if c in runs]
+    counts = runs.groupby(point, dropna=False)["seed"].nunique()  # a study still running: points differ
+    low, high = int(counts.min()), int(counts.max())
+    seeds = f"{high} seed{'s' if high != 1 else ''}" if low == high else f"{low} to {high} seeds"
     widths = sorted(set(runs["hidden"]), key=lambda h: [int(w) for w in h.split()])
-    return (f"{TITLES.get(dataset, dataset)}, {budget(runs)}, "
-            f"{seeds} seed{'s' if seeds != 1 else ''} per point, hidden {' or '.join(widths)}")
+    return f"{TITLES.get(dataset, dataset)}, {budget(runs)}, {seeds} per point, hidden {' or '.join(widths)}"

@@ -139,3 +139,14 @@ def test_a_study_without_comparisons_gets_no_differences_figure(tmp_path):
     with pytest.raises(UsageError, match="differences.png exists and was not written by dropcli"):
         build_report(mine)
     assert (mine / "differences.png").read_text() == "a file of the user's" and not (mine / "summary.csv").exists()
+
+
+def test_the_title_counts_seeds_per_point_as_they_are(study):
+    """A study still running has points with fewer seeds: the title gives the range, not the study's seeds."""
+    from dropcli.plots import study_title
+    from dropcli.tables import read_runs
+
+    runs = read_runs(study[0] / "runs.csv")
+    assert ", 8 seeds per point, " in study_title(runs)
+    fewer = runs.drop(runs[(runs["keep_probs"] == "0.7") & (runs["seed"] > 780)].index)
+    assert ", 4 to 8 seeds per point, " in study_title(fewer)
