@@ -12,12 +12,14 @@ and recomputes the cells left under the lock.
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from dropcli.config import EVAL_CHUNK, TrainConfig
-from dropcli.errors import UsageError
+from dropcli.errors import StudyMismatch, UsageError
 from dropcli.grid import GridSpec, cell_id_of, expand, partition, study_identity
 from dropcli.owned import OwnedFolder
 from dropcli.provenance import code_version
@@ -30,6 +32,7 @@ from dropcli.study import (
     check_tables,
     claim,
     default_folder,
+    describe_difference,
     done_keys,
     read_identity,
     study_folder,
@@ -73,6 +76,24 @@ class StudyPlan:
         return max(cell_bytes(c) for c in self.cells) if self.cells else 0
 
 
+def check_shards_agree(root: Path, identity: dict) -> None:
+    """Refuse, reading only, a study folder whose shards/K-of-N/ hold shards of another study (a whole
+    run or another shard there would mix two studies in one folder), whatever --fresh says (it
+    deletes only this run's own files). A shard folder without a study.json is left to merge's
+    checks. Raises StudyMismatch (exit 2)."""
+    base = root / SHARDS
+    if base.is_symlink() or not base.is_dir():
+        return
+    apart = ("shard", "dropcli_version")  # a shard's own; merge checks that one dropcli ran them all
+    def study_of(ident: dict) -> str:  # as study.same compares: JSON, keys sorted
+        return json.dumps({k: v for k, v in ident.items() if k not in apart and v is not None}, sort_keys=True)
+    for folder in sorted(p for p in base.iterdir() if re.match(SHARD_DIR, p.name) and not p.is_symlink()):
+        other = read_identity(folder) if folder.is_dir() else None
+        if other is not None and study_of(other) != study_of(identity):
+            raise StudyMismatch(f"{folder} is a shard of another study ({describe_difference(other, identity, now='now')}); "
+                                "use another --out")
+
+
 def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard: tuple[int, int] | None = None,
               fresh: bool = False, data: dict | None = None) -> StudyPlan:
     """The plan of a grid (see StudyPlan). out None: the default folder of the identity. data: the
@@ -80,6 +101,7 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
     UsageError/StudyMismatch for a folder the run would refuse, TableError for foreign tables."""
     identity = study_identity(spec, base, data)
     root = Path(out) if out is not None else default_folder(identity)
+    check_shards_agree(root, identity)
     everything = tuple(expand(spec, base))
     if shard is None:
         cells, folder, folder_identity = everything, root, identity

@@ -178,8 +178,9 @@ def test_a_study_json_of_the_right_format_and_the_wrong_shape_is_one_line(tmp_pa
 
 
 def test_shards_trained_on_different_data_are_not_merged(tmp_path):
-    """Shard 1 trains on one set of files, the labels change, shard 2 trains on the new ones: the
-    study records its data by content (study.json's data), so merge refuses instead of mixing them."""
+    """Shard 1 trains on one set of files, then the labels change: the study records its data by
+    content (study.json's data), so shard 2 is refused before it trains on the new ones (merge's own
+    check of foreign shards: test_shards)."""
     from test_data import fake_mnist_dir, write_idx
 
     data = tmp_path / "data"
@@ -187,6 +188,7 @@ def test_shards_trained_on_different_data_are_not_merged(tmp_path):
     args = [*TINY, "--data-dir", str(data), "--out", str(tmp_path / "s")]
     assert runner.invoke(app, [*args, "--shard", "1/2"]).exit_code == 0
     write_idx(data / "t10k-labels-idx1-ubyte.gz", (arrays[3] + 1) % 10)  # the test labels changed
-    assert runner.invoke(app, [*args, "--shard", "2/2"]).exit_code == 0
-    check_error(runner.invoke(app, ["merge", str(tmp_path / "s")]), 1, "is a shard of another study (data")
-    check_error(runner.invoke(app, [*args, "--shard", "1/2"]), 2, "holds another study (data")  # nor resumed
+    for shard in ("2/2", "1/2"):  # the other shard is refused before it trains, and shard 1 is not resumed
+        check_error(runner.invoke(app, [*args, "--shard", shard]), 2, "1-of-2 is a shard of another study (data")
+    assert not (tmp_path / "s" / "shards" / "2-of-2").exists()
+    check_error(runner.invoke(app, ["merge", str(tmp_path / "s")]), 1, "rerun shard(s) 2 of 2")

@@ -140,3 +140,18 @@ def test_merge_keeps_rows_already_in_the_study_folder(tmp_path):
     report = merge(out)
     assert report["merged"] == 12 and report["duplicates"] == 0 and not report["missing"]  # its own rows are no duplicates
     assert sorted_rows(out / "runs.csv")[RESULT].equals(before[RESULT])
+
+
+@pytest.mark.parametrize("shard", [None, (1, 3), (2, 2)])
+def test_a_folder_holding_shards_of_another_study_takes_no_other_study(tmp_path, shard):
+    """Whole or sharded, a different study is refused by the plan (so by --dry-run too) before
+    anything is written; the same study, whole or in another split, is not."""
+    from dropcli.errors import StudyMismatch
+
+    out = tmp_path / "s"
+    run_shard(out, 1, 2)
+    listing = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(StudyMismatch, match=r"shards/1-of-2 is a shard of another study \(epochs 1 there, 2 now\)"):
+        make_plan(GRID, BASE.replace(epochs=2), out, shard)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == listing
+    assert make_plan(GRID, BASE, out, shard).identity["settings"]["epochs"] == 1
