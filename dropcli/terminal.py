@@ -100,9 +100,6 @@ class OneLineErrors(TyperGroup):
         except Abort:
             say_interrupted("Aborted.")
             sys.exit(130)
-        except DropcliError as e:  # raised outside a failures() block
-            error(str(e))
-            sys.exit(e.exit_code)
         except (KeyboardInterrupt, _Stopped) as stop:
             e = stop.interrupt if isinstance(stop, _Stopped) else stop
             if not told_interrupt():
@@ -110,6 +107,9 @@ class OneLineErrors(TyperGroup):
             sys.exit(interrupt_code(e))
         except Exception as caught:
             e = as_interrupt(caught)  # the interrupt, come out as another exception (see stop_signal)
+            if e is None and isinstance(caught, DropcliError):  # raised outside a failures() block
+                error(str(caught))
+                sys.exit(caught.exit_code)
             if e is None:
                 raise
             if not told_interrupt():
@@ -123,14 +123,14 @@ def failures() -> Iterator[None]:
     """DropcliError -> one line on stderr and its exit status; an interrupt -> exit 128 + signal."""
     try:
         yield
-    except DropcliError as e:
-        error(str(e))
-        raise typer.Exit(e.exit_code) from None
-    except MemoryError:
-        error("out of memory; use a smaller --hidden, --parallel-models or --batch-size")
-        raise typer.Exit(1) from None
     except BaseException as caught:
-        e = as_interrupt(caught)
+        e = as_interrupt(caught)  # after a stop signal, any error (a DropcliError too) is that stop
+        if e is None and isinstance(caught, DropcliError):
+            error(str(caught))
+            raise typer.Exit(caught.exit_code) from None
+        if e is None and isinstance(caught, MemoryError):
+            error("out of memory; use a smaller --hidden, --parallel-models or --batch-size")
+            raise typer.Exit(1) from None
         if e is None:
             raise
         if not told_interrupt():

@@ -122,6 +122,7 @@ def test_a_stopped_train_says_nothing_was_saved_and_leaves_no_folder(tmp_path, s
 from typer.testing import CliRunner  # noqa: E402
 
 from dropcli.cli import app  # noqa: E402
+from dropcli.errors import DropcliError  # noqa: E402
 
 runner = CliRunner()
 TINY = ["--hidden", "16", "--epochs", "1", "--train-size", "200", "--validation-size", "100", "--batch-size", "50",
@@ -206,3 +207,31 @@ def test_a_table_wider_than_the_screen_loses_no_value(cols):
         assert all(any(v in line for line in lines) for v in values)
         rows = [line for line in lines if line.split()[:2] == ["0.5", "1"]]
         assert len(rows) == len([x for x in lines if x.split()[:2] == ["column", "0"]]) > 1
+
+
+@pytest.mark.parametrize("error", [DropcliError("MNIST is not on this machine and could not be downloaded "
+                                                "(AttributeError)"), AttributeError("module has no attribute")])
+def test_an_error_a_stop_signal_turned_into_ends_as_that_stop(capsys, error):
+    """A signal landing inside a library's import or error handling can come out as another error,
+    even one dropcli words (the data loader's 'could not be downloaded'): after a stop signal, it
+    ends as the interrupt it is (exit 130, one 'Interrupted' line), not as a misleading failure."""
+    import typer
+
+    from dropcli import interrupts
+    from dropcli.terminal import failures
+
+    interrupts.forget()
+    try:
+        with pytest.raises(typer.Exit) as stop, failures():
+            try:
+                raise interrupts.Interrupted(signal.SIGINT)
+            except interrupts.Interrupted:
+                raise error from None
+        assert stop.value.exit_code == 130
+        err = capsys.readouterr().err
+        assert "Interrupted (SIGINT)" in err and "could not be downloaded" not in err
+    finally:
+        interrupts.forget()
+    with pytest.raises(typer.Exit) as failed, failures():  # without a signal, the error is the error
+        raise DropcliError("no such file; give another")
+    assert failed.value.exit_code == 1 and "no such file" in capsys.readouterr().err
