@@ -188,9 +188,9 @@ def _check_settings(table: pd.DataFrame, path: Path, keys: pd.Series, cells: lis
     for column in [c for c in setting_columns(cells[0]) if c in table] if cells else []:
         for i, (key, got) in enumerate(zip(keys, table[column].tolist())):
             want = wanted[key][column]
-            numeric = isinstance(got, (int, float)) and isinstance(want, (int, float))
-            if not (math.isclose(got, want, rel_tol=1e-9) if numeric else str(got) == str(want)):
-                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want!r}, the setting this study "
+            numeric, want = isinstance(got, (int, float)) and isinstance(want, (int, float)), want if isinstance(want, tuple) else (want,)
+            if not (math.isclose(got, want[0], rel_tol=1e-9) if numeric else str(got) in map(str, want)):
+                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want[0]!r}, the setting this study "
                                  "gives the cell, so another study made the row; delete the row, or restore the file")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, TEST_SPLIT, TrainConfig, fmt_number
+from dropcli.config import SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write, regular_file
 from dropcli.grid import cell_id, fmt_hidden
@@ -237,8 +237,12 @@ def cell_columns(c: TrainConfig) -> dict:
 
 def setting_columns(c: TrainConfig) -> dict:
     """The runs.csv columns besides the cell key that the cell's config alone decides (a row whose
-    values differ was made by another study: study.check_rows refuses it)."""
-    return {"keep_prob_mean": c.mean_keep, "subset": c.sampling, "epochs": c.epochs, "eval_every": c.eval_interval,
+    values differ was made by another study: study.check_rows refuses it). A tuple lists the values
+    that all mean this setting: a subset of the whole training part is all of it, which earlier
+    dropcli wrote as 'all'."""
+    whole = c.n_train == TRAIN_SPLIT - c.validation_size
+    return {"keep_prob_mean": c.mean_keep, "subset": (c.sampling, "all") if whole else c.sampling,
+            "epochs": c.epochs, "eval_every": c.eval_interval,
             "init": c.init, "batch_size": c.batch_size, "dataset": c.dataset, "mc_samples": c.mc_samples,
             "precision": c.precision}
 

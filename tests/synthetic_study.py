@@ -46,6 +46,7 @@ def write_study(folder: Path, keeps=(0.5, 0.7, 1.0), input_keeps=(1.0,), max_nor
                                 "max_norm": mn, "train_size": size, "seed": seed}
                         per_epoch = size // 100
                         runs.append({**head, **_measures(acc, state, keep, epochs), "steps": epochs * per_epoch,
+                                     "subset": "all" if n is None else "random",  # config.sampling
                                      "eval_every": per_epoch, "best_step": epochs * per_epoch if state == "ok" else None})
                         history += [{**head, "lr": 0.001, "hidden": "512 512 512 512", "epoch": e, "step": e * per_epoch,
                                      "cost": 1.5 / e * (2 - keep),
