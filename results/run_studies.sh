@@ -4,11 +4,13 @@
 # rerunning this script after an interruption (or in a later session) finishes them:
 #   nohup nice -n 19 bash results/run_studies.sh > studies.log 2>&1 &
 # then `dropcli report` on each folder. Every row of runs.csv records where and with which code it ran.
+# A study runs in results/running/ (ignored by git, so a half-done study never reaches a commit, CI or the
+# tests of committed studies); once complete, it gets its README and `mv` puts it in results/ to commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DROPCLI=${DROPCLI:-dropcli}
-$DROPCLI ablate --keep-probs 0.7,1.0 --lrs 0.0003,0.001,0.003 --seeds 10 --out results/ablation-lr
-$DROPCLI ablate --keep-probs 0.5,0.7,1.0 --hiddens 512x4,1024x4 --seeds 10 --parallel-models 1 --out results/ablation-width
+$DROPCLI ablate --keep-probs 0.7,1.0 --lrs 0.0003,0.001,0.003 --seeds 10 --out results/running/ablation-lr
+$DROPCLI ablate --keep-probs 0.5,0.7,1.0 --hiddens 512x4,1024x4 --seeds 10 --parallel-models 1 --out results/running/ablation-width
 $DROPCLI ablate --keep-probs 0.5,0.7,0.9,1.0 --train-sizes 1000,5000,10000,55000 --steps 8250 --seeds 10 \
-    --out results/ablation-steps
-$DROPCLI ablate --keep-probs 0.5,0.7,0.8,1.0 --epochs 60 --seeds 10 --out results/ablation-epochs-60
+    --out results/running/ablation-steps
+$DROPCLI ablate --keep-probs 0.5,0.7,0.8,1.0 --epochs 60 --seeds 10 --out results/running/ablation-epochs-60
