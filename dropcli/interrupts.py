@@ -12,6 +12,7 @@ handler prints a second (entry.py, terminal.OneLineErrors).
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import signal
 import sys
 from typing import Callable
@@ -47,15 +48,72 @@ def interrupt_name(e: KeyboardInterrupt) -> str:
     return e.args[0] if e.args and isinstance(e.args[0], str) else "SIGINT"
 
 
+HELD_IMPORTS = ("torch", "torchvision")  # their import runs C++ that calls Python: an exception raised there aborts
+_held = {"depth": 0, "pending": []}  # how many held() blocks are open; the stop signals received inside them
+
+
 def _raise_interrupted(signum, frame):
+    if _held["depth"]:
+        _held["pending"].append(signum)
+        return
     raise Interrupted(signum)
 
 
+@contextlib.contextmanager
+def held():
+    """Hold stop signals for the block: one received inside is raised as Interrupted when the block
+    ends (the first one), not where it lands. For code that must not be cut (torch's import: C++
+    that calls Python, where a KeyboardInterrupt ends the process with 'terminate called after
+    throwing pybind11::error_already_set', exit -6, and no line)."""
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+    if not _held["depth"] and _held["pending"]:
+        first = _held["pending"][0]
+        _held["pending"].clear()
+        raise Interrupted(first)
+
+
+class _HeldLoader(importlib.abc.Loader):
+    """A module's own loader, run inside held() (see _HoldHeavyImports)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader  # the module sees its own loader
+        with held():
+            self.loader.exec_module(module)
+
+
+class _HoldHeavyImports(importlib.abc.MetaPathFinder):
+    """Finds HELD_IMPORTS with the finders after it and has their import run inside held()."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in HELD_IMPORTS:
+            return None
+        for finder in sys.meta_path:
+            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(name, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _HeldLoader(spec.loader)
+                return spec
+        return None
+
+
 def install_signal_handlers() -> None:
-    """Ctrl-C, SIGTERM and SIGHUP raise Interrupted (entry.py installs the same before any import)."""
+    """Ctrl-C, SIGTERM and SIGHUP raise Interrupted (entry.py installs the same before any import),
+    held while torch and torchvision import (see held)."""
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         with contextlib.suppress(ValueError, OSError, TypeError):  # not the main thread, or no SIGHUP
             signal.signal(sig, _raise_interrupted)
+    if not any(isinstance(f, _HoldHeavyImports) for f in sys.meta_path):
+        sys.meta_path.insert(0, _HoldHeavyImports())
 
 
 def stop_signal() -> int | None:
@@ -97,3 +155,4 @@ def say_interrupted(text: str, write: Callable[[str], None] | None = None) -> No
 def forget() -> None:
     """A new command starts: no interrupt received or told yet (tests run many in one process)."""
     _told.update(interrupt=False, signal=None)
+    _held["pending"].clear()

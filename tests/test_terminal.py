@@ -235,3 +235,34 @@ def test_an_error_a_stop_signal_turned_into_ends_as_that_stop(capsys, error):
     with pytest.raises(typer.Exit) as failed, failures():  # without a signal, the error is the error
         raise DropcliError("no such file; give another")
     assert failed.value.exit_code == 1 and "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "not held"])
+def test_a_stop_during_torchs_import_waits_for_the_import_to_finish(tmp_path, monkeypatch, held):
+    """A Ctrl-C while torch imports must not land inside it (there C++ calls Python, and an exception
+    aborts the process with no line): interrupts.held defers it to the end of the import. A module
+    that interrupts itself halfway stands for torch; without the hold the interrupt cuts it there."""
+    from dropcli import interrupts
+
+    (tmp_path / "heavy_probe.py").write_text(
+        "import os, pathlib, signal, time\n"
+        f"pathlib.Path({str(tmp_path / 'half')!r}).touch()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "for _ in range(100):\n    time.sleep(0.001)  # the handler runs here if nothing holds it\n"
+        f"pathlib.Path({str(tmp_path / 'whole')!r}).touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(interrupts, "HELD_IMPORTS", ("heavy_probe",) if held else ())
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    finders = list(sys.meta_path)
+    try:
+        interrupts.install_signal_handlers()
+        with pytest.raises(interrupts.Interrupted) as stop:
+            import heavy_probe  # noqa: F401
+    finally:
+        sys.meta_path[:] = finders
+        sys.modules.pop("heavy_probe", None)
+        for s, h in before.items():
+            signal.signal(s, h)
+        interrupts.forget()
+    assert stop.value.signum == signal.SIGINT and (tmp_path / "half").exists()
+    assert (tmp_path / "whole").exists() == held
