@@ -192,3 +192,15 @@ def study_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def tracked_by_git(path: Path) -> bool:
+    """True when `path` (a file, or a folder holding one) is committed to a git repository, so that
+    --fresh would delete published results."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch", path.name],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False

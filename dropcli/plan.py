@@ -12,7 +12,6 @@ and recomputes the cells left under the lock.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from dropcli.study import (
     describe_difference,
     done_keys,
     read_identity,
+    same,
     study_folder,
 )
 
@@ -84,12 +84,10 @@ def check_shards_agree(root: Path, identity: dict) -> None:
     base = root / SHARDS
     if base.is_symlink() or not base.is_dir():
         return
-    apart = ("shard", "dropcli_version")  # a shard's own; merge checks that one dropcli ran them all
-    def study_of(ident: dict) -> str:  # as study.same compares: JSON, keys sorted
-        return json.dumps({k: v for k, v in ident.items() if k not in apart and v is not None}, sort_keys=True)
     for folder in sorted(p for p in base.iterdir() if re.match(SHARD_DIR, p.name) and not p.is_symlink()):
         other = read_identity(folder) if folder.is_dir() else None
-        if other is not None and study_of(other) != study_of(identity):
+        # a shard's own; merge checks that one dropcli ran them all
+        if other is not None and not same(other, identity, ignore=("shard", "dropcli_version")):
             raise StudyMismatch(f"{folder} is a shard of another study ({describe_difference(other, identity, now='now')}); "
                                 "use another --out")
 

@@ -84,7 +84,7 @@ def shard_identities(out: Path) -> dict[Path, dict]:
         raise DropcliError(f"{base} mixes shards of {' and '.join(map(str, sorted(counts)))}-way splits; "
                            "keep one split's folders")
     for f, ident in identities.items():
-        if {k: v for k, v in ident.items() if k != "shard"} != {k: v for k, v in first.items() if k != "shard"}:
+        if not same(ident, first, ignore=("shard",)):
             raise DropcliError(f"{f} is a shard of another study ({describe_difference(ident, first, now='here')}); "
                                f"remove it, or rerun that shard with the same command and dropcli")
     return identities

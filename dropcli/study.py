@@ -23,7 +23,7 @@ import pandas as pd
 
 from dropcli.config import TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
-from dropcli.files import claim_folder, is_temporary
+from dropcli.files import claim_folder, is_temporary, tracked_by_git
 from dropcli.grid import STUDY_FORMAT, cell_id_of
 from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
@@ -88,8 +88,10 @@ def describe_difference(old: dict, new: dict, now: str = "now") -> str:
     return f"shard {json.dumps(old.get('shard'))} there, {json.dumps(new.get('shard'))} {now}"
 
 
-def same(a: dict, b: dict) -> bool:
-    """Two identities are one study (exact JSON equality)."""
+def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
+    """Two identities are one study: equal as JSON, keys sorted, leaving out `ignore` (a shard's
+    'shard'; 'dropcli_version' where shards meet) and keys set to None."""
+    a, b = ({k: v for k, v in i.items() if k not in ignore and v is not None} for i in (a, b))
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
@@ -122,18 +124,6 @@ def role(identity: dict) -> str:
     """What a study.json describes, in words: 'shard 2 of 8' or 'a whole study'."""
     shard = identity.get("shard")
     return f"shard {shard['index']} of {shard['count']}" if shard else "a whole study"
-
-
-def tracked_by_git(path: Path) -> bool:
-    """True when `path` (a file, or a folder holding one) is committed to a git repository, so that
-    --fresh would delete published results."""
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch", path.name],
-                              capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 def check_fresh(out: Path) -> bool:
@@ -188,9 +178,10 @@ def _check_settings(table: pd.DataFrame, path: Path, keys: pd.Series, cells: lis
     for column in [c for c in setting_columns(cells[0]) if c in table] if cells else []:
         for i, (key, got) in enumerate(zip(keys, table[column].tolist())):
             want = wanted[key][column]
-            numeric, want = isinstance(got, (int, float)) and isinstance(want, (int, float)), want if isinstance(want, tuple) else (want,)
-            if not (math.isclose(got, want[0], rel_tol=1e-9) if numeric else str(got) in map(str, want)):
-                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want[0]!r}, the setting this study "
+            accepted = want if isinstance(want, tuple) else (want,)  # the values that mean one setting
+            numeric = isinstance(got, (int, float)) and isinstance(accepted[0], (int, float))
+            if not (math.isclose(got, accepted[0], rel_tol=1e-9) if numeric else str(got) in map(str, accepted)):
+                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {accepted[0]!r}, the setting this study "
                                  "gives the cell, so another study made the row; delete the row, or restore the file")
 
 
