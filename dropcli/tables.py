@@ -172,7 +172,7 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
     except DropcliError as e:
         raise TableError(str(e)) from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark: a spreadsheet saved it as "CSV UTF-8"
     except UnicodeDecodeError:
         raise TableError(f"{path} is not UTF-8 text, so not a {what}; {fix}") from None
     except OSError as e:

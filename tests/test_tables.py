@@ -156,6 +156,16 @@ def test_an_edited_table_is_refused_naming_row_and_column_and_left_alone(runs_cs
     assert runs_csv.read_bytes() == before
 
 
+def test_a_table_a_spreadsheet_saved_with_a_byte_order_mark_reads_as_before(runs_csv):
+    """Excel's "CSV UTF-8" and CRLF line ends: the same table (and a BOM inside a cell is still refused)."""
+    before = read_runs(runs_csv)
+    runs_csv.write_bytes(b"\xef\xbb\xbf" + runs_csv.read_bytes().replace(b"\n", b"\r\n"))
+    pd.testing.assert_frame_equal(read_runs(runs_csv), before)
+    edit(runs_csv, lambda ls: [ls[0].replace(",seed,", ",\ufeffseed,")] + ls[1:])
+    with pytest.raises(TableError, match="lacks column 'seed'"):
+        read_runs(runs_csv)
+
+
 def test_a_deleted_row_or_header_only_is_still_a_table(runs_csv):
     edit(runs_csv, lambda ls: ls[:2] + ls[3:])
     assert list(read_runs(runs_csv)["seed"]) == [0, 2]
