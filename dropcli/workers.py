@@ -62,13 +62,25 @@ def _share(data) -> bool:
     return True
 
 
-def _start_worker(threads: int, device_name: str, data, load: tuple, stop, events, slot, parent: int,
-                  workers: int) -> None:
+def _start_worker(threads: int, device_name: str, data, load: tuple, identity: dict | None, stop, events, slot,
+                  parent: int, workers: int) -> None:
     """A worker's initializer: ignore Ctrl-C (meant for the parent, which stops the workers), set
     torch's threads, take a GPU (the next one of `slot`, a shared counter) where there are several,
     put the shared data set on the worker's device (or, where none was shared, load the data set
-    `load` = (name, data_dir)), and watch the parent."""
+    `load` = (name, data_dir) and check that it is `identity`, the parent's), and watch the parent.
+    A worker that cannot start says why on `events` ("failed") and exits (no traceback)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _set_up(threads, device_name, data, load, identity, stop, events, slot, parent, workers)
+    except Exception as e:  # noqa: BLE001  (said by the parent, as one line)
+        events.put(("failed", -1, str(e) if isinstance(e, DropcliError) else f"{type(e).__name__}: {e}"))
+        events.close()
+        events.join_thread()  # the line reaches the parent before this process ends
+        os._exit(1)
+
+
+def _set_up(threads: int, device_name: str, data, load: tuple, identity: dict | None, stop, events, slot,
+            parent: int, workers: int) -> None:
     import torch
 
     # the pool has flushed a worker's results before its interpreter exits; torch's teardown takes
@@ -86,6 +98,9 @@ def _start_worker(threads: int, device_name: str, data, load: tuple, stop, event
         from dropcli.data import load_dataset
 
         data = load_dataset(*load, device)
+        if identity is not None and data.identity != identity:
+            raise DropcliError(f"the data set changed as the study started (sha256 {data.identity['sha256'][:12]} in a "
+                               f"worker, {identity['sha256'][:12]} in the command); rerun when nothing writes to it")
     elif device.type != "cpu":
         from dropcli.data import Dataset, Split
 
@@ -141,6 +156,7 @@ class WorkerPool:
 
     def __init__(self, layout: Layout, device_name: str, data=None, train_options: dict | None = None,
                  load: tuple[str, str | None] = ("mnist", None)):
+        identity = data.identity if data is not None else None  # what a worker that loads its own must find
         data = data if data is not None and _share(data) else None
         ctx = multiprocessing.get_context("spawn")
         self.layout, self.train_options = layout, train_options or {}
@@ -149,7 +165,7 @@ class WorkerPool:
         self.running: dict[Future, int] = {}
         self.executor = ProcessPoolExecutor(
             layout.workers, mp_context=ctx, initializer=_start_worker,
-            initargs=(layout.threads, device_name, data, load, self.stop, self.events, ctx.Value("i", 0), os.getpid(),
+            initargs=(layout.threads, device_name, data, load, identity, self.stop, self.events, ctx.Value("i", 0), os.getpid(),
                       layout.workers))
 
     def __enter__(self) -> WorkerPool:
@@ -164,7 +180,7 @@ class WorkerPool:
         one whose epochs and steps on_epoch and on_step report: the earliest one running, until it ends.
         Raises a worker's own exception, or DropcliError when a worker died."""
         todo = list(enumerate(groups))[::-1]
-        self.focus, self.started = None, set()
+        self.focus, self.started, self.failure = None, set(), None
         try:
             while todo or self.running:
                 while todo and len(self.running) <= self.layout.workers:  # one queued: no worker waits for us
@@ -178,6 +194,9 @@ class WorkerPool:
                     if result is not None:
                         on_rows(result["runs"], result["history"])
         except BrokenProcessPool:
+            self._forward(groups, progress)  # a worker that could not start said why
+            if self.failure:
+                raise DropcliError(f"a worker process could not start: {self.failure}") from None
             raise DropcliError("a worker process ended abruptly (killed, or out of memory?); the groups finished "
                                "before it are saved. Rerun the same command to resume (with fewer --workers if "
                                "memory is short)") from None
@@ -192,6 +211,8 @@ class WorkerPool:
                 kind, gi, *rest = self.events.get_nowait()
             except (queue.Empty, OSError, EOFError):
                 break
+            if kind == "failed":
+                self.failure = rest[0]
             if kind == "start":
                 self.started.add(gi)
             if gi != self.focus and self.focus not in running:  # the group shown has ended (or none yet)
@@ -212,7 +233,9 @@ class WorkerPool:
         for future in self.running:
             future.cancel()
         _, late = wait(self.running, timeout=STOP_GRACE_SECONDS)
-        if late:  # a worker in a long evaluation: no public call stops it before Python 3.14's terminate_workers
+        if late and hasattr(self.executor, "terminate_workers"):  # a worker in a long evaluation (Python 3.14+)
+            self.executor.terminate_workers()
+        elif late:  # before 3.14 no public call stops a pool's workers
             for process in list(getattr(self.executor, "_processes", {}).values()):
                 process.terminate()
         self.running.clear()

@@ -117,6 +117,27 @@ def test_workers_run_mkl_reproducibly_on_their_own_threads_and_load_data_that_co
     assert not workers_alive()
 
 
+@pytest.mark.parametrize("case", ["no data", "other data"])
+def test_a_worker_that_cannot_start_says_why_in_one_line(capfd, monkeypatch, case):
+    """A worker whose data set cannot be loaded, or is not the command's (it changed on disk as the
+    study started), is one line saying so: not 'ended abruptly', and no traceback from the pool."""
+    from dropcli import workers
+    from dropcli.data import Dataset, Split
+
+    cell = BASE.replace(train_size=500)
+    if case == "no data":
+        data, load, fragment = None, ("mnist", "/nonexistent"), "could not start: --data-dir /nonexistent is not a folder"
+    else:  # the command's data is not what a worker loading its own finds
+        x, y = torch.zeros(600, 784), torch.zeros(600, dtype=torch.long)
+        data = Dataset("mnist", Split(x, y), Split(x[:100], y[:100]), "test", {"name": "mnist", "sha256": "0" * 64})
+        monkeypatch.setattr(workers, "_share", lambda data: False)  # as when /dev/shm is too small
+        load, fragment = ("mnist", None), "could not start: the data set changed as the study started (sha256 "
+    with pytest.raises(DropcliError) as e, workers.WorkerPool(Layout(2, 1), "cpu", data, load=load) as pool:
+        pool.run([[cell]], lambda runs, history: None, StudyProgress())
+    assert fragment in str(e.value) and "\n" not in str(e.value), e.value
+    assert "Traceback" not in capfd.readouterr().err and not workers_alive()
+
+
 @pytest.mark.parametrize("options, code, fragment", [
     (["--workers", "2", "--executor", "ray"], 2, "--workers and --executor ray both split the study; use one"),
     (["--workers", "-1"], 2, "Invalid value for '--workers': Input should be greater than or equal to 0"),
@@ -134,7 +155,7 @@ def test_the_display_follows_the_earliest_running_group_until_it_ends():
     from dropcli.workers import WorkerPool
 
     pool = object.__new__(WorkerPool)  # its progress forwarding alone: no processes
-    pool.events, pool.focus, pool.started = queue.Queue(), None, set()
+    pool.events, pool.focus, pool.started, pool.failure = queue.Queue(), None, set(), None
     futures = [Future() for _ in range(3)]
     pool.running = {futures[0]: 0, futures[1]: 1}
     heard = []
