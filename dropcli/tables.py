@@ -235,16 +235,19 @@ def cell_columns(c: TrainConfig) -> dict:
             "max_norm": c.max_norm, "train_size": c.n_train, "seed": c.seed}
 
 
+def config_columns(c: TrainConfig) -> dict:
+    """The runs.csv columns besides the cell key (cell_columns, lr, hidden) that the cell's config
+    alone decides: the settings a study gives every cell."""
+    return {"subset": c.sampling, "epochs": c.epochs, "eval_every": c.eval_interval, "init": c.init,
+            "batch_size": c.batch_size, "dataset": c.dataset, "mc_samples": c.mc_samples, "precision": c.precision}
+
+
 def setting_columns(c: TrainConfig) -> dict:
-    """The runs.csv columns besides the cell key that the cell's config alone decides (a row whose
-    values differ was made by another study: study.check_rows refuses it). A tuple lists the values
-    that all mean this setting: a subset of the whole training part is all of it, which earlier
-    dropcli wrote as 'all'."""
+    """config_columns and keep_prob_mean, as study.check_rows compares them (a row whose values
+    differ was made by another study). A tuple lists the values that all mean this setting: a
+    subset of the whole training part is all of it, which earlier dropcli wrote as 'all'."""
     whole = c.n_train == TRAIN_SPLIT - c.validation_size
-    return {"keep_prob_mean": c.mean_keep, "subset": (c.sampling, "all") if whole else c.sampling,
-            "epochs": c.epochs, "eval_every": c.eval_interval,
-            "init": c.init, "batch_size": c.batch_size, "dataset": c.dataset, "mc_samples": c.mc_samples,
-            "precision": c.precision}
+    return {"keep_prob_mean": c.mean_keep, **config_columns(c), **({"subset": (c.sampling, "all")} if whole else {})}
 
 
 def run_row(r, finished_at: str, workers: int = 1, threads: int | None = None) -> dict:
@@ -257,21 +260,19 @@ def run_row(r, finished_at: str, workers: int = 1, threads: int | None = None) -
     from dropcli.provenance import code_version, cpu_model
 
     c = r.config
-    row = {**cell_columns(c), "subset": c.sampling, "epochs": c.epochs, "epochs_run": r.epochs_run,
-           "steps": r.steps_run, "eval_every": c.eval_interval,
-           "hidden": fmt_hidden(c.hidden), "init": c.init, "lr": c.lr, "batch_size": c.batch_size,
-           "dataset": c.dataset, "test_images": r.test_images, "final_cost": r.final_cost,
-           "train_accuracy": r.train_accuracy,
-           "validation_accuracy": r.validation_accuracy, "test_accuracy": r.test_accuracy,
-           "generalization_gap": r.train_accuracy - r.test_accuracy, "test_loss": r.test_loss,
-           "best_epoch": r.best_epoch, "best_step": r.best_step, "test_accuracy_at_best": r.test_accuracy_at_best,
-           "test_accuracy_mc": r.test_accuracy_mc, "mc_samples": c.mc_samples, "group_size": r.parallel_models,
-           "group_train_seconds": r.train_seconds, "device": r.device, "cpu": cpu_model(), "engine": r.engine,
-           "workers": workers, "threads": torch.get_num_threads() if threads is None else threads,
-           "precision": c.precision, "status": r.status, "finished_at": finished_at,
-           "dropcli_version": code_version(), "torch_version": torch.__version__}
-    assert list(row) == list(RUNS_SCHEMA), "run_row and RUNS_SCHEMA must list the same columns"
-    return row
+    values = {**cell_columns(c), **config_columns(c), "hidden": fmt_hidden(c.hidden), "lr": c.lr,
+              "epochs_run": r.epochs_run, "steps": r.steps_run, "test_images": r.test_images,
+              "final_cost": r.final_cost, "train_accuracy": r.train_accuracy,
+              "validation_accuracy": r.validation_accuracy, "test_accuracy": r.test_accuracy,
+              "generalization_gap": r.train_accuracy - r.test_accuracy, "test_loss": r.test_loss,
+              "best_epoch": r.best_epoch, "best_step": r.best_step, "test_accuracy_at_best": r.test_accuracy_at_best,
+              "test_accuracy_mc": r.test_accuracy_mc, "group_size": r.parallel_models,
+              "group_train_seconds": r.train_seconds, "device": r.device, "cpu": cpu_model(), "engine": r.engine,
+              "workers": workers, "threads": torch.get_num_threads() if threads is None else threads,
+              "status": r.status, "finished_at": finished_at,
+              "dropcli_version": code_version(), "torch_version": torch.__version__}
+    assert set(values) == set(RUNS_SCHEMA), "run_row must give every RUNS_SCHEMA column and no other"
+    return {k: values[k] for k in RUNS_SCHEMA}
 
 
 def history_rows(r) -> list[dict]:
