@@ -63,7 +63,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     if counts["ran"] and display.what_ran():
         why = (f"--parallel-models {how.parallel_models}" if how.parallel_models else
                "groups sized to the Ray cluster" if ray else "the group size chosen for this machine")
-        on = "" if ray or counts["workers"] == 1 else f" on {counts['workers']} worker processes of {counts['threads']} thread(s)"
+        on = "" if ray or counts["workers"] == 1 else f" on {counts['workers']} worker processes, {counts['threads']} thread{'' if counts['threads'] == 1 else 's'} each"
         term.note(f"Trained {display.what_ran()}{on} ({why}).")
     if plan.shard:
         term.note_path(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in", out)
