@@ -11,10 +11,11 @@ handler prints a second (entry.py, terminal.OneLineErrors).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
-import importlib.abc
 import signal
 import sys
+import threading
 from typing import Callable
 
 import typer
@@ -31,6 +32,7 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         _told["signal"] = signum
+        _held["pending"].clear()  # a stop raised: those held are this one
 
     @property
     def exit_code(self) -> int:
@@ -61,59 +63,44 @@ def _raise_interrupted(signum, frame):
 
 @contextlib.contextmanager
 def held():
-    """Hold stop signals for the block: one received inside is raised as Interrupted when the block
-    ends (the first one), not where it lands. For code that must not be cut (torch's import: C++
-    that calls Python, where a KeyboardInterrupt ends the process with 'terminate called after
-    throwing pybind11::error_already_set', exit -6, and no line)."""
+    """Hold stop signals for the block: the first one received inside is raised as Interrupted when
+    the block ends (also when it ends with an error: the stop came first), not where it lands. For
+    code that must not be cut (torch's import: C++ that calls Python, where a KeyboardInterrupt ends
+    the process with 'terminate called after throwing pybind11::error_already_set', exit -6, no
+    line). Outside the main thread, which never runs signal handlers, it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _held["depth"] += 1
     try:
         yield
     finally:
         _held["depth"] -= 1
-    if not _held["depth"] and _held["pending"]:
-        first = _held["pending"][0]
-        _held["pending"].clear()
-        raise Interrupted(first)
+        if not _held["depth"] and _held["pending"]:
+            raise Interrupted(_held["pending"][0])  # clears the pending ones
 
 
-class _HeldLoader(importlib.abc.Loader):
-    """A module's own loader, run inside held() (see _HoldHeavyImports)."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        module.__loader__ = module.__spec__.loader = self.loader  # the module sees its own loader
+def _held_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """builtins.__import__, inside held() for a HELD_IMPORTS package and its modules: the stop is
+    raised after the import is complete, so torch stays imported whole (raised inside the import,
+    importlib would drop `torch` and keep its C++ part, and no later import could load it)."""
+    if level == 0 and name.partition(".")[0] in HELD_IMPORTS:
         with held():
-            self.loader.exec_module(module)
+            return _plain_import(name, globals, locals, fromlist, level)
+    return _plain_import(name, globals, locals, fromlist, level)
 
 
-class _HoldHeavyImports(importlib.abc.MetaPathFinder):
-    """Finds HELD_IMPORTS with the finders after it and has their import run inside held()."""
-
-    def find_spec(self, name, path, target=None):
-        if name not in HELD_IMPORTS:
-            return None
-        for finder in sys.meta_path:
-            spec = None if finder is self else getattr(finder, "find_spec", lambda *a: None)(name, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _HeldLoader(spec.loader)
-                return spec
-        return None
+_plain_import = getattr(builtins.__import__, "plain", builtins.__import__)
+_held_import.plain = _plain_import  # what a reloaded dropcli.interrupts wraps: never its own wrapper
 
 
 def install_signal_handlers() -> None:
     """Ctrl-C, SIGTERM and SIGHUP raise Interrupted (entry.py installs the same before any import),
-    held while torch and torchvision import (see held)."""
+    held while torch and torchvision import (see held, _held_import)."""
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         with contextlib.suppress(ValueError, OSError, TypeError):  # not the main thread, or no SIGHUP
             signal.signal(sig, _raise_interrupted)
-    if not any(isinstance(f, _HoldHeavyImports) for f in sys.meta_path):
-        sys.meta_path.insert(0, _HoldHeavyImports())
+    builtins.__import__ = _held_import
 
 
 def stop_signal() -> int | None:

@@ -121,12 +121,14 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
 
 def outputs(root: Path, shard: tuple[int, int] | None = None) -> list[tuple[OwnedFolder, tuple[str, ...]]]:
     """Every name a study command writes, by folder: a whole study's tables and report (ablate and
-    merge; slurm, whose merge job writes them), or a shard's tables and the folders above them."""
+    merge; slurm, whose merge job writes them), or a shard's tables, the folders above them and
+    what merge will write in the study's folder (refused before the first shard trains, not after
+    the last)."""
     if shard is None:
         return [(study_folder(root), TABLES + REPORT_FILES)]
     shards = root / SHARDS
     name = shard_folder(root, *shard).name
-    return [(study_folder(root), (SHARDS + "/",)), (OwnedFolder(shards), (name + "/",)),
+    return [(study_folder(root), (SHARDS + "/",) + TABLES + REPORT_FILES), (OwnedFolder(shards), (name + "/",)),
             (study_folder(shards / name), TABLES)]
 
 

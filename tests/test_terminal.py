@@ -1,6 +1,7 @@
 """On a real terminal: every printed line stays on screen, no progress bar is left behind, and a
 scheduler's SIGTERM stops a study as cleanly as Ctrl-C."""
 
+import builtins
 import os
 import pty
 import select
@@ -253,16 +254,36 @@ def test_a_stop_during_torchs_import_waits_for_the_import_to_finish(tmp_path, mo
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(interrupts, "HELD_IMPORTS", ("heavy_probe",) if held else ())
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    finders = list(sys.meta_path)
+    monkeypatch.setattr(builtins, "__import__", builtins.__import__)  # install_signal_handlers wraps it
     try:
         interrupts.install_signal_handlers()
         with pytest.raises(interrupts.Interrupted) as stop:
             import heavy_probe  # noqa: F401
+        imported = "heavy_probe" in sys.modules  # whole: a later import finds it, as torch must be found
     finally:
-        sys.meta_path[:] = finders
         sys.modules.pop("heavy_probe", None)
         for s, h in before.items():
             signal.signal(s, h)
         interrupts.forget()
     assert stop.value.signum == signal.SIGINT and (tmp_path / "half").exists()
-    assert (tmp_path / "whole").exists() == held
+    assert (tmp_path / "whole").exists() == held and imported == held
+
+
+def test_a_stop_held_through_a_failing_block_is_raised_not_lost(monkeypatch):
+    """A stop received inside held() whose block then fails ends as the stop (the error chained),
+    and leaves nothing pending for a later block."""
+    from dropcli import interrupts
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        interrupts.install_signal_handlers()
+        with pytest.raises(interrupts.Interrupted) as stop, interrupts.held():
+            signal.raise_signal(signal.SIGTERM)
+            raise ImportError("a held import failed")
+        with interrupts.held():
+            pass  # nothing left pending: no second stop
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+        interrupts.forget()
+    assert stop.value.signum == signal.SIGTERM and isinstance(stop.value.__context__, ImportError)

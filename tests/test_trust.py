@@ -104,6 +104,29 @@ def test_ablate_and_its_dry_run_refuse_alike_before_training(tmp_path_factory, n
 
 
 @SETTINGS
+@given(name=st.sampled_from(TABLES[1:] + REPORT_FILES), kind=st.sampled_from(["unlisted file", "link", "folder"]))
+def test_a_shard_and_its_dry_run_refuse_what_merge_could_not_write_before_training(tmp_path_factory, name, kind):
+    """A user's file where merge will write the whole study's tables or report is refused by every
+    shard's run (and its preview) before it trains, not by merge after the last shard (a study.json
+    there is read, and refused, as the study's)."""
+    out = tmp_path_factory.mktemp("case") / "s"
+    plan = make_plan(dataclasses.replace(GRID, seeds=(777, 778)), BASE, out, shard=(1, 2),
+                     data={"name": "mnist", "sha256": MNIST_SHA256})
+    with open_study(plan):  # shard 1 claimed: the study's folder is dropcli's, with shards/ in it
+        pass
+    outside = out.parent / "outside.txt"
+    outside.write_text("outside")
+    plant(out, name, kind, outside)
+    before = snapshot(out)
+    dry = runner.invoke(app, [*TINY, "--out", str(out), "--shard", "2/2", "--dry-run"])
+    run = runner.invoke(app, [*TINY, "--out", str(out), "--shard", "2/2"])
+    code = 1 if kind == "link" else 2
+    check_error(dry, code, str(out / name))
+    check_error(run, code, str(out / name))
+    assert dry.stderr == run.stderr and snapshot(out) == before
+
+
+@SETTINGS
 @given(name=st.sampled_from(["array-1.sbatch", "merge.sbatch", "submit.sh", "logs", "submitted.json"]),
        kind=st.sampled_from(["unlisted file", "changed file", "link", "folder"]),
        submit=st.booleans())
