@@ -70,17 +70,18 @@ def _start_worker(threads: int, device_name: str, data, load: tuple, identity: d
     `load` = (name, data_dir) and check that it is `identity`, the parent's), and watch the parent.
     A worker that cannot start says why on `events` ("failed") and exits (no traceback)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     try:
-        _set_up(threads, device_name, data, load, identity, stop, events, slot, parent, workers)
+        _set_up(threads, device_name, data, load, identity, stop, events, slot, workers)
     except Exception as e:  # noqa: BLE001  (said by the parent, as one line)
         events.put(("failed", -1, str(e) if isinstance(e, DropcliError) else f"{type(e).__name__}: {e}"))
         events.close()
-        events.join_thread()  # the line reaches the parent before this process ends
+        events.join_thread()  # the line reaches the parent before this process ends (or the watch above ends it)
         os._exit(1)
 
 
 def _set_up(threads: int, device_name: str, data, load: tuple, identity: dict | None, stop, events, slot,
-            parent: int, workers: int) -> None:
+            workers: int) -> None:
     import torch
 
     # the pool has flushed a worker's results before its interpreter exits; torch's teardown takes
@@ -108,7 +109,6 @@ def _set_up(threads: int, device_name: str, data, load: tuple, identity: dict | 
                        data.source, data.identity)
     events.cancel_join_thread()  # never block a worker's exit on progress nobody reads
     _WORKER.update(device=device, data=data, stop=stop, events=events, threads=threads, workers=workers)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
 def _exit_when_orphaned(parent: int) -> None:
