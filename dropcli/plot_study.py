@@ -22,7 +22,7 @@ from dropcli.plots import (
     MARKERS,
     OKABE_ITO,
     figure_title,
-    line_label,
+    line_labels,
     lines,
     mark_beyond,
     pyplot,
@@ -43,6 +43,7 @@ def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, fil
     filled = np.ones(len(summary), bool) if filled is None else filled
     lo_v, hi_v, beyond = view_range(centre, low, high, include_zero)
     marked: dict[tuple, int] = {}  # (x, edge) -> estimates marked there so far
+    labels = line_labels(summary)[0]
     for j, (key, g) in enumerate(lines(summary)):
         colour, marker = OKABE_ITO[j % len(OKABE_ITO)], MARKERS[j % len(MARKERS)]
         idx = g.sort_values("keep_prob_mean").index.to_numpy()
@@ -52,7 +53,7 @@ def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, fil
             continue
         yerr = np.vstack([y - np.where(np.isnan(low[idx]), y, low[idx]), np.where(np.isnan(high[idx]), y, high[idx]) - y])
         ax.errorbar(x[has], y[has], yerr=yerr[:, has], color=colour, marker="none", capsize=4, linewidth=1.2,
-                    label=line_label(key[0], key[1], None if key[2] < 0 else key[2], key[3]))
+                    label=labels[key])
         sig = filled[idx]
         ax.scatter(x[has & sig], y[has & sig], color=colour, marker=marker, zorder=3, s=36)
         ax.scatter(x[has & ~sig], y[has & ~sig], facecolor="white", edgecolor=colour, marker=marker, zorder=3, s=36)
@@ -96,7 +97,7 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     keeps = np.unique(s["keep_prob_mean"].to_numpy(float))
     bottom.set_xticks(keeps, [fmt_number(round(k, 3)) for k in keeps])
     if top.get_legend_handles_labels()[0]:  # no line where every run diverged
-        top.legend(loc="best", fontsize=8)
+        top.legend(loc="best", fontsize=8, title=line_labels(s)[1] or None, title_fontsize=8)
     figure_title(fig, title, 8)
     return fig
 

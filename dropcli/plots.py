@@ -123,6 +123,22 @@ def line_label(ik: float, ts: int, mn, axes: str = "") -> str:
     return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}{axes}"
 
 
+def line_labels(df: pd.DataFrame) -> tuple[dict, str]:
+    """({lines' key: the settings that tell its line from the others}, the settings every line
+    shares), for a legend and its title: 'lr 0.003' under 'input keep 1, 55,000 images'. One line:
+    its whole setting (line_label), nothing shared."""
+    keys = [key for key, _ in lines(df)]
+    if len(keys) < 2:
+        return {k: line_label(k[0], k[1], None if k[2] < 0 else k[2], k[3]) for k in keys}, ""
+    parts = {k: [f"input keep {fmt_number(k[0])}", f"{int(k[1]):,} images",
+                 "no max-norm" if k[2] < 0 else f"max-norm {fmt_number(k[2])}", *filter(None, k[3].split(", "))]
+             for k in keys}
+    first = parts[keys[0]]
+    differ = [i for i in range(len(first)) if len({p[i] for p in parts.values()}) > 1]
+    shared = [x for i, x in enumerate(first) if i not in differ and x != "no max-norm"]
+    return {k: ", ".join(p[i] for i in differ) for k, p in parts.items()}, ", ".join(shared)
+
+
 def lines(df: pd.DataFrame):
     """The rows of each line (a setting of the axes other than keep), in a stable order; keyed by
     (input keep, train size, max-norm or -1, the lr and widths text of line_label's `axes`)."""

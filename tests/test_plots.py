@@ -150,3 +150,26 @@ def test_the_title_counts_seeds_per_point_as_they_are(study):
     assert ", 8 seeds per point, " in study_title(runs)
     fewer = runs.drop(runs[(runs["keep_probs"] == "0.7") & (runs["seed"] > 780)].index)
     assert ", 4 to 8 seeds per point, " in study_title(fewer)
+
+
+@pytest.mark.parametrize("axes, labels, shared", [
+    ({"lr": [0.0003, 0.001, 0.003]}, ["lr 0.0003", "lr 0.001", "lr 0.003"], "input keep 1, 55,000 images"),
+    ({"input_keep_prob": [0.8, 1.0], "max_norm": [None, 3.0]},
+     ["input keep 0.8, no max-norm", "input keep 0.8, max-norm 3", "input keep 1, no max-norm", "input keep 1, max-norm 3"],
+     "55,000 images"),
+    ({"train_size": [1000, 55000], "hidden": ["512 512", "1024 1024"]},
+     ["1,000 images, hidden 1024 1024", "1,000 images, hidden 512 512", "55,000 images, hidden 1024 1024",
+      "55,000 images, hidden 512 512"], "input keep 1"),
+    ({}, ["input keep 1, 55,000 images"], ""),
+])
+def test_the_legend_names_what_tells_the_lines_apart_and_its_title_what_they_share(axes, labels, shared):
+    import itertools
+
+    from dropcli.plots import line_labels, lines
+
+    base = {"input_keep_prob": [1.0], "train_size": [55000], "max_norm": [None], "lr": [0.001], "hidden": ["512 512"]}
+    grid = {**base, **axes}
+    rows = [dict(zip(grid, values), keep_prob_mean=k) for values in itertools.product(*grid.values()) for k in (0.5, 1.0)]
+    df = pd.DataFrame(rows)
+    got, common = line_labels(df)
+    assert [got[key] for key, _ in lines(df)] == labels and common == shared
