@@ -9,8 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DROPCLI=${DROPCLI:-dropcli}
-$DROPCLI ablate --keep-probs 0.7,1.0 --lrs 0.0003,0.001,0.003 --seeds 10 --out results/running/ablation-lr
-$DROPCLI ablate --keep-probs 0.5,0.7,1.0 --hiddens 512x4,1024x4 --seeds 10 --parallel-models 1 --out results/running/ablation-width
-$DROPCLI ablate --keep-probs 0.5,0.7,0.9,1.0 --train-sizes 1000,5000,10000,55000 --steps 8250 --seeds 10 \
-    --out results/running/ablation-steps
-$DROPCLI ablate --keep-probs 0.5,0.7,0.8,1.0 --epochs 60 --seeds 10 --out results/running/ablation-epochs-60
+study() {  # study NAME OPTIONS...: run (or resume) it in results/running/NAME, unless results/NAME holds it complete
+    local name=$1
+    shift
+    if [ -e "results/$name" ]; then
+        echo "results/$name is complete and committed; skipped"
+        return
+    fi
+    $DROPCLI ablate "$@" --out "results/running/$name"
+}
+study ablation-lr --keep-probs 0.7,1.0 --lrs 0.0003,0.001,0.003 --seeds 10
+study ablation-width --keep-probs 0.5,0.7,1.0 --hiddens 512x4,1024x4 --seeds 10 --parallel-models 1
+study ablation-steps --keep-probs 0.5,0.7,0.9,1.0 --train-sizes 1000,5000,10000,55000 --steps 8250 --seeds 10
+study ablation-epochs-60 --keep-probs 0.5,0.7,0.8,1.0 --epochs 60 --seeds 10

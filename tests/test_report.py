@@ -47,11 +47,11 @@ def reference_power(n, diff, sd, alpha):
     return stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc))
 
 
-def pair(ok: pd.DataFrame, mine: tuple, theirs: tuple, metric: str):
-    """Per-seed correct test images of two configurations, merged on seed."""
+def pair(ok: pd.DataFrame, mine: tuple, theirs: tuple, metric: str, columns=KEY):
+    """Per-seed correct test images of two configurations (their values of `columns`), merged on seed."""
     def rows(key):
         sel = np.ones(len(ok), bool)
-        for c, v in zip(KEY, key):
+        for c, v in zip(columns, key):
             sel &= (ok[c].isna() & pd.isna(v)).to_numpy() | (ok[c] == v).to_numpy()
         g = ok[sel & ok[metric].notna().to_numpy()]
         return pd.DataFrame({"seed": g["seed"], "n": np.round(g[metric] * g["test_images"]).astype(int)})
@@ -63,14 +63,15 @@ def recompute(runs: pd.DataFrame, summary: pd.DataFrame, metric="test_accuracy",
     """Every comparison of `summary` (each row against the configuration its `baseline` names, and
     each best row against its runner-up) from the runs alone, with scipy."""
     ok = runs[runs["status"] == "ok"]
-    configs = {describe(dict(zip(KEY, k))): k for k in summary[KEY].itertuples(index=False)}
+    key = KEY + [c for c in ("lr", "hidden") if c in summary and summary[c].notna().any()]  # axes a study varies
+    configs = {describe(dict(zip(key, k))): k for k in summary[key].itertuples(index=False)}
     rows = []
     for _, r in summary.iterrows():
-        own, base = tuple(r[c] for c in KEY), configs.get(r["baseline"])
+        own, base = tuple(r[c] for c in key), configs.get(r["baseline"])
         row = {"p": math.nan, "low": math.nan, "high": math.nan, "diff": math.nan, "n": math.nan, "wins": math.nan,
                "tost": math.nan, "sd": math.nan, "lead_p": math.nan, "lead": math.nan}
-        if base is not None and describe(dict(zip(KEY, own))) != r["baseline"]:
-            a, b = pair(ok, own, base, metric)
+        if base is not None and describe(dict(zip(key, own))) != r["baseline"]:
+            a, b = pair(ok, own, base, metric, key)
             d = a - b
             row.update(diff=d.mean() / 100, n=len(d), wins=int((d > 0).sum()), sd=np.std(d, ddof=1) / 100)
             if len(d) >= 2 and np.ptp(d) > 0:
@@ -81,7 +82,7 @@ def recompute(runs: pd.DataFrame, summary: pd.DataFrame, metric="test_accuracy",
                            tost=max(stats.t.sf((d.mean() + 100 * margin) / se, len(d) - 1),
                                     stats.t.cdf((d.mean() - 100 * margin) / se, len(d) - 1)))
         if r["rank"] == 1 and r["runner_up"]:
-            a, b = pair(ok, own, configs[r["runner_up"]], metric)
+            a, b = pair(ok, own, configs[r["runner_up"]], metric, key)
             row.update(lead=(a - b).mean() / 100, lead_p=stats.ttest_rel(a, b).pvalue if np.ptp(a - b) > 0 else math.nan)
         rows.append(row)
     ref = pd.DataFrame(rows, index=summary.index)
