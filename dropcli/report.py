@@ -226,9 +226,14 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     from dropcli.tables import csv_text, read_runs
 
     path = out / "runs.csv"
-    if not path.exists():
-        raise DropcliError(f"{path} does not exist; run 'dropcli ablate --out {out}' first")
+    if not out.is_dir():
+        raise UsageError(f"{out} is {'a file' if out.exists() else 'not there'}; give a study's folder, the --out "
+                         "of dropcli ablate (it holds study.json and runs.csv)")
     identity = read_identity(out)
+    if identity is None and not path.exists():
+        raise UsageError(f"{out} is not a dropcli study (no study.json, no runs.csv); give the --out of dropcli ablate")
+    if identity is not None and not path.exists():
+        raise DropcliError(f"{path} does not exist yet: no cell has finished; run or resume 'dropcli ablate --out {out}'")
     if identity is None:
         raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
                            "report reads only study folders written by dropcli ablate or merge")

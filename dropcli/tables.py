@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, fmt_number
+from dropcli.config import SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, fmt_keep, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write, regular_file
 from dropcli.grid import cell_id, fmt_hidden
@@ -146,6 +146,12 @@ def _parse(value: str, kind: str):
         try:
             return int(value)
         except ValueError:
+            try:
+                x = float(value)  # '55000.0': a whole number as a spreadsheet or pandas may save it
+            except ValueError:
+                x = math.nan
+            if x.is_integer():
+                return int(x)
             raise ValueError(f"{value!r} is not a whole number") from None
     if kind in ("float", "exact"):
         try:
@@ -156,6 +162,28 @@ def _parse(value: str, kind: str):
             raise ValueError(f"{value!r} is not a finite number")
         return x
     return value
+
+
+def _keep_label(text: str) -> str:
+    """A keep_probs cell as dropcli writes it (config.fmt_keep): '1.0' -> '1', '0.70' -> '0.7'."""
+    try:
+        keeps = tuple(float(t) for t in text.split())
+    except ValueError:
+        keeps = ()
+    if not keeps or not all(0 < k <= 1 for k in keeps):
+        raise ValueError(f"{text!r} is not keep probabilities (numbers in (0, 1], one per layer, spaces between)")
+    return fmt_keep(keeps)
+
+
+def _widths_label(text: str) -> str:
+    """A hidden cell as dropcli writes it: '512 512' (whole numbers, '512.0' read as 512)."""
+    try:
+        return " ".join(str(_parse(t, "int")) for t in text.split()) or _parse("", "int")
+    except ValueError:
+        raise ValueError(f"{text!r} is not layer widths (whole numbers, spaces between)") from None
+
+
+CANONICAL = {"keep_probs": _keep_label, "hidden": _widths_label}  # cells read as dropcli writes them
 
 
 def read_table(path: str | Path, schema: dict, what: str = "dropcli study table",
@@ -204,6 +232,7 @@ def read_table(path: str | Path, schema: dict, what: str = "dropcli study table"
         for c, value in zip(header, row):
             try:
                 v = _parse(value, schema[c])
+                v = CANONICAL[c](v) if v is not None and c in CANONICAL else v  # as a spreadsheet may have saved it
             except ValueError as e:
                 raise TableError(f"{path} row {r}, column {c}: {e}; {fix}") from None
             if c in CHOICES and v not in CHOICES[c]:

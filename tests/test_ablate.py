@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -202,4 +203,13 @@ def test_report_rebuilds_from_runs_csv_alone(tmp_path):
     assert (tmp_path / "summary.csv").read_text() == before
     assert (tmp_path / "ablation.png").exists()
     (tmp_path / "summary.csv").unlink()
-    check_error(runner.invoke(app, ["report", str(tmp_path / "nothing")]), 1, "runs.csv does not exist")
+    check_error(runner.invoke(app, ["report", str(tmp_path / "nothing")]), 2, "nothing is not there; give a study's folder")
+    check_error(runner.invoke(app, ["report", str(tmp_path / "summary.csv.txt")]), 2, "is not there")
+    (tmp_path / "notes.txt").write_text("a user's file")
+    check_error(runner.invoke(app, ["report", str(tmp_path / "notes.txt")]), 2, "notes.txt is a file; give a study's folder")
+    (tmp_path / "other").mkdir()
+    check_error(runner.invoke(app, ["report", str(tmp_path / "other")]), 2, "other is not a dropcli study (no study.json")
+    claimed = tmp_path / "claimed"  # a study whose first cell has not finished
+    claimed.mkdir()
+    shutil.copy(tmp_path / "study.json", claimed / "study.json")
+    check_error(runner.invoke(app, ["report", str(claimed)]), 1, "runs.csv does not exist yet: no cell has finished")

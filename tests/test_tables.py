@@ -166,6 +166,27 @@ def test_a_table_a_spreadsheet_saved_with_a_byte_order_mark_reads_as_before(runs
         read_runs(runs_csv)
 
 
+def test_a_table_saved_again_by_pandas_or_a_spreadsheet_reads_as_the_same_cells(tmp_path):
+    """Keep 1 saved as '1.0', widths as '512.0', whole numbers as '55000.0' (a column with blanks
+    turns float): the same cells, values and keys; an impossible keep is still refused."""
+    from synthetic_study import write_study
+
+    out = write_study(tmp_path / "s", keeps=(0.5, 0.7, 1.0), train_sizes=(1000, None), status=lambda *c: "ok" if c[-1] != 778 else "diverged")
+    before = read_runs(out / "runs.csv")
+    resaved = pd.read_csv(out / "runs.csv")
+    resaved["keep_probs"] = resaved["keep_probs"].astype(float)  # what a spreadsheet's number format does
+    resaved.to_csv(out / "runs.csv", index=False)
+    text = (out / "runs.csv").read_text()
+    assert ",1.0," in text and "55000" in text
+    after = read_runs(out / "runs.csv")
+    pd.testing.assert_frame_equal(after, before)
+    assert list(row_cell_ids(after)) == list(row_cell_ids(before))
+    resaved.loc[0, "keep_probs"] = 1.5
+    resaved.to_csv(out / "runs.csv", index=False)
+    with pytest.raises(TableError, match="row 2, column keep_probs: '1.5' is not keep probabilities"):
+        read_runs(out / "runs.csv")
+
+
 def test_a_deleted_row_or_header_only_is_still_a_table(runs_csv):
     edit(runs_csv, lambda ls: ls[:2] + ls[3:])
     assert list(read_runs(runs_csv)["seed"]) == [0, 2]
