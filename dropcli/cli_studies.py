@@ -100,8 +100,8 @@ def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
 def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False, baseline: dict | None = None):
     """The StudyPlan of the grid options (plan.make_plan), with the data's identity (name and SHA-256 of
     its files) in study.json, so that shards or a resume on other data are refused; and the checks a
-    run of it makes first: the Monte-Carlo rule (config.check_monte_carlo) and a --baseline the grid
-    holds (compare.check_baseline). ablate, its --dry-run, its shards and slurm share them; usage
+    run of it makes first: the Monte-Carlo rule (config.check_monte_carlo) and a baseline the grid
+    holds (compare.check_baseline: --baseline, or by default no dropout). ablate, its --dry-run, its shards and slurm share them; usage
     errors exit 2, unreadable data 1."""
     from dropcli.compare import check_baseline
     from dropcli.data import data_identity
@@ -113,8 +113,7 @@ def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False, ba
     if base.mc_samples:
         usage(check_monte_carlo, plan.all_cells, f"--mc-samples {base.mc_samples}",
               "add a --keep-probs or --input-keep-probs value below 1, or leave out --mc-samples")
-    if baseline:
-        usage(check_baseline, baseline, plan.all_cells)
+    usage(check_baseline, baseline or None, plan.all_cells)  # none given: the grid must hold no dropout
     return plan
 
 

@@ -79,11 +79,19 @@ def parse_baseline(text: str) -> dict:
     return spec
 
 
-def check_baseline(baseline: dict, cells: list) -> None:
+def check_baseline(baseline: dict | None, cells: list) -> None:
     """Refuse (ValueError) a --baseline (parse_baseline's dict) naming an axis value that no cell of
     the study has (cells: its config.TrainConfigs), naming the values it has: a baseline outside
     the study would leave every comparison empty. ablate checks before it trains, report before it
-    writes anything."""
+    writes anything. None: the default, DEFAULT_BASELINE (no dropout), which ablate requires of a
+    grid that names no --baseline, so that no study trains to compare nothing."""
+    if baseline is None:
+        if not any(c.keep_label == "1" and c.input_keep_prob == 1 for c in cells):
+            example = cells[0].keep_label.replace(" ", ":") if cells else "0.5"
+            raise ValueError("the grid has no cell without dropout (keep 1, input keep 1), the baseline every "
+                             "configuration is compared with; add 1 to --keep-probs (and --input-keep-probs), or "
+                             f"name a baseline the grid has, e.g. --baseline keep={example}")
+        return
     shown = {"keep_probs": lambda c: c.keep_label, "input_keep_prob": lambda c: fmt_number(c.input_keep_prob),
              "max_norm": lambda c: fmt_max_norm(c.max_norm), "train_size": lambda c: str(c.n_train),
              "lr": lambda c: fmt_number(c.lr), "hidden": lambda c: fmt_hidden(c.hidden)}

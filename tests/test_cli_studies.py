@@ -52,6 +52,26 @@ def test_a_preview_refuses_what_the_run_refuses(tmp_path):
         check_error(result, 2, "holds another study (seeds [1, 2] there, [777, 778, 779] now)")
 
 
+@pytest.mark.parametrize("axes, baseline, ok", [
+    (["--keep-probs", "0.5"], [], False),  # a shell's ';' cut '0.5;1' short
+    (["--keep-probs", "0.5,0.7", "--input-keep-probs", "0.8"], [], False),
+    (["--keep-probs", "1", "--input-keep-probs", "0.8"], [], False),
+    (["--keep-probs", "0.5,0.7"], ["--baseline", "keep=0.5"], True),
+    (["--keep-probs", "0.5,1", "--input-keep-probs", "0.8,1"], [], True),
+])
+def test_a_grid_without_its_baseline_is_refused_before_it_trains(tmp_path, axes, baseline, ok):
+    """The default baseline is no dropout: a grid without it would train and compare nothing, so
+    ablate (and its preview, and a shard) refuses it unless --baseline names a cell it has."""
+    rest = ["--seeds", "2", "--epochs", "1", "--train-sizes", "500", "--hidden", "32,32", "--device", "cpu"]
+    for extra in (["--dry-run"], ["--shard", "1/2", "--dry-run"], []):
+        result = runner.invoke(app, ["ablate", *axes, *rest, *baseline, "--out", str(tmp_path / "s"), *extra])
+        if ok:
+            assert result.exit_code == 0, result.output
+            break
+        check_error(result, 2, "the grid has no cell without dropout (keep 1, input keep 1)")
+        assert not (tmp_path / "s").exists()
+
+
 def test_the_lock_never_follows_a_link(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
