@@ -155,10 +155,10 @@ ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained tog
 Workers = Annotated[int, typer.Option(min=0, help=f"Processes training groups side by side ({AUTO_WORKERS} = one single-threaded worker per core, or per GPU, where the grid repays starting them; 1 = this process alone, on all its threads).")]
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch.")]
 Baseline = Annotated[Optional[str], typer.Option(help="The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1.")]
-Power = Annotated[Optional[float], typer.Option(min=0.0, max=100.0, metavar="POINTS",
-                                                help="Also say how many seeds detect a paired difference of POINTS at 80% power after Holm, from this study's paired SDs.")]
+Power = Annotated[Optional[float], typer.Option(max=100.0, metavar="POINTS",
+                                                help="Also say how many seeds detect a paired difference of POINTS (above 0) at 80% power after Holm, from this study's paired SDs.")]
 Tests = Annotated[Optional[int], typer.Option(min=1, help="With --power: the difference tests of the planned study's Holm family (default: this study's).")]
-EquivalenceMargin = Annotated[float, typer.Option(min=0.0, max=100.0, help="Equivalence margin in points of accuracy: a difference shown to lie within +-margin (two one-sided tests, Holm-adjusted) is called no different.")]
+EquivalenceMargin = Annotated[float, typer.Option(max=100.0, help="Equivalence margin in points of accuracy, above 0: a difference shown to lie within +-margin (two one-sided tests, Holm-adjusted) is called no different.")]
 
 
 def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:

@@ -153,9 +153,11 @@ def comparison(r, names: Namer, family: int) -> str | None:
     if c == "no different":
         return (f"{a} is no different from {b}{ctx}: {d} {ci}, within the equivalence margin of ±{margin} points "
                 f"(equivalence Holm p = {p_text(r['tost_p_holm'])}; difference Holm p = {p}), {won}.")
+    detect = r["detectable_diff_points"]  # beyond 100 points: more than any accuracy can differ
+    could = (f"this study could detect {detect:.2f} points" if detect < 100 else
+             f"with {n} seeds this study could not detect even a 100-point difference")
     return (f"{a} against {b}{ctx}: {d} {ci} (Holm p = {p}), {won}: inconclusive, neither a difference nor "
-            f"equivalence within ±{margin} points is shown; this study could detect "
-            f"{r['detectable_diff_points']:.2f} points ({POWER:.0%} power at {fmt_number(ALPHA)}/{family}).")
+            f"equivalence within ±{margin} points is shown; {could} ({POWER:.0%} power at {fmt_number(ALPHA)}/{family}).")
 
 
 def ranking(r, names: Namer) -> str | None:

@@ -155,7 +155,8 @@ def budget(runs: pd.DataFrame) -> str:
     per_epoch = runs["train_size"] // runs["batch_size"]
     if runs["epochs"].nunique() == 1 and (runs["eval_every"] == per_epoch).all() and (
             runs["epochs"] * per_epoch == runs["steps"])[runs["status"] == "ok"].all():
-        return f"{int(runs['epochs'].iloc[0])} epochs"
+        epochs = int(runs["epochs"].iloc[0])
+        return f"{epochs} epoch{'' if epochs == 1 else 's'}"
     steps = runs.loc[runs["status"] == "ok", "steps"]
     return f"{int(steps.max() if len(steps) else runs['steps'].max()):,} steps"
 

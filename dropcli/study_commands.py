@@ -250,7 +250,7 @@ def sizing_table(summary, power: float, tests: int | None, term: Terminal) -> No
     for name in ("comparison", "seeds now", "diff", "paired SD", "seeds needed"):
         table.add_column(name, justify="left" if name == "comparison" else "right")
     for _, r in frame.iterrows():
-        need = r["note"] if math.isnan(r["seeds_needed"]) else str(int(r["seeds_needed"]))
+        need = r["note"] if math.isnan(r["seeds_needed"]) else f"{int(r['seeds_needed']):,}"
         table.add_row(r["comparison"], str(r["paired_seeds"]), f"{r['diff_points']:+.2f}", f"{r['diff_sd_points']:.3f}", need)
     term.table(table)
     term.result(sizing_sentence(frame, power, m))

@@ -209,6 +209,12 @@ def test_no_different_only_where_equivalence_holds_else_inconclusive_with_what_c
     line = sentences(read_summary(worse / "summary.csv"))[1]
     assert f"this study could detect {row['detectable_diff_points']:.2f} points (80% power at 0.05/1)" in line
     assert "no different" not in line
+    few = write_study(tmp_path / "u", keeps=(0.5, 1.0), seeds=(777, 778),  # 2 seeds that disagree by 20 points
+                      correct=lambda k, ik, mn, n, s: 9000 + (k == 0.5) * (1000, -1000)[s - 777])
+    row = build_report(few).iloc[0]
+    assert row["conclusion"] == "inconclusive" and row["detectable_diff_points"] > 100
+    line = sentences(read_summary(few / "summary.csv"))[1]
+    assert "with 2 seeds this study could not detect even a 100-point difference (80% power at 0.05/1)." in line
 
 
 def test_sentences_quote_summary_csv_and_rank_best_against_runner_up(tmp_path):
