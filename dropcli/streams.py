@@ -103,8 +103,9 @@ def fit_width(table, console, keys: int = 1) -> list:
     """A Rich Table laid out for `console`'s width (at least 20 columns), losing no value: the
     table itself where it fits; else without its vertical rules; else split into tables of
     consecutive columns that fit, each led by the first `keys` columns (those that name a row),
-    the title above the first and the caption below the last. A part still too wide (a key
-    column wider than the screen) wraps its cells, folding long words, and never cuts one to '…'."""
+    the title above the first and the caption, as a line of text, below the last. A part still too
+    wide (a key column wider than the screen) wraps its cells, folding long words, and never cuts
+    one to '…'."""
     import copy
 
     from rich import box
@@ -134,9 +135,13 @@ def fit_width(table, console, keys: int = 1) -> list:
             take += 1
         parts.append(part(lead + rest[:take]))
         rest = rest[take:]
-    parts[0].title, parts[-1].caption = table.title, table.caption
+    parts[0].title = table.title
     for t in parts:
         if not fits(t):
             for column in t.columns:
                 column.no_wrap, column.overflow = False, "fold"
+    if table.caption is not None:  # below the last part, at the screen's width rather than that part's
+        from rich.text import Text
+
+        parts.append(Text(str(table.caption), style="table.caption"))
     return parts

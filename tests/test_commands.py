@@ -145,7 +145,7 @@ def test_cuda_without_gpu_is_a_one_line_error(tmp_path):
     check_error(invoke("train", *FAST, "--device", "cuda", "--out", tmp_path / "r"), 2, "no CUDA GPU is available here")
     check_error(invoke("train", *FAST, "--device", "cpu", "--precision", "tf32", "--out", tmp_path / "r"), 2,
                 "use --precision float32")
-    check_error(invoke("ablate", "--keep-probs", "0.5", "--device", "cpu", "--precision", "tf32", "--dry-run",
+    check_error(invoke("ablate", "--keep-probs", "0.5,1", "--device", "cpu", "--precision", "tf32", "--dry-run",
                        "--out", tmp_path / "s"), 2, "use --precision float32")
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 

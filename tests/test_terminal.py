@@ -135,7 +135,7 @@ def test_paths_print_as_typed_never_as_markup_or_emoji(tmp_path):
     result = runner.invoke(app, ["train", *TINY, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"Saved run to {out}" in result.stderr
-    dry = runner.invoke(app, ["ablate", "--keep-probs", "0.5", "--seeds", "1", "--hidden", "16", "--train-sizes", "200",
+    dry = runner.invoke(app, ["ablate", "--keep-probs", "0.5,1", "--seeds", "1", "--hidden", "16", "--train-sizes", "200",
                               "--validation-size", "100", "--batch-size", "50", "--device", "cpu", "--dry-run",
                               "--out", str(tmp_path / "[/]study[x]")])
     assert dry.exit_code == 0, dry.output
