@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, fmt_keep, fmt_number
+from dropcli.config import SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, check_keep, fmt_keep, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write, regular_file
 from dropcli.grid import cell_id, fmt_hidden
@@ -167,20 +167,21 @@ def _parse(value: str, kind: str):
 def _keep_label(text: str) -> str:
     """A keep_probs cell as dropcli writes it (config.fmt_keep): '1.0' -> '1', '0.70' -> '0.7'."""
     try:
-        keeps = tuple(float(t) for t in text.split())
+        if text.split():
+            return fmt_keep(tuple(check_keep(float(t)) for t in text.split()))
     except ValueError:
-        keeps = ()
-    if not keeps or not all(0 < k <= 1 for k in keeps):
-        raise ValueError(f"{text!r} is not keep probabilities (numbers in (0, 1], one per layer, spaces between)")
-    return fmt_keep(keeps)
+        pass
+    raise ValueError(f"{text!r} is not keep probabilities (numbers in (0, 1], one per layer, spaces between)")
 
 
 def _widths_label(text: str) -> str:
     """A hidden cell as dropcli writes it: '512 512' (whole numbers, '512.0' read as 512)."""
     try:
-        return " ".join(str(_parse(t, "int")) for t in text.split()) or _parse("", "int")
+        if text.split():
+            return " ".join(str(_parse(t, "int")) for t in text.split())
     except ValueError:
-        raise ValueError(f"{text!r} is not layer widths (whole numbers, spaces between)") from None
+        pass
+    raise ValueError(f"{text!r} is not layer widths (whole numbers, spaces between)")
 
 
 CANONICAL = {"keep_probs": _keep_label, "hidden": _widths_label}  # cells read as dropcli writes them
