@@ -19,10 +19,11 @@ from typing import Callable
 
 from dropcli.config import AUTO_WORKERS, TrainConfig
 from dropcli.errors import DropcliError
+from dropcli.files import rescue_folder
 from dropcli.layout import Layout
 from dropcli.plan import StudyPlan, check_data, check_memory, open_study
 from dropcli.provenance import utc_now
-from dropcli.study import commit_rows, rescue_folder
+from dropcli.study import commit_rows
 
 
 @dataclass

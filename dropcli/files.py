@@ -204,3 +204,8 @@ def tracked_by_git(path: Path) -> bool:
                               capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def rescue_folder(prefix: str = "dropcli-rescued-cells-") -> Path:
+    """A new temporary folder for finished results that their own folder could not take."""
+    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -222,24 +222,11 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     from dropcli.grid import cells_of
     from dropcli.plot_study import draw_study_figures
     from dropcli.report_html import render
-    from dropcli.study import REPORT_FILES, check_rows, history_of, read_identity, role, study_folder
+    from dropcli.study import REPORT_FILES, check_rows, history_of, readable_study, study_folder
     from dropcli.tables import csv_text, read_runs
 
     path = out / "runs.csv"
-    if not out.is_dir():
-        raise UsageError(f"{out} is {'a file' if out.exists() else 'not there'}; give a study's folder, the --out "
-                         "of dropcli ablate (it holds study.json and runs.csv)")
-    identity = read_identity(out)
-    if identity is None and not path.exists():
-        raise UsageError(f"{out} is not a dropcli study (no study.json, no runs.csv); give the --out of dropcli ablate")
-    if identity is not None and not path.exists():
-        raise DropcliError(f"{path} does not exist yet: no cell has finished; run or resume 'dropcli ablate --out {out}'")
-    if identity is None:
-        raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
-                           "report reads only study folders written by dropcli ablate or merge")
-    if identity.get("shard"):
-        raise DropcliError(f"{out / 'study.json'} belongs to {role(identity)}, not to a whole study; report the "
-                           "study's own folder (the one that holds shards/) after 'dropcli merge'")
+    identity = readable_study(out)
     folder = study_folder(out)
     folder.check(REPORT_FILES)  # a file report may not replace is refused before anything is written
     cells = cells_of(identity)

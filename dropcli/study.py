@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from dropcli.config import TrainConfig
-from dropcli.errors import StudyMismatch, UsageError
+from dropcli.errors import DropcliError, StudyMismatch, UsageError
 from dropcli.files import claim_folder, is_temporary, tracked_by_git
 from dropcli.grid import STUDY_FORMAT, cell_id_of
 from dropcli.owned import MANIFEST, OwnedFolder
@@ -32,6 +32,7 @@ from dropcli.tables import (
     RUNS_SCHEMA,
     TableError,
     csv_text,
+    frame,
     history_rows,
     read_history,
     read_runs,
@@ -70,6 +71,27 @@ def read_identity(out: Path) -> dict | None:
     if not path.exists() and not path.is_symlink():
         return None
     return read_study_json(path)
+
+
+def readable_study(out: Path) -> dict:
+    """The identity (study.json) of the whole study in `out` with a runs.csv to report, or refuse:
+    a file, a missing folder or a folder that is no study (UsageError, exit 2); a study with no
+    finished cell, rows without a study.json, a shard's folder (DropcliError, exit 1)."""
+    if not out.is_dir():
+        raise UsageError(f"{out} is {'a file' if out.exists() else 'not there'}; give a study's folder, the --out "
+                         "of dropcli ablate (it holds study.json and runs.csv)")
+    identity, path = read_identity(out), out / "runs.csv"
+    if not path.exists():
+        raise (DropcliError(f"{path} does not exist yet: no cell has finished; run or resume 'dropcli ablate --out {out}'")
+               if identity else UsageError(f"{out} is not a dropcli study (no study.json, no runs.csv); give the --out "
+                                           "of dropcli ablate"))
+    if identity is None:
+        raise DropcliError(f"{out} has no study.json, so its rows cannot be checked against a grid; "
+                           "report reads only study folders written by dropcli ablate or merge")
+    if identity.get("shard"):
+        raise DropcliError(f"{out / STUDY_FILE} belongs to {role(identity)}, not to a whole study; report the "
+                           "study's own folder (the one that holds shards/) after 'dropcli merge'")
+    return identity
 
 
 def describe_difference(old: dict, new: dict, now: str = "now") -> str:
@@ -205,15 +227,6 @@ def check_tables(out: Path, cells: list[TrainConfig]) -> None:
         check_rows(history_of(out), out / "history.csv", cells)
 
 
-def frame(rows: list[dict], schema: dict) -> pd.DataFrame:
-    """Rows (dicts) as a table with the schema's columns; numeric columns as float64 (NaN for None)."""
-    df = pd.DataFrame(rows, columns=list(schema))
-    for c, kind in schema.items():
-        if kind.rstrip("?") in ("float", "exact") or kind == "int?":
-            df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), None), errors="coerce").astype("float64")
-    return df
-
-
 def _append(folder: OwnedFolder, name: str, rows: list[dict], schema: dict, reader) -> None:
     """Add rows to a table, first dropping any rows of the same cells: history left by a commit
     that was cut off before its runs.csv rows were written. reader(folder) reads the table."""
@@ -242,10 +255,3 @@ def result_rows(results: list, finished_at: str) -> tuple[list[dict], list[dict]
 def commit(out: Path, results: list, finished_at: str) -> list[dict]:
     """Write finished RunResults (train.RunResult); returns their runs.csv rows."""
     return commit_rows(out, *result_rows(results, finished_at))
-
-
-def rescue_folder(prefix: str = "dropcli-rescued-cells-") -> Path:
-    """A new temporary folder for finished results that their own folder could not take."""
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -366,3 +366,12 @@ def read_history(path: str | Path, settings: dict | None = None) -> pd.DataFrame
         raise TableError(f"{path} row {repeat[0]} repeats step {repeat[1].rsplit('=', 1)[1]} of a cell; "
                          "restore the file from a copy")
     return history
+
+
+def frame(rows: list[dict], schema: dict) -> pd.DataFrame:
+    """Rows (dicts) as a table with the schema's columns; numeric columns as float64 (NaN for None)."""
+    df = pd.DataFrame(rows, columns=list(schema))
+    for c, kind in schema.items():
+        if kind.rstrip("?") in ("float", "exact") or kind == "int?":
+            df[c] = pd.to_numeric(df[c].astype(object).where(df[c].notna(), None), errors="coerce").astype("float64")
+    return df

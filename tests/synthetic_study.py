@@ -11,8 +11,7 @@ import numpy as np
 
 from dropcli.config import TrainConfig, fmt_keep
 from dropcli.grid import GridSpec, study_identity
-from dropcli.study import frame
-from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, write_csv
+from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, frame, write_csv
 
 TEST_IMAGES = 10_000
 

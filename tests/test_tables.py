@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from dropcli.config import fmt_keep
 from dropcli.grid import cell_id
-from dropcli.study import frame
-from dropcli.tables import RUNS_SCHEMA, TableError, read_runs, row_cell_id, row_cell_ids, write_csv
+from dropcli.tables import RUNS_SCHEMA, TableError, frame, read_runs, row_cell_id, row_cell_ids, write_csv
 
 keep = st.floats(min_value=1e-9, max_value=1.0, exclude_min=False).filter(lambda k: k > 0)
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
