@@ -85,12 +85,14 @@ def check_baseline(baseline: dict | None, cells: list) -> None:
     the study would leave every comparison empty. ablate checks before it trains, report before it
     writes anything. None: the default, DEFAULT_BASELINE (no dropout), which ablate requires of a
     grid that names no --baseline, so that no study trains to compare nothing."""
-    if baseline is None:
-        if not any(c.keep_label == "1" and c.input_keep_prob == 1 for c in cells):
+    if baseline is None:  # a grid is a product of its axes: each value there is a cell with the other's
+        try:
+            check_baseline(DEFAULT_BASELINE, cells)
+        except ValueError:
             example = cells[0].keep_label.replace(" ", ":") if cells else "0.5"
             raise ValueError("the grid has no cell without dropout (keep 1, input keep 1), the baseline every "
                              "configuration is compared with; add 1 to --keep-probs (and --input-keep-probs), or "
-                             f"name a baseline the grid has, e.g. --baseline keep={example}")
+                             f"name a baseline the grid has, e.g. --baseline keep={example}") from None
         return
     shown = {"keep_probs": lambda c: c.keep_label, "input_keep_prob": lambda c: fmt_number(c.input_keep_prob),
              "max_norm": lambda c: fmt_max_norm(c.max_norm), "train_size": lambda c: str(c.n_train),

@@ -36,14 +36,13 @@ def _value(x: float, signed: bool) -> str:
     return (f"{x:+.2f}" if signed else f"{x:.2f}").replace("-", "−")
 
 
-def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, filled=None) -> None:
+def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, labels: dict, filled=None) -> None:
     """Draw one panel's estimates ((n,) arrays over the summary's rows, NaN: none) line by line,
-    filled markers where `filled` ((n,) bool; default all); estimates beyond the view range get an
-    edge arrow with their value."""
+    filled markers where `filled` ((n,) bool; default all), each line named by `labels` ({line key:
+    legend entry}, plots.line_labels); estimates beyond the view range get an edge arrow with their value."""
     filled = np.ones(len(summary), bool) if filled is None else filled
     lo_v, hi_v, beyond = view_range(centre, low, high, include_zero)
     marked: dict[tuple, int] = {}  # (x, edge) -> estimates marked there so far
-    labels = line_labels(summary)[0]
     for j, (key, g) in enumerate(lines(summary)):
         colour, marker = OKABE_ITO[j % len(OKABE_ITO)], MARKERS[j % len(MARKERS)]
         idx = g.sort_values("keep_prob_mean").index.to_numpy()
@@ -78,26 +77,27 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     s = summary.reset_index(drop=True)
     acc, ci = s["test_accuracy_mean"].to_numpy(float) * 100, s["test_accuracy_ci95"].to_numpy(float) * 100
     top.set_ylabel("test accuracy (%)")
-    _panel(top, s, acc, acc - ci, acc + ci, False)
+    labels, shared = line_labels(s)  # the legend's entries and title
+    _panel(top, s, acc, acc - ci, acc + ci, False, labels)
     top.set_title("Test accuracy: mean over seeds, 95% CI", fontsize=9, loc="left")
     metric = s["metric"].iloc[0] if len(s) else "test_accuracy"
     middle.set_ylabel("diff. from baseline (points)")
     middle.axhline(0, color="grey", linewidth=0.8)
     _panel(middle, s, s["diff_points"].to_numpy(float), s["diff_ci95_low_points"].to_numpy(float),
-           s["diff_ci95_high_points"].to_numpy(float), True, s["p_holm"].to_numpy(float) < ALPHA)
+           s["diff_ci95_high_points"].to_numpy(float), True, labels, s["p_holm"].to_numpy(float) < ALPHA)
     what = "test accuracy" if metric == "test_accuracy" else "test accuracy at the best epoch (exploratory)"
     middle.set_title(f"Paired difference in {what} from {baseline_name(s)}, 95% CI; filled: Holm p < "
                      f"{fmt_number(ALPHA)}", fontsize=9, loc="left")
     gap, gci = s["generalization_gap_mean"].to_numpy(float) * 100, s["generalization_gap_ci95"].to_numpy(float) * 100
     bottom.set_ylabel("gap (points)")
     bottom.axhline(0, color="grey", linewidth=0.8)
-    _panel(bottom, s, gap, gap - gci, gap + gci, True)
+    _panel(bottom, s, gap, gap - gci, gap + gci, True, labels)
     bottom.set_title("Generalization gap: train minus test accuracy, 95% CI", fontsize=9, loc="left")
     bottom.set_xlabel("hidden keep probability (mean over layers; 1 = no dropout)")
     keeps = np.unique(s["keep_prob_mean"].to_numpy(float))
     bottom.set_xticks(keeps, [fmt_number(round(k, 3)) for k in keeps])
     if top.get_legend_handles_labels()[0]:  # no line where every run diverged
-        top.legend(loc="best", fontsize=8, title=line_labels(s)[1] or None, title_fontsize=8)
+        top.legend(loc="best", fontsize=8, title=shared or None, title_fontsize=8)
     figure_title(fig, title, 8)
     return fig
 

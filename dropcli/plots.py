@@ -20,6 +20,7 @@ import pandas as pd
 
 from dropcli.config import fmt_number
 from dropcli.files import atomic_write
+from dropcli.tables import KEY_COLUMNS
 
 OKABE_ITO = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7")  # the palette's colours with contrast >= 3:1
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -116,11 +117,16 @@ def figure_title(fig, text: str, width_inches: float) -> None:
     fig.suptitle(textwrap.fill(text, max(30, int(width_inches * 11))), fontsize=10)
 
 
+def _line_parts(ik: float, ts: int, mn, axes: str = "") -> list[str]:
+    """One line's settings, one per axis: ['input keep 0.8', '1,000 images', 'no max-norm', 'lr 0.003']."""
+    norm = "no max-norm" if mn is None or pd.isna(mn) or mn < 0 else f"max-norm {fmt_number(mn)}"
+    return [f"input keep {fmt_number(ik)}", f"{int(ts):,} images", norm, *filter(None, axes.split(", "))]
+
+
 def line_label(ik: float, ts: int, mn, axes: str = "") -> str:
     """'input keep 0.8, 1,000 images, max-norm 3': one line's setting (then `axes`, lines' own
     learning rate and widths where a study varies them: ', lr 0.003')."""
-    norm = "" if pd.isna(mn) else f", max-norm {fmt_number(mn)}"
-    return f"input keep {fmt_number(ik)}, {int(ts):,} images{norm}{axes}"
+    return ", ".join(p for p in _line_parts(ik, ts, mn, axes) if p != "no max-norm")
 
 
 def line_labels(df: pd.DataFrame) -> tuple[dict, str]:
@@ -129,10 +135,8 @@ def line_labels(df: pd.DataFrame) -> tuple[dict, str]:
     its whole setting (line_label), nothing shared."""
     keys = [key for key, _ in lines(df)]
     if len(keys) < 2:
-        return {k: line_label(k[0], k[1], None if k[2] < 0 else k[2], k[3]) for k in keys}, ""
-    parts = {k: [f"input keep {fmt_number(k[0])}", f"{int(k[1]):,} images",
-                 "no max-norm" if k[2] < 0 else f"max-norm {fmt_number(k[2])}", *filter(None, k[3].split(", "))]
-             for k in keys}
+        return {k: line_label(*k) for k in keys}, ""
+    parts = {k: _line_parts(*k) for k in keys}
     first = parts[keys[0]]
     differ = [i for i in range(len(first)) if len({p[i] for p in parts.values()}) > 1]
     shared = [x for i, x in enumerate(first) if i not in differ and x != "no max-norm"]
@@ -167,7 +171,7 @@ def study_title(runs: pd.DataFrame) -> str:
     from dropcli.data import TITLES
 
     dataset = runs["dataset"].iloc[0]
-    point = [c for c in ("keep_probs", "input_keep_prob", "max_norm", "train_size", "lr", "hidden") if c in runs]
+    point = [c for c in KEY_COLUMNS if c != "seed" and c in runs]  # a configuration: a cell's key but its seed
     counts = runs.groupby(point, dropna=False)["seed"].nunique()  # a study still running: points differ
     low, high = int(counts.min()), int(counts.max())
     seeds = f"{high} seed{'s' if high != 1 else ''}" if low == high else f"{low} to {high} seeds"
