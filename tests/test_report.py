@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from committed import committed_studies
 from conftest import check_error
 from scipy import stats
 from synthetic_study import write_study
@@ -25,7 +26,7 @@ from dropcli.report import build_report, read_summary, summarise
 from dropcli.tables import read_runs
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted(p.parent for p in (ROOT / "results").glob("*/runs.csv"))
+COMMITTED = committed_studies()
 KEY = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]
 runner = CliRunner()
 

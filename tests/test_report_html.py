@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from committed import committed_studies
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_study import write_study
@@ -54,7 +55,7 @@ def test_a_one_cell_study_has_a_page_without_comparisons(tmp_path):
 
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted(p.parent for p in (ROOT / "results").glob("*/runs.csv"))
+COMMITTED = committed_studies()
 
 
 @pytest.mark.parametrize("study", COMMITTED, ids=[p.name for p in COMMITTED])
