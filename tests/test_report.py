@@ -3,7 +3,6 @@ synthetic studies at the edges and on every committed study; baselines, metrics,
 the conclusions and the report command."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,6 @@ from dropcli.plan import make_plan
 from dropcli.report import build_report, read_summary, summarise
 from dropcli.tables import read_runs
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = committed_studies()
 KEY = ["keep_probs", "input_keep_prob", "max_norm", "train_size"]
 runner = CliRunner()

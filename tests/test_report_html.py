@@ -54,7 +54,6 @@ def test_a_one_cell_study_has_a_page_without_comparisons(tmp_path):
     assert "No comparisons" in page and page.count("data:image/png;base64,") == 2  # ablation.png and curves.png
 
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = committed_studies()
 
 
