@@ -6,7 +6,8 @@ runner-up, and the Holm families that the conclusions rest on.
 Every comparison pairs two configurations seed by seed on whole numbers of correct test images
 (see stats.py) and is given in points of accuracy (percentage points: 100 / test images per
 image). Two families, each Holm-adjusted at stats.ALPHA: the difference tests (every configuration
-against its baseline, and the best configuration against the runner-up of its baseline group),
+against its baseline, and the best configuration against the runner-up of its baseline group,
+counted once where that is a comparison with the baseline already),
 and the equivalence tests (TOST at +-margin points). A comparison's `conclusion` is one of:
 better, worse (Holm-adjusted difference test), no different (Holm-adjusted equivalence test,
 where the difference test is not significant), inconclusive (neither; `detectable_diff_points`
@@ -196,16 +197,39 @@ def leads(summary: pd.DataFrame, per_seed: list, groups: list[str], metric: str,
     return out
 
 
+def repeated_leads(summary: pd.DataFrame) -> dict[int, int]:
+    """The leads that repeat a difference test: {position of a best row: position of its runner-up}
+    where the best configuration of a baseline group is that group's baseline, so that its paired
+    comparison with the runner-up is the runner-up's own comparison with the baseline, the same
+    hypothesis and p-value, which the Holm family counts once (summary: summary.csv's rows)."""
+    names = [describe(r) for _, r in summary.iterrows()]
+    pairs = {i: names.index(r["runner_up"]) for i, (_, r) in enumerate(summary.iterrows())
+             if pd.notna(r["lead_p_value"]) and names[i] == r["baseline"] and r["runner_up"] in names}
+    return {i: j for i, j in pairs.items() if pd.notna(summary["p_value"].iloc[j]) and summary["baseline"].iloc[j] == names[i]}
+
+
+def family_size(summary: pd.DataFrame) -> int:
+    """The number of difference tests in a summary's Holm family: each comparison with a baseline
+    with a p-value, and each best-against-runner-up lead with one that repeats none of them
+    (repeated_leads). compare.families, the conclusions and the seed sizing all count with this."""
+    return int(summary["p_value"].notna().sum() + summary["lead_p_value"].notna().sum() - len(repeated_leads(summary)))
+
+
 def families(summary: pd.DataFrame, alpha: float = ALPHA, power: float = POWER) -> pd.DataFrame:
-    """Fill p_holm and lead_p_holm (one Holm family: every difference test), tost_p_holm (the
-    equivalence family), detectable_diff_points (at alpha / m, m = the difference family's size,
-    and `power`), conclusion and lead_holds. Returns a new frame."""
+    """Fill p_holm and lead_p_holm (one Holm family: every difference test, a lead that repeats a
+    comparison with the baseline counted once and given that comparison's p_holm), tost_p_holm (the
+    equivalence family), detectable_diff_points (at alpha / m, m = family_size, and `power`),
+    conclusion and lead_holds. Returns a new frame."""
     s = summary.copy()
-    p = np.concatenate([s["p_value"].to_numpy(np.float64), s["lead_p_value"].to_numpy(np.float64)])
-    adjusted = holm(p)
+    repeats = repeated_leads(s)
+    lead_p = s["lead_p_value"].to_numpy(np.float64).copy()
+    lead_p[list(repeats)] = np.nan
+    adjusted = holm(np.concatenate([s["p_value"].to_numpy(np.float64), lead_p]))
     s["p_holm"], s["lead_p_holm"] = adjusted[: len(s)], adjusted[len(s):]
+    for best, runner_up in repeats.items():
+        s.iloc[best, s.columns.get_loc("lead_p_holm")] = s["p_holm"].iloc[runner_up]
     s["tost_p_holm"] = holm(s["tost_p"].to_numpy(np.float64))
-    m = int(np.sum(~np.isnan(p)))
+    m = family_size(s)
     s["detectable_diff_points"] = [
         detectable_difference(int(n), sd, alpha / m) if m and not same and n == n and n >= 2 else math.nan
         for n, sd, same in zip(s["paired_seeds"], s["diff_sd_points"], [is_true(v) for v in s["same_diff_every_seed"]])]

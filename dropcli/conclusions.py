@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dropcli.compare import PRIMARY_METRIC, is_true
+from dropcli.compare import PRIMARY_METRIC, family_size, is_true
 from dropcli.config import fmt_number
 from dropcli.stats import ALPHA, CONFIDENCE, POWER
 
@@ -118,7 +118,7 @@ def header(summary: pd.DataFrame) -> str:
     metric = METRIC_NAMES.get(r["metric"], r["metric"])
     role = ("the study's primary metric" if r["role"] == "primary" else
             f"exploratory: the primary metric is {METRIC_NAMES[PRIMARY_METRIC]}, and Holm runs over this metric's tests only")
-    diffs = int(summary["p_value"].notna().sum() + summary["lead_p_value"].notna().sum())
+    diffs = family_size(summary)
     tosts = int(summary["tost_p"].notna().sum())
     margin = summary["equivalence_margin_points"].dropna()
     equivalence = (f", and over the {tosts} equivalence tests (two one-sided paired t-tests, margin "
@@ -182,7 +182,7 @@ def sentences(summary: pd.DataFrame) -> list[str]:
     if not len(summary) or summary["paired_seeds"].isna().all():
         return []
     names = Namer(summary)
-    family = int(summary["p_value"].notna().sum() + summary["lead_p_value"].notna().sum())
+    family = family_size(summary)
     out = [header(summary)]
     out += [s for _, r in summary.iterrows() if (s := comparison(r, names, family))]
     out += [s for _, r in summary.iterrows() if r["rank"] == 1 and (s := ranking(r, names))]

@@ -17,17 +17,12 @@ import math
 
 import pandas as pd
 
+from dropcli.compare import family_size
 from dropcli.conclusions import Namer, is_true
 from dropcli.power import seeds_needed
 from dropcli.stats import ALPHA, POWER
 
 SIZING_COLUMNS = ["comparison", "paired_seeds", "diff_points", "diff_sd_points", "seeds_needed", "note"]
-
-
-def family_size(summary: pd.DataFrame) -> int:
-    """The difference tests of a summary's Holm family (each comparison with a baseline and each
-    best-against-runner-up with a p-value), as compare.families counts them."""
-    return int(summary["p_value"].notna().sum() + summary["lead_p_value"].notna().sum())
 
 
 def seeds_for(summary: pd.DataFrame, diff_points: float, tests: int | None = None, alpha: float = ALPHA,

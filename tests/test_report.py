@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from dropcli.ablate import run_study
 from dropcli.cli import app
-from dropcli.compare import describe, parse_baseline
+from dropcli.compare import describe, family_size, parse_baseline
 from dropcli.conclusions import p_text, sentences
 from dropcli.config import TrainConfig
 from dropcli.device import resolve_device
@@ -85,10 +85,17 @@ def recompute(runs: pd.DataFrame, summary: pd.DataFrame, metric="test_accuracy",
             row.update(lead=(a - b).mean() / 100, lead_p=stats.ttest_rel(a, b).pvalue if np.ptp(a - b) > 0 else math.nan)
         rows.append(row)
     ref = pd.DataFrame(rows, index=summary.index)
-    holm = reference_holm(list(ref["p"]) + list(ref["lead_p"]))
+    # a best row that is its group's baseline: its lead over the runner-up is the runner-up's own test
+    names = [describe(dict(zip(key, k))) for k in summary[key].itertuples(index=False)]
+    runner = {i: names.index(r["runner_up"]) for i, (_, r) in enumerate(summary.iterrows())
+              if r["rank"] == 1 and names[i] == r["baseline"] and not pd.isna(ref["lead_p"].iloc[i])}
+    lead_p = [math.nan if i in runner else p for i, p in enumerate(ref["lead_p"])]
+    holm = reference_holm(list(ref["p"]) + lead_p)
     ref["holm"], ref["lead_holm"] = holm[: len(ref)], holm[len(ref):]
+    for i, j in runner.items():
+        ref.iloc[i, ref.columns.get_loc("lead_holm")] = ref["holm"].iloc[j]
     ref["tost_holm"] = reference_holm(list(ref["tost"]))
-    ref["m"] = int(ref["p"].notna().sum() + ref["lead_p"].notna().sum())
+    ref["m"] = int(ref["p"].notna().sum() + pd.Series(lead_p).notna().sum())
     return ref
 
 
@@ -260,3 +267,23 @@ def test_every_committed_summary_equals_scipy_from_its_runs(study):
     on_disk = read_summary(study / "summary.csv")
     margin = on_disk["equivalence_margin_points"].dropna().iloc[0]
     assert_summary_matches(on_disk, runs, metric=on_disk["metric"].iloc[0], margin=margin, rtol=1e-5)
+
+
+def test_a_lead_of_the_baseline_repeats_the_runner_ups_test_and_holm_counts_it_once(tmp_path):
+    """No dropout best of three: its lead over the runner-up is the runner-up's own comparison with
+    it (same pair, same p), so the family holds 2 tests, not 3, and the lead reports that test's
+    Holm p. With another baseline the lead is a test of its own again."""
+    def correct(keep, input_keep, max_norm, train_size, seed):  # keep 1 best, 0.7 close, 0.5 far
+        return {1.0: 9800, 0.7: 9790, 0.5: 9700}[keep] + (seed % 3) * {1.0: 1, 0.7: 4, 0.5: 9}[keep]
+
+    study = write_study(tmp_path / "s", seeds=tuple(range(1, 9)), correct=correct)
+    build_report(study)
+    summary = read_summary(study / "summary.csv")
+    assert_summary_matches(summary, read_runs(study / "runs.csv"), rtol=1e-5)
+    best, runner_up = (summary[summary.keep_probs == k].iloc[0] for k in ("1", "0.7"))
+    assert best["rank"] == 1 and best["runner_up"].startswith("keep 0.7") and best["lead_points"] > 0
+    assert best["lead_p_value"] == pytest.approx(runner_up["p_value"])  # the same test, from the other side
+    assert best["lead_p_holm"] == runner_up["p_holm"] and family_size(summary) == 2
+    assert "runs over the 2 difference tests" in sentences(summary)[0]
+    other = summarise(read_runs(study / "runs.csv"), baseline=parse_baseline("keep=0.5"))
+    assert family_size(other) == 3 and other["lead_p_value"].notna().sum() == 1  # 0.7 and 1 against 0.5; the lead

@@ -8,9 +8,10 @@ from synthetic_study import write_study
 from typer.testing import CliRunner
 
 from dropcli.cli import app
+from dropcli.compare import family_size
 from dropcli.power import power_of
 from dropcli.report import build_report
-from dropcli.sizing import family_size, seeds_for
+from dropcli.sizing import seeds_for
 
 runner = CliRunner()
 
