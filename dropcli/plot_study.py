@@ -69,8 +69,9 @@ def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, lab
 
 def draw_ablation(summary: pd.DataFrame, title: str):
     """Three panels against hidden keep probability (the mean over layers): test accuracy in %
-    (mean and 95% CI over seeds), the paired difference with the baseline in points (95% CI;
-    filled: Holm p < ALPHA) and the generalization gap in points (95% CI). Returns the Figure."""
+    (mean and 95% CI over seeds, drawn within 0-100%, where a 2-seed t interval can reach past
+    them), the paired difference with the baseline in points (95% CI; filled: Holm p < ALPHA) and
+    the generalization gap in points (95% CI). Returns the Figure."""
     plt = pyplot()
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 10.5), sharex=True, layout="constrained",
                                               gridspec_kw={"height_ratios": [3, 2.4, 1.8]})
@@ -78,7 +79,7 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     acc, ci = s["test_accuracy_mean"].to_numpy(float) * 100, s["test_accuracy_ci95"].to_numpy(float) * 100
     top.set_ylabel("test accuracy (%)")
     labels, shared = line_labels(s)  # the legend's entries and title
-    _panel(top, s, acc, acc - ci, acc + ci, False, labels)
+    _panel(top, s, acc, np.maximum(acc - ci, 0), np.minimum(acc + ci, 100), False, labels)  # no accuracy beyond
     top.set_title("Test accuracy: mean over seeds, 95% CI", fontsize=9, loc="left")
     metric = s["metric"].iloc[0] if len(s) else "test_accuracy"
     middle.set_ylabel("diff. from baseline (points)")
@@ -91,7 +92,7 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     gap, gci = s["generalization_gap_mean"].to_numpy(float) * 100, s["generalization_gap_ci95"].to_numpy(float) * 100
     bottom.set_ylabel("gap (points)")
     bottom.axhline(0, color="grey", linewidth=0.8)
-    _panel(bottom, s, gap, gap - gci, gap + gci, True, labels)
+    _panel(bottom, s, gap, np.maximum(gap - gci, -100), np.minimum(gap + gci, 100), True, labels)
     bottom.set_title("Generalization gap: train minus test accuracy, 95% CI", fontsize=9, loc="left")
     bottom.set_xlabel("hidden keep probability (mean over layers; 1 = no dropout)")
     keeps = np.unique(s["keep_prob_mean"].to_numpy(float))

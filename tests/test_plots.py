@@ -173,3 +173,18 @@ def test_the_legend_names_what_tells_the_lines_apart_and_its_title_what_they_sha
     df = pd.DataFrame(rows)
     got, common = line_labels(df)
     assert [got[key] for key, _ in lines(df)] == labels and common == shared
+
+
+def test_accuracy_intervals_are_drawn_within_0_and_100_percent(tmp_path):
+    """Two seeds 0.5 points apart near 99.9%: the t interval (12.7 standard errors) reaches past
+    100%, and the figure draws it up to 100% only."""
+    def correct(keep, ik, mn, n, seed):
+        return 9990 + (seed % 2) * (5 if keep == 0.7 else 3) - 50 * (seed % 2) * (keep == 1.0)
+
+    folder = write_study(tmp_path / "s", keeps=(0.7, 1.0), seeds=(1, 2), correct=correct)
+    summary = build_report(folder)
+    assert (100 * (summary["test_accuracy_mean"] + summary["test_accuracy_ci95"]) > 100).all()
+    top = draw_ablation(summary, "two seeds").axes[0]
+    drawn = errorbars(top)
+    assert len(drawn) == 2 and all(0 <= lo <= hi <= 100 for _, lo, hi in drawn)
+    assert {round(hi, 6) for _, _, hi in drawn} == {100}
