@@ -27,6 +27,7 @@ MIN_CONTRAST = 0.08  # ink and paper closer than this (of the full range) are no
 STRONG = 0.15  # a pixel this far from the paper (of the full range; 5 sigma of its noise if more) is surely ink
 AMBIGUOUS = 0.4  # a border with more than this fraction far from its median is no single paper
 QUANTUM = 1 / 255  # one gray level of an 8-bit image: the least noise a photographed paper has
+DRAW = "give a photo, scan or drawing of one digit"  # the fix for an image without one
 SPECK = 0.05  # ink components smaller than this fraction of the largest are noise, not strokes
 
 
@@ -38,6 +39,12 @@ class Digit:
     inverted: bool  # True when the image was dark ink on light paper
     notes: list[str] = field(default_factory=list)  # why the prediction may be unreliable, one sentence each
     ink_size: tuple[int, int] = (0, 0)  # the ink's box (height, width) in the image's pixels
+
+    @property
+    def found(self) -> bool:
+        """Whether the image held a digit at all (ink that stands out from the paper); an image
+        without one is all zeros, which no prediction should be made of."""
+        return self.ink_size != (0, 0)
 
 
 def _border(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +171,7 @@ def to_mnist(gray: np.ndarray, invert: bool | None = None) -> Digit:
     gray = np.asarray(gray, dtype=np.float64)
     blank = Digit(np.zeros((FIELD, FIELD), dtype=np.float32), False)
     if gray.ndim != 2 or gray.size == 0 or float(gray.max() - gray.min()) < MIN_CONTRAST:
-        blank.notes.append("no digit found: the image is almost uniform")
+        blank.notes.append(f"no digit found: the image is almost uniform; {DRAW}")
         return blank
     p = paper(gray)
     inverted = p.dark_ink if invert is None else invert
@@ -176,8 +183,8 @@ def to_mnist(gray: np.ndarray, invert: bool | None = None) -> Digit:
     x, level = (1.0 - gray, 1.0 - p.level) if inverted else (gray, p.level)
     if not (x > level + p.step).any():
         blank.inverted = inverted
-        blank.notes.append("no digit found: nothing stands out from the paper"
-                           + ("; is --invert/--no-invert right?" if invert is not None else ""))
+        blank.notes.append("no digit found: nothing stands out from the paper; "
+                           + ("is --invert/--no-invert right?" if invert is not None else DRAW))
         return blank
     x = _without_specks(_ink_only(x, level, p.step))
     rows, cols = np.nonzero(x.any(axis=1))[0], np.nonzero(x.any(axis=0))[0]

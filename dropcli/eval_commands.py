@@ -137,7 +137,7 @@ def run_mc_curve(run: Path, split: str, samples: tuple[int, ...], repeats: int, 
 def run_predict(run: Path, images: list[Path], index: int | None, invert: bool | None, mc_samples: int, data_dir,
                 device_name: str, term: Terminal, rng: random.Random) -> None:
     """Print the prediction for each image file (made into an MNIST digit by images.load_image,
-    with a note for an image far from MNIST's), or for test image `index` (random from `rng`
+    with a note for an image far from MNIST's; one without a digit is refused), or for test image `index` (random from `rng`
     when None) of the run's data or --data-dir (load_split, which names the data). mc_samples
     > 0: mean probability, its std and the entropy over that many dropout-on passes. Raises
     UsageError for an unreadable image (before anything else is loaded), DropcliError as

@@ -89,5 +89,9 @@ def load_image(path: Path, invert: bool | None = None) -> Digit:
     20x20 keeping the aspect ratio, centre of mass at the centre of 28x28). Returns a Digit: x
     (28, 28) float32 in [0, 1], white on black; `inverted`; `notes` saying why the image is far
     from MNIST (tiny digit, ambiguous polarity, no ink). invert None decides the polarity from the
-    image's border; True/False say it. Raises UsageError as read_gray does."""
-    return to_mnist(read_gray(path), invert)
+    image's border; True/False say it. Raises UsageError as read_gray does, and for an image
+    without a digit (uniform, or nothing standing out from its paper): no prediction is made of it."""
+    digit = to_mnist(read_gray(path), invert)
+    if not digit.found:
+        raise UsageError(f"{path}: {digit.notes[0]}")
+    return digit

@@ -170,6 +170,11 @@ def test_predict_bad_input(trained, tmp_path):
     check_error(invoke("predict", trained[0], notes), 2, "is not a readable image")
     check_error(invoke("predict", trained[0], "--index", "10000"), 2, "less than or equal to 9999")
     check_error(invoke("predict", trained[0], tmp_path / "absent.png"), 2, "does not exist")
+    Image.new("L", (40, 30), 255).save(tmp_path / "blank.png")  # white paper, no ink: refused, not predicted
+    check_error(invoke("predict", trained[0], tmp_path / "blank.png"), 2, "no digit found: the image is almost uniform")
+    noise = np.random.default_rng(0).integers(120, 136, (60, 60), dtype=np.uint8)  # paper grain, nothing on it
+    Image.fromarray(noise).save(tmp_path / "grain.png")
+    check_error(invoke("predict", trained[0], tmp_path / "grain.png"), 2, "no digit found")
 
 
 def test_no_temporary_files_left(trained):

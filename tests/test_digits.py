@@ -94,7 +94,8 @@ def test_ambiguous_polarity_is_named_and_the_flag_decides(digits):
 @pytest.mark.parametrize("level", [0.0, 0.5, 1.0])
 def test_an_image_without_ink_says_so(level):
     out = to_mnist(np.full((120, 160), level))
-    assert not out.x.any() and out.notes == ["no digit found: the image is almost uniform"]
+    assert not out.x.any() and not out.found
+    assert out.notes == ["no digit found: the image is almost uniform; give a photo, scan or drawing of one digit"]
 
 
 def test_the_prediction_is_kept_in_frames(digits):

@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from dropcli.digits import to_mnist
 from dropcli.errors import UsageError
-from dropcli.images import load_image
+from dropcli.images import load_image, read_gray
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,10 @@ def test_dark_ink_on_light_paper_is_inverted_unless_told(tmp_path, digit):
     x, inverted = loaded(tmp_path / "paper.png")
     assert inverted and torch.allclose(x, loaded(tmp_path / "screen.png")[0], atol=1e-6)
     assert not loaded(tmp_path / "screen.png")[1]
-    told = load_image(tmp_path / "paper.png", invert=False)  # told: ink lighter than this white paper, none
-    assert not told.inverted and not told.x.any() and "is --invert/--no-invert right?" in told.notes[0]
+    told = to_mnist(read_gray(tmp_path / "paper.png"), invert=False)  # told: ink lighter than white paper, none
+    assert not told.inverted and not told.x.any() and not told.found and "is --invert/--no-invert right?" in told.notes[0]
+    with pytest.raises(UsageError, match=r"paper.png: no digit found: .*is --invert/--no-invert right\?$"):
+        load_image(tmp_path / "paper.png", invert=False)  # refused, not predicted
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path, digit):
