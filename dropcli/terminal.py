@@ -31,7 +31,7 @@ except ImportError:  # older typer runs on click itself
     from click.exceptions import Abort, ClickException
     from click.exceptions import UsageError as ClickUsageError
 
-from dropcli.errors import DropcliError
+from dropcli.errors import DropcliError, option_message
 from dropcli.interrupts import (  # noqa: F401  (Interrupted, install_signal_handlers: the command line's)
     Interrupted,
     as_interrupt,
@@ -95,7 +95,7 @@ class OneLineErrors(TyperGroup):
             rv = super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
         except ClickException as e:
             hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
-            error(f"{e.format_message()}{hint}")
+            error(f"{option_message(e)}{hint}")
             sys.exit(e.exit_code)
         except Abort:
             say_interrupted("Aborted.")

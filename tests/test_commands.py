@@ -120,11 +120,11 @@ def test_predict_png_files(trained, tmp_path):
     (["--max-norm", "-inf"], "takes finite numbers"),
     (["--lr", "inf"], "--lr must be a positive number"),
     (["--lr", "nan"], "--lr must be a positive number"),
-    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--seed", "-1"], "--seed must be at least 0 (got -1)"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--input-keep-prob", "0"], "outside (0, 1]"),
     (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--epochs", "many"], "Invalid value for '--epochs'"),
+    (["--epochs", "many"], "--epochs takes a whole number (got 'many')"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--hidden", "512,0"], "--hidden takes widths of at least 1"),
     (["--hidden", "wide"], "--hidden takes whole numbers"),
@@ -168,7 +168,7 @@ def test_predict_bad_input(trained, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
     check_error(invoke("predict", trained[0], notes), 2, "is not a readable image")
-    check_error(invoke("predict", trained[0], "--index", "10000"), 2, "less than or equal to 9999")
+    check_error(invoke("predict", trained[0], "--index", "10000"), 2, "--index must be at most 9,999 (got 10000)")
     check_error(invoke("predict", trained[0], tmp_path / "absent.png"), 2, "does not exist")
     Image.new("L", (40, 30), 255).save(tmp_path / "blank.png")  # white paper, no ink: refused, not predicted
     check_error(invoke("predict", trained[0], tmp_path / "blank.png"), 2, "no digit found: the image is almost uniform")

@@ -1,9 +1,11 @@
 """Arbitrary option values into every command: success, or exit 1 or 2 with one line on stderr;
 never a traceback, never a half-written file."""
 
+from enum import EnumMeta
 from pathlib import Path
 
 import pytest
+from conftest import check_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -36,6 +38,7 @@ def check(result, tmp: Path) -> None:
         assert err and err[-1].startswith(("Error: ", "Interrupted")), result.output
         assert not [line for line in err[:-1] if line.startswith(("Error", "Interrupted"))], result.output
         assert result.exit_code == 1 or len(err) == 1, result.output
+        assert not any(words in err[-1] for words in ("Input should", "Value error")), err[-1]  # pydantic's, not ours
     assert not [p for p in tmp.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -105,3 +108,36 @@ def test_a_line_separator_in_a_path_stays_on_one_line(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "a\x85b\nc")])
     check(result, tmp_path)
     assert "a\\x85b\\nc" in result.stderr
+
+
+def numeric_options():
+    """(command path, its required arguments, option, bad values) for every option of every command that Typer checks
+    as a number or a choice, read from the app itself (so a new option is covered the day it is added)."""
+    import typer.main
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+        if not getattr(command, "commands", None):
+            arguments = ["x" for p in command.params if p.param_type_name == "argument" and p.required]
+            for p in command.params:
+                kind = getattr(p.type_descriptor.annotation, "__name__", "")
+                if p.param_type_name == "option" and not p.is_flag and (kind in ("int", "float") or
+                                                                         isinstance(p.type_descriptor.annotation, EnumMeta)):
+                    bad = ["abc", *(str(int(b + d)) for b, d in ((p.min, -1), (p.max, 1)) if b is not None)]
+                    option = next(o for o in p.opts if o.startswith("--"))
+                    yield pytest.param(path, arguments, option, bad, id=f"{' '.join(path)} {option}")
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("path, arguments, option, bad", numeric_options())
+def test_every_numeric_or_choice_option_refuses_a_bad_value_in_dropclis_words(path, arguments, option, bad):
+    """A word where a number or a choice belongs, and a number just outside the option's declared
+    range: exit 2 and one line naming the option, what it takes and what was given, never
+    pydantic's 'Input should be ...' (Typer checks types and ranges with pydantic)."""
+    for value in bad:
+        result = runner.invoke(app, [*path, option, value, *arguments])
+        check_error(result, 2, option)
+        line = result.stderr.strip().splitlines()[-1]
+        assert "Input should" not in line and "Value error" not in line and value in line, line

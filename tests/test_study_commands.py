@@ -62,7 +62,7 @@ def test_cli_dry_run_trains_nothing(tmp_path):
     (["--keep-probs", "0.5", "--seed-list", "1,1"], "seed=1); give each value once"),
     (["--keep-probs", "0.5", "--max-norms", "none,nan"], "--max-norms takes finite numbers"),
     (["--keep-probs", "0.5", "--lr", "inf"], "--lr must be a positive number"),
-    (["--keep-probs", "0.5", "--seeds", "0"], "Invalid value for '--seeds'"),
+    (["--keep-probs", "0.5", "--seeds", "0"], "--seeds must be at least 1 (got 0)"),
     (["--grid", "--keep-probs", "0.5"], "--grid sets the keep probabilities"),
     ([], "give --grid for the standard study"),
 ])

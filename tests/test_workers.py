@@ -140,7 +140,7 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(capfd, monkeypatch, cas
 
 @pytest.mark.parametrize("options, code, fragment", [
     (["--workers", "2", "--executor", "ray"], 2, "--workers and --executor ray both split the study; use one"),
-    (["--workers", "-1"], 2, "Invalid value for '--workers': Input should be greater than or equal to 0"),
+    (["--workers", "-1"], 2, "--workers must be at least 0 (got -1)"),
 ])
 def test_bad_worker_options_are_one_line(tmp_path, options, code, fragment):
     grid = ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "1", "--epochs", "1", "--train-sizes", "500", "--device", "cpu"]
