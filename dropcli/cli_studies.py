@@ -97,19 +97,19 @@ def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
     return spec, base
 
 
-def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False, baseline: dict | None = None):
+def build_plan(g: dict, out: Optional[Path], shard=None, fresh: bool = False, baseline: dict | None = None, grow=False):
     """The StudyPlan of the grid options (plan.make_plan), with the data's identity (name and SHA-256 of
     its files) in study.json, so that shards or a resume on other data are refused; and the checks a
     run of it makes first: the Monte-Carlo rule (config.check_monte_carlo) and a baseline the grid
-    holds (compare.check_baseline: --baseline, or by default no dropout). ablate, its --dry-run, its shards and slurm share them; usage
-    errors exit 2, unreadable data 1."""
+    holds (compare.check_baseline: --baseline, or by default no dropout). ablate, its --dry-run, its shards and slurm share them
+    (ablate's whole study may grow the one in --out: grow); usage errors exit 2, unreadable data 1."""
     from dropcli.compare import check_baseline
     from dropcli.data import data_identity
     from dropcli.plan import make_plan
 
     spec, base = grid_spec(g)
     data = data_identity(base.dataset, base.data_dir)  # the study is known by its data's content
-    plan = usage(make_plan, spec, base, out, shard, fresh, {"name": data["name"], "sha256": data["sha256"]})
+    plan = usage(make_plan, spec, base, out, shard, fresh, {"name": data["name"], "sha256": data["sha256"]}, grow)
     if base.mc_samples:
         usage(check_monte_carlo, plan.all_cells, f"--mc-samples {base.mc_samples}",
               "add a --keep-probs or --input-keep-probs value below 1, or leave out --mc-samples")
@@ -165,7 +165,7 @@ def ablate(
     if executor.value == "ray" and (part or workers):  # Ray places its own tasks
         usage_error(f"--{'shard' if part else 'workers'} and --executor ray both split the study; use one")
     with failures():
-        plan = build_plan(g, out, part, fresh, chosen)
+        plan = build_plan(g, out, part, fresh, chosen, grow=True)
         typed = command_line(skip=("fresh", "dry_run"))
         from dropcli.study_commands import Execution, run_ablate
 

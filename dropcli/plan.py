@@ -20,6 +20,7 @@ from typing import Iterator
 from dropcli.config import EVAL_CHUNK, TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
 from dropcli.grid import GridSpec, cell_id_of, expand, partition, study_identity
+from dropcli.identity import describe_difference, same
 from dropcli.owned import OwnedFolder
 from dropcli.provenance import code_version
 from dropcli.study import (
@@ -31,10 +32,8 @@ from dropcli.study import (
     check_tables,
     claim,
     default_folder,
-    describe_difference,
     done_keys,
     read_identity,
-    same,
     study_folder,
 )
 
@@ -69,6 +68,7 @@ class StudyPlan:
     folder_identity: dict
     todo: tuple[TrainConfig, ...]
     fresh: bool = False
+    grow: bool = False  # a whole study that may add seeds or axis values to the one in its folder
 
     @property
     def cell_bytes(self) -> int:
@@ -93,10 +93,12 @@ def check_shards_agree(root: Path, identity: dict) -> None:
 
 
 def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard: tuple[int, int] | None = None,
-              fresh: bool = False, data: dict | None = None) -> StudyPlan:
+              fresh: bool = False, data: dict | None = None, grow: bool = False) -> StudyPlan:
     """The plan of a grid (see StudyPlan). out None: the default folder of the identity. data: the
-    data set's identity (name, sha256) recorded in study.json. Raises ValueError for a bad grid,
-    UsageError/StudyMismatch for a folder the run would refuse, TableError for foreign tables."""
+    data set's identity (name, sha256) recorded in study.json. grow: a whole study (no shard) may
+    grow the one in `out` (identity.grows: more seeds or axis values; its rows stay, the new cells
+    run). Raises ValueError for a bad grid, UsageError/StudyMismatch for a folder the run would
+    refuse, TableError for foreign tables."""
     identity = study_identity(spec, base, data)
     root = Path(out) if out is not None else default_folder(identity)
     check_shards_agree(root, identity)
@@ -111,12 +113,14 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
         cells, folder = tuple(partition(list(everything), n)[k - 1]), shard_folder(root, k, n)
         folder_identity = shard_identity(identity, k, n)
         check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
-    check_folder(folder, folder_identity, fresh)
+    grow = grow and shard is None
+    check_folder(folder, folder_identity, fresh, grow)
     if fresh:
         check_fresh(folder)  # what --fresh would refuse to delete, refused by the preview too
     check_outputs(outputs(root, shard))
     todo = cells if fresh else pending(cells, folder)
-    return StudyPlan(spec, base, root, identity, everything, shard, cells, folder, folder_identity, tuple(todo), fresh)
+    return StudyPlan(spec, base, root, identity, everything, shard, cells, folder, folder_identity, tuple(todo), fresh,
+                     grow)
 
 
 def outputs(root: Path, shard: tuple[int, int] | None = None) -> list[tuple[OwnedFolder, tuple[str, ...]]]:
@@ -160,7 +164,7 @@ def open_study(plan: StudyPlan) -> Iterator[list[TrainConfig]]:
     if plan.shard is not None:
         claim_shard_parents(plan)
     with study_lock(plan.folder):
-        claim(plan.folder, plan.folder_identity, plan.fresh)
+        claim(plan.folder, plan.folder_identity, plan.fresh, plan.grow)
         yield pending(plan.cells, plan.folder)
 
 

@@ -23,15 +23,14 @@ import pandas as pd
 
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import cell_id_of, grid_of, partition
+from dropcli.identity import describe_difference, same
 from dropcli.plan import SHARD_DIR, StudyPlan, make_plan
 from dropcli.study import (
     SHARDS,
     STUDY_FILE,
     check_rows,
-    describe_difference,
     history_of,
     read_identity,
-    same,
     study_folder,
 )
 from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, csv_text, read_runs

@@ -25,6 +25,7 @@ from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError, StudyMismatch, UsageError
 from dropcli.files import claim_folder, is_temporary, tracked_by_git
 from dropcli.grid import STUDY_FORMAT, cell_id_of
+from dropcli.identity import describe_difference, grows, role, same
 from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
 from dropcli.tables import (
@@ -94,33 +95,11 @@ def readable_study(out: Path) -> dict:
     return identity
 
 
-def describe_difference(old: dict, new: dict, now: str = "now") -> str:
-    """The first setting, grid axis, data or code version in which two study identities differ."""
-    if old.get("format") != new.get("format"):
-        return f"format {old.get('format')} there, {new.get('format')} {now}"
-    for section in ("settings", "grid"):
-        for k in sorted(set(old.get(section, {})) | set(new.get(section, {}))):
-            a, b = old.get(section, {}).get(k), new.get(section, {}).get(k)
-            if json.dumps(a) != json.dumps(b):
-                return f"{k} {json.dumps(a)} there, {json.dumps(b)} {now}"
-    if old.get("data") != new.get("data"):
-        return f"data {json.dumps(old.get('data'))} there, {json.dumps(new.get('data'))} {now}"
-    if old.get("dropcli_version") != new.get("dropcli_version"):
-        return f"dropcli {old.get('dropcli_version')} there, {new.get('dropcli_version')} {now}"
-    return f"shard {json.dumps(old.get('shard'))} there, {json.dumps(new.get('shard'))} {now}"
-
-
-def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
-    """Two identities are one study: equal as JSON, keys sorted, leaving out `ignore` (a shard's
-    'shard'; 'dropcli_version' where shards meet) and keys set to None."""
-    a, b = ({k: v for k, v in i.items() if k not in ignore and v is not None} for i in (a, b))
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
-def check_folder(out: Path, identity: dict, fresh: bool) -> None:
-    """Refuse, reading only, a folder that cannot become this study's: another study (unless fresh),
-    a study of an earlier format, or a folder that holds files and no study. Shared by --dry-run and
-    the run, so a preview and a run refuse the same folders. Raises StudyMismatch (exit 2)."""
+def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> None:
+    """Refuse, reading only, a folder that cannot become this study's: another study (unless fresh;
+    with grow, unless this study grows it), a study of an earlier format, or a folder that holds
+    files and no study. Shared by --dry-run and the run, so a preview and a run refuse the same
+    folders. Raises StudyMismatch (exit 2)."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -138,14 +117,9 @@ def check_folder(out: Path, identity: dict, fresh: bool) -> None:
     if old.get("format") != STUDY_FORMAT:
         raise StudyMismatch(f"{out} holds a study written by an earlier dropcli (format {old.get('format')}); "
                             f"'dropcli report {out}' still reads it; run new cells in another --out")
-    if not same(old, identity) and not fresh:
-        raise StudyMismatch(f"{out} holds another study ({describe_difference(old, identity)}); use another --out")
-
-
-def role(identity: dict) -> str:
-    """What a study.json describes, in words: 'shard 2 of 8' or 'a whole study'."""
-    shard = identity.get("shard")
-    return f"shard {shard['index']} of {shard['count']}" if shard else "a whole study"
+    if not same(old, identity) and not fresh and not (grow and grows(old, identity)):
+        raise StudyMismatch(f"{out} holds another study ({describe_difference(old, identity)}); use another --out "
+                            "(a study there can only grow: more seeds or axis values, the same settings)")
 
 
 def check_fresh(out: Path) -> bool:
@@ -163,15 +137,16 @@ def check_fresh(out: Path) -> bool:
     return True
 
 
-def claim(out: Path, identity: dict, fresh: bool) -> OwnedFolder:
+def claim(out: Path, identity: dict, fresh: bool, grow: bool = False) -> OwnedFolder:
     """Make `out` this study's folder (check_folder, then write study.json), or refuse. With fresh,
-    first delete the files the manifest lists (and nothing else). Returns the folder's OwnedFolder."""
-    check_folder(out, identity, fresh)
+    first delete the files the manifest lists (and nothing else); with grow, a study this one grows
+    (more seeds or axis values) takes its study.json. Returns the folder's OwnedFolder."""
+    check_folder(out, identity, fresh, grow)
     claim_folder(out)
     folder = study_folder(out)
     if fresh and check_fresh(out):
         folder.remove_all()
-    if read_identity(out) is None:
+    if read_identity(out) is None or not same(read_identity(out), identity):
         folder.write_text(STUDY_FILE, json.dumps(identity, indent=2, sort_keys=True) + "\n")
     return folder
 

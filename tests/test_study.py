@@ -132,3 +132,46 @@ def test_a_row_made_with_other_settings_than_the_study_is_refused(tmp_path_facto
     with pytest.raises(TableError, match=rf"runs.csv row {row + 2}, column {column}: .* study gives the cell"):
         build_report(folder)
     assert not (folder / "summary.csv").exists()
+
+
+axis_values = {"keep_probs": [(0.5,), (0.7,), (1.0,)], "input_keep_probs": [0.8, 1.0], "train_sizes": [500, 1000],
+               "seeds": [1, 2, 3, 4]}
+
+
+@st.composite
+def nested_grids(draw):
+    """Two grids over the same axes: `small` takes a non-empty part of each axis of `big`, or not."""
+    big, small = {}, {}
+    for axis, values in axis_values.items():
+        chosen = draw(st.lists(st.sampled_from(values), min_size=1, unique=True))
+        big[axis] = tuple(chosen)
+        part = draw(st.lists(st.sampled_from(values), min_size=1, unique=True))  # may hold values big lacks
+        small[axis] = tuple(part)
+    return GridSpec(**small), GridSpec(**big)
+
+
+@settings(max_examples=150, deadline=None)
+@given(grids=nested_grids(), epochs=st.sampled_from([1, 2]))
+def test_a_study_grows_exactly_when_every_cell_of_the_old_is_a_cell_of_the_new(grids, epochs):
+    """identity.grows: more values on the same axes, the same settings and data; so the finished
+    rows of the old study are all cells of the new one (what lets ablate keep them)."""
+    from dropcli.grid import cell_id_of, expand
+    from dropcli.identity import grows, same
+
+    small, big = grids
+    old, new = study_identity(small, BASE), study_identity(big, BASE.replace(epochs=epochs))
+    cells_old = {cell_id_of(c) for c in expand(small, BASE)}
+    cells_new = {cell_id_of(c) for c in expand(big, BASE.replace(epochs=epochs))}
+    assert grows(old, new) == (epochs == 1 and cells_old <= cells_new)
+    assert not grows({**old, "shard": {"index": 1, "count": 2}}, new) and (not same(old, new) or grows(old, new))
+
+
+def test_a_study_grown_by_seeds_takes_the_new_study_json_and_a_shrunk_one_is_refused(tmp_path):
+    claim(tmp_path, identity(), fresh=False)
+    more = study_identity(GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2, 3)), BASE)
+    with pytest.raises(StudyMismatch, match="can only grow"):
+        claim(tmp_path, more, fresh=False)  # growing is ablate's choice (grow=True), never a shard's or slurm's
+    claim(tmp_path, more, fresh=False, grow=True)
+    assert json.loads((tmp_path / "study.json").read_text())["grid"]["seeds"] == [1, 2, 3]
+    with pytest.raises(StudyMismatch, match=r"seeds \[1, 2, 3\] there, \[1, 2\] now"):
+        claim(tmp_path, identity(), fresh=False, grow=True)  # fewer seeds: the rows of seed 3 would be foreign

@@ -91,3 +91,26 @@ def test_a_newcomers_first_study_goes_to_its_own_folder(tmp_path, monkeypatch):
     again = runner.invoke(app, ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1",
                                 "--train-sizes", "500", "--hidden", "16", "--device", "cpu"])
     assert again.exit_code == 0 and "Resumed: 4 cells were already in" in again.stderr
+
+
+def test_ablate_adds_seeds_to_a_finished_study_keeping_its_rows(tmp_path):
+    """A 2-seed study rerun with --seeds 3 trains only seed 779's cells, keeps the 4 finished rows
+    byte for byte, and its study.json lists the 3 seeds; its --dry-run says so and writes nothing;
+    a shard of the grown grid, or fewer seeds, is refused (exit 2)."""
+    out = tmp_path / "study"
+    grid = ["ablate", "--keep-probs", "0.5,1", "--epochs", "1", "--train-sizes", "300", "--hidden", "8",
+            "--validation-size", "100", "--device", "cpu", "--out", str(out)]
+    assert runner.invoke(app, [*grid, "--seeds", "2"]).exit_code == 0
+    before = (out / "runs.csv").read_text().splitlines()
+    identity = (out / "study.json").read_bytes()
+    preview = runner.invoke(app, [*grid, "--seeds", "3", "--dry-run"])
+    assert preview.exit_code == 0 and "Would run 2 cells" in preview.output, preview.output
+    assert (out / "study.json").read_bytes() == identity
+    check_error(runner.invoke(app, [*grid, "--seeds", "3", "--shard", "1/2"]), 2, "holds another study")
+    result = runner.invoke(app, [*grid, "--seeds", "3"])
+    assert result.exit_code == 0 and "ran 2" in result.output, result.output
+    after = (out / "runs.csv").read_text().splitlines()
+    assert after[: len(before)] == before and len(after) == len(before) + 2
+    assert sorted(pd.read_csv(out / "runs.csv")["seed"].unique()) == [777, 778, 779]
+    assert st.read_identity(out)["grid"]["seeds"] == [777, 778, 779]
+    check_error(runner.invoke(app, [*grid, "--seeds", "2"]), 2, "can only grow")

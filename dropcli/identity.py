@@ -1,0 +1,48 @@
+"""Study identities (study.json's content): whether two are one study, whether one grows into
+another, and how they differ, in words. study.check_folder, plan and shards decide with these.
+
+    {"format": "dropcli-study/3", "settings": {...}, "grid": {"keep_probs": ["0.5", "1"], "seeds": [777, 778]},
+     "data": {"name": "mnist", "sha256": "..."}}            (a shard's adds "shard" and "dropcli_version")
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def describe_difference(old: dict, new: dict, now: str = "now") -> str:
+    """The first setting, grid axis, data or code version in which two study identities differ."""
+    if old.get("format") != new.get("format"):
+        return f"format {old.get('format')} there, {new.get('format')} {now}"
+    for section in ("settings", "grid"):
+        for k in sorted(set(old.get(section, {})) | set(new.get(section, {}))):
+            a, b = old.get(section, {}).get(k), new.get(section, {}).get(k)
+            if json.dumps(a) != json.dumps(b):
+                return f"{k} {json.dumps(a)} there, {json.dumps(b)} {now}"
+    if old.get("data") != new.get("data"):
+        return f"data {json.dumps(old.get('data'))} there, {json.dumps(new.get('data'))} {now}"
+    if old.get("dropcli_version") != new.get("dropcli_version"):
+        return f"dropcli {old.get('dropcli_version')} there, {new.get('dropcli_version')} {now}"
+    return f"shard {json.dumps(old.get('shard'))} there, {json.dumps(new.get('shard'))} {now}"
+
+
+def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
+    """Two identities are one study: equal as JSON, keys sorted, leaving out `ignore` (a shard's
+    'shard'; 'dropcli_version' where shards meet) and keys set to None."""
+    a, b = ({k: v for k, v in i.items() if k not in ignore and v is not None} for i in (a, b))
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def grows(old: dict, new: dict) -> bool:
+    """Whether whole-study identity `new` is `old` with more values on its grid axes (more seeds,
+    keep probabilities, sizes, ...) and nothing else changed: every cell of old is one of new, so
+    its finished rows stay theirs and only the new cells run. Never a shard's identity."""
+    axes, more = old.get("grid", {}), new.get("grid", {})
+    return (not old.get("shard") and not new.get("shard") and set(axes) == set(more) and same(old, new, ("grid",))
+            and all({json.dumps(v) for v in axes[a]} <= {json.dumps(v) for v in more[a]} for a in axes))
+
+
+def role(identity: dict) -> str:
+    """What a study.json describes, in words: 'shard 2 of 8' or 'a whole study'."""
+    shard = identity.get("shard")
+    return f"shard {shard['index']} of {shard['count']}" if shard else "a whole study"
