@@ -23,6 +23,8 @@ SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def p_text(p: float) -> str:
     """A p-value to 2 significant digits: '0.37', '0.0035', '0.00091', '5.1 × 10⁻¹⁵' below 0.0001."""
+    if p != p:
+        return "n/a"  # no test (one seed, or every seed the same): the sentences say so before asking
     if p >= 0.0001:
         return fmt_number(float(f"{p:.2g}"))
     mantissa, exponent = f"{p:.1e}".split("e")
@@ -169,6 +171,8 @@ def ranking(r, names: Namer) -> str | None:
     n, d = int(r["lead_seeds"]), f"{points(r['lead_points'])} points"
     metric = r[f"{r['metric']}_mean"] * 100
     start = f"{a} has the highest mean{ctx}, {metric:.2f}%; against the runner-up, {b}, "
+    if n < 2 or pd.isna(r["lead_p_holm"]) and not is_true(r["lead_same_every_seed"]):
+        return start + f"it leads by {d} on {'a single seed' if n < 2 else f'{n} seeds'}, which allows no interval and no test."
     if is_true(r["lead_same_every_seed"]):
         return start + f"it leads by {d} on every one of the {n} seeds, so there is no interval and no p-value."
     ci, p = interval(r["lead_ci95_low_points"], r["lead_ci95_high_points"]), p_text(r["lead_p_holm"])

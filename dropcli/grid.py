@@ -138,10 +138,13 @@ def study_identity(grid: GridSpec, base: TrainConfig, data: dict | None = None) 
 
     lr and hidden are settings while they have one value, grid axes ("lrs", "hiddens") with more;
     steps and eval_every are written only with a step budget (eval_every then as the interval the
-    run uses, config.eval_interval), so a study without them keeps its older identity."""
+    run uses, config.eval_interval) or, eval_every, where --eval-every is given, so a study without
+    them keeps its older identity."""
     settings = {k: v for k, v in base.to_dict().items() if k not in AXIS_FIELDS and k not in BUDGET_SETTINGS}
     if base.steps is not None:
         settings.update(steps=base.steps, eval_every=base.eval_interval)
+    elif base.eval_every is not None:  # given with --epochs: its history differs (without, every epoch)
+        settings["eval_every"] = base.eval_every
     axes = {"keep_probs": [fmt_keep(k) for k in grid.keep_probs],
             "input_keep_probs": [float(k) for k in grid.input_keep_probs],
             "max_norms": [fmt_max_norm(c) for c in grid.max_norms],

@@ -18,12 +18,16 @@ def describe_difference(old: dict, new: dict, now: str = "now") -> str:
         for k in sorted(set(old.get(section, {})) | set(new.get(section, {}))):
             a, b = old.get(section, {}).get(k), new.get(section, {}).get(k)
             if json.dumps(a) != json.dumps(b):
-                return f"{k} {json.dumps(a)} there, {json.dumps(b)} {now}"
+                return f"{k} {_shown(a)} there, {_shown(b)} {now}"
     if old.get("data") != new.get("data"):
         return f"data {json.dumps(old.get('data'))} there, {json.dumps(new.get('data'))} {now}"
     if old.get("dropcli_version") != new.get("dropcli_version"):
         return f"dropcli {old.get('dropcli_version')} there, {new.get('dropcli_version')} {now}"
     return f"shard {json.dumps(old.get('shard'))} there, {json.dumps(new.get('shard'))} {now}"
+
+
+def _shown(value) -> str:
+    return "not set" if value is None else json.dumps(value)
 
 
 def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
@@ -33,13 +37,32 @@ def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+LIFTED = {"lr": "lrs", "hidden": "hiddens"}  # a setting with one value, a grid axis with more (grid.study_identity)
+
+
+def lifted(identity: dict) -> dict:
+    """The identity with lr and hidden, where they are settings (one value), as one-value grid
+    axes, so that a study at one learning rate and the same study at several compare axis by axis."""
+    settings, grid = dict(identity.get("settings", {})), dict(identity.get("grid", {}))
+    for setting, axis in LIFTED.items():
+        if setting in settings and axis not in grid:
+            grid[axis] = [json.loads(json.dumps(settings.pop(setting)))]
+    return {**identity, "settings": settings, "grid": grid}
+
+
+def regrids(old: dict, new: dict) -> bool:
+    """Whether whole-study identity `new` differs from `old` only in the values on its grid axes
+    (the same settings, data, format and axes, lr and hidden lifted): a study that may take the
+    folder of old where every finished cell of old is a cell of new. Never a shard's identity."""
+    a, b = lifted(old), lifted(new)
+    return not old.get("shard") and not new.get("shard") and set(a["grid"]) == set(b["grid"]) and same(a, b, ("grid",))
+
+
 def grows(old: dict, new: dict) -> bool:
-    """Whether whole-study identity `new` is `old` with more values on its grid axes (more seeds,
-    keep probabilities, sizes, ...) and nothing else changed: every cell of old is one of new, so
-    its finished rows stay theirs and only the new cells run. Never a shard's identity."""
-    axes, more = old.get("grid", {}), new.get("grid", {})
-    return (not old.get("shard") and not new.get("shard") and set(axes) == set(more) and same(old, new, ("grid",))
-            and all({json.dumps(v) for v in axes[a]} <= {json.dumps(v) for v in more[a]} for a in axes))
+    """Whether `new` is `old` with more values on its grid axes (more seeds, keep probabilities,
+    sizes, learning rates, ...; regrids): every cell of old is one of new."""
+    a, b = lifted(old)["grid"], lifted(new)["grid"]
+    return regrids(old, new) and all({json.dumps(v) for v in a[k]} <= {json.dumps(v) for v in b[k]} for k in a)
 
 
 def role(identity: dict) -> str:

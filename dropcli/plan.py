@@ -20,7 +20,7 @@ from typing import Iterator
 from dropcli.config import EVAL_CHUNK, TrainConfig
 from dropcli.errors import StudyMismatch, UsageError
 from dropcli.grid import GridSpec, cell_id_of, expand, partition, study_identity
-from dropcli.identity import describe_difference, same
+from dropcli.identity import describe_difference, lifted, regrids, same
 from dropcli.owned import OwnedFolder
 from dropcli.provenance import code_version
 from dropcli.study import (
@@ -69,6 +69,14 @@ class StudyPlan:
     todo: tuple[TrainConfig, ...]
     fresh: bool = False
     grow: bool = False  # a whole study that may add seeds or axis values to the one in its folder
+    regrid: str | None = None  # how the folder's study differs (in grid values) where this one changes it
+
+    @property
+    def regrid_note(self) -> str | None:
+        """One line on what the run does to a study in its folder whose grid values it changes; None otherwise."""
+        done = len(self.cells) - len(self.todo)
+        return (f"{self.folder} holds this study with other grid values ({self.regrid}): its {done} finished "
+                f"cell{'s' if done != 1 else ''} stay, and the run makes study.json this grid") if self.regrid else None
 
     @property
     def cell_bytes(self) -> int:
@@ -88,8 +96,11 @@ def check_shards_agree(root: Path, identity: dict) -> None:
         other = read_identity(folder) if folder.is_dir() else None
         # a shard's own; merge checks that one dropcli ran them all
         if other is not None and not same(other, identity, ignore=("shard", "dropcli_version")):
-            raise StudyMismatch(f"{folder} is a shard of another study ({describe_difference(other, identity, now='now')}); "
-                                "use another --out")
+            whole = {k: v for k, v in other.items() if k not in ("shard", "dropcli_version")}
+            raise StudyMismatch(f"{folder} is a shard of " + (
+                "this study with other grid values; a sharded study keeps its grid (its shards and merge "
+                "split that one): use another --out" if regrids(whole, identity) else
+                f"another study ({describe_difference(other, identity, now='now')}); use another --out"))
 
 
 def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard: tuple[int, int] | None = None,
@@ -115,12 +126,14 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
         check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
     grow = grow and shard is None
     check_folder(folder, folder_identity, fresh, grow)
+    old = read_identity(folder) if folder.is_dir() and not fresh else None
+    regrid = describe_difference(lifted(old), lifted(identity)) if old and not same(old, identity) else None
     if fresh:
         check_fresh(folder)  # what --fresh would refuse to delete, refused by the preview too
     check_outputs(outputs(root, shard))
     todo = cells if fresh else pending(cells, folder)
     return StudyPlan(spec, base, root, identity, everything, shard, cells, folder, folder_identity, tuple(todo), fresh,
-                     grow)
+                     grow, regrid)
 
 
 def outputs(root: Path, shard: tuple[int, int] | None = None) -> list[tuple[OwnedFolder, tuple[str, ...]]]:

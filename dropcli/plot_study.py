@@ -136,7 +136,7 @@ def comparison_rows(summary: pd.DataFrame) -> pd.DataFrame:
         if second is not None and pd.notna(r["lead_points"]):
             a, b, ctx = names.pair(r, second)
             holds = "ranking holds" if r["lead_holds"] else "ranking not established"
-            conclusion = holds if pd.notna(r["lead_p_holm"]) else "same every seed"
+            conclusion = holds if pd.notna(r["lead_p_holm"]) else "one seed" if r["lead_seeds"] < 2 else "same every seed"
             note = conclusion + ("" if pd.isna(r["lead_p_holm"]) else f", Holm p = {p_text(r['lead_p_holm'])}")
             rows.append({"label": f"best {a} − runner-up {b}{ctx}", "diff": r["lead_points"],
                          "low": r["lead_ci95_low_points"], "high": r["lead_ci95_high_points"], "p_holm": r["lead_p_holm"],

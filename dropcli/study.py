@@ -24,8 +24,8 @@ import pandas as pd
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError, StudyMismatch, UsageError
 from dropcli.files import claim_folder, is_temporary, tracked_by_git
-from dropcli.grid import STUDY_FORMAT, cell_id_of
-from dropcli.identity import describe_difference, grows, role, same
+from dropcli.grid import STUDY_FORMAT, cell_id_of, cells_of
+from dropcli.identity import describe_difference, lifted, regrids, role, same
 from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
 from dropcli.tables import (
@@ -97,8 +97,8 @@ def readable_study(out: Path) -> dict:
 
 def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> None:
     """Refuse, reading only, a folder that cannot become this study's: another study (unless fresh;
-    with grow, unless this study grows it), a study of an earlier format, or a folder that holds
-    files and no study. Shared by --dry-run and the run, so a preview and a run refuse the same
+    with grow, unless this one holds its finished cells: _check_regrid), a study of an earlier
+    format, or a folder that holds files and no study. Shared by --dry-run and the run, so a preview and a run refuse the same
     folders. Raises StudyMismatch (exit 2)."""
     if not out.exists():
         return
@@ -117,9 +117,28 @@ def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> 
     if old.get("format") != STUDY_FORMAT:
         raise StudyMismatch(f"{out} holds a study written by an earlier dropcli (format {old.get('format')}); "
                             f"'dropcli report {out}' still reads it; run new cells in another --out")
-    if not same(old, identity) and not fresh and not (grow and grows(old, identity)):
-        raise StudyMismatch(f"{out} holds another study ({describe_difference(old, identity)}); use another --out "
-                            "(a study there can only grow: more seeds or axis values, the same settings)")
+    if not same(old, identity) and not fresh:
+        _check_regrid(out, old, identity, grow)
+
+
+def _check_regrid(out: Path, old: dict, new: dict, grow: bool) -> None:
+    """Let a whole study of `ablate` (grow) take the folder of a study with other values on the same
+    axes where every finished cell (runs.csv) is one of its cells: more seeds or values, or fewer
+    where the cells left out never finished (a growth stopped before it trained any). Else raise
+    StudyMismatch naming the first difference and what would work."""
+    differs = describe_difference(lifted(old), lifted(new))
+    if not regrids(old, new):
+        raise StudyMismatch(f"{out} holds another study ({differs}); use another --out (a study there takes more "
+                            "seeds or axis values, at the same settings)")
+    if not grow:
+        raise StudyMismatch(f"{out} holds this study with other grid values ({differs}); only a whole-study "
+                            "'dropcli ablate' (no --shard, not slurm) changes them: run that first, or use another --out")
+    path = out / "runs.csv"
+    cells = {cell_id_of(c) for c in cells_of(new)}
+    stray = [k for k in (row_cell_ids(read_runs(path)) if path.exists() else []) if k not in cells]
+    if stray:
+        raise StudyMismatch(f"{out} holds this study with other grid values ({differs}), and its finished cell "
+                            f"{stray[0]} is not in this grid; give all its values and add to them, or use another --out")
 
 
 def check_fresh(out: Path) -> bool:
@@ -139,8 +158,8 @@ def check_fresh(out: Path) -> bool:
 
 def claim(out: Path, identity: dict, fresh: bool, grow: bool = False) -> OwnedFolder:
     """Make `out` this study's folder (check_folder, then write study.json), or refuse. With fresh,
-    first delete the files the manifest lists (and nothing else); with grow, a study this one grows
-    (more seeds or axis values) takes its study.json. Returns the folder's OwnedFolder."""
+    first delete the files the manifest lists (and nothing else); with grow, a study whose finished
+    cells this one holds (check_folder) takes its study.json. Returns the folder's OwnedFolder."""
     check_folder(out, identity, fresh, grow)
     claim_folder(out)
     folder = study_folder(out)

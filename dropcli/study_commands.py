@@ -36,6 +36,8 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     from dropcli.ablate import run_study
     from dropcli.study_display import StudyDisplay
 
+    if plan.regrid_note:
+        term.note(plan.regrid_note)
     if dry_run:
         return dry_run_table(plan, check_device(plan, how), how.parallel_models, term, how.workers)
     ray = None

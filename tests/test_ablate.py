@@ -145,7 +145,7 @@ def test_parallel_models_one_and_batched_give_the_same_rows(tmp_path):
 def test_another_study_in_the_folder_is_refused(tmp_path):
     study(tmp_path)
     with pytest.raises(StudyMismatch, match=r"holds another study \(epochs 1 there, 2 now\); use another --out "
-                                            r"\(a study there can only grow: more seeds or axis values, the same settings\)$"):
+                                            r"\(a study there takes more seeds or axis values, at the same settings\)$"):
         study(tmp_path, base=BASE.replace(epochs=2))
     with pytest.raises(StudyMismatch, match="seeds"):
         study(tmp_path, grid=small_grid(seeds=(1, 2, 3)))  # the library grows a study only when asked (plan.grow)

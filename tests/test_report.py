@@ -287,3 +287,13 @@ def test_a_lead_of_the_baseline_repeats_the_runner_ups_test_and_holm_counts_it_o
     assert "runs over the 2 difference tests" in sentences(summary)[0]
     other = summarise(read_runs(study / "runs.csv"), baseline=parse_baseline("keep=0.5"))
     assert family_size(other) == 3 and other["lead_p_value"].notna().sum() == 1  # 0.7 and 1 against 0.5; the lead
+
+
+def test_a_one_seed_pilot_of_three_configurations_says_its_lead_allows_no_test(tmp_path):
+    """One seed and three configurations: the ranking has no interval and no p (it raised on
+    formatting a NaN Holm p), and every figure and page is written."""
+    study = write_study(tmp_path / "pilot", keeps=(0.5, 0.8, 1.0), seeds=(777,))
+    summary = build_report(study)
+    said = sentences(summary)
+    assert any("on a single seed, which allows no interval and no test" in s for s in said), said
+    assert all(s.endswith(".") for s in said) and (study / "report.html").exists() and p_text(math.nan) == "n/a"

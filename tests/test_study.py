@@ -69,6 +69,8 @@ def test_another_study_is_refused_without_suggesting_deletion(tmp_path):
     with pytest.raises(StudyMismatch) as e:
         claim(tmp_path, identity(epochs=2), fresh=False)
     assert "epochs 1 there, 2 now" in str(e.value) and "--fresh" not in str(e.value)
+    with pytest.raises(StudyMismatch, match="eval_every not set there, 1 now"):  # history every step, not every epoch
+        claim(tmp_path, identity(eval_every=1), fresh=False, grow=True)
 
 
 def test_fresh_removes_only_the_files_dropcli_wrote(tmp_path):
@@ -169,9 +171,27 @@ def test_a_study_grows_exactly_when_every_cell_of_the_old_is_a_cell_of_the_new(g
 def test_a_study_grown_by_seeds_takes_the_new_study_json_and_a_shrunk_one_is_refused(tmp_path):
     claim(tmp_path, identity(), fresh=False)
     more = study_identity(GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2, 3)), BASE)
-    with pytest.raises(StudyMismatch, match="can only grow"):
+    with pytest.raises(StudyMismatch, match="only a whole-study 'dropcli ablate'"):
         claim(tmp_path, more, fresh=False)  # growing is ablate's choice (grow=True), never a shard's or slurm's
     claim(tmp_path, more, fresh=False, grow=True)
     assert json.loads((tmp_path / "study.json").read_text())["grid"]["seeds"] == [1, 2, 3]
-    with pytest.raises(StudyMismatch, match=r"seeds \[1, 2, 3\] there, \[1, 2\] now"):
-        claim(tmp_path, identity(), fresh=False, grow=True)  # fewer seeds: the rows of seed 3 would be foreign
+    claim(tmp_path, identity(), fresh=False, grow=True)  # no cell finished: back to 2 seeds (a mistyped growth)
+    assert json.loads((tmp_path / "study.json").read_text())["grid"]["seeds"] == [1, 2]
+    with pytest.raises(StudyMismatch, match=r"another study \(epochs 1 there, 2 now\)"):
+        claim(tmp_path, identity(epochs=2), fresh=False, grow=True)
+
+
+def test_one_learning_rate_grows_into_several_and_one_width_into_several():
+    """lr and hidden are settings while a study has one value (study.json's older shape) and axes
+    with more: a study at lr 0.001 grows into lrs 0.001, 0.003, its cells all kept."""
+    from dropcli.grid import cell_id_of, expand
+    from dropcli.identity import grows
+
+    one = study_identity(GRID, BASE)
+    more = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2), lrs=(0.001, 0.003),
+                    hiddens=((32, 32), (64, 64)))
+    assert "lr" in one["settings"] and "lrs" in study_identity(more, BASE)["grid"]
+    assert grows(one, study_identity(more, BASE))
+    assert {cell_id_of(c) for c in expand(GRID, BASE)} <= {cell_id_of(c) for c in expand(more, BASE)}
+    other = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2), lrs=(0.01, 0.003))
+    assert not grows(one, study_identity(other, BASE))  # lr 0.001's cells are not in it

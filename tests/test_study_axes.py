@@ -54,6 +54,7 @@ def test_study_json_lists_varied_axes_in_the_grid_and_single_values_as_settings(
     old = study_identity(plain, BASE)  # what every study without the new options has always written
     assert set(old["grid"]) == {"keep_probs", "input_keep_probs", "max_norms", "train_sizes", "seeds"}
     assert not {"steps", "eval_every"} & set(old["settings"]) and old["settings"]["lr"] == 0.001
+    assert study_identity(plain, BASE.replace(eval_every=3))["settings"]["eval_every"] == 3  # a resume without it differs
     budget = study_identity(plain, BASE.replace(steps=100))
     assert budget["settings"]["steps"] == 100 and budget["settings"]["eval_every"] == 2  # the interval, recorded
 

@@ -106,11 +106,23 @@ def test_ablate_adds_seeds_to_a_finished_study_keeping_its_rows(tmp_path):
     preview = runner.invoke(app, [*grid, "--seeds", "3", "--dry-run"])
     assert preview.exit_code == 0 and "Would run 2 cells" in preview.output, preview.output
     assert (out / "study.json").read_bytes() == identity
-    check_error(runner.invoke(app, [*grid, "--seeds", "3", "--shard", "1/2"]), 2, "holds another study")
+    check_error(runner.invoke(app, [*grid, "--seeds", "3", "--shard", "1/2"]), 2, "only a whole-study 'dropcli ablate'")
     result = runner.invoke(app, [*grid, "--seeds", "3"])
     assert result.exit_code == 0 and "ran 2" in result.output, result.output
     after = (out / "runs.csv").read_text().splitlines()
     assert after[: len(before)] == before and len(after) == len(before) + 2
     assert sorted(pd.read_csv(out / "runs.csv")["seed"].unique()) == [777, 778, 779]
     assert st.read_identity(out)["grid"]["seeds"] == [777, 778, 779]
-    check_error(runner.invoke(app, [*grid, "--seeds", "2"]), 2, "can only grow")
+    check_error(runner.invoke(app, [*grid, "--seeds", "2"]), 2, "finished cell keep=")  # seed 779's rows
+    assert runner.invoke(app, [*grid, "--seeds", "3", "--lrs", "0.001,0.01", "--dry-run"]).exit_code == 0  # lr: an axis
+
+
+def test_a_sharded_study_keeps_its_grid_and_says_so(tmp_path):
+    out = tmp_path / "study"
+    grid = ["ablate", "--keep-probs", "0.5,1", "--epochs", "1", "--train-sizes", "300", "--hidden", "8",
+            "--validation-size", "100", "--device", "cpu", "--out", str(out)]
+    assert runner.invoke(app, [*grid, "--seeds", "2", "--shard", "1/2"]).exit_code == 0
+    for more in (["--dry-run"], []):
+        check_error(runner.invoke(app, [*grid, "--seeds", "3", *more]), 2, "a sharded study keeps its grid")
+    check_error(runner.invoke(app, [*grid, "--seeds", "2", "--epochs", "2", "--dry-run"]), 2,
+                "is a shard of another study (epochs 1 there, 2 now)")

@@ -54,11 +54,12 @@ def test_preview_run_and_shard_refuse_another_grid_in_the_folder_alike(study):
     grows it for ablate and its preview alike, never for a shard (test_study_commands runs that)."""
     before = sorted((p.name, p.stat().st_mtime_ns) for p in study.iterdir())
     same_refusal([invoke("ablate", *GRID, "--seeds", "1", "--out", study, "--dry-run"),
-                  invoke("ablate", *GRID, "--seeds", "1", "--out", study)], "holds another study")
+                  invoke("ablate", *GRID, "--seeds", "1", "--out", study)], "is not in this grid")
     for seeds in ("1", "3"):
         check_error(invoke("ablate", *GRID, "--seeds", seeds, "--out", study, "--shard", "1/2", "--dry-run"), 2,
-                    "holds another study")
-        check_error(invoke("ablate", *GRID, "--seeds", seeds, "--out", study, "--shard", "1/2"), 2, "holds another study")
+                    "only a whole-study 'dropcli ablate'")
+        check_error(invoke("ablate", *GRID, "--seeds", seeds, "--out", study, "--shard", "1/2"), 2,
+                    "only a whole-study 'dropcli ablate'")
     assert invoke("ablate", *GRID, "--seeds", "3", "--out", study, "--dry-run").exit_code == 0
     assert sorted((p.name, p.stat().st_mtime_ns) for p in study.iterdir()) == before
 
