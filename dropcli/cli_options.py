@@ -43,7 +43,7 @@ from dropcli.grid import (
     DEFAULT_SEEDS,
     MAX_CELLS,
     GridSpec,
-    parse_floats,
+    parse_input_keeps,
     parse_keep_list,
     parse_lrs,
     parse_max_norms,
@@ -138,7 +138,7 @@ Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present),
 GridFlag = Annotated[bool, typer.Option("--grid", help="The standard grid: keep " + ", ".join(fmt_keep(k) for k in GridSpec().keep_probs) + ".")]
 KeepProbs = Annotated[Optional[Values], typer.Option(parser=parser(parse_keep_list, "--keep-probs", Values), metavar="LIST",
                                                       help="Hidden keep probabilities, e.g. 0.5,0.7,1.0; per layer with ':' (0.8:0.7:0.7:0.5).")]
-InputKeepProbs = Annotated[Values, typer.Option(parser=parser(parse_floats, "--input-keep-probs", Values), metavar="LIST",
+InputKeepProbs = Annotated[Values, typer.Option(parser=parser(parse_input_keeps, "--input-keep-probs", Values), metavar="LIST",
                                                 help="Input keep probabilities (the dropout paper suggests 0.8).")]
 MaxNorms = Annotated[Values, typer.Option(parser=parser(parse_max_norms, "--max-norms", Values), metavar="LIST",
                                           help="Max-norm values, e.g. none,3 (none = no constraint).")]

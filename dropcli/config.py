@@ -122,8 +122,9 @@ class TrainConfig:
                 f"--keep-prob has {len(self.keep_prob)} values for {len(self.hidden)} hidden layers; "
                 f"give one value or exactly {len(self.hidden)} joined by ':', e.g. --keep-prob 0.7"
             )
-        for k in (*self.keep_prob, self.input_keep_prob):
-            check_keep(k)
+        for k in self.keep_prob:
+            check_keep(k, "--keep-prob")
+        check_keep(self.input_keep_prob, "--input-keep-prob")
         if self.init not in INITS:
             raise ValueError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -243,19 +244,21 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def check_keep(k: float) -> float:
-    """k itself if it is a keep probability the masks can draw, in [2**-32, 1]; else ValueError."""
+def check_keep(k: float, what: str | None = None) -> float:
+    """k itself if it is a keep probability the masks can draw, in [2**-32, 1]; else ValueError,
+    its message led by `what` (the option) where given."""
+    lead = f"{what}: " if what else ""
     if not 0.0 < k <= 1.0:
-        raise ValueError(f"keep probability {fmt_number(k)} is outside (0, 1]; use e.g. 0.7 (1.0 = no dropout)")
+        raise ValueError(f"{lead}keep probability {fmt_number(k)} is outside (0, 1]; use e.g. 0.7 (1.0 = no dropout)")
     if k < MIN_KEEP:
-        raise ValueError(f"keep probability {k:g} is below 2**-32, the finest the masks draw; use at least 0.000001")
+        raise ValueError(f"{lead}keep probability {k:g} is below 2**-32, the finest the masks draw; use at least 0.000001")
     return k
 
 
-def check_max_norm(c: float | None) -> float | None:
-    """c itself if it is None (no constraint) or a positive finite number; else ValueError."""
+def check_max_norm(c: float | None, what: str = "--max-norm") -> float | None:
+    """c itself if it is None (no constraint) or a positive finite number; else ValueError naming `what`."""
     if c is not None and not (math.isfinite(c) and c > 0):
-        raise ValueError(f"--max-norm must be a positive number such as 3, or none (got {fmt_number(c)})")
+        raise ValueError(f"{what} takes positive numbers such as 3, or none (got {fmt_number(c)})")
     return c
 
 
@@ -292,7 +295,7 @@ def parse_number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{what} takes numbers, e.g. 0.5,0.7,1.0 (got {text!r})") from None
+        raise ValueError(f"{what} takes numbers (got {text!r})") from None
     if not math.isfinite(value):
         raise ValueError(f"{what} takes finite numbers (got {text!r})")
     return value
@@ -304,7 +307,7 @@ def parse_keep(text: str, what: str = "--keep-prob") -> tuple[float, ...]:
     if any(p == "" for p in parts):
         raise ValueError(f"{what} takes a keep probability such as 0.7, or one per layer joined by ':' "
                          f"such as 0.8:0.7:0.7:0.5 (got {text!r})")
-    return tuple(check_keep(parse_number(p, what)) for p in parts)
+    return tuple(check_keep(parse_number(p, what), what) for p in parts)
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -312,7 +315,7 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in split_list(text, what, "512,512"))
     except ValueError:
-        raise ValueError(f"{what} takes whole numbers, e.g. 512,512 (got {text!r})") from None
+        raise ValueError(f"{what} takes whole numbers (got {text!r})") from None
 
 
 

@@ -44,6 +44,8 @@ def option_message(e: Exception) -> str:
     errors = cause.errors() if type(cause).__name__ == "ValidationError" and hasattr(cause, "errors") else []
     if name and errors:
         kind, got, ctx = errors[0].get("type"), errors[0].get("input"), errors[0].get("ctx") or {}
+        if str(got).strip().lower().lstrip("+-") == "nan":  # nan fails a range check: it is no number at all
+            return f"{name} takes a number (got {got})"
         if kind in _PYDANTIC_WORDS:
             bound, words = _PYDANTIC_WORDS[kind]
             limit = ctx.get(bound)
@@ -57,6 +59,6 @@ def option_message(e: Exception) -> str:
             return f"{name}: {errors[0].get('msg', '').removeprefix('Value error, ').rstrip('.')}"
     message = e.format_message() if hasattr(e, "format_message") else str(e)
     said = getattr(e, "message", "")
-    if name and isinstance(said, str) and said.startswith(name):
-        return said  # '--lrs takes positive learning rates ...', not "Invalid value for '--lrs': --lrs takes ..."
+    if name and name.startswith("--") and isinstance(said, str) and said and type(e).__name__ == "BadParameter":
+        return said if said.startswith(name) else f"{name}: {said}"  # not "Invalid value for '--lrs': --lrs takes"
     return message

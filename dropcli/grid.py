@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from dropcli.config import (
     DEFAULT_SEED,
     TrainConfig,
+    check_keep,
     check_max_norm,
     fmt_keep,
     fmt_max_norm,
@@ -212,6 +213,11 @@ def parse_floats(text: str, what: str) -> tuple[float, ...]:
     return tuple(parse_number(p, what) for p in split_list(text, what, "0.5,0.7,1.0"))
 
 
+def parse_input_keeps(text: str, what: str = "--input-keep-probs") -> tuple[float, ...]:
+    """'0.8,1' -> (0.8, 1.0): input keep probabilities, each checked (config.check_keep); raises ValueError."""
+    return tuple(check_keep(k, what) for k in parse_floats(text, what))
+
+
 def parse_keep_list(text: str, what: str = "--keep-probs") -> tuple[tuple[float, ...], ...]:
     """'0.5,0.8:0.7:0.7:0.5,1.0' -> ((0.5,), (0.8, 0.7, 0.7, 0.5), (1.0,)); raises ValueError."""
     return tuple(parse_keep(p, what) for p in split_list(text, what, "0.5,0.7,1.0"))
@@ -249,5 +255,5 @@ def parse_lrs(text: str, what: str = "--lrs") -> tuple[float, ...]:
 
 def parse_max_norms(text: str, what: str = "--max-norms") -> tuple[float | None, ...]:
     """'none,3' -> (None, 3.0); raises ValueError naming `what`."""
-    return tuple(None if p.lower() == "none" else check_max_norm(parse_number(p, what))
+    return tuple(None if p.lower() == "none" else check_max_norm(parse_number(p, what), what)
                  for p in split_list(text, what, "none,3"))

@@ -57,7 +57,7 @@ def test_standard_grid_expansion():
     (dict(keep_probs=((0.5,), (0.5, 0.5))), "the grid lists one cell twice (keep=0.5,"),
     (dict(train_sizes=(60_000,)), "--train-size must be in 1..59500"),
     (dict(seeds=(1, 1)), "seed=1); give each value once"),
-    (dict(max_norms=(0.0,)), "--max-norm must be a positive number"),
+    (dict(max_norms=(0.0,)), "--max-norm takes positive numbers"),
     (dict(keep_probs=((0.5, 0.5, 0.5),)), "has 3 values for 2 hidden layers"),
     (dict(seeds=(-1,)), "--seed must be a whole number from 0"),
 ])

@@ -45,7 +45,7 @@ def test_one_syntax_for_per_layer_keep_probabilities():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(lr=math.inf), "--lr must be a positive number"), (dict(lr=math.nan), "--lr must be a positive number"),
-    (dict(max_norm=0.0), "--max-norm must be a positive number"), (dict(max_norm=math.inf), "--max-norm"),
+    (dict(max_norm=0.0), "--max-norm takes positive numbers"), (dict(max_norm=math.inf), "--max-norm"),
     (dict(keep_prob=(math.nan,)), "outside (0, 1]"), (dict(seed=-1), "--seed must be a whole number from 0"),
     (dict(subset="last"), "--subset must be one of random, first"), (dict(keep_prob=(0.5, 0.5)), "joined by ':'"),
 ])

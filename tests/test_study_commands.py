@@ -63,6 +63,9 @@ def test_cli_dry_run_trains_nothing(tmp_path):
     (["--keep-probs", "0.5", "--max-norms", "none,nan"], "--max-norms takes finite numbers"),
     (["--keep-probs", "0.5", "--lr", "inf"], "--lr must be a positive number"),
     (["--keep-probs", "0.5", "--seeds", "0"], "--seeds must be at least 1 (got 0)"),
+    (["--keep-probs", "0.5,1", "--input-keep-probs", "0,1"], "--input-keep-probs: keep probability 0 is outside"),
+    (["--keep-probs", "0.5,1", "--max-norms", "0"], "--max-norms takes positive numbers such as 3, or none (got 0)"),
+    (["--keep-probs", "0.5,1", "--lrs", "abc"], "--lrs takes numbers (got 'abc')"),
     (["--grid", "--keep-probs", "0.5"], "--grid sets the keep probabilities"),
     ([], "give --grid for the standard study"),
 ])
