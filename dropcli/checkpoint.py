@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dropcli.config import TrainConfig
-from dropcli.errors import DropcliError
+from dropcli.errors import DropcliError, UsageError
 from dropcli.files import atomic_write, atomic_write_text
 from dropcli.model import Params
 from dropcli.provenance import versions
@@ -115,12 +115,13 @@ def save_run(out: Path, result, info: dict, record: dict) -> Path:
 
 
 def resolve(path: str | Path) -> Path:
-    """A run folder's model.safetensors, or the file given; DropcliError if there is none."""
+    """A run folder's model.safetensors, or the file given; UsageError (exit 2: the command names no
+    run) if there is none."""
     p = Path(path)
     if p.is_dir():
         p = p / FILENAME
     if not p.is_file():
-        raise DropcliError(f"no checkpoint at {path}; give a run directory written by 'dropcli train' or its {FILENAME}")
+        raise UsageError(f"no checkpoint at {path}; give a run directory written by 'dropcli train' or its {FILENAME}")
     return p
 
 

@@ -157,7 +157,7 @@ def test_existing_run_directory_is_not_overwritten(trained):
 
 
 def test_bad_checkpoints(tmp_path, trained):
-    check_error(invoke("evaluate", tmp_path / "missing"), 1, "no checkpoint at")
+    check_error(invoke("evaluate", tmp_path / "missing"), 2, "no checkpoint at")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes((trained[0] / "model.safetensors").read_bytes()[:500])
     check_error(invoke("evaluate", bad), 1, "not a readable safetensors file")

@@ -150,5 +150,5 @@ def test_train_ablate_and_ray_refuse_the_same_settings_alike(args, fragment, tmp
 def test_evaluate_and_predict_refuse_a_missing_run_alike(tmp_path):
     results = [invoke("evaluate", tmp_path / "nothing"), invoke("predict", tmp_path / "nothing", "--index", "0")]
     for r in results:
-        check_error(r, 1, "no checkpoint at")
+        check_error(r, 2, "no checkpoint at")
     assert len({r.stderr for r in results}) == 1
