@@ -53,8 +53,10 @@ def parse_shard(text: str) -> tuple[int, int]:
         if not m:
             raise ValueError(f"--shard takes K/N, e.g. --shard 2/8 (got {text!r})")
         k, n = int(m.group(1)), int(m.group(2))
+    if n < 1:
+        raise ValueError(f"--shard {k}/{n}: N, the number of shards, must be at least 1, e.g. --shard 1/2")
     if not 1 <= k <= n:
-        raise ValueError(f"--shard {k}/{n}: K must be in 1..N")
+        raise ValueError(f"--shard {k}/{n}: K must be in 1..{n}")
     return k, n
 
 

@@ -43,7 +43,8 @@ def test_parse_shard(text, expected):
     assert parse_shard(text) == expected
 
 
-@pytest.mark.parametrize("text, fragment", [("0/3", "K must be in 1..N"), ("4/3", "K must be in 1..N"),
+@pytest.mark.parametrize("text, fragment", [("0/3", r"K must be in 1\.\.3"), ("4/3", r"K must be in 1\.\.3"),
+                                            ("1/0", "N, the number of shards, must be at least 1"),
                                             ("two", "takes K/N"), ("slurm", "needs SLURM_ARRAY_TASK_ID")])
 def test_bad_shards(text, fragment, monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
