@@ -207,6 +207,15 @@ def done_keys(out: Path, cells: list[TrainConfig]) -> set[str]:
     return set(check_rows(read_runs(path), path, cells)) if path.exists() else set()
 
 
+def unfinished(out: Path) -> str | None:
+    """A note for a study folder whose grid has cells not yet in its runs.csv (a run stopped, a
+    study grown), or None: the comparisons then rest on the seeds each pair has finished."""
+    cells = cells_of(read_identity(out) or {})
+    done = len(done_keys(out, cells))
+    return None if done >= len(cells) else (f"{done} of {len(cells)} cells of this study have finished; the comparisons "
+                                            f"use the seeds each pair shares (rerun its ablate command to finish it)")
+
+
 def history_of(out: Path) -> pd.DataFrame:
     """out/history.csv, read with the settings of out/study.json (an older file's step, lr and
     hidden columns follow from them: tables.read_history)."""

@@ -13,6 +13,7 @@ from dropcli.commands import duration
 from dropcli.config import AUTO_WORKERS, fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
+from dropcli.study import REPORT_FILES, unfinished
 from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name
 
 
@@ -173,11 +174,13 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
 def show_summary(summary, out: Path, term: Terminal) -> None:
     """Print the Rich table of a study's summary (report.summary_table) under its usual title; `out`
     is the study folder. A screen too narrow for it gets it in parts, each led by the columns
-    that name a configuration (those before 'runs')."""
+    that name a configuration (those before 'runs'); then a note if cells of its grid have not finished."""
     from dropcli.report import summary_table
 
     table = summary_table(summary, title="Ablation summary")
     term.table(table, keys=[c.header for c in table.columns].index("runs"))
+    if note := unfinished(out):
+        term.note(f"Note: {note}.")
 
 
 def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal, workers: int = AUTO_WORKERS) -> None:
@@ -234,8 +237,7 @@ def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baselin
         term.result(sentence)
     if power is not None:
         sizing_table(summary, power, tests, term)
-    written = [name for name in ("summary.csv", "ablation.png", "differences.png", "curves.png", "report.html")
-               if (out / name).exists()]
+    written = [name for name in REPORT_FILES if (out / name).exists()]
     term.wrote(out, written)
 
 

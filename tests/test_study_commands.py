@@ -129,3 +129,16 @@ def test_a_sharded_study_keeps_its_grid_and_says_so(tmp_path):
         check_error(runner.invoke(app, [*grid, "--seeds", "3", *more]), 2, "a sharded study keeps its grid")
     check_error(runner.invoke(app, [*grid, "--seeds", "2", "--epochs", "2", "--dry-run"]), 2,
                 "is a shard of another study (epochs 1 there, 2 now)")
+
+
+def test_report_on_a_study_with_unfinished_cells_says_how_many_have_finished(tmp_path):
+    from synthetic_study import write_study
+
+    folder = write_study(tmp_path / "s", seeds=(777, 778, 779))
+    runs = pd.read_csv(folder / "runs.csv")
+    runs[runs["seed"] != 779].to_csv(folder / "runs.csv", index=False)  # seed 779's three cells never finished
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "Note: 6 of 9 cells of this study have finished; the comparisons use the seeds each pair shares" in result.stderr
+    write_study(tmp_path / "whole")
+    assert "cells of this study have finished" not in runner.invoke(app, ["report", str(tmp_path / "whole")]).stderr
