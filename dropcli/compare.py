@@ -198,20 +198,22 @@ def leads(summary: pd.DataFrame, per_seed: list, groups: list[str], metric: str,
 
 
 def repeated_leads(summary: pd.DataFrame) -> dict[int, int]:
-    """The leads that repeat a difference test: {position of a best row: position of its runner-up}
-    where the best configuration of a baseline group is that group's baseline, so that its paired
-    comparison with the runner-up is the runner-up's own comparison with the baseline, the same
-    hypothesis and p-value, which the Holm family counts once (summary: summary.csv's rows)."""
-    names = [describe(r) for _, r in summary.iterrows()]
-    pairs = {i: names.index(r["runner_up"]) for i, (_, r) in enumerate(summary.iterrows())
-             if pd.notna(r["lead_p_value"]) and names[i] == r["baseline"] and r["runner_up"] in names}
-    return {i: j for i, j in pairs.items() if pd.notna(summary["p_value"].iloc[j]) and summary["baseline"].iloc[j] == names[i]}
+    """The leads that repeat a difference test: {position of a best row: position of the row whose
+    comparison with its baseline is the same pair}, where the best configuration of a baseline group
+    is its baseline (the runner-up's comparison) or the runner-up is (the best's own comparison):
+    the same hypothesis and p-value, which the Holm family counts once (summary: summary.csv's rows)."""
+    names, out = [describe(r) for _, r in summary.iterrows()], {}
+    for i, (_, r) in enumerate(summary.iterrows()):
+        j = names.index(r["runner_up"]) if pd.notna(r["lead_p_value"]) and r["runner_up"] in names else i
+        for row, other in ((j, i), (i, j)) if j != i else ():
+            if pd.notna(summary["p_value"].iloc[row]) and summary["baseline"].iloc[row] == names[other]:
+                out[i] = row
+    return out
 
 
 def family_size(summary: pd.DataFrame) -> int:
-    """The number of difference tests in a summary's Holm family: each comparison with a baseline
-    with a p-value, and each best-against-runner-up lead with one that repeats none of them
-    (repeated_leads). compare.families, the conclusions and the seed sizing all count with this."""
+    """The difference tests of a summary's Holm family: each comparison with a baseline and each lead
+    with a p-value, a lead that repeats one (repeated_leads) once; families, conclusions and sizing count so."""
     return int(summary["p_value"].notna().sum() + summary["lead_p_value"].notna().sum() - len(repeated_leads(summary)))
 
 
@@ -220,8 +222,7 @@ def families(summary: pd.DataFrame, alpha: float = ALPHA, power: float = POWER) 
     comparison with the baseline counted once and given that comparison's p_holm), tost_p_holm (the
     equivalence family), detectable_diff_points (at alpha / m, m = family_size, and `power`),
     conclusion and lead_holds. Returns a new frame."""
-    s = summary.copy()
-    repeats = repeated_leads(s)
+    s, repeats = summary.copy(), repeated_leads(summary)
     lead_p = s["lead_p_value"].to_numpy(np.float64).copy()
     lead_p[list(repeats)] = np.nan
     adjusted = holm(np.concatenate([s["p_value"].to_numpy(np.float64), lead_p]))

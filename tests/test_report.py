@@ -89,6 +89,9 @@ def recompute(runs: pd.DataFrame, summary: pd.DataFrame, metric="test_accuracy",
     names = [describe(dict(zip(key, k))) for k in summary[key].itertuples(index=False)]
     runner = {i: names.index(r["runner_up"]) for i, (_, r) in enumerate(summary.iterrows())
               if r["rank"] == 1 and names[i] == r["baseline"] and not pd.isna(ref["lead_p"].iloc[i])}
+    # ... and a best row whose runner-up is its baseline: the lead is the best row's own test
+    runner.update({i: i for i, (_, r) in enumerate(summary.iterrows())
+                   if r["rank"] == 1 and r["runner_up"] == r["baseline"] and not pd.isna(ref["lead_p"].iloc[i])})
     lead_p = [math.nan if i in runner else p for i, p in enumerate(ref["lead_p"])]
     holm = reference_holm(list(ref["p"]) + lead_p)
     ref["holm"], ref["lead_holm"] = holm[: len(ref)], holm[len(ref):]
@@ -287,6 +290,11 @@ def test_a_lead_of_the_baseline_repeats_the_runner_ups_test_and_holm_counts_it_o
     assert "runs over the 2 difference tests" in sentences(summary)[0]
     other = summarise(read_runs(study / "runs.csv"), baseline=parse_baseline("keep=0.5"))
     assert family_size(other) == 3 and other["lead_p_value"].notna().sum() == 1  # 0.7 and 1 against 0.5; the lead
+    mirror = summarise(read_runs(study / "runs.csv"), baseline=parse_baseline("keep=0.7"))  # runner-up = baseline
+    top = mirror[mirror.keep_probs == "1"].iloc[0]
+    assert top["rank"] == 1 and top["runner_up"].startswith("keep 0.7") and family_size(mirror) == 2
+    assert top["lead_p_holm"] == top["p_holm"]  # the best's own comparison with keep 0.7, counted once
+    assert_summary_matches(mirror, read_runs(study / "runs.csv"))
 
 
 def test_a_one_seed_pilot_of_three_configurations_says_its_lead_allows_no_test(tmp_path):
