@@ -107,8 +107,8 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
               fresh: bool = False, data: dict | None = None, grow: bool = False) -> StudyPlan:
     """The plan of a grid (see StudyPlan). out None: the default folder of the identity. data: the
     data set's identity (name, sha256) recorded in study.json. grow: a whole study (no shard) may
-    grow the one in `out` (identity.grows: more seeds or axis values; its rows stay, the new cells
-    run). Raises ValueError for a bad grid, UsageError/StudyMismatch for a folder the run would
+    change the grid values of the one in `out` where its finished cells stay cells of the grid
+    (study.check_folder: more seeds or axis values, identity.grows, or fewer that never finished). Raises ValueError for a bad grid, UsageError/StudyMismatch for a folder the run would
     refuse, TableError for foreign tables."""
     identity = study_identity(spec, base, data)
     root = Path(out) if out is not None else default_folder(identity)

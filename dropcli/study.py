@@ -25,7 +25,7 @@ from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError, StudyMismatch, UsageError
 from dropcli.files import claim_folder, is_temporary, tracked_by_git
 from dropcli.grid import STUDY_FORMAT, cell_id_of, cells_of
-from dropcli.identity import describe_difference, lifted, regrids, role, same
+from dropcli.identity import describe_difference, grows, lifted, regrids, role, same
 from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
 from dropcli.tables import (
@@ -122,10 +122,9 @@ def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> 
 
 
 def _check_regrid(out: Path, old: dict, new: dict, grow: bool) -> None:
-    """Let a whole study of `ablate` (grow) take the folder of a study with other values on the same
-    axes where every finished cell (runs.csv) is one of its cells: more seeds or values, or fewer
-    where the cells left out never finished (a growth stopped before it trained any). Else raise
-    StudyMismatch naming the first difference and what would work."""
+    """Let a whole study of `ablate` (grow) take the folder of a study with other values on the same axes
+    where every finished cell (runs.csv) is one of its cells: it grows it (identity.grows), or drops cells
+    that never finished (a growth stopped before it trained). Else StudyMismatch naming what would work."""
     differs = describe_difference(lifted(old), lifted(new))
     if not regrids(old, new):
         raise StudyMismatch(f"{out} holds another study ({differs}); use another --out (a study there takes more "
@@ -133,8 +132,9 @@ def _check_regrid(out: Path, old: dict, new: dict, grow: bool) -> None:
     if not grow:
         raise StudyMismatch(f"{out} holds this study with other grid values ({differs}); only a whole-study "
                             "'dropcli ablate' (no --shard, not slurm) changes them: run that first, or use another --out")
-    path = out / "runs.csv"
-    cells = {cell_id_of(c) for c in cells_of(new)}
+    if grows(old, new):  # every cell of old is one of new: none of its finished cells is left out
+        return
+    cells, path = {cell_id_of(c) for c in cells_of(new)}, out / "runs.csv"
     stray = [k for k in (row_cell_ids(read_runs(path)) if path.exists() else []) if k not in cells]
     if stray:
         raise StudyMismatch(f"{out} holds this study with other grid values ({differs}), and its finished cell "
