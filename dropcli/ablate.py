@@ -35,8 +35,8 @@ class StudyProgress:
     (train.train_group's callbacks, about the group last announced), and on_cell for each committed
     cell. With worker processes several groups train at once: on_group announces the one whose
     epochs and steps on_step and on_epoch report (the earliest still running, until it ends), steps
-    arrive a few times a second, and the other groups are heard of through on_cell. The Ray
-    executor calls only on_plan and on_cell."""
+    arrive a few times a second, and the other running groups' steps and validations reach
+    on_other, for the study's pace. The Ray executor calls only on_plan and on_cell."""
 
     on_measure: Callable[[int, int], None] | None = None  # (cell-steps timed, to time): groups.measure_group_sizes
     on_plan: Callable[..., None] | None = None  # (the groups about to run, in order; the worker processes)
@@ -44,6 +44,7 @@ class StudyProgress:
     on_epoch: Callable[[int, list[dict]], None] | None = None  # (epoch, one record per cell)
     on_step: Callable[[int, int], None] | None = None  # (step, steps per epoch)
     on_cell: Callable[[dict], None] | None = None  # a finished, committed runs.csv row
+    on_other: Callable[..., None] | None = None  # (group index, "step", s, n) or (group index, "epoch", epoch, records)
 
 
 def _counts(plan: StudyPlan, todo: list, ran: int, group_size: int, layout: Layout = Layout()) -> dict:

@@ -39,10 +39,13 @@ class Pace:
     time since the last update, never below MIN_ETA while work remains. Seconds per unit count
     from `since` (default: `now`; set it later when the work proper starts after a preamble).
     prior: seconds per unit known before (a group's steps from the study's pace so far), weighed
-    as `weight` units of this work's own, so that its first steps (warm-up) do not swing the ETA."""
+    as `weight` units of this work's own, so that its first steps (warm-up) do not swing the ETA.
+    done: units already done when this pace begins (a group another worker started): they count
+    towards the total, not towards the seconds per unit."""
 
-    def __init__(self, total: float, now: float, prior: float | None = None, weight: float = 10.0):
-        self.total, self.started, self.since, self.done, self.at = max(float(total), 1e-9), now, now, 0.0, now
+    def __init__(self, total: float, now: float, prior: float | None = None, weight: float = 10.0, done: float = 0.0):
+        self.total, self.started, self.since, self.at = max(float(total), 1e-9), now, now, now
+        self.done = self.base = min(float(done), self.total)
         self.prior, self.weight = prior, weight
 
     def advance(self, done: float, now: float) -> None:
@@ -55,10 +58,10 @@ class Pace:
 
     def rate(self) -> float | None:
         """Seconds per unit so far (with the prior), or None before the first unit without one."""
-        seconds = max(0.0, self.at - self.since)
+        seconds, done = max(0.0, self.at - self.since), self.done - self.base
         if self.prior is not None:
-            return (seconds + self.prior * self.weight) / (self.done + self.weight)
-        return seconds / self.done if self.done > 0 else None
+            return (seconds + self.prior * self.weight) / (done + self.weight)
+        return seconds / done if done > 0 else None
 
     def remaining(self, now: float) -> float | None:
         """Seconds left at time `now` (see the class docstring); None while unknown."""

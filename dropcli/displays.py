@@ -89,9 +89,12 @@ class Position:
         return self.steps % self.c.steps_per_epoch == 0 or self.finished
 
     def where(self) -> str:
-        """Where the training stands, in words: 'epoch 2/15' at an epoch's end (or the last step),
-        else 'step 1,650/8,250 (epoch 165/825)' (a step budget's validation within an epoch)."""
-        return self.count() if self.ends else f"step {self.steps:,}/{self.c.total_steps:,} ({self.count()})"
+        """Where the training stands, in words: 'epoch 2/15' at an epoch's end (or the last step);
+        under a step budget (--steps), or within an epoch, 'step 1,650/8,250 (epoch 165/825)', so that
+        the lines of one log keep one form."""
+        if self.ends and self.c.steps is None:
+            return self.count()
+        return f"step {self.steps:,}/{self.c.total_steps:,} ({self.count()})"
 
 
 class TrainDisplay:
@@ -141,7 +144,7 @@ class TrainDisplay:
         self.run.pace.advance(self.at.work, now)
         self.board.update(self.run, completed=self.at.work, count=self.at.count(),
                           description="evaluating" if self.at.finished else "training")
-        self.board.log(f"{self.at.where()}{' done' if self.at.ends else ''}: {clock(self.run.pace.elapsed(now))} elapsed, "
+        self.board.log(f"{self.at.where()}{' done' if self.at.ends and self.at.c.steps is None else ''}: {clock(self.run.pace.elapsed(now))} elapsed, "
                        f"eta {clock(self.run.pace.remaining(now))}")
 
 

@@ -45,7 +45,8 @@ class StudyDisplay:
         self.board, self.ray, self.groups = board, ray, None
         self.work = {cell_id_of(c): cell_steps(c) for c in todo}
         self.total_cells, self.done_cells, self.cell_work = len(cells), len(cells) - len(todo), 0.0
-        self.finished_work, self.group, self.at, self.mark = 0.0, None, None, now
+        self.group, self.group_index, self.at, self.mark, self.workers = None, None, None, now, 1
+        self.flight: dict[int, tuple[Position, set[str]]] = {}  # running groups: place, cells not yet committed
         self.pace = Pace(sum(self.work.values()), now)
         self.study = board.add(Row("study", sum(self.work.values()), self.pace, self._count()))
         self.phase = board.add(Row("starting"))
@@ -67,7 +68,8 @@ class StudyDisplay:
         from dropcli.ablate import StudyProgress
 
         return StudyProgress(on_measure=self.on_measure, on_plan=self.on_plan, on_group=self.on_group,
-                             on_epoch=self.on_epoch, on_step=self.on_step, on_cell=self.on_cell)
+                             on_epoch=self.on_epoch, on_step=self.on_step, on_cell=self.on_cell,
+                             on_other=self.on_other)
 
     def on_measure(self, done: int, total: int) -> None:
         """groups.measure_group_sizes' on_progress: the measuring phase, labelled, with its own clock."""
@@ -81,30 +83,52 @@ class StudyDisplay:
     def on_plan(self, groups: list[list[TrainConfig]], workers: int = 1) -> None:
         """The lockstep groups about to run (on `workers` processes side by side): the study's clock
         counts work from here."""
-        self.groups = groups
+        self.groups, self.workers = groups, max(1, workers)
         self.pace.since = self.board.get_time()  # the rate of work counts from here
         self.board.update(self.phase, description="training on the Ray cluster" if self.ray else "starting",
                           total=None, completed=0, pace=None)
         self.board.log(f"Training {cells_as_run(groups)}" + (f" on {workers} worker processes" if workers > 1 else ""))
 
     def on_group(self, gi: int, n: int, group: list[TrainConfig]) -> None:
-        """Group gi (0-based) of n starts: its row and a batch row, their ETAs from the study's pace."""
+        """Group gi (0-based) of n is the one shown (it starts, or, with worker processes, the group
+        shown before has ended and gi has been running beside it): its row and a batch row, their ETAs
+        from the study's pace and, for a group under way, from where it stands."""
         now, c = self.board.get_time(), group[0]
-        if self.group is not None:
-            self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
-        self.group, self.group_index, self.groups_count, self.at, self.mark = group, gi, n, Position(c), now
+        if not self.flight and self.pace.done == 0:  # the first group to start (worker processes start
+            self.pace.since = now  # in seconds, and load the data): the rate of work counts from here
+        self.group, self.group_index, self.groups_count, self.mark = group, gi, n, now
+        self.at = self._flying(gi, group)
         prior, first = self._step_prior(), min(c.steps_per_epoch, c.total_steps)
-        self.board.update(self.phase, description=self._group_label("training"), total=cell_steps(c), completed=0,
-                          pace=Pace(cell_steps(c), now, prior), count=self.at.count())
+        self.board.update(self.phase, description=self._group_label("training"), total=cell_steps(c),
+                          completed=self.at.work, pace=Pace(cell_steps(c), now, prior, done=self.at.work),
+                          count=self.at.count())
+        batch = (first, self.at.last if self.at.steps else 0)
         if self.batch is None:
-            self.batch = self.board.add(Row("batch", first, Pace(first, now, prior)))
+            self.batch = self.board.add(Row("batch", first, Pace(first, now, prior, done=batch[1])))
         else:
-            self.board.update(self.batch, total=first, completed=0, pace=Pace(first, now, prior))
+            self.board.update(self.batch, total=first, completed=batch[1], pace=Pace(first, now, prior, done=batch[1]))
+
+    def _flying(self, gi: int, group: list[TrainConfig]) -> Position:
+        """The place of running group gi, kept from its first event until its cells are committed."""
+        if gi not in self.flight:
+            self.flight[gi] = (Position(group[0]), {cell_id_of(c) for c in group})
+        return self.flight[gi][0]
+
+    def on_other(self, gi: int, kind: str, *event) -> None:
+        """A step ('step', s, n) or validation ('epoch', epoch, records) of running group gi that is
+        not the one shown (worker processes): it counts towards the study's pace and ETA."""
+        at = self._flying(gi, self.groups[gi] if self.groups else [])
+        if kind == "step":
+            at.step(event[0])
+        else:
+            at.validated((event[1][0] if event[1] else {}).get("step"))
+        self._advance(self.board.get_time())
 
     def _step_prior(self) -> float | None:
-        """Seconds per lockstep step of the current group, from the study's pace so far (None before)."""
+        """Seconds per lockstep step of the current group, from the study's pace so far (None before):
+        the study's work goes at `workers` groups at once, each of them at 1/workers of its pace."""
         rate = self.pace.rate() if self.pace.done > 0 else None
-        return None if rate is None else rate * len(self.group)
+        return None if rate is None else rate * len(self.group) * min(self.workers, len(self.groups or [0]))
 
     def _group_label(self, doing: str) -> str:
         c, k = self.group[0], len(self.group)
@@ -112,8 +136,10 @@ class StudyDisplay:
 
     def _advance(self, now: float) -> None:
         self.mark = now
-        self.phase.pace.advance(self.at.work, now)
-        self.pace.advance(max(self.finished_work + len(self.group or ()) * self.at.work, self.cell_work), now)
+        if self.group is not None:
+            self.phase.pace.advance(self.at.work, now)
+        flying = sum(len(left) * at.work for at, left in self.flight.values())  # every running group's
+        self.pace.advance(max(self.cell_work + flying, self.pace.done), now)
         self.board.update(self.phase, completed=self.at.work, count=self.at.count())
         self.board.update(self.study, completed=self.pace.done)
 
@@ -141,11 +167,13 @@ class StudyDisplay:
         key = row_cell_id(row)
         self.done_cells += 1
         self.cell_work += self.work.get(key, 0.0)
-        if self.group is not None and key in {cell_id_of(c) for c in self.group}:
-            # a lockstep group commits all its cells at once: the whole group is done
-            self.finished_work += sum(self.work.get(cell_id_of(x), 0.0) for x in self.group)
-            self.group = None
-        self.pace.advance(max(self.cell_work, self.finished_work, self.pace.done), now)
+        for gi, (_, left) in list(self.flight.items()):
+            left.discard(key)
+            if not left:  # a lockstep group commits all its cells at once: the whole group is done
+                del self.flight[gi]
+                self.group = None if gi == self.group_index else self.group
+        flying = sum(len(left) * at.work for at, left in self.flight.values())
+        self.pace.advance(max(self.cell_work + flying, self.pace.done), now)
         self.board.update(self.study, completed=self.pace.done, count=self._count())
         left = self.total_cells - self.done_cells
         accuracy = (f"test accuracy {row['test_accuracy']:.4f}" if row.get("status") == "ok"

@@ -225,6 +225,8 @@ class WorkerPool:
                 progress.on_step(*rest)
             elif gi == self.focus and kind == "epoch" and progress.on_epoch:
                 progress.on_epoch(*rest)
+            elif kind in ("step", "epoch") and progress.on_other:  # another running group's: the study's pace
+                progress.on_other(gi, kind, *rest)
 
     def close(self) -> None:
         """Stop the workers at their next step, wait for them (terminating those that do not stop

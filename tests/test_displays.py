@@ -355,10 +355,10 @@ def test_train_under_a_step_budget_counts_epochs_batches_and_validations_right(s
         assert 0 < batch_elapsed <= 5.0 + 1e-9  # each epoch's own clock: at most its 10 steps of 0.5 s
     assert lines[0] == f"Training {steps:,} steps ({c.epochs} epoch{'s' if c.epochs > 1 else ''} of 10 batches)"
     validations = lines[1:]
-    assert len(validations) == c.validations and validations[-1].startswith(f"epoch {c.epochs}/{c.epochs} done: ")
+    assert len(validations) == c.validations
+    assert validations[-1].startswith(f"step {steps}/{steps} (epoch {c.epochs}/{c.epochs}): ")
     for line, done in zip(validations, [*range(every, steps, every), steps]):
-        where = (f"epoch {-(-done // 10)}/{c.epochs} done" if done % 10 == 0 or done == steps
-                 else f"step {done}/{steps} (epoch {-(-done // 10)}/{c.epochs})")
+        where = f"step {done}/{steps} (epoch {-(-done // 10)}/{c.epochs})"  # one form in a log under a budget
         assert re.fullmatch(rf"{re.escape(where)}: \d:\d\d:\d\d elapsed, eta \d:\d\d:\d\d", line), (line, where)
 
 
@@ -396,8 +396,8 @@ def test_a_study_under_a_step_budget_counts_a_group_of_many_short_epochs_right()
     group_lines = [x for x in lines if x.startswith("group ")]
     assert len(group_lines) == c0.validations == 13
     assert group_lines[0].startswith("group 1/1: trained 2 cells, 1,000 images, step 155/2,000 (epoch 16/200); ")
-    assert group_lines[1].startswith("group 1/1: trained 2 cells, 1,000 images, epoch 31/200; ")
-    assert group_lines[-1].startswith("group 1/1: trained 2 cells, 1,000 images, epoch 200/200; ")
+    assert group_lines[1].startswith("group 1/1: trained 2 cells, 1,000 images, step 310/2,000 (epoch 31/200); ")
+    assert group_lines[-1].startswith("group 1/1: trained 2 cells, 1,000 images, step 2,000/2,000 (epoch 200/200); ")
     assert lines[0] == "Training 2 cells in 1 group of 2"
 
 
@@ -407,3 +407,39 @@ def test_a_cell_of_a_study_over_lrs_or_widths_is_described_by_them_too():
     assert describe_cell(row, ("lr", "hidden")) == "keep 0.5, input keep 1, max-norm none, 500 images, lr 0.003, hidden 64 64, seed 3"
     cells = [CONFIG.replace(lr=lr) for lr in (0.001, 0.003)]
     assert StudyDisplay(Terminal(live=False).board().__enter__(), cells, cells).axes == ("lr",)
+
+
+def test_a_study_on_worker_processes_counts_every_running_group_in_its_eta():
+    """Two worker processes train two one-cell groups side by side, then two more: the study's pace
+    counts the group shown and the one beside it (on_other), so its ETA is the time left, not twice it."""
+    from dropcli.groups import cell_steps, validation_steps
+
+    cells, groups = groups_of([1, 1, 1, 1], epochs=2, n_train=1000)
+    c, unit = cells[0], 0.1  # seconds per unit of work on each worker
+    n = c.steps_per_epoch
+    final = cell_steps(c) - c.total_steps - c.validations * validation_steps(c)
+    out, clock_ = io.StringIO(), FakeClock()
+    term = Terminal(out=Console(file=io.StringIO()), err=Console(file=out, width=200), live=False, get_time=clock_)
+    etas = []
+    with term.board() as board:
+        study = StudyDisplay(board, cells, cells)
+        study.on_plan(groups, workers=2)
+        start = clock_()
+        for shown, beside in ((0, 1), (2, 3)):
+            study.on_group(shown, 4, groups[shown])
+            for epoch in (1, 2):
+                for step in range(1, n + 1):
+                    clock_.tick(unit)
+                    study.on_step(step, n)
+                    study.on_other(beside, "step", step, n)
+                clock_.tick(unit * validation_steps(c))
+                study.on_epoch(epoch, [{"step": n * epoch}])
+                study.on_other(beside, "epoch", epoch, [{"step": n * epoch}])
+                etas.append((clock_() - start, study.pace.remaining(clock_())))
+            clock_.tick(unit * final)
+            for gi in (shown, beside):
+                study.on_cell(finished_row(groups[gi][0]))
+    total = 2 * cell_steps(c) * unit
+    for elapsed, eta in etas:
+        assert eta == pytest.approx(total - elapsed, rel=0.05), (elapsed, eta, total)
+    assert study.pace.done == study.pace.total and not study.flight

@@ -161,19 +161,22 @@ def test_the_display_follows_the_earliest_running_group_until_it_ends():
     heard = []
     progress = StudyProgress(on_group=lambda gi, n, group: heard.append(("group", gi, n, group)),
                              on_step=lambda s, n: heard.append(("step", s, n)),
-                             on_epoch=lambda e, records: heard.append(("epoch", e)))
+                             on_epoch=lambda e, records: heard.append(("epoch", e)),
+                             on_other=lambda gi, kind, *event: heard.append(("other", gi, kind, event[0])))
     groups = [["a"], ["b"], ["c"]]
     for event in [("start", 1), ("step", 1, 5, 10), ("start", 0), ("step", 0, 3, 10), ("step", 1, 6, 10)]:
         pool.events.put(event)
     pool._forward(groups, progress)
-    assert heard == [("group", 1, 3, ["b"]), ("step", 5, 10), ("step", 6, 10)]  # group 1 is shown until it ends
+    # group 1 is shown until it ends; group 0's steps count towards the study's pace
+    assert heard == [("group", 1, 3, ["b"]), ("step", 5, 10), ("other", 0, "step", 3), ("step", 6, 10)]
     heard.clear()
     futures[1].set_result(None)  # group 1 ended (not yet committed); group 2 starts after group 0
     pool.running[futures[2]] = 2
     for event in [("step", 1, 10, 10), ("start", 2), ("step", 2, 1, 10), ("epoch", 0, 1, []), ("step", 1, 10, 10)]:
         pool.events.put(event)
     pool._forward(groups, progress)
-    assert heard == [("step", 10, 10), ("group", 0, 3, ["a"]), ("epoch", 1)]  # group 1's own last step first
+    assert heard == [("step", 10, 10), ("group", 0, 3, ["a"]), ("other", 2, "step", 1), ("epoch", 1),
+                     ("other", 1, "step", 10)]  # group 1's own last step first
 
 
 def test_the_layout_spends_workers_only_where_they_repay_their_start():
