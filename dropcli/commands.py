@@ -23,6 +23,20 @@ def duration(seconds: float) -> str:
     return f"{h}h {m:02d}m" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
 
 
+def load_modules() -> None:
+    """Import every module of dropcli now. A long command (an `ablate` of hours) imports its report
+    code at its end; were the installed code upgraded or edited in between, that one process would
+    mix two versions of dropcli (an ImportError after the last cell). Costs well under a second."""
+    import importlib
+    import pkgutil
+
+    import dropcli
+
+    for module in pkgutil.iter_modules(dropcli.__path__):
+        if module.name != "__main__":
+            importlib.import_module(f"dropcli.{module.name}")
+
+
 def run_train(config: TrainConfig, device_name: str, out: Path, default_out: bool, term: Terminal,
               command: str = "", rng: random.Random | None = None) -> Path:
     """Train `config` on `device_name` ('auto', 'cpu', 'cuda:N', ...), print the tutorial's lines

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropcli.boards import Row
-from dropcli.commands import duration
+from dropcli.commands import duration, load_modules
 from dropcli.config import AUTO_WORKERS, fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
@@ -45,6 +45,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     if how.executor == "ray":
         ray = {"address": how.ray_address, "cpus_per_task": how.cpus_per_task, "log": term.note}
     out, summary = plan.folder, None
+    load_modules()  # the report code the end of the run needs is the code it started with
     try:
         with term.board() as board:
             display = StudyDisplay(board, list(plan.cells), list(plan.todo), ray=ray is not None)
@@ -53,8 +54,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
             counts = run_study(plan, how.device_name if ray else device, how.parallel_models, display.callbacks(),
                                train_options=how.train_options, ray=ray, workers=how.workers)
             if not plan.shard:
-                from dropcli.report import build_report
-
+                from dropcli.report import build_report  # loaded by load_modules before training
                 display.status("writing the summary and plots")
                 summary = build_report(out, metric, baseline)
     except BaseException as caught:

@@ -142,3 +142,25 @@ def test_report_on_a_study_with_unfinished_cells_says_how_many_have_finished(tmp
     assert "Note: 6 of 9 cells of this study have finished; the comparisons use the seeds each pair shares" in result.stderr
     write_study(tmp_path / "whole")
     assert "cells of this study have finished" not in runner.invoke(app, ["report", str(tmp_path / "whole")]).stderr
+
+
+def test_ablate_loads_its_report_code_before_it_trains(tmp_path):
+    """A study of hours imports its report code at its end: it is loaded before the first cell, so that
+    code upgraded or edited meanwhile cannot mix with the running one (an ImportError after the last
+    cell). A fresh interpreter, where nothing of the report has been imported yet, checks it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dropcli.ablate as a\n"
+        "def run_study(*args, **kw):\n"
+        "    wanted = ['dropcli.report', 'dropcli.report_html', 'dropcli.plot_study', 'dropcli.plot_curves', "
+        "'dropcli.conclusions', 'dropcli.shards']\n"
+        "    print('MISSING', [m for m in wanted if m not in sys.modules])\n"
+        "    raise SystemExit(0)\n"
+        "a.run_study = run_study\n"
+        "from dropcli.cli import app\n"
+        f"app(['ablate', '--keep-probs', '0.5,1', '--seeds', '1', '--epochs', '1', '--train-sizes', '500', "
+        f"'--out', {str(tmp_path / 'study')!r}])\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "MISSING []" in done.stdout, (done.stdout, done.stderr)
