@@ -116,11 +116,11 @@ class TrainConfig:
         a data_dir, against the files when they are loaded (data.Dataset.part)."""
         check_types(self)
         if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError("--hidden takes widths of at least 1, e.g. --hidden 512,512,512,512")
+            raise ValueError(f"--hidden takes widths of at least 1 (got {' '.join(map(str, self.hidden)) or 'none'})")
         if len(self.keep_prob) != len(self.hidden):
             raise ValueError(
                 f"--keep-prob has {len(self.keep_prob)} values for {len(self.hidden)} hidden layers; "
-                f"give one value or exactly {len(self.hidden)} joined by ':', e.g. --keep-prob 0.7"
+                f"give one value or exactly {len(self.hidden)} joined by ':'"
             )
         for k in self.keep_prob:
             check_keep(k, "--keep-prob")
@@ -128,7 +128,7 @@ class TrainConfig:
         if self.init not in INITS:
             raise ValueError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"--lr must be a positive number, e.g. --lr 0.001 (got {self.lr})")
+            raise ValueError(f"--lr must be a positive number, such as 0.001 (got {self.lr})")
         check_max_norm(self.max_norm)
         for name, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs), ("--steps", self.steps),
                             ("--eval-every", self.eval_every)):

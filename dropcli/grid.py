@@ -18,6 +18,8 @@ learning rate, keep probability or data size, so cells pair up seed by seed alon
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from dropcli.config import (
@@ -40,6 +42,7 @@ MAX_CELLS = 100_000  # a bigger grid is a typo (10 seeds x 10,000 configurations
 AXES = (("keep_prob", "keep_probs", "--keep-probs"), ("input_keep_prob", "input_keep_probs", "--input-keep-probs"),
         ("max_norm", "max_norms", "--max-norms"), ("train_size", "train_sizes", "--train-sizes"),
         ("lr", "lrs", "--lrs"), ("hidden", "hiddens", "--hiddens"), ("seed", "seeds", "--seeds"))
+PLURAL = {"--" + name.replace("_", "-"): option for name, _, option in AXES} | {"--seed": "--seed-list"}  # --train-sizes
 AXIS_FIELDS = tuple(a[0] for a in AXES)  # the TrainConfig fields a grid varies; every other field is a setting
 SETTING_AXES = ("lr", "hidden")  # axes that stay settings of the base config unless given two or more values
 BUDGET_SETTINGS = ("steps", "eval_every")  # settings study.json holds only with a step budget (older identities lack them)
@@ -72,19 +75,13 @@ class GridSpec:
     def axis_values(self, base: TrainConfig | None = None) -> list[tuple[str, str, tuple]]:
         """[(TrainConfig field, option, values)] in AXES order; an axis left None holds the base
         config's value (None without a base)."""
-        out = []
-        for name, spec_name, option in AXES:
-            values = getattr(self, spec_name)
-            out.append((name, option, (getattr(base, name, None),) if values is None else tuple(values)))
-        return out
+        return [(name, option, (getattr(base, name, None),) if getattr(self, spec) is None else tuple(getattr(self, spec)))
+                for name, spec, option in AXES]
 
     @property
     def size(self) -> int:
         """The number of cells: the product of the axes' lengths."""
-        n = 1
-        for _, _, values in self.axis_values():
-            n *= len(values)
-        return n
+        return math.prod(len(values) for _, _, values in self.axis_values())
 
 
 def cell_id(keep_probs: str, input_keep_prob: float, max_norm: float | None, train_size: int, seed: int, lr: float,
@@ -120,10 +117,13 @@ def expand(grid: GridSpec, base: TrainConfig) -> list[TrainConfig]:
             raise ValueError(f"{option} is empty; give at least one value")
     if grid.size > MAX_CELLS:
         raise ValueError(f"the grid has {grid.size:,} cells, more than {MAX_CELLS:,}; give fewer values or seeds")
-    cells = [base.replace(hidden=h, lr=lr, keep_prob=keep, input_keep_prob=ik, max_norm=mn, train_size=n, seed=seed)
-             for h in grid.hiddens or (base.hidden,) for lr in grid.lrs or (base.lr,)
-             for n in grid.train_sizes for mn in grid.max_norms for ik in grid.input_keep_probs
-             for keep in grid.keep_probs for seed in grid.seeds]
+    try:
+        cells = [base.replace(hidden=h, lr=lr, keep_prob=keep, input_keep_prob=ik, max_norm=mn, train_size=n, seed=seed)
+                 for h in grid.hiddens or (base.hidden,) for lr in grid.lrs or (base.lr,)
+                 for n in grid.train_sizes for mn in grid.max_norms for ik in grid.input_keep_probs
+                 for keep in grid.keep_probs for seed in grid.seeds]
+    except ValueError as e:  # a config's check names its own option (--train-size): name the grid's (--train-sizes)
+        raise ValueError(re.sub(r"--([a-z-]+)(?![\w-])", lambda m: PLURAL.get(m[0], m[0]), str(e))) from None
     seen: set[str] = set()
     for c in cells:
         key = cell_id_of(c)

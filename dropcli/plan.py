@@ -110,10 +110,10 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
     change the grid values of the one in `out` where its finished cells stay cells of the grid
     (study.check_folder: more seeds or axis values, identity.grows, or fewer that never finished). Raises ValueError for a bad grid, UsageError/StudyMismatch for a folder the run would
     refuse, TableError for foreign tables."""
+    everything = tuple(expand(spec, base))  # first: a bad value is named by its grid option
     identity = study_identity(spec, base, data)
     root = Path(out) if out is not None else default_folder(identity)
     check_shards_agree(root, identity)
-    everything = tuple(expand(spec, base))
     if shard is None:
         cells, folder, folder_identity = everything, root, identity
     else:

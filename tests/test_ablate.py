@@ -55,11 +55,11 @@ def test_standard_grid_expansion():
     (dict(keep_probs=((0.5,), (1.5,))), "outside (0, 1]"),
     (dict(keep_probs=((0.5,), (0.5,))), "the grid lists one cell twice (keep=0.5,"),
     (dict(keep_probs=((0.5,), (0.5, 0.5))), "the grid lists one cell twice (keep=0.5,"),
-    (dict(train_sizes=(60_000,)), "--train-size must be in 1..59500"),
+    (dict(train_sizes=(60_000,)), "--train-sizes must be in 1..59500"),
     (dict(seeds=(1, 1)), "seed=1); give each value once"),
-    (dict(max_norms=(0.0,)), "--max-norm takes positive numbers"),
+    (dict(max_norms=(0.0,)), "--max-norms takes positive numbers"),
     (dict(keep_probs=((0.5, 0.5, 0.5),)), "has 3 values for 2 hidden layers"),
-    (dict(seeds=(-1,)), "--seed must be a whole number from 0"),
+    (dict(seeds=(-1,)), "--seed-list must be a whole number from 0"),
 ])
 def test_bad_grids(grid, fragment):
     with pytest.raises(ValueError, match=None) as e:

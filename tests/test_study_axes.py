@@ -2,12 +2,15 @@
 distinct cells paired by seed, study.json and tables that older studies still read."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from conftest import check_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import dropcli.train as train_module
@@ -190,3 +193,24 @@ def test_the_options_of_the_new_axes_and_the_budget(tmp_path):
     assert result.exit_code == 0, result.output
     assert "8 cells, 8 to run" in result.stdout and "0.003" in result.stdout and "48 48" in result.stdout
     assert " 25 " in result.stdout and not (tmp_path / "s").exists()
+
+
+@settings(max_examples=40, deadline=None)
+@given(axis=st.sampled_from(["train_sizes", "lrs", "hiddens", "keep_probs", "input_keep_probs", "max_norms"]),
+       bad=st.sampled_from([0, -1, 60_001, 2.5]))
+def test_a_bad_grid_value_is_named_by_the_grid_option_not_the_single_runs(axis, bad):
+    """A value a cell's TrainConfig refuses (--train-size must be in 1..N) is named by the grid's
+    option (--train-sizes), whichever axis holds it, however it reaches the grid (the command line
+    parses most; a study.json any)."""
+    value = {"train_sizes": int(bad), "lrs": -abs(bad) or -1.0, "hiddens": (int(bad) if bad < 1 else 0,),
+             "keep_probs": (abs(bad) + 1.5,), "input_keep_probs": abs(bad) + 1.5, "max_norms": -abs(bad) - 1}[axis]
+    with pytest.raises(ValueError) as caught:
+        expand(GridSpec(**{axis: (value,)}), BASE)
+    option = "--" + axis.replace("_", "-")
+    assert option in str(caught.value), str(caught.value)
+    assert not re.search(r"--(train-size|lr|hidden|keep-prob|input-keep-prob|max-norm)(?![\w-])", str(caught.value))
+
+
+def test_ablate_names_a_bad_train_size_by_its_option():
+    check_error(CliRunner().invoke(app, ["ablate", "--keep-probs", "0.5,1", "--train-sizes", "500,0", "--dry-run"]),
+                2, "--train-sizes must be in 1..")

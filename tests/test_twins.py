@@ -140,10 +140,17 @@ def test_check_baseline_accepts_exactly_the_values_of_the_grid(axes, key, value)
     (["--device", "cuda:x"], "unknown device 'cuda:x'"),
 ])
 def test_train_ablate_and_ray_refuse_the_same_settings_alike(args, fragment, tmp_path):
-    same_refusal([invoke("train", "--train-size", "500", *TINY, *args, "--out", tmp_path / "r"),
-                  invoke("ablate", *GRID, *args, "--dry-run", "--out", tmp_path / "s"),
-                  invoke("ablate", *GRID, *args, "--out", tmp_path / "s"),
-                  invoke("ablate", *GRID, *args, "--executor", "ray", "--out", tmp_path / "s")], fragment)
+    """One refusal, word for word, where each command names the option it was given (train's
+    --train-size is ablate's --train-sizes)."""
+    train = invoke("train", "--train-size", "500", *TINY, *args, "--out", tmp_path / "r")
+    grid = [invoke("ablate", *GRID, *args, "--dry-run", "--out", tmp_path / "s"),
+            invoke("ablate", *GRID, *args, "--out", tmp_path / "s"),
+            invoke("ablate", *GRID, *args, "--executor", "ray", "--out", tmp_path / "s")]
+    same_refusal(grid, fragment)
+    check_error(train, 2, fragment)
+    said = grid[0].stderr.split(" (see ")[0]
+    assert train.stderr.split(" (see ")[0] == said.replace("--train-sizes", "--train-size")
+    assert ("--train-sizes" in said) == ("--train-size" in train.stderr)
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
 
 
