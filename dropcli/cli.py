@@ -151,7 +151,7 @@ def evaluate(
 @app.command()
 def predict(
     run: RunArg,
-    images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG digit images.", exists=True, dir_okay=False)] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG digit images.")] = None,
     index: Annotated[Optional[int], typer.Option(min=0, max=TEST_SPLIT - 1, help=f"A test image by index (0-{TEST_SPLIT - 1}).")] = None,
     invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert",
                                                    help="Dark ink on light paper (default: decided from the image's border).")] = None,
@@ -162,6 +162,9 @@ def predict(
     """Predict a test image (by --index, or a random one) or your own image files."""
     if images and index is not None:
         usage_error("give image files or --index, not both")
+    for image in images or []:
+        if not image.is_file():
+            usage_error(f"{image} {'is a folder' if image.is_dir() else 'does not exist'}; give PNG or JPEG files of digits")
     with failures():
         from dropcli.eval_commands import run_predict
 

@@ -171,7 +171,9 @@ def test_predict_bad_input(trained, tmp_path):
     notes.write_text("not an image")
     check_error(invoke("predict", trained[0], notes), 2, "is not a readable image")
     check_error(invoke("predict", trained[0], "--index", "10000"), 2, "--index must be at most 9,999 (got 10000)")
-    check_error(invoke("predict", trained[0], tmp_path / "absent.png"), 2, "does not exist")
+    check_error(invoke("predict", trained[0], tmp_path / "absent.png"), 2,
+                f"{tmp_path / 'absent.png'} does not exist; give PNG or JPEG files of digits")
+    check_error(invoke("predict", trained[0], tmp_path), 2, f"{tmp_path} is a folder; give PNG or JPEG")
     Image.new("L", (40, 30), 255).save(tmp_path / "blank.png")  # white paper, no ink: refused, not predicted
     check_error(invoke("predict", trained[0], tmp_path / "blank.png"), 2, "no digit found: the image is almost uniform")
     noise = np.random.default_rng(0).integers(120, 136, (60, 60), dtype=np.uint8)  # paper grain, nothing on it
