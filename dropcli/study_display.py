@@ -102,11 +102,10 @@ class StudyDisplay:
         self.board.update(self.phase, description=self._group_label("training"), total=cell_steps(c),
                           completed=self.at.work, pace=Pace(cell_steps(c), now, prior, done=self.at.work),
                           count=self.at.count())
-        batch = (first, self.at.last if self.at.steps else 0)
         if self.batch is None:
-            self.batch = self.board.add(Row("batch", first, Pace(first, now, prior, done=batch[1])))
+            self.batch = self.board.add(Row("batch", first, Pace(first, now, prior, done=self.at.last)))
         else:
-            self.board.update(self.batch, total=first, completed=batch[1], pace=Pace(first, now, prior, done=batch[1]))
+            self.board.update(self.batch, total=first, completed=self.at.last, pace=Pace(first, now, prior, done=self.at.last))
 
     def _flying(self, gi: int, group: list[TrainConfig]) -> Position:
         """The place of running group gi, kept from its first event until its cells are committed."""
@@ -134,12 +133,16 @@ class StudyDisplay:
         c, k = self.group[0], len(self.group)
         return f"group {self.group_index + 1}/{self.groups_count}: {doing} {k} cell{'s' if k != 1 else ''}, {c.n_train:,} images"
 
+    def _advance_study(self, now: float) -> None:
+        """The study's work done: its committed cells' and every running group's so far (never less than before)."""
+        flying = sum(len(left) * at.work for at, left in self.flight.values())
+        self.pace.advance(max(self.cell_work + flying, self.pace.done), now)
+
     def _advance(self, now: float) -> None:
         self.mark = now
         if self.group is not None:
             self.phase.pace.advance(self.at.work, now)
-        flying = sum(len(left) * at.work for at, left in self.flight.values())  # every running group's
-        self.pace.advance(max(self.cell_work + flying, self.pace.done), now)
+        self._advance_study(now)
         self.board.update(self.phase, completed=self.at.work, count=self.at.count())
         self.board.update(self.study, completed=self.pace.done)
 
@@ -172,8 +175,7 @@ class StudyDisplay:
             if not left:  # a lockstep group commits all its cells at once: the whole group is done
                 del self.flight[gi]
                 self.group = None if gi == self.group_index else self.group
-        flying = sum(len(left) * at.work for at, left in self.flight.values())
-        self.pace.advance(max(self.cell_work + flying, self.pace.done), now)
+        self._advance_study(now)
         self.board.update(self.study, completed=self.pace.done, count=self._count())
         left = self.total_cells - self.done_cells
         accuracy = (f"test accuracy {row['test_accuracy']:.4f}" if row.get("status") == "ok"
