@@ -6,7 +6,8 @@
 dropcli replaces or deletes a file in an OwnedFolder only when its current content is the content
 dropcli recorded when it wrote it (SHA-256 and size), and creates only names that do not exist
 yet. So a manifest received with a folder, or edited by hand, cannot make dropcli replace or
-delete a file of the user's: that file does not hash to what the manifest records. A write
+delete a file of the user's: that file does not hash to what the manifest records, and a manifest
+that lists a name dropcli never writes (.gitkeep, notes.txt: schemas.MANIFEST_NAMES) is refused. A write
 records the new content beside the old before it renames the new file into place, and alone
 after, so a write cut off at any moment leaves a file its manifest vouches for. Names a manifest
 lists without content (an earlier dropcli's manifest, a plain list of names, or a study's outputs

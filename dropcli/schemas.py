@@ -14,6 +14,7 @@ before, is read through the same model (its tables are migrated on reading, neve
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -134,6 +135,13 @@ class OldManifest(_Strict):
     files: list[StrictStr]
 
 
+# every name dropcli writes in a folder it claimed (study.TABLES and REPORT_FILES, shards/K-of-N/, slurm/'s
+# scripts, logs/ and submitted.json): a manifest listing another name was edited, and is refused whole
+MANIFEST_NAMES = re.compile(r"(study\.json|runs\.csv|history\.csv|summary\.csv|(ablation|differences|curves)\.png"
+                            r"|report\.html|(shards|slurm|logs|\d+-of-\d+)/|array-\d+\.sbatch|merge\.sbatch|submit\.sh"
+                            r"|submitted\.json)")
+
+
 def _inside(name: str) -> bool:
     """A relative path below a folder: not empty, not '.', no '..', no NUL."""
     parts = Path(name).parts
@@ -144,7 +152,7 @@ def read_manifest_file(path: Path) -> dict:
     """A manifest as {name: tuple of Content (files: 1 or 2; folders: ()), or None (listed without
     content)}; an earlier dropcli's list of names reads with every file's content None.
     DropcliError (one line) for anything else: too big, not JSON, another shape, a name outside the
-    folder, a file with no or more than two contents."""
+    folder or one dropcli never writes (MANIFEST_NAMES), a file with no or more than two contents."""
     fix = "restore it from a copy or use another folder"
     data = load_json(path, "dropcli manifest", fix)
     try:
@@ -158,4 +166,6 @@ def read_manifest_file(path: Path) -> dict:
         ok = versions == () if name.endswith("/") else versions is None or 1 <= len(versions) <= 2
         if not (_inside(name) and ok):
             raise DropcliError(f"{path} is not a dropcli manifest; {fix}")
+        if not MANIFEST_NAMES.fullmatch(name):  # so --fresh, report or a resume never deletes or replaces it
+            raise DropcliError(f"{path} is not a dropcli manifest: it lists {name!r}, a name dropcli never writes; {fix}")
     return entries

@@ -153,8 +153,8 @@ def test_whatever_a_folder_holds_nothing_of_the_users_is_changed(tmp_path_factor
 
 def test_an_owned_folder_refuses_a_file_it_did_not_write(tmp_path):
     folder = OwnedFolder(tmp_path)
-    folder.write_text("a.txt", "mine")
-    folder.write_text("a.txt", "mine again")  # its own file: replaced
+    folder.write_text("report.html", "mine")
+    folder.write_text("report.html", "mine again")  # its own file: replaced
     (tmp_path / "b.txt").write_text("the user's")
     with pytest.raises(UsageError, match="exists and was not written by dropcli"):
         folder.write_text("b.txt", "x")

@@ -15,7 +15,7 @@ from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import GridSpec, study_identity
 from dropcli.owned import MANIFEST, MOVE, OwnedFolder, content_of, read_manifest
-from dropcli.schemas import MAX_JSON_BYTES
+from dropcli.schemas import MANIFEST_NAMES, MAX_JSON_BYTES
 from dropcli.study import claim, study_folder
 
 IDENTITY = study_identity(GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2)),
@@ -31,7 +31,8 @@ def files_under(folder):
 
 def hostile_manifest(names, form, data):
     """A manifest listing `names` as an earlier dropcli's list ("old"), with a made-up content
-    ("wrong"), with the right hash and another size ("size"), or with no content ("null")."""
+    ("wrong"), with the right hash and another size ("size"), with no content ("null"), or with the
+    file's very content ("right": an empty .gitkeep's hash is common knowledge)."""
     if form == "old":
         return {"files": sorted(names)}
     entries = {}
@@ -39,18 +40,23 @@ def hostile_manifest(names, form, data):
         digest = hashlib.sha256(content).hexdigest()
         entries[name] = {"wrong": [{"sha256": data.draw(st.text("0123456789abcdef", min_size=64, max_size=64)),
                                     "size": len(content)}],
-                         "size": [{"sha256": digest, "size": len(content) + 1}], "null": None}[form]
+                         "size": [{"sha256": digest, "size": len(content) + 1}], "null": None,
+                         "right": [{"sha256": digest, "size": len(content)}]}[form]
     return {"format": "dropcli-manifest/2", "files": entries}
 
 
 @SETTINGS
 @given(data=st.data(), chosen=st.lists(st.sampled_from(USER_NAMES), min_size=1, max_size=4, unique=True),
-       form=st.sampled_from(["old", "wrong", "size", "null"]))
+       form=st.sampled_from(["old", "wrong", "size", "null", "right"]))
 def test_a_received_manifest_cannot_make_dropcli_delete_or_replace_a_users_file(tmp_path_factory, data, chosen, form):
     """Generated user files (any bytes) listed by a received or hand-edited manifest in every form it
     could take: --fresh (remove_all), a write over one of them and remove() each refuse in one line,
-    and every user file keeps its bytes."""
+    and every user file keeps its bytes. A name dropcli never writes (notes.txt) refuses the manifest
+    whole, even where it records the file's very content; a name dropcli writes (runs.csv) with its
+    very content is dropcli's by every sign there is, so "right" lists at least one other name."""
     out = tmp_path_factory.mktemp("study")
+    if form == "right" and all(MANIFEST_NAMES.fullmatch(n) for n in chosen):
+        chosen = [*chosen, "notes.txt"] if "notes.txt" not in chosen else chosen
     claim(out, IDENTITY, fresh=False)
     contents = {n: data.draw(st.binary(max_size=200)) for n in chosen}
     for name, content in contents.items():
@@ -66,28 +72,30 @@ def test_a_received_manifest_cannot_make_dropcli_delete_or_replace_a_users_file(
     before = files_under(out)
     with pytest.raises(DropcliError) as e:
         claim(out, {**IDENTITY, "settings": {**IDENTITY["settings"], "epochs": 2}}, fresh=True)
-    assert "\n" not in str(e.value) and "nothing was deleted" in str(e.value)
+    foreign = not all(MANIFEST_NAMES.fullmatch(n) for n in chosen)
+    assert "\n" not in str(e.value)
+    assert ("a name dropcli never writes" if foreign else "nothing was deleted") in str(e.value), str(e.value)
     folder = study_folder(out)
     for name in chosen:
-        with pytest.raises(UsageError, match=MOVE):
+        with pytest.raises(DropcliError, match="a name dropcli never writes" if foreign else MOVE):
             folder.write_text(name, "dropcli's")
-        with pytest.raises(UsageError, match=MOVE):
+        with pytest.raises(DropcliError, match="a name dropcli never writes" if foreign else MOVE):
             folder.remove(name)
     assert files_under(out) == before
 
 
 def test_what_dropcli_wrote_and_nobody_changed_is_deleted_and_a_changed_file_stops_it(tmp_path):
     folder = OwnedFolder(tmp_path)
-    folder.write_text("a.txt", "mine")
-    folder.write_text("a.txt", "mine again")  # its own, unchanged: replaced
+    folder.write_text("runs.csv", "mine")
+    folder.write_text("runs.csv", "mine again")  # its own, unchanged: replaced
     sub = folder.subfolder("shards")
-    sub.write_text("b.txt", "mine too")
+    sub.write_text("history.csv", "mine too")
     (tmp_path / "notes.txt").write_text("the user's")
-    (tmp_path / "shards" / "b.txt").write_text("edited by the user")
-    with pytest.raises(DropcliError, match=r"nothing was deleted: .*shards/b.txt has changed since dropcli wrote it"):
+    (tmp_path / "shards" / "history.csv").write_text("edited by the user")
+    with pytest.raises(DropcliError, match=r"nothing was deleted: .*shards/history.csv has changed since dropcli wrote it"):
         folder.remove_all()
-    assert (tmp_path / "a.txt").read_text() == "mine again"  # nothing at all was deleted
-    (tmp_path / "shards" / "b.txt").write_text("mine too")  # back to what dropcli wrote
+    assert (tmp_path / "runs.csv").read_text() == "mine again"  # nothing at all was deleted
+    (tmp_path / "shards" / "history.csv").write_text("mine too")  # back to what dropcli wrote
     folder.remove_all()
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "notes.txt"]
     assert read_manifest(tmp_path) == {}
