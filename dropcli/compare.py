@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_keep
+from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_ints, parse_keep
 from dropcli.errors import DropcliError
 from dropcli.grid import fmt_hidden, parse_lrs, parse_max_norms, parse_widths
 from dropcli.power import detectable_difference
@@ -50,8 +50,8 @@ _RENAMES = {"same_every_seed": "same_diff_every_seed", "diff": "diff_points", "d
 
 
 def parse_baseline(text: str) -> dict:
-    """The --baseline option, 'keep=1,input_keep=1', as {summary column: value}; axes not named
-    match the compared configuration's own. Raises ValueError naming the fix for anything else."""
+    """The --baseline option, 'keep=1,input_keep=1', as {summary column: value}; axes not named match
+    the compared configuration's own. Raises ValueError naming the fix for anything else (an axis twice)."""
     spec = {}
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         key, _, value = part.partition("=")
@@ -59,7 +59,8 @@ def parse_baseline(text: str) -> dict:
         if key not in BASELINE_KEYS or not value:
             raise ValueError(f"--baseline takes axis=value pairs from {', '.join(BASELINE_KEYS)}, "
                              f"e.g. keep=1,input_keep=1 (got {part!r})")
-        col = BASELINE_KEYS[key]
+        if (col := BASELINE_KEYS[key]) in spec:
+            raise ValueError(f"--baseline names {key} twice; give each axis once, e.g. keep=1,input_keep=1")
         if col == "keep_probs":
             spec[col] = fmt_keep(parse_keep(value, "--baseline keep"))
         elif col == "input_keep_prob":
@@ -71,10 +72,7 @@ def parse_baseline(text: str) -> dict:
         elif col == "hidden":
             spec[col] = fmt_hidden(parse_widths(value, "--baseline hidden"))
         else:
-            try:
-                spec[col] = int(value)
-            except ValueError:
-                raise ValueError(f"--baseline train_size takes a whole number (got {value!r})") from None
+            spec[col] = parse_ints(value, "--baseline train_size")[0]
     if not spec:
         raise ValueError("--baseline needs at least one axis=value pair, e.g. keep=1,input_keep=1")
     return spec

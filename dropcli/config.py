@@ -17,6 +17,7 @@ import decimal
 import enum
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from dropcli.fieldtypes import check_types, field_types
@@ -311,11 +312,12 @@ def parse_keep(text: str, what: str = "--keep-prob") -> tuple[float, ...]:
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
-    """'512,512' -> (512, 512); ValueError naming `what` for anything but whole numbers."""
-    try:
-        return tuple(int(p) for p in split_list(text, what, "512,512"))
-    except ValueError:
-        raise ValueError(f"{what} takes whole numbers (got {text!r})") from None
+    """'512,512' -> (512, 512); ValueError naming `what` for anything but whole numbers in decimal
+    digits (Python's int() also takes '7_77' and other scripts' digits)."""
+    parts = split_list(text, what, "512,512")
+    if not all(re.fullmatch(r"\s*[+-]?[0-9]+\s*", p) for p in parts):
+        raise ValueError(f"{what} takes whole numbers (got {text!r})")
+    return tuple(int(p) for p in parts)
 
 
 

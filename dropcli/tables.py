@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,11 @@ class TableError(DropcliError):
     """A study table that is not dropcli's own; nothing was written."""
 
 
+# a number as dropcli writes it, and a spreadsheet saves it: Python's int() and float() also take
+# ' 5', '7_77' and other scripts' digits, which no file of dropcli's holds
+PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+
+
 def _parse(value: str, kind: str):
     optional = kind.endswith("?")
     kind = kind.rstrip("?")
@@ -143,6 +149,8 @@ def _parse(value: str, kind: str):
             return None
         raise ValueError("is empty")
     if kind == "int":
+        if not PLAIN_NUMBER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a whole number")
         try:
             return int(value)
         except ValueError:
@@ -154,6 +162,8 @@ def _parse(value: str, kind: str):
                 return int(x)
             raise ValueError(f"{value!r} is not a whole number") from None
     if kind in ("float", "exact"):
+        if not PLAIN_NUMBER.fullmatch(value):
+            raise ValueError(f"{value!r} is not a number (a decimal point, not a comma; no spaces or '_')")
         try:
             x = float(value)
         except ValueError:

@@ -136,6 +136,10 @@ def replace_cell(lines, row, col, value):
 @pytest.mark.parametrize("change, fragment", [
     (lambda ls: replace_cell(ls, 3, "test_accuracy", "ninety"), "row 3, column test_accuracy: 'ninety' is not a number"),
     (lambda ls: replace_cell(ls, 2, "seed", "1.5"), "row 2, column seed: '1.5' is not a whole number"),
+    (lambda ls: replace_cell(ls, 2, "seed", "7_77"), "row 2, column seed: '7_77' is not a whole number"),
+    (lambda ls: replace_cell(ls, 3, "seed", "\u0663"), "row 3, column seed: '\u0663' is not a whole number"),
+    (lambda ls: replace_cell(ls, 2, "test_accuracy", " 0.93"), "row 2, column test_accuracy: ' 0.93' is not a number"),
+    (lambda ls: replace_cell(ls, 2, "test_accuracy", "0.9_3"), "row 2, column test_accuracy: '0.9_3' is not a number"),
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
     (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 41 cells for 40 columns (a decimal comma"),
     (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
@@ -243,3 +247,21 @@ def test_a_count_or_time_out_of_range_or_a_finished_cell_without_its_accuracy_is
         read_runs(runs_csv)
     assert runs_csv.read_bytes() == before
     runs_csv.write_bytes(original)
+
+
+@pytest.mark.parametrize("text", ["7_77", "\u0663", "5 5", "0x10", "1e3.5"])
+def test_whole_numbers_are_plain_decimal_digits(text):
+    from dropcli.config import parse_ints
+
+    with pytest.raises(ValueError, match="takes whole numbers"):
+        parse_ints(text, "--seed-list")
+
+
+def test_a_baseline_names_each_axis_once():
+    from dropcli.compare import parse_baseline
+
+    with pytest.raises(ValueError, match="--baseline names keep twice; give each axis once"):
+        parse_baseline("keep=1,keep=0.5")
+    with pytest.raises(ValueError, match="--baseline train_size takes whole numbers"):
+        parse_baseline("train_size=7_77")
+    assert parse_baseline("keep=1, train_size=500") == {"keep_probs": "1", "train_size": 500}
