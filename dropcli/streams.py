@@ -22,13 +22,17 @@ HANDLER = "dropcli-fallback"  # the codecs error handler's registered name
 STAND_INS = {
     "★": "*", "✓": "+", "✗": "x", "±": "+/-", "→": "->", "←": "<-", "↑": "^", "↓": "v", "…": "...", "—": "--",
     "–": "-", "×": "x", "≤": "<=", "≥": ">=", "≈": "~", "·": ".", "•": "*", "‘": "'", "’": "'", "“": '"', "”": '"',
-    "\u00a0": " ", "━": "-", "╸": "-", "╺": "-", "─": "-", "│": "|", "┃": "|", "█": "#", "░": ".", "▏": "|",
+    "\u00a0": " ", "\u2212": "-", "━": "-", "╸": "-", "╺": "-", "─": "-", "│": "|", "┃": "|", "█": "#", "░": ".", "▏": "|",
 }  # what each symbol dropcli (or Rich) prints becomes where the encoding lacks it
+SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+"))  # a p-value's exponent: '10⁻¹⁵' is '10^-15'
 
 
-def stand_in(ch: str) -> str:
+def stand_in(ch: str, before: str = "") -> str:
     """The ASCII text that shows `ch` on a console that cannot encode it: a look-alike for the
-    symbols above and for box drawing (U+2500-U+257F), a backslash escape (\\xe9) for the rest."""
+    symbols above and for box drawing (U+2500-U+257F), '^' and the digit for a superscript that
+    begins an exponent (`before`: the character before it), a backslash escape (\\xe9) for the rest."""
+    if ch in SUPERSCRIPTS:
+        return ("" if before in SUPERSCRIPTS else "^") + SUPERSCRIPTS[ch]
     if ch in STAND_INS:
         return STAND_INS[ch]
     if "\u2500" <= ch <= "\u257f":  # box drawing: horizontal lines, vertical lines, corners
@@ -43,7 +47,7 @@ def _fallback(err: UnicodeError) -> tuple[str | bytes, int]:
     ch = err.object[err.start]
     if "\udc80" <= ch <= "\udcff":  # a byte the locale could not decode, kept by surrogateescape
         return bytes([ord(ch) - 0xDC00]), err.start + 1
-    return stand_in(ch), err.start + 1
+    return stand_in(ch, err.object[err.start - 1] if err.start else ""), err.start + 1
 
 
 codecs.register_error(HANDLER, _fallback)
@@ -66,7 +70,8 @@ def fit(text: str, encoding: str) -> str:
     """`text` with each character that `encoding` lacks written as its stand_in, the way the
     streams' handler would write it, but before anything measures the text."""
     if not text.isascii():
-        return "".join(ch if _encodes(ch, encoding) else stand_in(ch) for ch in text)
+        return "".join(ch if _encodes(ch, encoding) else stand_in(ch, text[i - 1] if i else "")
+                       for i, ch in enumerate(text))
     return text
 
 

@@ -48,3 +48,19 @@ def test_a_letter_the_console_lacks_is_escaped_not_dropped_and_a_locale_byte_goe
 def test_every_stand_in_is_ascii():
     assert all(v.isascii() for v in STAND_INS.values())
     assert all(stand_in(chr(c)).isascii() for c in range(0x2500, 0x2580))
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp437"])
+def test_a_conclusion_reads_in_ascii_with_its_signs_and_exponents(encoding):
+    """conclusions writes minus signs (U+2212) and p-values as '8.5 × 10⁻⁶': on a console that lacks
+    them they read '-0.61' and '10^-6', never '\\u22120.61' (which reads as 22120.61)."""
+    from dropcli.conclusions import p_text
+    from dropcli.streams import fit
+
+    said = f"\u22120.61 points [\u22120.73, \u22120.49] (Holm p = {p_text(8.5e-6)}); {p_text(3e-15)}"
+    stream = protected(encoding)
+    stream.write(said)
+    text = stream.buffer.getvalue().decode(encoding)
+    assert text.startswith("-0.61 points [-0.73, -0.49] (Holm p = 8.5 ") and text.endswith("10^-15")
+    assert "10^-6)" in text and "\\u" not in text
+    assert fit(said, encoding) == text
