@@ -123,11 +123,17 @@ def header(summary: pd.DataFrame) -> str:
     diffs = family_size(summary)
     tosts = int(summary["tost_p"].notna().sum())
     margin = summary["equivalence_margin_points"].dropna()
-    equivalence = (f", and over the {tosts} equivalence tests (two one-sided paired t-tests, margin "
+    equivalence = (f", and over the {tests(tosts, 'equivalence')} (two one-sided paired t-tests, margin "
                    f"±{fmt_number(margin.iloc[0])} points)" if tosts else "")
     return (f"Metric: {metric} ({role}). Each configuration is compared with its baseline seed by seed, in points "
             f"of accuracy on the {int(r['test_images']):,} test images, with paired {CONFIDENCE:.0%} Student t intervals; "
-            f"Holm's correction at {fmt_number(ALPHA)} runs over the {diffs} difference tests{equivalence}.")
+            + (f"Holm's correction at {fmt_number(ALPHA)} runs over the {tests(diffs, 'difference')}{equivalence}."
+               if diffs else "no comparison here allows a test, so Holm's correction has nothing to run over."))
+
+
+def tests(n: int, kind: str) -> str:
+    """'2 difference tests', '1 equivalence test'."""
+    return f"{n} {kind} test{'s' if n != 1 else ''}"
 
 
 def comparison(r, names: Namer, family: int) -> str | None:
@@ -142,8 +148,9 @@ def comparison(r, names: Namer, family: int) -> str | None:
         return f"{a} against {b}{ctx}: {d} from a single seed; one seed allows no interval and no test."
     if c == "same every seed":
         images = round(r["diff_points"] * r["test_images"] / 100)
-        more = "the same number of" if images == 0 else f"{abs(images):,} {'more' if images > 0 else 'fewer'}"
-        return (f"{a} has {more} correct test images than {b}{ctx} on every one of the {n} seeds ({d}): every seed "
+        more = ("as many correct test images as" if images == 0 else
+                f"{abs(images):,} {'more' if images > 0 else 'fewer'} correct test images than")
+        return (f"{a} has {more} {b}{ctx} on every one of the {n} seeds ({d}): every seed "
                 "gives the same difference, so there is no interval and no p-value.")
     ci, p = interval(r["diff_ci95_low_points"], r["diff_ci95_high_points"]), p_text(r["p_holm"])
     won = f"better on {int(r['wins'])} of {n} seeds"

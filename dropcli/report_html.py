@@ -123,7 +123,7 @@ def design(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, command: str | 
     return [
         ("grid", grid),
         ("seeds", f"{len(seeds)}: " + ", ".join(map(str, seeds))),
-        ("cells", f"{len(runs)} ({configs} configurations x {len(seeds)} seeds); {ok} finished, {len(runs) - ok} diverged"),
+        ("cells", f"{len(runs)} ({configs} configuration{'s' if configs != 1 else ''} x {len(seeds)} seed{'s' if len(seeds) != 1 else ''}); {ok} finished, {len(runs) - ok} diverged"),
         ("training", f"{budget(runs)}; hidden {_values(sorted(set(runs['hidden'])))}; {r0['init']} initialisation; "
                      f"Adam, learning rate {_values(sorted(set(fmt_number(v) for v in runs['lr'])))}, "
                      f"batch {int(r0['batch_size'])}; {r0['precision']}"),

@@ -191,7 +191,7 @@ def test_every_seed_losing_the_same_images_is_said_so_not_tested(tmp_path):
     text = (study / "summary.csv").read_text()
     assert ",true," in text and ",-0.03," in text
     said = sentences(summary)
-    assert "over the 0 difference tests" in said[0]
+    assert "no comparison here allows a test, so Holm's correction has nothing to run over" in said[0]
     assert said[1] == ("keep 0.7 has 3 fewer correct test images than no dropout on every one of the 2 seeds "
                        "(−0.03 points): every seed gives the same difference, so there is no interval and no p-value.")
 
@@ -305,3 +305,17 @@ def test_a_one_seed_pilot_of_three_configurations_says_its_lead_allows_no_test(t
     said = sentences(summary)
     assert any("on a single seed, which allows no interval and no test" in s for s in said), said
     assert all(s.endswith(".") for s in said) and (study / "report.html").exists() and p_text(math.nan) == "n/a"
+
+
+def test_every_seed_scoring_the_same_images_reads_as_many_and_counts_read_in_the_singular(tmp_path):
+    """Keep 0.7 scores exactly what no dropout scores on every seed: 'as many correct test images
+    as', and one equivalence test is '1 equivalence test'."""
+    from dropcli.conclusions import tests
+
+    study = write_study(tmp_path / "s", keeps=(0.7, 1.0), seeds=(777, 778),
+                        correct=lambda k, ik, mn, n, s: 9795 if s == 777 else 9812)
+    said = sentences(build_report(study))
+    assert said[1] == ("keep 0.7 has as many correct test images as no dropout on every one of the 2 seeds "
+                       "(+0.00 points): every seed gives the same difference, so there is no interval and no p-value.")
+    assert [tests(n, "equivalence") for n in (0, 1, 2)] == ["0 equivalence tests", "1 equivalence test",
+                                                             "2 equivalence tests"]
