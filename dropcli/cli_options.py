@@ -105,7 +105,13 @@ def _one_max_norm(text: str, what: str) -> float | None:
 
 
 def resolved(path: Optional[Path]) -> str | None:
-    """A --data-dir as an absolute path, so that a run evaluated from another folder still finds it."""
+    """A --data-dir as an absolute path, so that a run evaluated from another folder still finds it;
+    a usage error (exit 2, as a missing RUN or image) where it is not a folder."""
+    if path and not path.expanduser().is_dir():
+        from dropcli.terminal import usage_error
+
+        usage_error(f"--data-dir {path} {'is not a folder' if path.exists() else 'does not exist'}; "
+                    "give the folder that holds the four IDX files")
     return str(path.expanduser().resolve()) if path else None
 
 
@@ -127,7 +133,7 @@ Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seeds initial wei
 MaxNorm = Annotated[Optional[str], typer.Option(parser=parser(_one_max_norm, "--max-norm", lambda v: v), metavar="C",
                                                  help="Max-norm c: each hidden unit's incoming weights kept to norm <= c after every step (the dropout paper uses 3-4); none = off.")]
 DatasetOpt = Annotated[DatasetName, typer.Option("--dataset", help="mnist is bundled; others need --data-dir.")]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", file_okay=False, help="Folder with your own copy of the four IDX files (.gz or not).")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with your own copy of the four IDX files (.gz or not).")]
 ValidationSize = Annotated[int, typer.Option(help="First N training images held out for validation (0 allowed).")]
 TrainSize = Annotated[Optional[int], typer.Option(help="Train on N images of the training part (default: all of it).")]
 SubsetOpt = Annotated[Subset, typer.Option("--subset", help="With --train-size(s): a random subset drawn from each seed (as the dropout paper), or the first N images.")]

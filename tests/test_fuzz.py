@@ -65,7 +65,7 @@ OPTIONS = {
 @given(option=st.sampled_from(OPTIONS["train"]), value=values)
 def test_train(tmp_path, option, value):
     args = [*TRAIN, "--out", str(tmp_path / "r")]
-    if option in ("--epochs", "--hidden", "--batch-size") and value.strip().isdigit() and int(value) > 1000:
+    if option in ("--epochs", "--hidden", "--batch-size") and value.strip().isascii() and value.strip().isdigit() and int(value) > 1000:
         value = "1000"  # a valid request for hours of work: it would run, slowly
     if option == "--out":
         value = str(tmp_path / value) if value else value  # anything the user types, but inside tmp_path
@@ -92,7 +92,7 @@ def test_evaluate(run_dir, tmp_path, option, value):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(option=st.sampled_from(OPTIONS["predict"]), value=values)
 def test_predict(run_dir, tmp_path, option, value):
-    if option == "--mc-samples" and value.isdigit() and int(value) > 1000:
+    if option == "--mc-samples" and value.isascii() and value.isdigit() and int(value) > 1000:
         value = "1000"
     check(runner.invoke(app, ["predict", str(run_dir), option, value]), tmp_path)
 

@@ -153,8 +153,13 @@ def test_an_out_path_that_could_end_a_line_is_refused(tmp_path, name, message):
 
 def test_what_ablate_would_refuse_is_refused_when_the_scripts_are_written(tmp_path):
     out = ["--out", str(tmp_path / "s"), "--shards", "2"]
-    check_error(runner.invoke(app, ["slurm", *GRID, *out, "--data-dir", str(tmp_path / "nowhere")]), 1,
-                "is not a folder; give the folder that holds the four IDX files")
+    check_error(runner.invoke(app, ["slurm", *GRID, *out, "--data-dir", str(tmp_path / "nowhere")]), 2,
+                "nowhere does not exist; give the folder that holds the four IDX files")
+    (tmp_path / "a-file").write_text("not a folder")
+    for command in (["slurm", *GRID, *out], ["ablate", *GRID, "--dry-run"], ["train"], ["evaluate", str(tmp_path)],
+                    ["predict", str(tmp_path)]):
+        check_error(runner.invoke(app, [*command, "--data-dir", str(tmp_path / "a-file")]), 2,
+                    "a-file is not a folder; give the folder that holds the four IDX files")
     (tmp_path / "empty").mkdir()
     check_error(runner.invoke(app, ["slurm", *GRID, *out, "--data-dir", str(tmp_path / "empty")]), 1,
                 "does not hold the four MNIST IDX files")
