@@ -67,8 +67,12 @@ def shard_identities(out: Path) -> dict[Path, dict]:
     if base.is_symlink():
         raise DropcliError(f"{base} is a symbolic link; dropcli never reads shards through a link; replace it "
                            "with the shards' folder")
-    folders = sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink() and re.match(SHARD_DIR, p.name)),
+    folders = sorted((p for p in base.iterdir() if re.match(SHARD_DIR, p.name)),
                      key=lambda p: int(re.match(SHARD_DIR, p.name).group(1))) if base.is_dir() else []
+    for f in folders:  # a shard's name on a link or a file is refused, not passed over as a missing shard
+        if f.is_symlink() or not f.is_dir():
+            raise DropcliError(f"{f} is {'a symbolic link' if f.is_symlink() else 'not a folder'}; dropcli reads "
+                               f"shards only from the folders it made there: replace it with the shard's folder")
     if not folders:
         raise UsageError(f"{out} has no shards (folders shards/K-of-N/); run 'dropcli ablate ... --out {out} --shard K/N' first")
     identities = {}

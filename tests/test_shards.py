@@ -131,6 +131,12 @@ def test_merge_refuses_a_foreign_shard_and_names_the_missing_ones(tmp_path):
     shutil.rmtree(out / "shards" / "2-of-2")
     report = merge(out)
     assert report["rerun"] == [2] and len(report["missing"]) == 6
+    for planted in ("link", "file"):  # a shard's name on a link or a file is named as such, not as a missing shard
+        place = out / "shards" / "2-of-2"
+        place.symlink_to(other / "shards" / "2-of-2") if planted == "link" else place.write_text("mine")
+        with pytest.raises(DropcliError, match="shards/2-of-2 is " + ("a symbolic link" if planted == "link" else "not a folder")):
+            merge(out)
+        place.unlink()
 
 
 def test_merge_keeps_rows_already_in_the_study_folder(tmp_path):
