@@ -109,7 +109,7 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path):
         claim(tmp_path / "f", identity(), fresh=False)
 
 
-_SETTINGS = {"keep_prob_mean": "0.3", "subset": "random", "epochs": "2", "init": "xavier", "batch_size": "50",
+_SETTINGS = {"keep_prob_mean": "0.3", "subset": "random", "epochs": "4", "init": "xavier", "batch_size": "50",
              "dataset": "kmnist", "mc_samples": "5", "precision": "bf16", "eval_every": "7"}
 
 

@@ -45,8 +45,14 @@ def run_rows(draw):
         row.update(hidden=" ".join(map(str, draw(st.lists(st.integers(1, 4096), min_size=1, max_size=4)))),
                    steps=draw(st.integers(0, 10**6)), eval_every=draw(st.integers(1, 10**4)),
                    best_step=draw(st.one_of(st.none(), st.integers(1, 10**6))))
-        if row["status"] == "ok" and not (row["test_accuracy"] or 0) > 0:
-            row["test_accuracy"] = 0.5  # a finished cell has its accuracy (read_runs)
+        ok = row["status"] == "ok"  # what one training's row holds together (read_runs)
+        row["epochs_run"] = draw(st.integers(1 if ok else 0, row["epochs"]))
+        row["best_epoch"] = draw(st.one_of(st.none(), st.integers(1, row["epochs_run"]))) if row["epochs_run"] else None
+        row["best_step"] = draw(st.one_of(st.none(), st.integers(1, row["steps"]))) if row["steps"] else None
+        if ok and not (row["test_accuracy"] or 0) > 0:
+            row["test_accuracy"] = 0.5  # a finished cell has its accuracy
+        elif not ok:
+            row["test_accuracy"] = None  # a diverged one is not evaluated
         key = row_cell_id(row)
         if key not in seen:
             seen.add(key)
@@ -143,6 +149,11 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
     (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 41 cells for 40 columns (a decimal comma"),
     (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
+    (lambda ls: replace_cell(ls, 2, "status", "diverged"), "row 2, column test_accuracy: 0.9 in a row whose status is diverged"),
+    (lambda ls: replace_cell(ls, 3, "epochs_run", "0"), "row 3, column epochs_run: 0 in a row whose status is ok"),
+    (lambda ls: replace_cell(ls, 3, "epochs_run", "3"), "row 3, column epochs_run: 3 is more than the row's epochs"),
+    (lambda ls: replace_cell(ls, 4, "best_epoch", "5"), "row 4, column best_epoch: 5 is past the row's epochs_run"),
+    (lambda ls: replace_cell(ls, 2, "best_step", "99"), "row 2, column best_step: 99 is past the row's steps"),
     (lambda ls: replace_cell(ls, 2, "keep_probs", ""), "row 2, column keep_probs: is empty"),
     (lambda ls: ls + ["\n"], "row 5 is empty; delete it"),
     (lambda ls: ls + [ls[1]], "row 5 repeats the cell keep=0.5|input_keep=1|max_norm=none|train_size=1000|lr=0.001|hidden=64 64|seed=0"),
