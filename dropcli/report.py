@@ -223,7 +223,7 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     from dropcli.plot_study import draw_study_figures
     from dropcli.report_html import render
     from dropcli.study import REPORT_FILES, check_rows, history_of, readable_study, study_folder
-    from dropcli.tables import csv_text, read_runs
+    from dropcli.tables import check_history, csv_text, read_runs
 
     path = out / "runs.csv"
     identity = readable_study(out)
@@ -243,6 +243,7 @@ def build_report(out: Path, metric: str = PRIMARY_METRIC, baseline: dict | None 
     if (out / "history.csv").exists():
         history = history_of(out)
         check_rows(history, out / "history.csv", cells)
+        check_history(history, runs, out / "history.csv")
     folder.write_text("summary.csv", csv_text(summarise(runs, metric, baseline, margin), SUMMARY_SCHEMA, P_COLUMNS))
     summary = read_summary(out / "summary.csv")
     figures = draw_study_figures(folder, runs, summary, history)

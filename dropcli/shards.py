@@ -33,7 +33,7 @@ from dropcli.study import (
     read_identity,
     study_folder,
 )
-from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, csv_text, read_runs
+from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, check_history, csv_text, read_runs
 
 PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "workers", "threads", "finished_at",
               "dropcli_version", "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
@@ -127,6 +127,7 @@ def _gather(plan: StudyPlan, identities: dict[Path, dict]) -> tuple[pd.DataFrame
             if (folder / "history.csv").exists():
                 h = history_of(folder)
                 hid = check_rows(h, folder / "history.csv", cells, shard_of)
+                check_history(h, r, folder / "history.csv")
                 history.append(h.assign(_source=name, _id=hid)[hid.isin(set(ids))])
     all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=[*RUNS_SCHEMA, "_source", "_id"])
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame(columns=[*HISTORY_SCHEMA, "_source", "_id"])

@@ -71,7 +71,7 @@ SIGNIFICANT_DIGITS = 6  # p-values: enough to recompute a Holm adjustment, and n
 RANGES = {"test_images": (1, None), "train_size": (1, None),  # counts the summaries divide by
           "group_size": (1, None), "batch_size": (1, None), "epochs": (1, None), "eval_every": (1, None),
           "epochs_run": (0, None), "steps": (0, None), "mc_samples": (0, None), "best_epoch": (0, None),
-          "best_step": (0, None), "epoch": (0, None), "step": (0, None),
+          "best_step": (0, None), "epoch": (0, None), "step": (0, None), "cost": (0, None),  # cross-entropy, nats
           "group_train_seconds": (0, None), "group_epoch_seconds": (0, None)}  # wall times and counts
 FINISHED = ("test_accuracy",)  # what a row whose status is ok always holds (a missing one would drop a seed)
 
@@ -389,6 +389,28 @@ def read_history(path: str | Path, settings: dict | None = None) -> pd.DataFrame
         raise TableError(f"{path} row {repeat[0]} repeats step {repeat[1].rsplit('=', 1)[1]} of a cell; "
                          "restore the file from a copy")
     return history
+
+
+def check_history(history: pd.DataFrame, runs: pd.DataFrame, path: str | Path) -> None:
+    """Refuse (TableError, one line) a history.csv (read_history) that is not the record of the cells
+    runs.csv (read_runs) lists: a row past its cell's steps or epochs_run, or a finished cell (status
+    ok) without each of its validations, one every eval_every steps and after the last:
+    ceil(steps / eval_every) rows (a row deleted by hand would drop a seed from the curves)."""
+    done = runs.assign(_key=row_cell_ids(runs)).drop_duplicates("_key").set_index("_key")
+    keys = row_cell_ids(history)
+    for i, (key, step, epoch) in enumerate(zip(keys, history["step"], history["epoch"])):
+        if key in done.index:
+            for column, value, limit in (("step", step, "steps"), ("epoch", epoch, "epochs_run")):
+                if value > done.at[key, limit]:
+                    raise TableError(f"{path} row {i + 2}, column {column}: {value} is past the {done.at[key, limit]} "
+                                     f"{limit} of its cell in runs.csv; restore the file from a copy")
+    counts = keys.value_counts()
+    for key, row in done[done["status"] == "ok"].iterrows():
+        want, have = math.ceil(row["steps"] / row["eval_every"]), int(counts.get(key, 0))
+        if have != want:
+            raise TableError(f"{path} holds {have} validations of the finished cell {key}, not the {want} its runs.csv "
+                             f"row makes (one every {row['eval_every']} of its {row['steps']} steps, and after the last); "
+                             "restore the file from a copy")
 
 
 def frame(rows: list[dict], schema: dict) -> pd.DataFrame:

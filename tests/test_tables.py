@@ -276,3 +276,26 @@ def test_a_baseline_names_each_axis_once():
     with pytest.raises(ValueError, match="--baseline train_size takes whole numbers"):
         parse_baseline("train_size=7_77")
     assert parse_baseline("keep=1, train_size=500") == {"keep_probs": "1", "train_size": 500}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda ls: ls[:1] + ls[2:], "holds 2 validations of the finished cell keep=0.5|"),
+    (lambda ls: ls[:1], "holds 0 validations of the finished cell"),
+    (lambda ls: replace_cell(ls, 3, "step", "99999"), "row 3, column step: 99999 is past the"),
+    (lambda ls: replace_cell(ls, 2, "epoch", "50"), "row 2, column epoch: 50 is past the 3 epochs_run of its cell"),
+    (lambda ls: replace_cell(ls, 2, "cost", "-1"), "row 2, column cost: -1"),
+])
+def test_a_history_that_is_not_the_record_of_its_finished_cells_is_refused(tmp_path, change, fragment):
+    """report and merge read history.csv against runs.csv: a finished cell's validation rows deleted
+    (the curves would use fewer seeds than their title says), or a row past its cell's training."""
+    from synthetic_study import write_study
+
+    from dropcli.report import build_report
+
+    study = write_study(tmp_path / "s", keeps=(0.5, 1.0), seeds=(777, 778))
+    path = study / "history.csv"
+    before = edit(path, change)
+    with pytest.raises(TableError) as e:
+        build_report(study)
+    assert fragment in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+    assert path.read_bytes() == before and not (study / "summary.csv").exists()
