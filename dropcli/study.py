@@ -178,11 +178,11 @@ def check_rows(table: pd.DataFrame, path: Path, cells: list[TrainConfig], shard_
     allowed = {cell_id_of(c) for c in cells}
     for i, key in enumerate(keys):
         if key not in allowed:
-            where = (f"which belongs to shard {shard_of[key][0]} of {shard_of[key][1]}, not to this one"
-                     if shard_of and key in shard_of else "which is not in this study's grid"
-                     + ("" if len(allowed) else " (which is empty)"))
-            raise TableError(f"{path} row {i + 2} holds the cell {key}, {where}; delete the row, or restore the file "
-                             "from a copy")
+            where = (f"which belongs to shard {shard_of[key][0]} of {shard_of[key][1]}, not to this one; delete the row"
+                     if shard_of and key in shard_of else "which is not in the grid of the folder's study.json"
+                     + ("" if len(allowed) else " (which is empty)") + ": if study.json was changed, restore it; "
+                     "delete only a row another study made")
+            raise TableError(f"{path} row {i + 2} holds the cell {key}, {where}, or restore the file from a copy")
     _check_settings(table, path, keys, cells)
     return keys
 
@@ -198,7 +198,7 @@ def _check_settings(table: pd.DataFrame, path: Path, keys: pd.Series, cells: lis
             numeric = isinstance(got, (int, float)) and isinstance(accepted[0], (int, float))
             if not (math.isclose(got, accepted[0], rel_tol=1e-9) if numeric else str(got) in map(str, accepted)):
                 raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {accepted[0]!r}, the setting this study "
-                                 "gives the cell, so another study made the row; delete the row, or restore the file")
+                                 "gives the cell: if study.json was changed, restore it; delete only a row another study made")
 
 
 def done_keys(out: Path, cells: list[TrainConfig]) -> set[str]:

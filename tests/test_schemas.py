@@ -84,5 +84,5 @@ def test_rows_outside_the_grid_are_refused_by_name(rows):
         assert len(check_rows(table, "runs.csv", cells)) == len(rows)
     else:
         first = inside.index(False)
-        with pytest.raises(TableError, match=f"runs.csv row {first + 2} holds the cell .* not in this study's grid"):
+        with pytest.raises(TableError, match=f"runs.csv row {first + 2} holds the cell .* not in the grid of the folder's study.json"):
             check_rows(table, "runs.csv", cells)

@@ -195,3 +195,22 @@ def test_one_learning_rate_grows_into_several_and_one_width_into_several():
     assert {cell_id_of(c) for c in expand(GRID, BASE)} <= {cell_id_of(c) for c in expand(more, BASE)}
     other = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1, 2), lrs=(0.01, 0.003))
     assert not grows(one, study_identity(other, BASE))  # lr 0.001's cells are not in it
+
+
+@pytest.mark.parametrize("setting, value", [("lr", 1e-300), ("epochs", 7), ("dataset", "kmnist")])
+def test_a_changed_study_json_is_named_as_the_file_to_restore(tmp_path, setting, value):
+    """A study.json whose settings were changed by hand makes every row foreign: the refusal says to
+    restore study.json, and to delete only a row another study made (it advised deleting good rows)."""
+    import json
+
+    from synthetic_study import write_study
+
+    from dropcli.report import build_report
+    from dropcli.tables import TableError
+
+    study = write_study(tmp_path / "s", keeps=(0.5, 1.0), seeds=(777, 778))
+    doc = json.loads((study / "study.json").read_text())
+    doc["settings"][setting] = value
+    (study / "study.json").write_text(json.dumps(doc))
+    with pytest.raises(TableError, match="if study.json was changed, restore it; delete only a row another study made"):
+        build_report(study)
