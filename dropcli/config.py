@@ -52,6 +52,7 @@ def stream_seed(seed: int, stream: Stream, *more: int) -> int:
 
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
+MAX_STEPS = 100_000_000  # Adam steps of one cell: the dropout paper's longest runs took a few million; more is a typo
 EQUIVALENCE_MARGIN = 0.2  # points: `report` calls differences within +-0.2 (20 of 10,000 test images) no different (README)
 AUTO_WORKERS = 0  # ablate --workers: 0 picks the processes (layout.plan_layout: one single-threaded per core, or
 # per GPU, where the grid repays starting them); 1 trains in the command's own process
@@ -151,6 +152,9 @@ class TrainConfig:
             )
         if not 0 <= self.mc_samples <= MAX_MC_SAMPLES:
             raise ValueError(f"--mc-samples must be in 0..{MAX_MC_SAMPLES:,} (0 = off; the accuracy settles by 100)")
+        if self.total_steps > MAX_STEPS:
+            raise ValueError(f"{'--steps' if self.steps else '--epochs'} asks for {self.total_steps:,} Adam steps, more "
+                             f"than {MAX_STEPS:,} (days on a GPU for one cell); give fewer")
 
     def _check_sizes(self) -> None:
         bundled = self.data_dir is None  # MNIST-sized files; a --data-dir's sizes are checked when it is read

@@ -121,7 +121,8 @@ class StudyDisplay:
             at.step(event[0])
         else:
             at.validated((event[1][0] if event[1] else {}).get("step"))
-        self._advance(self.board.get_time())
+        self._advance_study(self.board.get_time())  # the study's row only: the group shown is another, or none yet
+        self.board.update(self.study, completed=self.pace.done)
 
     def _step_prior(self) -> float | None:
         """Seconds per lockstep step of the current group, from the study's pace so far (None before):

@@ -45,6 +45,8 @@ def test_one_syntax_for_per_layer_keep_probabilities():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(lr=math.inf), "--lr must be a positive number"), (dict(lr=math.nan), "--lr must be a positive number"),
+    (dict(epochs=10**23), "--epochs asks for 55,000,000,000,000,000,000,000,000 Adam steps, more than 100,000,000"),
+    (dict(steps=10**8 + 1), "--steps asks for 100,000,001 Adam steps, more than 100,000,000"),
     (dict(max_norm=0.0), "--max-norm takes positive numbers"), (dict(max_norm=math.inf), "--max-norm"),
     (dict(keep_prob=(math.nan,)), "outside (0, 1]"), (dict(seed=-1), "--seed must be a whole number from 0"),
     (dict(subset="last"), "--subset must be one of random, first"), (dict(keep_prob=(0.5, 0.5)), "joined by ':'"),

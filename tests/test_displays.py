@@ -443,3 +443,17 @@ def test_a_study_on_worker_processes_counts_every_running_group_in_its_eta():
     for elapsed, eta in etas:
         assert eta == pytest.approx(total - elapsed, rel=0.05), (elapsed, eta, total)
     assert study.pace.done == study.pace.total and not study.flight
+
+
+def test_a_running_group_heard_of_before_any_group_is_shown_counts_and_draws_nothing_else():
+    """Worker processes stopped at once (a SIGTERM to the process group) can end every group before
+    one is shown; their last steps still reach on_other, which advances the study's row alone."""
+    cells, groups = groups_of([1, 1], epochs=1, n_train=1000)
+    term = Terminal(out=Console(file=io.StringIO()), err=Console(file=io.StringIO(), width=120), live=False,
+                    get_time=FakeClock())
+    with term.board() as board:
+        study = StudyDisplay(board, cells, cells)
+        study.on_plan(groups, workers=2)
+        study.on_other(1, "step", 3, cells[0].steps_per_epoch)
+        study.on_other(1, "epoch", 1, [{"step": 3}])
+        assert study.group is None and study.at is None and study.pace.done > 3
