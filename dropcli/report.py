@@ -135,9 +135,10 @@ def _width(hidden: str) -> tuple[int, ...]:
 
 
 def best_index(summary: pd.DataFrame, metric: str = PRIMARY_METRIC) -> int | None:
-    """The row of the highest mean `metric`, or None when no configuration has one."""
+    """The row of the highest mean `metric` (the table's ★), or None when no configuration has one or
+    several share it (a tie names no best)."""
     s = summary[f"{metric}_mean"]
-    return None if s.isna().all() else int(s.idxmax())
+    return None if s.isna().all() or (s == s.max()).sum() > 1 else int(s.idxmax())
 
 
 def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
@@ -150,7 +151,7 @@ def summary_table(summary: pd.DataFrame, title: str = "Ablation summary"):
     metric = summary["metric"].iloc[0] if len(summary) else PRIMARY_METRIC
     label = "test acc" if metric == PRIMARY_METRIC else "test acc at best epoch (exploratory)"
     table = Table(title=title, caption=f"acc, CI, gap in %; diff: {label} minus the baseline's, paired by seed, in points "
-                                       f"(95% CI); ✓: Holm-adjusted p < {ALPHA}")
+                                       f"(95% CI); ✓: Holm-adjusted p < {ALPHA}; ★: the highest mean")
     norms = summary["max_norm"].notna().any()  # the max-norm column only where a study varies it
     axes = [c for c in AXIS_KEYS if c in summary and summary[c].notna().any()]  # lr, hidden: where varied
     columns = ["keep", "input", *(["max-norm"] if norms else []), "images", *axes, "runs",

@@ -319,3 +319,12 @@ def test_every_seed_scoring_the_same_images_reads_as_many_and_counts_read_in_the
                        "(+0.00 points): every seed gives the same difference, so there is no interval and no p-value.")
     assert [tests(n, "equivalence") for n in (0, 1, 2)] == ["0 equivalence tests", "1 equivalence test",
                                                              "2 equivalence tests"]
+
+
+def test_a_tie_for_the_highest_mean_stars_no_configuration():
+    from dropcli.report import best_index
+
+    tied = pd.DataFrame({"test_accuracy_mean": [0.1009, 0.1009, 0.05]})
+    assert best_index(tied) is None
+    assert best_index(tied.assign(test_accuracy_mean=[0.1009, 0.1010, 0.05])) == 1
+    assert best_index(tied.assign(test_accuracy_mean=[float("nan")] * 3)) is None
