@@ -295,9 +295,18 @@ def split_list(text: str, what: str, example: str) -> list[str]:
     return parts
 
 
+# a number as dropcli writes it and a spreadsheet saves it, the one rule of options and of table cells:
+# Python's int() and float() also take ' 5', '7_77' and other scripts' digits ('٥'), which neither holds
+PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+PLAIN_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def parse_number(text: str, what: str) -> float:
-    """A finite float from `text`; ValueError naming `what` (the option) otherwise."""
+    """A finite float from `text` (decimal digits, PLAIN_NUMBER; surrounding spaces allowed);
+    ValueError naming `what` (the option) otherwise."""
     try:
+        if not PLAIN_NUMBER.fullmatch(str(text).strip()):
+            raise ValueError
         value = float(text)
     except ValueError:
         raise ValueError(f"{what} takes numbers (got {text!r})") from None
@@ -319,7 +328,7 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     """'512,512' -> (512, 512); ValueError naming `what` for anything but whole numbers in decimal
     digits (Python's int() also takes '7_77' and other scripts' digits)."""
     parts = split_list(text, what, "512,512")
-    if not all(re.fullmatch(r"\s*[+-]?[0-9]+\s*", p) for p in parts):
+    if not all(PLAIN_INT.fullmatch(p) for p in parts):
         raise ValueError(f"{what} takes whole numbers (got {text!r})")
     return tuple(int(p) for p in parts)
 

@@ -22,13 +22,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dropcli.config import SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, check_keep, fmt_keep, fmt_number
+from dropcli.config import PLAIN_NUMBER, SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, check_keep, fmt_keep, fmt_number
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write, regular_file
 from dropcli.grid import cell_id, fmt_hidden
@@ -134,11 +133,6 @@ def write_csv(df: pd.DataFrame, path: str | Path, schema: dict | None = None, si
 
 class TableError(DropcliError):
     """A study table that is not dropcli's own; nothing was written."""
-
-
-# a number as dropcli writes it, and a spreadsheet saves it: Python's int() and float() also take
-# ' 5', '7_77' and other scripts' digits, which no file of dropcli's holds
-PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
 
 
 def _parse(value: str, kind: str):

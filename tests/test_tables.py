@@ -268,6 +268,17 @@ def test_whole_numbers_are_plain_decimal_digits(text):
         parse_ints(text, "--seed-list")
 
 
+@pytest.mark.parametrize("text", ["0.7_0", "\u0660.\u0667", "0.7 0", "0x1p-1", "1_0e-3"])
+def test_option_numbers_are_plain_decimal_digits(text):
+    """Options read numbers by the rule that reads table cells (config.PLAIN_NUMBER): Python's float()
+    takes '0.7_0' as 0.7 and Arabic-Indic digits as their values."""
+    from dropcli.grid import parse_keep_list
+
+    with pytest.raises(ValueError, match="--keep-probs takes numbers"):
+        parse_keep_list(text)
+    assert parse_keep_list(" 0.7 ,1e0") == ((0.7,), (1.0,))
+
+
 def test_a_baseline_names_each_axis_once():
     from dropcli.compare import parse_baseline
 
