@@ -149,7 +149,7 @@ def ablate(
     shard: Annotated[Optional[str], typer.Option(help="Run only shard K of N (K/N, or 'slurm' for the array task), into --out/shards/K-of-N; then 'dropcli merge'.")] = None,
     executor: Annotated[Executor, typer.Option(help="local, or ray: the lockstep groups as Ray tasks (pip install 'dropcli[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: a running cluster ('auto' or host:port); default: start Ray here.")] = None,
-    cpus_per_task: Annotated[float, typer.Option(min=0.01, help="With --executor ray: CPUs per task where tasks run on CPUs.")] = 1.0,
+    cpus_per_task: Annotated[float, typer.Option(min=0.01, max=65536, help="With --executor ray: CPUs per task where tasks run on CPUs.")] = 1.0,
     metric: MetricOpt = "test_accuracy",
     baseline: Baseline = None,
     cuda_graphs: Annotated[bool, typer.Option(hidden=True, help="CUDA: replay each step as a CUDA graph.")] = True,

@@ -137,3 +137,14 @@ def test_a_sigterm_that_ray_turns_into_a_bare_keyboard_interrupt_stays_a_sigterm
         assert signal.getsignal(signal.SIGTERM).__name__ == "_raise_interrupted"  # restored on the way out
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize("value, message", [("inf", "--cpus-per-task must be at most 65536 (got inf)"),
+                                            ("nan", "--cpus-per-task takes a number (got nan)"),
+                                            ("0", "--cpus-per-task must be at least 0.01")])
+def test_cpus_per_task_is_a_finite_count_of_cpus(tmp_path, value, message):
+    from conftest import check_error
+
+    check_error(runner.invoke(app, ["ablate", *GRID, "--executor", "ray", "--cpus-per-task", value,
+                                    "--out", str(tmp_path / "r")]), 2, message)
+    assert not (tmp_path / "r").exists()

@@ -109,7 +109,8 @@ def test_partition_names(tmp_path, value):
     assert f"#SBATCH --partition={value}\n" in (tmp_path / "s" / "slurm" / "array-1.sbatch").read_text()
 
 
-@pytest.mark.parametrize("value", ["30", "30:00", "04:00:00", "2-12", "2-12:30", "2-12:30:00", "UNLIMITED", "infinite"])
+@pytest.mark.parametrize("value", ["30", "30:00", "04:00:00", "2-12", "2-12:30", "2-12:30:00", "UNLIMITED", "infinite",
+                                   "4294967292", "2982616-04:12"])
 def test_slurm_time_formats(tmp_path, value):
     result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "2", "--time", value,
                                  "--account", "proj_42"])
@@ -119,6 +120,16 @@ def test_slurm_time_formats(tmp_path, value):
         assert f"#SBATCH --time={value}\n" in text and "#SBATCH --account=proj_42\n" in text
 
 
+@pytest.mark.parametrize("text,minutes", [("30", 30), ("30:01", 31), ("04:00:00", 240), ("2-12", 3600),
+                                          ("2-12:30", 3630), ("2-12:30:01", 3631), ("0:0", 0), ("UNLIMITED", None)])
+def test_time_minutes_reads_every_slurm_format(text, minutes):
+    """Slurm's reading (sbatch(1) --time): 'MM:SS' is minutes and seconds, 'D-HH' days and hours;
+    seconds round up to a whole minute."""
+    from dropcli.slurm import time_minutes
+
+    assert time_minutes(text) == minutes
+
+
 @pytest.mark.parametrize("option,value,message", [
     ("--partition", "gpu\ntouch X", "--partition 'gpu\\ntouch X' is not a Slurm partition list; use names of letters"),
     ("--partition", "gpu,", "is not a Slurm partition list"),
@@ -126,6 +137,12 @@ def test_slurm_time_formats(tmp_path, value):
     ("--time", "04:00:00\ntouch X", "is not a Slurm time limit; use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"),
     ("--time", "4h", "is not a Slurm time limit"),
     ("--time", "1-2-3", "is not a Slurm time limit"),
+    ("--time", "99999999999999999999999", "is longer than Slurm can hold (4294967292 minutes"),
+    ("--time", "2982617-0", "is longer than Slurm can hold"),
+    ("--time", "71582789:00:00", "is longer than Slurm can hold"),
+    ("--cpus-per-task", "100000000000", "--cpus-per-task 100000000000 is more than Slurm takes; use at most 65533"),
+    ("--gpus-per-task", "65534", "--gpus-per-task 65534 is more than Slurm takes"),
+    ("--max-array-size", "4000002", "use at most 4000001"),
     ("--account", "a b", "--account 'a b' is not a Slurm account name"),
     ("--account", "acc\r", "is not a Slurm account name"),
     ("--device", "cuda:x", "unknown device 'cuda:x'; use auto, cpu, cuda, cuda:N or mps"),
