@@ -158,8 +158,10 @@ def load_run(path: str | Path) -> tuple[Params, TrainConfig, dict]:
                 f"{p} does not hold the {'-'.join(map(str, sizes))} network its metadata describes "
                 f"(layer {i}: expected ({fan_in}, {fan_out}) weights, found {found}); use the checkpoint of that run"
             )
-        if not (W.is_floating_point() and b.is_floating_point()):
-            raise DropcliError(f"{p} holds {W.dtype} weights in layer {i}, not floats; use a checkpoint from 'dropcli train'")
+        for name, t in (("weight", W), ("bias", b)):
+            if not t.is_floating_point():
+                raise DropcliError(f"{p} holds a {str(t.dtype).removeprefix('torch.')} layers.{i}.{name}, not floats; "
+                                   "use a checkpoint from 'dropcli train'")
         W, b = W.float(), b.float()
         if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
             raise DropcliError(f"{p} has NaN or infinite weights in layer {i} (the run diverged?); "
@@ -167,4 +169,20 @@ def load_run(path: str | Path) -> tuple[Params, TrainConfig, dict]:
         params.append((W, b))
     if tensors:
         raise DropcliError(f"{p} holds tensors of another architecture ({', '.join(sorted(tensors)[:3])}); use a dropcli checkpoint")
+    bound = output_bound(params, config)
+    if not bound <= torch.finfo(torch.float32).max:
+        raise DropcliError(f"{p} has weights so large that the network's outputs can overflow float32 (up to {bound:.1e}); "
+                           "no working training run has them: retrain with 'dropcli train'")
     return params, config, info
+
+
+def output_bound(params: Params, config: TrainConfig) -> float:
+    """The largest |output| (logit) that any input in [0, 1]^784 can give, dropout on or off: each
+    layer's inputs bounded by |W| and |b| in float64, scaled by 1/keep as a dropout pass scales its
+    kept units. Finite float32 weights can still overflow float32 in the forward pass (a weight of
+    3e38 gave a loss of inf); below float32's largest value, no input can."""
+    keep = (config.input_keep_prob, *config.keep_prob, 1.0)
+    u = torch.ones(params[0][0].shape[0], dtype=torch.float64)
+    for i, (W, b) in enumerate(params):
+        u = W.double().abs().T @ (u / keep[i]) + b.double().abs()
+    return u.max().item()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from dropcli.checkpoint import load_run, save_checkpoint
+from dropcli.checkpoint import load_run, output_bound, save_checkpoint
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError
 from dropcli.model import init_params
@@ -60,6 +60,30 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
     params[1][0][3, 4] = bad
     save_checkpoint(tmp_path / "model.safetensors", params, c, {})
     with pytest.raises(DropcliError, match="has NaN or infinite weights in layer 1"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize("layer, value", [(0, 3e38), (2, 3e38), (1, 1e37)])
+def test_weights_whose_outputs_can_overflow_are_refused(tmp_path, layer, value):
+    """Finite float32 weights can still make every logit inf (a loss of inf, exit 0, before); a trained
+    network's bound is far below float32's largest value."""
+    c = small_config()
+    params = init_params(c.sizes, c.init, 1)
+    assert output_bound(params, c) < 1e6
+    params[layer][0].fill_(value)
+    save_checkpoint(tmp_path / "model.safetensors", params, c, {})
+    with pytest.raises(DropcliError, match="has weights so large that the network's outputs can overflow float32"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize("name, dtype", [("weight", torch.int32), ("bias", torch.int32), ("bias", torch.bool)])
+def test_non_float_tensors_are_named(tmp_path, name, dtype):
+    c = small_config()
+    params = init_params(c.sizes, c.init, 1)
+    W, b = params[2]
+    params[2] = (W.to(dtype), b) if name == "weight" else (W, b.to(dtype))
+    save_checkpoint(tmp_path / "model.safetensors", params, c, {})
+    with pytest.raises(DropcliError, match=rf"holds a {str(dtype)[6:]} layers\.2\.{name}, not floats"):
         load_run(tmp_path)
 
 
