@@ -92,7 +92,7 @@ def draw_curves(history: pd.DataFrame, title: str):
         cost_ax.set_xlabel("epoch" if x == "epoch" else "Adam steps")
         for ax in (acc_ax, cost_ax):
             ax.grid(alpha=0.3)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: a tick at 1, not 0.96-1.04
     axes[0][0].set_ylabel("validation accuracy (%)\nmean over seeds, band: min-max")
     axes[1][0].set_ylabel("training cost (dropout on, log)")
     handles, labels = axes[0][-1].get_legend_handles_labels()

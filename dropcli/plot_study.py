@@ -68,27 +68,34 @@ def _panel(ax, summary: pd.DataFrame, centre, low, high, include_zero: bool, lab
 
 
 def draw_ablation(summary: pd.DataFrame, title: str):
-    """Three panels against hidden keep probability (the mean over layers): test accuracy in %
+    """Three panels against hidden keep probability (the mean over layers; two where the study compares
+    nothing, one configuration, so has no difference panel): test accuracy in %
     (mean and 95% CI over seeds, drawn within 0-100%, where a 2-seed t interval can reach past
     them), the paired difference with the baseline in points (95% CI; filled: Holm p < ALPHA) and
-    the generalization gap in points (95% CI). Returns the Figure."""
+    the generalization gap in points (95% CI). A configuration whose every run diverged is named in
+    the accuracy panel (it has no point). Returns the Figure."""
     plt = pyplot()
-    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 10.5), sharex=True, layout="constrained",
-                                              gridspec_kw={"height_ratios": [3, 2.4, 1.8]})
     s = summary.reset_index(drop=True)
+    compared = bool(s["diff_points"].notna().any())  # a study of one configuration has no difference to draw
+    ratios = [3, 2.4, 1.8] if compared else [3, 1.8]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(8, 1.5 + 3 * len(ratios)), sharex=True, layout="constrained",
+                             gridspec_kw={"height_ratios": ratios})
+    top, middle, bottom = (axes[0], axes[1] if compared else None, axes[-1])
     acc, ci = s["test_accuracy_mean"].to_numpy(float) * 100, s["test_accuracy_ci95"].to_numpy(float) * 100
     top.set_ylabel("test accuracy (%)")
     labels, shared = line_labels(s)  # the legend's entries and title
     _panel(top, s, acc, np.maximum(acc - ci, 0), np.minimum(acc + ci, 100), False, labels)  # no accuracy beyond
     top.set_title("Test accuracy: mean over seeds, 95% CI", fontsize=9, loc="left")
-    metric = s["metric"].iloc[0] if len(s) else "test_accuracy"
-    middle.set_ylabel("diff. from baseline (points)")
-    middle.axhline(0, color="grey", linewidth=0.8)
-    _panel(middle, s, s["diff_points"].to_numpy(float), s["diff_ci95_low_points"].to_numpy(float),
-           s["diff_ci95_high_points"].to_numpy(float), True, labels, s["p_holm"].to_numpy(float) < ALPHA)
-    what = "test accuracy" if metric == "test_accuracy" else "test accuracy at the best epoch (exploratory)"
-    middle.set_title(f"Paired difference in {what} from {baseline_name(s)}, 95% CI; filled: Holm p < "
-                     f"{fmt_number(ALPHA)}", fontsize=9, loc="left")
+    _not_drawn(top, s)
+    if middle is not None:
+        metric = s["metric"].iloc[0]
+        middle.set_ylabel("diff. from baseline (points)")
+        middle.axhline(0, color="grey", linewidth=0.8)
+        _panel(middle, s, s["diff_points"].to_numpy(float), s["diff_ci95_low_points"].to_numpy(float),
+               s["diff_ci95_high_points"].to_numpy(float), True, labels, s["p_holm"].to_numpy(float) < ALPHA)
+        what = "test accuracy" if metric == "test_accuracy" else "test accuracy at the best epoch (exploratory)"
+        middle.set_title(f"Paired difference in {what} from {baseline_name(s)}, 95% CI; filled: Holm p < "
+                         f"{fmt_number(ALPHA)}", fontsize=9, loc="left")
     gap, gci = s["generalization_gap_mean"].to_numpy(float) * 100, s["generalization_gap_ci95"].to_numpy(float) * 100
     bottom.set_ylabel("gap (points)")
     bottom.axhline(0, color="grey", linewidth=0.8)
@@ -101,6 +108,19 @@ def draw_ablation(summary: pd.DataFrame, title: str):
         top.legend(loc="best", fontsize=8, title=shared or None, title_fontsize=8)
     figure_title(fig, title, 8)
     return fig
+
+
+def _not_drawn(ax, summary: pd.DataFrame) -> None:
+    """Name, inside the accuracy panel, each configuration every run of which diverged: it has no
+    point to draw, and a figure should not drop it without a word."""
+    from dropcli.conclusions import label, varied_axes
+
+    gone = summary[summary["runs"] == 0]
+    if len(gone):
+        axes = varied_axes(summary)
+        names = "; ".join(label(r, axes, "input_keep_prob" in axes) for _, r in gone.iterrows())
+        ax.text(0.01, 0.02, f"not drawn, every run diverged: {names}", transform=ax.transAxes, fontsize=8,
+                color="#B00020", va="bottom", wrap=True)
 
 
 def baseline_name(summary: pd.DataFrame) -> str:

@@ -188,3 +188,28 @@ def test_accuracy_intervals_are_drawn_within_0_and_100_percent(tmp_path):
     drawn = errorbars(top)
     assert len(drawn) == 2 and all(0 <= lo <= hi <= 100 for _, lo, hi in drawn)
     assert {round(hi, 6) for _, _, hi in drawn} == {100}
+
+
+def test_a_one_epoch_study_has_whole_epoch_ticks(tmp_path):
+    folder = write_study(tmp_path / "one", keeps=(0.5, 1.0), seeds=(777, 778), epochs=1)
+    fig = draw_curves(read_history(folder / "history.csv"), "MNIST, 1 epoch")
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0]
+
+
+def test_a_study_of_one_configuration_has_no_empty_difference_panel(tmp_path):
+    folder = write_study(tmp_path / "one", keeps=(0.7,), seeds=(777, 778))
+    fig = draw_ablation(build_report(folder), "MNIST")
+    assert len(fig.axes) == 2 and not any("Paired difference" in ax.get_title() for ax in fig.axes)
+
+
+def test_a_configuration_whose_every_run_diverged_is_named_not_dropped(tmp_path):
+    folder = write_study(tmp_path / "d", keeps=(0.3, 0.7, 1.0), seeds=(777, 778, 779),
+                         status=lambda keep, *rest: "diverged" if keep == 0.3 else "ok")
+    summary = build_report(folder)
+    fig = draw_ablation(summary, "MNIST")
+    top = fig.axes[0]
+    assert [t.get_text() for t in top.texts] == ["not drawn, every run diverged: keep 0.3"]
+    assert inside_canvas(fig, top.texts[0])
