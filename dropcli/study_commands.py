@@ -13,7 +13,7 @@ from dropcli.commands import duration, load_modules
 from dropcli.config import AUTO_WORKERS, fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
-from dropcli.study import REPORT_FILES, unfinished
+from dropcli.study import REPORT_FILES, TABLES, unfinished
 from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name
 
 
@@ -73,9 +73,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
         term.note_path("When every shard is done, combine them with:", f"dropcli merge {plan.root}")
         return
     show_summary(summary, out, term)
-    written = [name for name in ("runs.csv", "summary.csv", "history.csv", "ablation.png", "differences.png",
-                                 "curves.png", "report.html") if (out / name).exists()]
-    term.wrote(out, written)
+    term.wrote(out, [name for name in TABLES + REPORT_FILES if (out / name).exists()])
 
 
 def check_device(plan: StudyPlan, how: Execution):
@@ -172,13 +170,17 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
 
 
 def show_summary(summary, out: Path, term: Terminal) -> None:
-    """Print the Rich table of a study's summary (report.summary_table) under its usual title; `out`
-    is the study folder. A screen too narrow for it gets it in parts, each led by the columns
-    that name a configuration (those before 'runs'); then a note if cells of its grid have not finished."""
+    """Print the Rich table of a study's summary (report.summary_table) under its usual title, then
+    its conclusions (conclusions.sentences), as ablate, merge and report all end; `out` is the study
+    folder. A screen too narrow for the table gets it in parts, each led by the columns that name a
+    configuration (those before 'runs'); then a note if cells of its grid have not finished."""
+    from dropcli.conclusions import sentences
     from dropcli.report import summary_table
 
     table = summary_table(summary, title="Ablation summary")
     term.table(table, keys=[c.header for c in table.columns].index("runs"))
+    for sentence in sentences(summary):
+        term.result(sentence)
     if note := unfinished(out):
         term.note(f"Note: {note}.")
 
@@ -225,7 +227,6 @@ def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baselin
     """Rebuild a study's summary.csv, figures and report.html; print the table and the conclusions;
     with power (points), the seeds each comparison needs to detect that difference (sizing.py) in
     a Holm family of `tests` (default: this study's)."""
-    from dropcli.conclusions import sentences
     from dropcli.config import EQUIVALENCE_MARGIN
     from dropcli.report import build_report
 
@@ -233,8 +234,6 @@ def run_report(out: Path, term: Terminal, metric: str = "test_accuracy", baselin
         board.add(Row("writing the summary and plots"))
         summary = build_report(out, metric, baseline, EQUIVALENCE_MARGIN if margin is None else margin, command)
     show_summary(summary, out, term)
-    for sentence in sentences(summary):
-        term.result(sentence)
     if power is not None:
         sizing_table(summary, power, tests, term)
     written = [name for name in REPORT_FILES if (out / name).exists()]

@@ -35,6 +35,11 @@ def test_cli_acceptance_command_and_interrupt_message(tmp_path, monkeypatch):
     result = runner.invoke(app, [*ACCEPT, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Resumed: 1 cells were already in" in result.stderr
+    from dropcli.conclusions import sentences
+    from dropcli.report import read_summary
+
+    said = sentences(read_summary(out / "summary.csv"))
+    assert said[0].startswith("Metric: ") and all(s in result.stdout for s in said)  # ablate ends as report does
     assert {p.name for p in out.iterdir()} >= {"runs.csv", "summary.csv", "history.csv", "ablation.png"}
     assert len(pd.read_csv(out / "runs.csv")) == 4
     dry = runner.invoke(app, [*ACCEPT, "--out", str(out), "--dry-run"])
