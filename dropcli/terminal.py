@@ -207,7 +207,9 @@ class Terminal:
     def note_path(self, lead: str, path: Path | str, tail: str = "") -> None:
         """'lead path tail' on one line where it fits the terminal's width (always in a log); else
         the path (or a command to copy) on a line of its own, never broken by dropcli: a terminal
-        narrower than the path itself folds it for display only, so it copies as one line."""
+        narrower than the path itself folds it for display only, so it copies as one line. A control
+        character or line separator in the path is shown escaped (one_line), never as a break."""
+        path = one_line(str(path))
         line = f"{lead} {path}{tail}"
         if not self.err.is_terminal or len(line) <= self.err.width:
             return self.note(line)

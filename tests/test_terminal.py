@@ -142,6 +142,14 @@ def test_paths_print_as_typed_never_as_markup_or_emoji(tmp_path):
     assert "[/]study[x]" in dry.stdout and "😄" not in result.output
 
 
+@pytest.mark.parametrize("name", ["a\nb", "a\rb", "a\u2028b"])
+def test_a_path_with_a_line_break_prints_on_one_line(tmp_path, name):
+    result = runner.invoke(app, ["train", *TINY, "--out", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    escaped = ascii(name)[1:-1]
+    assert f"Saved run to {tmp_path}/{escaped}\n" in result.stderr  # the whole path on its line, escaped
+
+
 def test_an_interrupt_while_options_are_checked_is_one_line_not_a_silent_exit(monkeypatch):
     from dropcli import config
 
