@@ -125,9 +125,8 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
         folder_identity = shard_identity(identity, k, n)
         check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
     grow = grow and shard is None
-    check_folder(folder, folder_identity, fresh, grow)
-    old = read_identity(folder) if folder.is_dir() and not fresh else None
-    regrid = describe_difference(lifted(old), lifted(identity)) if old and not same(old, identity) else None
+    old = check_folder(folder, folder_identity, fresh, grow)  # its study.json, read once
+    regrid = describe_difference(lifted(old), lifted(identity)) if old and not fresh and not same(old, identity) else None
     if fresh:
         check_fresh(folder)  # what --fresh would refuse to delete, refused by the preview too
     check_outputs(outputs(root, shard))

@@ -69,9 +69,7 @@ def read_identity(out: Path) -> dict | None:
     """out/study.json checked by its schema (schemas.read_study_json); None where there is none.
     Raises DropcliError for a file that is there but not a dropcli study.json."""
     path = out / STUDY_FILE
-    if not path.exists() and not path.is_symlink():
-        return None
-    return read_study_json(path)
+    return read_study_json(path) if path.exists() or path.is_symlink() else None
 
 
 def readable_study(out: Path) -> dict:
@@ -95,13 +93,13 @@ def readable_study(out: Path) -> dict:
     return identity
 
 
-def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> None:
+def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> dict | None:
     """Refuse, reading only, a folder that cannot become this study's: another study (unless fresh;
-    with grow, unless this one holds its finished cells: _check_regrid), a study of an earlier
-    format, or a folder that holds files and no study. Shared by --dry-run and the run, so a preview and a run refuse the same
-    folders. Raises StudyMismatch (exit 2)."""
+    with grow, unless this one holds its finished cells: _check_regrid), a study of an earlier format,
+    or a folder that holds files and no study. Shared by --dry-run and the run, so a preview and a run
+    refuse the same folders. Returns the study.json it read (None: none). Raises StudyMismatch (exit 2)."""
     if not out.exists():
-        return
+        return None
     if not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; choose another --out")
     old = read_identity(out)
@@ -110,7 +108,7 @@ def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> 
         if others and not (out / MANIFEST).exists():
             raise StudyMismatch(f"{out} is not a dropcli study (it holds {others[0]} and no study.json); "
                                 "use a new or empty --out")
-        return
+        return None
     if old.get("shard") != identity.get("shard"):
         raise StudyMismatch(f"{out / STUDY_FILE} belongs to {role(old)}, not to {role(identity)}; give the "
                             "study's own folder (the one that holds shards/), or another --out")
@@ -119,6 +117,7 @@ def check_folder(out: Path, identity: dict, fresh: bool, grow: bool = False) -> 
                             f"'dropcli report {out}' still reads it; run new cells in another --out")
     if not same(old, identity) and not fresh:
         _check_regrid(out, old, identity, grow)
+    return old
 
 
 def _check_regrid(out: Path, old: dict, new: dict, grow: bool) -> None:
