@@ -347,23 +347,21 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     best_step derived: RUNS_DERIVED), checked: schema, ranges, a test accuracy in every finished row, and every cell once. Raises TableError (one
     line: file, row, column and the fix) for anything else."""
     runs = read_table(path, RUNS_SCHEMA, "dropcli runs table", RUNS_DERIVED)
-    for column in FINISHED:
-        empty = (runs["status"] == "ok") & runs[column].isna()
-        if empty.any():
-            raise TableError(f"{path} row {int(np.flatnonzero(empty.to_numpy())[0]) + 2}, column {column}: is empty in a "
-                             "row whose status is ok (a finished cell has it); restore the file from a copy")
     ok = runs["status"] == "ok"
-    for wrong, column, what in (  # what one training's row cannot hold together
-            (~ok & runs["test_accuracy"].notna(), "test_accuracy", "in a row whose status is diverged (a diverged "
-                                                                    "cell is not evaluated)"),
-            (ok & (runs["epochs_run"] < 1), "epochs_run", "in a row whose status is ok (a finished cell trained at "
-                                                            "least one epoch)"),
-            (runs["epochs_run"] > runs["epochs"], "epochs_run", "is more than the row's epochs"),
-            (runs["best_epoch"] > runs["epochs_run"], "best_epoch", "is past the row's epochs_run"),
-            (runs["best_step"] > runs["steps"], "best_step", "is past the row's steps")):
+    checks = [(ok & runs[c].isna(), c, "is empty in a row whose status is ok (a finished cell has it)") for c in FINISHED]
+    checks += [  # what one training's row cannot hold together
+        (~ok & runs["test_accuracy"].notna(), "test_accuracy", "in a row whose status is diverged (a diverged cell "
+                                                                "is not evaluated)"),
+        (ok & (runs["epochs_run"] < 1), "epochs_run", "in a row whose status is ok (a finished cell trained at least "
+                                                        "one epoch)"),
+        (runs["epochs_run"] > runs["epochs"], "epochs_run", "is more than the row's epochs"),
+        (runs["best_epoch"] > runs["epochs_run"], "best_epoch", "is past the row's epochs_run"),
+        (runs["best_step"] > runs["steps"], "best_step", "is past the row's steps")]
+    for wrong, column, what in checks:
         if wrong.any():
             i = int(np.flatnonzero(wrong.to_numpy())[0])
-            raise TableError(f"{path} row {i + 2}, column {column}: {runs[column].iloc[i]:g} {what}; "
+            value = runs[column].iloc[i]
+            raise TableError(f"{path} row {i + 2}, column {column}: {'' if pd.isna(value) else f'{value:g} '}{what}; "
                              "restore the file from a copy")
     repeat = _first_repeat(row_cell_ids(runs))
     if repeat:
