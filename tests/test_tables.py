@@ -155,6 +155,7 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 4, "best_epoch", "5"), "row 4, column best_epoch: 5 is past the row's epochs_run"),
     (lambda ls: replace_cell(ls, 2, "best_step", "99"), "row 2, column best_step: 99 is past the row's steps"),
     (lambda ls: replace_cell(ls, 2, "keep_probs", ""), "row 2, column keep_probs: is empty"),
+    (lambda ls: replace_cell(ls, 3, "test_accuracy", ""), "row 3, column test_accuracy: is empty in a row whose status is ok"),
     (lambda ls: ls + ["\n"], "row 5 is empty; delete it"),
     (lambda ls: ls + [ls[1]], "row 5 repeats the cell keep=0.5|input_keep=1|max_norm=none|train_size=1000|lr=0.001|hidden=64 64|seed=0"),
     (lambda ls: [ls[0].replace(",test_loss", ",loss")] + ls[1:], "lacks column 'test_loss'"),
