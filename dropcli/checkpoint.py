@@ -160,27 +160,31 @@ def load_run(path: str | Path) -> tuple[Params, TrainConfig, dict]:
             )
         for name, t in (("weight", W), ("bias", b)):
             if not t.is_floating_point():
-                raise DropcliError(f"{p} holds a {str(t.dtype).removeprefix('torch.')} layers.{i}.{name}, not floats; "
+                raise DropcliError(f"{p} holds layers.{i}.{name} as {str(t.dtype).removeprefix('torch.')}, not floats; "
                                    "use a checkpoint from 'dropcli train'")
-        W, b = W.float(), b.float()
         if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
             raise DropcliError(f"{p} has NaN or infinite weights in layer {i} (the run diverged?); "
                                "retrain with a lower --lr or a higher --keep-prob")
         params.append((W, b))
     if tensors:
         raise DropcliError(f"{p} holds tensors of another architecture ({', '.join(sorted(tensors)[:3])}); use a dropcli checkpoint")
-    bound = output_bound(params, config)
-    if not bound <= torch.finfo(torch.float32).max:
-        raise DropcliError(f"{p} has weights so large that the network's outputs can overflow float32 (up to {bound:.1e}); "
-                           "no working training run has them: retrain with 'dropcli train'")
-    return params, config, info
+    bound = output_bound(params, config)  # of the stored values: a float64 1e300 is not float32's inf
+    if not bound <= MAX_OUTPUT:
+        raise DropcliError(f"{p} has weights so large that the network's outputs can reach {bound:.1e}, which float32 "
+                           "evaluation cannot hold; no working training run has them: retrain with 'dropcli train'")
+    return [(W.float(), b.float()) for W, b in params], config, info
+
+
+# the largest output bound accepted: the outputs, their differences (softmax, cross-entropy) and a loss
+# summed over a million images stay finite in float32 (a trained tutorial network's bound is about 5e8)
+MAX_OUTPUT = float(torch.finfo(torch.float32).max) / 2**21
 
 
 def output_bound(params: Params, config: TrainConfig) -> float:
     """The largest |output| (logit) that any input in [0, 1]^784 can give, dropout on or off: each
     layer's inputs bounded by |W| and |b| in float64, scaled by 1/keep as a dropout pass scales its
     kept units. Finite float32 weights can still overflow float32 in the forward pass (a weight of
-    3e38 gave a loss of inf); below float32's largest value, no input can."""
+    3e38 gave a loss of inf; a bias of +-3e38 outputs whose difference does): see MAX_OUTPUT."""
     keep = (config.input_keep_prob, *config.keep_prob, 1.0)
     u = torch.ones(params[0][0].shape[0], dtype=torch.float64)
     for i, (W, b) in enumerate(params):

@@ -52,6 +52,7 @@ def stream_seed(seed: int, stream: Stream, *more: int) -> int:
 
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
+MAX_LAYERS = 64  # hidden layers: the tutorial has 4, the dropout paper's deepest MLP 3; a plain ReLU MLP this deep no longer trains
 MAX_STEPS = 100_000_000  # Adam steps of one cell: the dropout paper's longest runs took a few million; more is a typo
 EQUIVALENCE_MARGIN = 0.2  # points: `report` calls differences within +-0.2 (20 of 10,000 test images) no different (README)
 AUTO_WORKERS = 0  # ablate --workers: 0 picks the processes (layout.plan_layout: one single-threaded per core, or
@@ -119,6 +120,8 @@ class TrainConfig:
         check_types(self)
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"--hidden takes widths of at least 1 (got {' '.join(map(str, self.hidden)) or 'none'})")
+        if len(self.hidden) > MAX_LAYERS:
+            raise ValueError(f"--hidden has {len(self.hidden):,} layers; give at most {MAX_LAYERS}")
         if len(self.keep_prob) != len(self.hidden):
             raise ValueError(
                 f"--keep-prob has {len(self.keep_prob)} values for {len(self.hidden)} hidden layers; "
@@ -330,6 +333,8 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     parts = split_list(text, what, "512,512")
     if not all(PLAIN_INT.fullmatch(p) for p in parts):
         raise ValueError(f"{what} takes whole numbers (got {text!r})")
+    if any(len(p.lstrip("+-0")) > 30 for p in parts):  # past every range here, and int() stops at 4,300 digits
+        raise ValueError(f"{what} takes whole numbers of at most 30 digits (got one of {max(map(len, parts)):,})")
     return tuple(int(p) for p in parts)
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from dropcli.config import (
     DEFAULT_SEED,
+    MAX_LAYERS,
+    PLAIN_INT,
     TrainConfig,
     check_keep,
     check_max_norm,
@@ -228,14 +230,15 @@ def parse_widths(text: str, what: str = "--hiddens") -> tuple[int, ...]:
     raises ValueError naming `what`."""
     widths: list[int] = []
     for part in str(text).split(":"):
-        width, times, repeat = part.strip().lower().partition("x")
-        try:
-            w, n = int(width), int(repeat) if times else 1
-        except ValueError:
+        width, times, repeat = (p.strip() for p in part.strip().lower().partition("x"))
+        if not all(PLAIN_INT.fullmatch(p) and len(p) < 20 for p in (width, *([repeat] if times else []))):
             raise ValueError(f"{what} takes widths such as 512x4 (four layers of 512) or 512:256, networks "
-                             f"separated by ',' (got {text!r})") from None
+                             f"separated by ',' (got {text!r})")
+        w, n = int(width), int(repeat) if times else 1
         if w < 1 or n < 1:
             raise ValueError(f"{what} takes widths and layer counts of at least 1 (got {text!r})")
+        if len(widths) + n > MAX_LAYERS:
+            raise ValueError(f"{what} gives a network more than {MAX_LAYERS} hidden layers (got {text!r})")
         widths += [w] * n
     return tuple(widths)
 

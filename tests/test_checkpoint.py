@@ -63,7 +63,7 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
         load_run(tmp_path)
 
 
-@pytest.mark.parametrize("layer, value", [(0, 3e38), (2, 3e38), (1, 1e37)])
+@pytest.mark.parametrize("layer, value", [(0, 3e38), (2, 3e38), (1, 1e37), (1, 1e33)])
 def test_weights_whose_outputs_can_overflow_are_refused(tmp_path, layer, value):
     """Finite float32 weights can still make every logit inf (a loss of inf, exit 0, before); a trained
     network's bound is far below float32's largest value."""
@@ -72,7 +72,22 @@ def test_weights_whose_outputs_can_overflow_are_refused(tmp_path, layer, value):
     assert output_bound(params, c) < 1e6
     params[layer][0].fill_(value)
     save_checkpoint(tmp_path / "model.safetensors", params, c, {})
-    with pytest.raises(DropcliError, match="has weights so large that the network's outputs can overflow float32"):
+    with pytest.raises(DropcliError, match="has weights so large that the network's outputs can reach .*, which float32"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize("dtype, value", [(torch.float32, 3e38), (torch.float64, 1e300)])
+def test_outputs_whose_difference_overflows_are_refused(tmp_path, dtype, value):
+    """Each output below float32's largest value, their difference (the loss's softmax) above it:
+    a bias of +-3e38 gave 'Loss: inf'; a float64 1e300 is refused as too large, not as infinite."""
+    c = small_config()
+    params = init_params(c.sizes, c.init, 1)
+    W, b = params[-1]
+    b = b.to(dtype)
+    b[0], b[1:] = value, -value
+    params[-1] = (W.to(dtype), b)
+    save_checkpoint(tmp_path / "model.safetensors", params, c, {})
+    with pytest.raises(DropcliError, match="has weights so large"):
         load_run(tmp_path)
 
 
@@ -83,7 +98,7 @@ def test_non_float_tensors_are_named(tmp_path, name, dtype):
     W, b = params[2]
     params[2] = (W.to(dtype), b) if name == "weight" else (W, b.to(dtype))
     save_checkpoint(tmp_path / "model.safetensors", params, c, {})
-    with pytest.raises(DropcliError, match=rf"holds a {str(dtype)[6:]} layers\.2\.{name}, not floats"):
+    with pytest.raises(DropcliError, match=rf"holds layers\.2\.{name} as {str(dtype)[6:]}, not floats"):
         load_run(tmp_path)
 
 

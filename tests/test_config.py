@@ -97,3 +97,11 @@ def test_a_config_holds_values_of_its_own_types_or_is_refused(field, value):
 def test_non_integers_and_wrong_types_are_refused(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
         TrainConfig(**changes)
+
+
+def test_a_network_has_at_most_max_layers_hidden_layers():
+    from dropcli.config import MAX_LAYERS, TrainConfig
+
+    assert len(TrainConfig(hidden=(16,) * MAX_LAYERS).hidden) == MAX_LAYERS
+    with pytest.raises(ValueError, match=f"--hidden has 65 layers; give at most {MAX_LAYERS}"):
+        TrainConfig(hidden=(16,) * 65)

@@ -41,9 +41,11 @@ def test_lrs_and_widths_make_distinct_cells_with_their_own_keys():
     assert {(c.lr, c.hidden) for c in cells} == {(lr, h) for lr in (0.001, 0.003) for h in ((32, 32), (48, 48))}
     assert "|lr=0.003|hidden=48 48|seed=2" in cell_id_of(cells[-1])
     assert parse_widths_list("512x4,1024X2:512") == ((512,) * 4, (1024, 1024, 512))
-    for bad in ("512x", "x4", "512x0", "512,,1024", "wide"):
+    for bad in ("512x", "x4", "512x0", "512,,1024", "wide", "1_6", "\u0661\u0666x\u0662", "\uff15", "0x10",
+                "16x100000000", "16x33:16x32", "9" * 5000):
         with pytest.raises(ValueError, match="--hiddens"):
             parse_widths_list(bad)
+    assert parse_widths_list(" 16 x 2 ,16x32:16x32") == ((16, 16), (16,) * 64)
 
 
 def test_study_json_lists_varied_axes_in_the_grid_and_single_values_as_settings():

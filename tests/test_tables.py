@@ -261,7 +261,7 @@ def test_a_count_or_time_out_of_range_or_a_finished_cell_without_its_accuracy_is
     runs_csv.write_bytes(original)
 
 
-@pytest.mark.parametrize("text", ["7_77", "\u0663", "5 5", "0x10", "1e3.5"])
+@pytest.mark.parametrize("text", ["7_77", "\u0663", "5 5", "0x10", "1e3.5", "9" * 5000])
 def test_whole_numbers_are_plain_decimal_digits(text):
     from dropcli.config import parse_ints
 
