@@ -52,7 +52,7 @@ def stream_seed(seed: int, stream: Stream, *more: int) -> int:
 
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
-MAX_LAYERS = 64  # hidden layers: the tutorial has 4, the dropout paper's deepest MLP 3; a plain ReLU MLP this deep no longer trains
+MAX_LAYERS = 64  # hidden layers: the tutorial has 4; a plain ReLU MLP (no normalisation) this deep no longer trains; more is a typo
 MAX_STEPS = 100_000_000  # Adam steps of one cell: the dropout paper's longest runs took a few million; more is a typo
 EQUIVALENCE_MARGIN = 0.2  # points: `report` calls differences within +-0.2 (20 of 10,000 test images) no different (README)
 AUTO_WORKERS = 0  # ablate --workers: 0 picks the processes (layout.plan_layout: one single-threaded per core, or
