@@ -34,9 +34,11 @@ from dropcli.errors import UsageError
 
 NAME = r"[A-Za-z0-9_.-]+"  # a partition or account name: Slurm's names are letters, digits, '_', '.' and '-'
 PARTITIONS = re.compile(rf"{NAME}(,{NAME})*")  # sbatch --partition takes a comma-separated list
-TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
+TIME = re.compile(r"[0-9]+(:[0-9]+){0,2}|[0-9]+-[0-9]+(:[0-9]+){0,2}|unlimited|infinite", re.IGNORECASE)
 TIME_FORMATS = "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"
-MAX_TIME_MINUTES = 2**32 - 4  # Slurm keeps a limit as 32-bit minutes; sbatch reads a longer one as UNLIMITED, or refuses it
+# the longest limit sbatch reads right: it counts a limit in seconds, rounded up to minutes, in a signed 32-bit
+# int; Slurm 22.05 turned --time 35791394 (and 24855-03:14, 1491309-0) into 4259175903 minutes, 21:52:00 or UNLIMITED
+MAX_TIME_MINUTES = (2**31 - 1 - 59) // 60
 MAX_PER_TASK = 2**16 - 3  # Slurm's largest CPU count per task (a 16-bit field, NO_VAL16 = 2**16 - 2 excluded)
 MAX_ARRAY_SIZE = 4_000_001  # slurm.conf MaxArraySize: "The maximum value is 4000001"
 DIRECTIVE_PLAIN = re.compile(r"[A-Za-z0-9_./%:=,@+-]*")  # written as is in an #SBATCH line; others are quoted
@@ -91,8 +93,8 @@ class SlurmOptions:
         if self.time is not None and not TIME.fullmatch(self.time):
             raise ValueError(f"--time {self.time!r} is not a Slurm time limit; use {TIME_FORMATS} (e.g. 04:00:00)")
         if self.time is not None and (time_minutes(self.time) or 0) > MAX_TIME_MINUTES:
-            raise ValueError(f"--time {self.time} is longer than Slurm can hold ({MAX_TIME_MINUTES} minutes, sbatch "
-                             "would make it UNLIMITED or refuse it); give a shorter limit, or UNLIMITED")
+            raise ValueError(f"--time {self.time} is longer than Slurm can hold ({MAX_TIME_MINUTES} minutes, about 68 "
+                             "years: sbatch would turn it into another limit); give a shorter one, or UNLIMITED")
         for option, value, most in (("--cpus-per-task", self.cpus_per_task, MAX_PER_TASK),
                                     ("--gpus-per-task", self.gpus_per_task, MAX_PER_TASK),
                                     ("--max-array-size", self.max_array_size, MAX_ARRAY_SIZE),
@@ -107,10 +109,11 @@ def time_minutes(text: str) -> int | None:
     if text.lower() in ("unlimited", "infinite"):
         return None
     days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
+    number = lambda p: int(p) if len(p.lstrip("0")) <= 20 else 10**20  # noqa: E731  (past any limit; int() stops at 4,300 digits)
+    parts = [number(p) for p in clock.split(":")]
     if days:  # D-HH, D-HH:MM, D-HH:MM:SS
         hours, minutes, seconds = (parts + [0, 0])[:3]
-        return int(days) * 1440 + hours * 60 + minutes + -(-seconds // 60)
+        return number(days) * 1440 + hours * 60 + minutes + -(-seconds // 60)
     hours, minutes, seconds = [[0, parts[0], 0], [0, *parts], parts][len(parts) - 1]  # minutes, MM:SS, HH:MM:SS
     return hours * 60 + minutes + -(-seconds // 60)
 

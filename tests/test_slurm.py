@@ -110,7 +110,7 @@ def test_partition_names(tmp_path, value):
 
 
 @pytest.mark.parametrize("value", ["30", "30:00", "04:00:00", "2-12", "2-12:30", "2-12:30:00", "UNLIMITED", "infinite",
-                                   "4294967292", "2982616-04:12"])
+                                   "35791393", "24855-03:13", "0:2147483580"])
 def test_slurm_time_formats(tmp_path, value):
     result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "2", "--time", value,
                                  "--account", "proj_42"])
@@ -137,9 +137,15 @@ def test_time_minutes_reads_every_slurm_format(text, minutes):
     ("--time", "04:00:00\ntouch X", "is not a Slurm time limit; use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"),
     ("--time", "4h", "is not a Slurm time limit"),
     ("--time", "1-2-3", "is not a Slurm time limit"),
-    ("--time", "99999999999999999999999", "is longer than Slurm can hold (4294967292 minutes"),
-    ("--time", "2982617-0", "is longer than Slurm can hold"),
-    ("--time", "71582789:00:00", "is longer than Slurm can hold"),
+    ("--time", "99999999999999999999999", "is longer than Slurm can hold (35791393 minutes"),
+    ("--time", "35791394", "is longer than Slurm can hold"),  # Slurm 22.05 stored 4259175903 minutes
+    ("--time", "24855-03:14", "is longer than Slurm can hold"),
+    ("--time", "1491309-0", "is longer than Slurm can hold"),  # stored as 21:52:00
+    ("--time", "596524:00:00", "is longer than Slurm can hold"),
+    ("--time", "0:2147483581", "is longer than Slurm can hold"),
+    ("--time", "9" * 5000, "is longer than Slurm can hold"),
+    ("--time", "\u0664", "is not a Slurm time limit"),
+    ("--time", "4:\u0660\u0660", "is not a Slurm time limit"),
     ("--cpus-per-task", "100000000000", "--cpus-per-task 100000000000 is more than Slurm takes; use at most 65533"),
     ("--gpus-per-task", "65534", "--gpus-per-task 65534 is more than Slurm takes"),
     ("--max-array-size", "4000002", "use at most 4000001"),

@@ -117,3 +117,22 @@ def test_injection_attempts_are_refused_before_sbatch(on_slurm, tmp_path, option
     check_error(runner.invoke(app, args), 2, "")
     before = subprocess.run(["squeue", "-h"], env=on_slurm, capture_output=True, text=True).stdout
     assert before == "" and not x.exists() and sorted(os.listdir(tmp_path)) == []
+
+
+def test_the_longest_time_dropcli_writes_is_the_one_sbatch_stores(slurm, tmp_path):
+    """The premise of slurm.MAX_TIME_MINUTES, on the real sbatch: the longest limit dropcli accepts is
+    stored as given (one minute more, which dropcli refuses, Slurm 22.05 stored as 2957761-01:04:00)."""
+    from dropcli.slurm import MAX_TIME_MINUTES
+
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    stored = {}
+    for minutes in (MAX_TIME_MINUTES,):
+        sub = subprocess.run(["sbatch", "--hold", "--parsable", "--time", str(minutes), str(script)], env=slurm,
+                             capture_output=True, text=True, check=True)
+        job = sub.stdout.strip().split(";")[0]
+        shown = subprocess.run(["scontrol", "show", "job", job], env=slurm, capture_output=True, text=True).stdout
+        stored[minutes] = next(w for w in shown.split() if w.startswith("TimeLimit=")).removeprefix("TimeLimit=")
+        subprocess.run(["scancel", job], env=slurm)
+    days, clock = divmod(MAX_TIME_MINUTES, 1440)
+    assert stored[MAX_TIME_MINUTES] == f"{days}-{clock // 60:02d}:{clock % 60:02d}:00"
