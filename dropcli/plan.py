@@ -126,7 +126,8 @@ def make_plan(spec: GridSpec, base: TrainConfig, out: Path | None = None, shard:
         check_folder(root, identity, fresh=False)  # the study's own folder: new, this study, or its shards
     grow = grow and shard is None
     old = check_folder(folder, folder_identity, fresh, grow)  # its study.json, read once
-    regrid = describe_difference(lifted(old), lifted(identity)) if old and not fresh and not same(old, identity) else None
+    new = folder_identity  # a shard's folder holds the shard's study.json, not the whole study's
+    regrid = describe_difference(lifted(old), lifted(new)) if old and not fresh and not same(old, new) else None
     if fresh:
         check_fresh(folder)  # what --fresh would refuse to delete, refused by the preview too
     check_outputs(outputs(root, shard))

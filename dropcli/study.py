@@ -159,12 +159,13 @@ def claim(out: Path, identity: dict, fresh: bool, grow: bool = False) -> OwnedFo
     """Make `out` this study's folder (check_folder, then write study.json), or refuse. With fresh,
     first delete the files the manifest lists (and nothing else); with grow, a study whose finished
     cells this one holds (check_folder) takes its study.json. Returns the folder's OwnedFolder."""
-    check_folder(out, identity, fresh, grow)
+    old = check_folder(out, identity, fresh, grow)
     claim_folder(out)
     folder = study_folder(out)
     if fresh and check_fresh(out):
         folder.remove_all()
-    if read_identity(out) is None or not same(read_identity(out), identity):
+        old = None
+    if old is None or not same(old, identity):
         folder.write_text(STUDY_FILE, json.dumps(identity, indent=2, sort_keys=True) + "\n")
     return folder
 

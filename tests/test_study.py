@@ -214,3 +214,23 @@ def test_a_changed_study_json_is_named_as_the_file_to_restore(tmp_path, setting,
     (study / "study.json").write_text(json.dumps(doc))
     with pytest.raises(TableError, match="if study.json was changed, restore it; delete only a row another study made"):
         build_report(study)
+
+
+def test_a_grid_change_is_noted_for_a_grown_study_and_never_for_a_shard_rerun(tmp_path):
+    """plan.regrid compares a folder's study.json with that folder's own identity: a shard's folder
+    holds the shard's, so rerunning a shard is no change of grid values."""
+    from dataclasses import replace
+
+    from dropcli.plan import make_plan, open_study
+    from dropcli.study import claim
+
+    spec = GridSpec(keep_probs=((0.5,), (1.0,)), seeds=(1, 2))
+    base = TrainConfig(hidden=(16,), epochs=1, train_size=200, validation_size=100, batch_size=50)
+    with open_study(make_plan(spec, base, tmp_path / "s", shard=(1, 2))):
+        pass  # the shard's folder claimed as its run claims it
+    assert make_plan(spec, base, tmp_path / "s", shard=(1, 2)).regrid_note is None
+    whole = make_plan(spec, base, tmp_path / "w")
+    claim(whole.folder, whole.folder_identity, False)
+    assert make_plan(spec, base, tmp_path / "w").regrid_note is None
+    grown = make_plan(replace(spec, seeds=(1, 2, 3)), base, tmp_path / "w", grow=True)
+    assert "holds this study with other grid values" in grown.regrid_note
