@@ -189,12 +189,20 @@ def ranking(r, names: Namer) -> str | None:
 
 def sentences(summary: pd.DataFrame) -> list[str]:
     """The conclusions of a summary (as read_summary returns it): the header, one sentence per
-    comparison with a baseline, one per ranking. [] for a summary without comparisons."""
-    if not len(summary) or summary["paired_seeds"].isna().all():
+    comparison with a baseline, one per ranking, then the configurations every run of which
+    diverged. A summary without comparisons gets one sentence saying why; an empty one, []."""
+    if not len(summary):
         return []
     names = Namer(summary)
+    gone = summary[summary["runs"] == 0]
+    lost = "; ".join(label(r, names.varied, names.with_input) for _, r in gone.iterrows())
+    if summary["paired_seeds"].isna().all():
+        why = ("the study has one configuration; a grid with keep 1 (no dropout) gives it a baseline" if len(summary) == 1
+               else f"every run of {lost} diverged" if lost else "no configuration shares a finished seed with its baseline")
+        return [f"Nothing is compared: {why}."]
     family = family_size(summary)
     out = [header(summary)]
     out += [s for _, r in summary.iterrows() if (s := comparison(r, names, family))]
     out += [s for _, r in summary.iterrows() if r["rank"] == 1 and (s := ranking(r, names))]
-    return out
+    return out + ([f"Every run of {lost} diverged: {'it is' if len(gone) == 1 else 'they are'} in no comparison."]
+                  if lost else [])

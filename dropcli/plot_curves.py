@@ -42,6 +42,15 @@ def by_epoch(history: pd.DataFrame) -> bool:
     return bool((ratio.nunique() == 1).all() and (history["step"] % history["epoch"] == 0).all())
 
 
+def _band(ax, mean: pd.Series, lo: pd.Series, hi: pd.Series, colour) -> None:
+    """The min-max band over seeds around `mean` (Series over x): a shaded area, or an error bar where
+    there is one x (a 1-epoch study), which an area cannot show."""
+    if len(mean) > 1:
+        ax.fill_between(mean.index, lo, hi, color=colour, alpha=0.1, linewidth=0)
+    else:
+        ax.errorbar(mean.index, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor=colour, alpha=0.5, capsize=4)
+
+
 def _panel(acc_ax, cost_ax, g: pd.DataFrame, colours: dict, x: str = "epoch") -> None:
     """One setting's lines over `x` (epoch or step): mean over seeds with the min-max band,
     validation accuracy in % above and training cost (log) below; lines whose accuracy lies below
@@ -55,13 +64,13 @@ def _panel(acc_ax, cost_ax, g: pd.DataFrame, colours: dict, x: str = "epoch") ->
         if acc.count().sum():
             mean, lo, hi = acc.mean() * 100, acc.min() * 100, acc.max() * 100
             acc_ax.plot(mean.index, mean, **style)
-            acc_ax.fill_between(mean.index, lo, hi, color=colours[keep], alpha=0.1, linewidth=0)
+            _band(acc_ax, mean, lo, hi, colours[keep])
             later = mean.index >= mean.index.min() + (mean.index.max() - mean.index.min()) / 2
             finals.append(mean.iloc[-1]), lows.append(lo[later].min()), highs.append(hi.max()), names.append(keep)
         cost = over["cost"]
         if cost.count().sum():
             cost_ax.plot(cost.mean().index, cost.mean(), **style)
-            cost_ax.fill_between(cost.mean().index, cost.min(), cost.max(), color=colours[keep], alpha=0.1, linewidth=0)
+            _band(cost_ax, cost.mean(), cost.min(), cost.max(), colours[keep])
     if finals:
         low, high, _ = accuracy_range(np.array(finals), np.array(lows), np.array(highs))
         acc_ax.set_ylim(low, high)

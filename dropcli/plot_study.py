@@ -85,8 +85,7 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     top.set_ylabel("test accuracy (%)")
     labels, shared = line_labels(s)  # the legend's entries and title
     _panel(top, s, acc, np.maximum(acc - ci, 0), np.minimum(acc + ci, 100), False, labels)  # no accuracy beyond
-    top.set_title("Test accuracy: mean over seeds, 95% CI", fontsize=9, loc="left")
-    _not_drawn(top, s)
+    top.set_title(f"Test accuracy: mean over seeds, 95% CI{_not_drawn(s)}", fontsize=9, loc="left")
     if middle is not None:
         metric = s["metric"].iloc[0]
         middle.set_ylabel("diff. from baseline (points)")
@@ -110,17 +109,19 @@ def draw_ablation(summary: pd.DataFrame, title: str):
     return fig
 
 
-def _not_drawn(ax, summary: pd.DataFrame) -> None:
-    """Name, inside the accuracy panel, each configuration every run of which diverged: it has no
-    point to draw, and a figure should not drop it without a word."""
+def _not_drawn(summary: pd.DataFrame) -> str:
+    """'' or a second title line for the accuracy panel naming each configuration every run of which
+    diverged (it has no point to draw, and a figure should not drop it without a word): the first
+    three, then how many more."""
     from dropcli.conclusions import label, varied_axes
 
     gone = summary[summary["runs"] == 0]
-    if len(gone):
-        axes = varied_axes(summary)
-        names = "; ".join(label(r, axes, "input_keep_prob" in axes) for _, r in gone.iterrows())
-        ax.text(0.01, 0.02, f"not drawn, every run diverged: {names}", transform=ax.transAxes, fontsize=8,
-                color="#B00020", va="bottom", wrap=True)
+    if not len(gone):
+        return ""
+    axes = varied_axes(summary)
+    names = [label(r, axes, "input_keep_prob" in axes) for _, r in gone.head(3).iterrows()]
+    more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+    return f"\nnot drawn, every run diverged: {'; '.join(names)}{more}"
 
 
 def baseline_name(summary: pd.DataFrame) -> str:

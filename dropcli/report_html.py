@@ -182,8 +182,8 @@ def render(out: Path, runs: pd.DataFrame, summary: pd.DataFrame, figures: list, 
                    if k in ("command (equivalent)", "report") else f"<tr><th class=text>{esc(k)}</th><td class=text>{esc(v)}</td></tr>"
                    for k, v in design(out, runs, summary, command, identity))
     said = sentences(summary)
-    conclusions = ("<p>" + esc(said[0]) + "</p><ol>" + "".join(f"<li>{esc(s)}</li>" for s in said[1:]) + "</ol>"
-                   if said else "<p>No comparisons: the study has no baseline to compare with.</p>")
+    conclusions = "".join(f"<p>{esc(s)}</p>" for s in said[:1]) + (
+        "<ol>" + "".join(f"<li>{esc(s)}</li>" for s in said[1:]) + "</ol>" if len(said) > 1 else "")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

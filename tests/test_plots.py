@@ -197,6 +197,10 @@ def test_a_one_epoch_study_has_whole_epoch_ticks(tmp_path):
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks == [1.0]
+    history = read_history(folder / "history.csv")
+    for keep, cell in history.groupby("keep_probs"):  # the band over seeds: an error bar at the one epoch
+        lo, hi = cell["validation_accuracy"].min() * 100, cell["validation_accuracy"].max() * 100
+        assert (1.0, pytest.approx(lo), pytest.approx(hi)) in [(x, a, b) for x, a, b in errorbars(fig.axes[0])]
 
 
 def test_a_study_of_one_configuration_has_no_empty_difference_panel(tmp_path):
@@ -211,5 +215,12 @@ def test_a_configuration_whose_every_run_diverged_is_named_not_dropped(tmp_path)
     summary = build_report(folder)
     fig = draw_ablation(summary, "MNIST")
     top = fig.axes[0]
-    assert [t.get_text() for t in top.texts] == ["not drawn, every run diverged: keep 0.3"]
-    assert inside_canvas(fig, top.texts[0])
+    assert top.get_title(loc="left").splitlines()[1] == "not drawn, every run diverged: keep 0.3"
+    assert inside_canvas(fig, top._left_title) and not top.texts  # above the panel, over no data
+
+
+def test_many_diverged_configurations_are_counted_not_listed(tmp_path):
+    folder = write_study(tmp_path / "d", keeps=(0.2, 0.3, 0.4, 0.5, 0.7, 1.0), seeds=(777, 778),
+                         status=lambda keep, *rest: "diverged" if keep < 0.6 else "ok")
+    title = draw_ablation(build_report(folder), "MNIST").axes[0].get_title(loc="left")
+    assert title.endswith("not drawn, every run diverged: keep 0.2; keep 0.3; keep 0.4 and 1 more")

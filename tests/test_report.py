@@ -328,3 +328,23 @@ def test_a_tie_for_the_highest_mean_stars_no_configuration():
     assert best_index(tied) is None
     assert best_index(tied.assign(test_accuracy_mean=[0.1009, 0.1010, 0.05])) == 1
     assert best_index(tied.assign(test_accuracy_mean=[float("nan")] * 3)) is None
+
+
+@pytest.mark.parametrize("keeps, diverged, said", [
+    ((0.7,), (), ["Nothing is compared: the study has one configuration; a grid with keep 1 (no dropout) gives it a baseline."]),
+    ((0.5, 0.7, 1.0), (1.0,), ["Nothing is compared: every run of keep 1 diverged."]),
+    ((0.5, 0.7, 1.0), (0.5, 0.7, 1.0), ["Nothing is compared: every run of keep 0.5; keep 0.7; keep 1 diverged."]),
+])
+def test_a_study_that_compares_nothing_says_why(tmp_path, keeps, diverged, said):
+    folder = write_study(tmp_path / "s", keeps=keeps, seeds=(777, 778, 779),
+                         status=lambda keep, *rest: "diverged" if keep in diverged else "ok")
+    assert sentences(build_report(folder)) == said
+    assert f"<p>{said[0]}</p>" in (folder / "report.html").read_text() and "<ol>" not in (folder / "report.html").read_text()
+
+
+def test_a_configuration_whose_every_run_diverged_is_the_last_conclusion(tmp_path):
+    folder = write_study(tmp_path / "s", keeps=(0.3, 0.5, 0.7, 1.0), seeds=(777, 778, 779),
+                         status=lambda keep, *rest: "diverged" if keep < 0.45 else "ok")
+    said = sentences(build_report(folder))
+    assert said[-1] == "Every run of keep 0.3 diverged: it is in no comparison."
+    assert said[0].startswith("Metric: ") and sum(s.startswith("keep ") for s in said) >= 2
