@@ -235,10 +235,8 @@ def parse_widths(text: str, what: str = "--hiddens") -> tuple[int, ...]:
             raise ValueError(f"{what} takes widths such as 512x4 (four layers of 512) or 512:256, networks "
                              f"separated by ',' (got {text!r})")
         w, n = int(width), int(repeat) if times else 1
-        if w < 1 or n < 1:
-            raise ValueError(f"{what} takes widths and layer counts of at least 1 (got {text!r})")
-        if len(widths) + n > MAX_LAYERS:
-            raise ValueError(f"{what} gives a network more than {MAX_LAYERS} hidden layers (got {text!r})")
+        if w < 1 or not 1 <= n <= MAX_LAYERS - len(widths):
+            raise ValueError(f"{what} takes widths of at least 1 and 1 to {MAX_LAYERS} hidden layers (got {text!r})")
         widths += [w] * n
     return tuple(widths)
 

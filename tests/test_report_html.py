@@ -51,7 +51,7 @@ def test_a_one_cell_study_has_a_page_without_comparisons(tmp_path):
     folder = write_study(tmp_path / "one", keeps=(0.7,), seeds=(777,))
     build_report(folder)
     page = (folder / "report.html").read_text(encoding="utf-8")
-    assert "No comparisons" in page and page.count("data:image/png;base64,") == 2  # ablation.png and curves.png
+    assert "Nothing is compared: the study has one configuration" in page and page.count("data:image/png;base64,") == 2  # ablation.png and curves.png
 
 
 COMMITTED = committed_studies()
