@@ -150,3 +150,29 @@ def fit_width(table, console, keys: int = 1) -> list:
 
         parts.append(Text(str(table.caption), style="table.caption"))
     return parts
+
+
+def shell_word(text: str) -> str:
+    """`text` as one word that bash reads back as `text`, on one line: shlex.quote where every
+    character is printable, else ANSI-C quoting ($'...') with each control character, line
+    separator or other unprintable character escaped (\\n, \\x1b, \\u2028), and each byte of a
+    file name the locale could not decode (surrogateescape, U+DC80-U+DCFF) as that byte (\\xHH).
+    A command printed for the user to copy (resume, merge) is built of these words."""
+    import shlex
+    import unicodedata
+
+    if all(ch == " " or unicodedata.category(ch)[0] not in "CZ" for ch in text):
+        return shlex.quote(text)
+    named = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    out = []
+    for ch in text:
+        if ch in named:
+            out.append(named[ch])
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch != " " and unicodedata.category(ch)[0] in "CZ":
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
+                       else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"

@@ -13,8 +13,9 @@ from dropcli.commands import duration, load_modules
 from dropcli.config import AUTO_WORKERS, fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
+from dropcli.streams import shell_word
 from dropcli.study import REPORT_FILES, TABLES, unfinished
-from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name
+from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name, one_line
 
 
 @dataclass
@@ -38,7 +39,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     from dropcli.study_display import StudyDisplay
 
     if plan.regrid_note:
-        term.note(plan.regrid_note)
+        term.note(one_line(plan.regrid_note))
     if dry_run:
         return dry_run_table(plan, check_device(plan, how), how.parallel_models, term, how.workers)
     ray = None
@@ -70,7 +71,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
         term.note(f"Trained {display.what_ran()}{on} ({why}).")
     if plan.shard:
         term.note_path(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in", out)
-        term.note_path("When every shard is done, combine them with:", f"dropcli merge {plan.root}")
+        term.note_path("When every shard is done, combine them with:", f"dropcli merge {shell_word(str(plan.root))}")
         return
     show_summary(summary, out, term)
     term.wrote(out, [name for name in TABLES + REPORT_FILES if (out / name).exists()])
@@ -198,7 +199,7 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal,
     groups = plan_groups(todo, k) if todo else []
     layout = plan_layout(device, todo, workers) if todo else None
     group_of = {cell_id_of(c): gi + 1 for gi, g in enumerate(groups) for c in g}
-    table = Table(title=f"{len(plan.cells)} cells, {len(todo)} to run, in {plan.folder}")
+    table = Table(title=f"{len(plan.cells)} cells, {len(todo)} to run, in {one_line(str(plan.folder))}")
     lrs, widths = len({c.lr for c in plan.cells}) > 1, len({c.hidden for c in plan.cells}) > 1  # shown where varied
     for name in ("keep", "input keep", "max-norm", "train size", *(["lr"] if lrs else []),
                  *(["hidden"] if widths else []), "seed", "epochs", "steps", "group"):
@@ -210,7 +211,7 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal,
                       str(c.seed), str(c.epochs), f"{c.total_steps:,}", str(group_of[key]) if key in group_of else "done")
     term.table(table)
     if not todo:
-        term.result(f"Nothing to run: every cell is already in {plan.folder / 'runs.csv'}.")
+        term.result(f"Nothing to run: every cell is already in {one_line(str(plan.folder / 'runs.csv'))}.")
         return
     with term.board() as board:
         seconds = estimate_seconds(groups, device, on_progress=CountDisplay(board, "timing a few steps of each group shape"),

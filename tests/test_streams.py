@@ -3,7 +3,7 @@
 import io
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dropcli.streams import HANDLER, STAND_INS, protect, stand_in
@@ -64,3 +64,22 @@ def test_a_conclusion_reads_in_ascii_with_its_signs_and_exponents(encoding):
     assert text.startswith("-0.61 points [-0.73, -0.49] (Holm p = 8.5 ") and text.endswith("10^-15")
     assert "10^-6)" in text and "\\u" not in text
     assert fit(said, encoding) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)) | st.sampled_from(
+    ["\n", "\r", "\x1b", "\u2028", "'", "\\", "$", "`", " ", "\udc80", "\udcff", "!"]), max_size=12))
+def test_a_shell_word_reads_back_as_itself_on_one_line(text):
+    """What dropcli prints for the user to copy (a resume or merge command) is read back by bash as
+    the text, and is one line of printable characters."""
+    import os
+    import subprocess
+    import unicodedata
+
+    from dropcli.streams import shell_word
+
+    word = shell_word(text)
+    assert all(ch == " " or unicodedata.category(ch)[0] not in "CZ" for ch in word)
+    got = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
+                         env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
+    assert got == os.fsencode(text)

@@ -295,3 +295,21 @@ def test_a_stop_held_through_a_failing_block_is_raised_not_lost(monkeypatch):
             signal.signal(s, h)
         interrupts.forget()
     assert stop.value.signum == signal.SIGTERM and isinstance(stop.value.__context__, ImportError)
+
+
+def test_a_folder_with_a_line_break_prints_as_one_line_commands_to_copy(tmp_path):
+    """The preview's title, 'Nothing to run' and the merge command name the folder on one line; the
+    merge command is one shell word that bash reads back as the folder (streams.shell_word)."""
+    import subprocess
+
+    out = tmp_path / "n\nl x"
+    grid = ["ablate", "--keep-probs", "0.5,1", "--seeds", "1", "--hidden", "16", "--epochs", "1", "--train-sizes", "200",
+            "--validation-size", "100", "--batch-size", "50", "--device", "cpu", "--out", str(out)]
+    result = runner.invoke(app, [*grid, "--shard", "1/2"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stderr.splitlines() if "dropcli merge" in x)
+    word = line.split("dropcli merge ", 1)[1]
+    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True).stdout == str(out).encode()
+    dry = runner.invoke(app, [*grid, "--shard", "1/2", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"in {tmp_path}/n\\nl x" in dry.stdout and f"{tmp_path}/n\nl" not in dry.output
