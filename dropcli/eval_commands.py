@@ -179,6 +179,6 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool |
         if std is None:
             term.result(f"Prediction: {pred} (probability {float(p[pred]):.4f})")
         else:
-            entropy = float(-(p * p.clamp_min(1e-12).log()).sum())
+            entropy = max(0.0, float(-(p * p.clamp_min(1e-12).log()).sum()))  # a certain prediction: 0, never -0.0000
             term.result(f"Prediction: {pred} (mean probability {float(p[pred]):.4f} ± {float(std[j, pred]):.4f}, "
                         f"entropy {entropy:.4f} nats over {mc_samples} passes)")

@@ -138,7 +138,7 @@ def merge(out: Path) -> dict:
     """Combine out/shards/*/ (and out's own rows) into out's runs.csv and history.csv.
 
     Returns {"cells", "merged", "duplicates", "missing": [cell ids], "rerun": [shard numbers],
-    "shards", "identity"}. Raises UsageError (no shards; a root holding another study) and
+    "shards" (the study's N), "found" (shard folders read), "identity"}. Raises UsageError (no shards; a root holding another study) and
     DropcliError (foreign shards or rows, conflicting copies of a cell, unwritable files)."""
     plan, identities = merge_plan(out)
     all_runs, hist = _gather(plan, identities)
@@ -163,7 +163,7 @@ def merge(out: Path) -> dict:
             rerun.append(k)
             missing += lacking
     return {"cells": len(plan.all_cells), "merged": len(kept), "duplicates": duplicates, "missing": missing,
-            "rerun": rerun, "shards": n, "identity": plan.identity}
+            "rerun": rerun, "shards": n, "found": len(identities), "identity": plan.identity}
 
 
 def _deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:

@@ -121,7 +121,7 @@ def run_merge(out: Path, term: Terminal) -> None:
         board.add(Row("merging the shards"))
         result = merge(out)
         summary = build_report(out) if result["merged"] else None
-    term.note_path(f"Merged {result['merged']} of {result['cells']} cells from {result['shards']} shards into",
+    term.note_path(f"Merged {result['merged']} of {result['cells']} cells from {result['found']} of {result['shards']} shards into",
                    out / "runs.csv", f" ({result['duplicates']} identical duplicates dropped)" if result["duplicates"] else "")
     if summary is not None:
         show_summary(summary, out, term)

@@ -72,7 +72,7 @@ def test_submitted_through_a_stand_in_sbatch_the_study_is_merged(tmp_path, fake_
         "version": 1, "shards": 3, "arrays": {"1-2": "4001", "3-3": "4002"}, "merge": "4003"}
     assert result.stdout.splitlines()[0] == "4001  array-1.sbatch (shards 1-2 of 3)"
     assert len(pd.read_csv(out / "runs.csv")) == 6 and (out / "summary.csv").exists()
-    assert "Merged 6 of 6 cells from 3 shards" in (out / "slurm" / "logs" / "merge.out").read_text()
+    assert "Merged 6 of 6 cells from 3 of 3 shards" in (out / "slurm" / "logs" / "merge.out").read_text()
     whole = runner.invoke(app, ["ablate", *GRID, "--out", str(tmp_path / "whole")])
     assert whole.exit_code == 0
     a, b = (pd.read_csv(p / "runs.csv").sort_values(["keep_prob_mean", "seed"]).reset_index(drop=True)

@@ -84,11 +84,11 @@ def test_a_study_runs_on_a_real_slurm_and_a_cancelled_shard_is_rerun(on_slurm, t
     assert "Shard 1/3: 2 cells are in" in (logs / "array-1-1.out").read_text()
     assert "Shard 3/3: 2 cells are in" in (logs / "array-2-1.out").read_text()
     merged = (logs / "merge.out").read_text()
-    assert "Merged 4 of 6 cells from 3 shards" in merged and "rerun shard(s) 2 of 3" in merged, merged
+    assert "Merged 4 of 6 cells from 2 of 3 shards" in merged and "rerun shard(s) 2 of 3" in merged, merged
 
     assert runner.invoke(app, ["ablate", *GRID, "--out", str(out), "--shard", "2/3"]).exit_code == 0
     done = runner.invoke(app, ["merge", str(out)])
-    assert done.exit_code == 0 and "Merged 6 of 6 cells from 3 shards" in done.stderr, done.output
+    assert done.exit_code == 0 and "Merged 6 of 6 cells from 3 of 3 shards" in done.stderr, done.output
     local = tmp_path / "local"
     assert runner.invoke(app, ["ablate", *GRID, "--out", str(local)]).exit_code == 0
     assert_same_measured_rows(out, local)
