@@ -160,8 +160,9 @@ def check_outputs(places: list[tuple[OwnedFolder, tuple[str, ...]]]) -> None:
 
 
 def pending(cells: tuple[TrainConfig, ...] | list[TrainConfig], folder: Path) -> list[TrainConfig]:
-    """The cells not yet in folder/runs.csv (check_tables refuses foreign rows first)."""
-    if not (folder / "runs.csv").exists() or read_identity(folder) is None:
+    """The cells not yet in folder/runs.csv (check_tables refuses foreign rows first); the same for a
+    preview and a run, whether or not the folder's study.json is there yet (a run writes it first)."""
+    if not (folder / "runs.csv").exists():
         return list(cells)
     check_tables(folder, list(cells))
     done = done_keys(folder, list(cells))

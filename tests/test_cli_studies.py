@@ -212,3 +212,16 @@ def test_shards_trained_on_different_data_are_not_merged(tmp_path):
         check_error(runner.invoke(app, [*args, "--shard", shard]), 2, "1-of-2 is a shard of another study (data")
     assert not (tmp_path / "s" / "shards" / "2-of-2").exists()
     check_error(runner.invoke(app, ["merge", str(tmp_path / "s")]), 1, "rerun shard(s) 2 of 2")
+
+
+def test_a_preview_counts_finished_cells_as_the_run_does_without_a_study_json(tmp_path):
+    """A study whose study.json was deleted: the run writes it again and resumes its runs.csv (each
+    row checked against the grid), so the preview counts the same cells as done."""
+    out = tmp_path / "s"
+    assert runner.invoke(app, [*TINY, "--out", str(out)]).exit_code == 0
+    (out / "study.json").unlink()
+    dry = runner.invoke(app, [*TINY, "--out", str(out), "--dry-run"])
+    assert dry.exit_code == 0 and "Nothing to run: every cell is already in" in dry.stdout, dry.output
+    again = runner.invoke(app, [*TINY, "--out", str(out)])
+    assert again.exit_code == 0 and "Resumed: 4 cells were already in" in again.stderr, again.output
+    assert (out / "study.json").exists()
