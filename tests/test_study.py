@@ -234,4 +234,3 @@ def test_a_grid_change_is_noted_for_a_grown_study_and_never_for_a_shard_rerun(tm
     assert make_plan(spec, base, tmp_path / "w").regrid_note is None
     grown = make_plan(replace(spec, seeds=(1, 2, 3)), base, tmp_path / "w", grow=True)
     assert "holds this study with other grid values" in grown.regrid_note
-
