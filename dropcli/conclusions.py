@@ -187,15 +187,21 @@ def ranking(r, names: Namer) -> str | None:
     return f"{start}it leads by {d} {ci} (Holm p = {p}), better on {int(r['lead_wins'])} of {n} seeds: {verdict}."
 
 
+def diverged(summary: pd.DataFrame) -> list[str]:
+    """The names (label, on the varied axes) of the configurations every run of which diverged: no
+    comparison and no point in a figure holds them."""
+    axes = varied_axes(summary)
+    return [label(r, axes, "input_keep_prob" in axes) for _, r in summary[summary["runs"] == 0].iterrows()]
+
+
 def sentences(summary: pd.DataFrame) -> list[str]:
     """The conclusions of a summary (as read_summary returns it): the header, one sentence per
     comparison with a baseline, one per ranking, then the configurations every run of which
     diverged. A summary without comparisons gets one sentence saying why; an empty one, []."""
     if not len(summary):
         return []
-    names = Namer(summary)
-    gone = summary[summary["runs"] == 0]
-    lost = "; ".join(label(r, names.varied, names.with_input) for _, r in gone.iterrows())
+    names, gone = Namer(summary), diverged(summary)
+    lost = "; ".join(gone)
     if summary["paired_seeds"].isna().all():
         why = ("the study has one configuration; a grid with keep 1 (no dropout) gives it a baseline" if len(summary) == 1
                else f"every run of {lost} diverged" if lost else "no configuration shares a finished seed with its baseline")

@@ -113,15 +113,11 @@ def _not_drawn(summary: pd.DataFrame) -> str:
     """'' or a second title line for the accuracy panel naming each configuration every run of which
     diverged (it has no point to draw, and a figure should not drop it without a word): the first
     three, then how many more."""
-    from dropcli.conclusions import label, varied_axes
+    from dropcli.conclusions import diverged
 
-    gone = summary[summary["runs"] == 0]
-    if not len(gone):
-        return ""
-    axes = varied_axes(summary)
-    names = [label(r, axes, "input_keep_prob" in axes) for _, r in gone.head(3).iterrows()]
+    gone = diverged(summary)
     more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
-    return f"\nnot drawn, every run diverged: {'; '.join(names)}{more}"
+    return f"\nnot drawn, every run diverged: {'; '.join(gone[:3])}{more}" if gone else ""
 
 
 def baseline_name(summary: pd.DataFrame) -> str:
