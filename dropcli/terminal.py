@@ -47,11 +47,12 @@ from dropcli.streams import fit_table, fit_width, protect
 
 
 def one_line(text: str) -> str:
-    """The message on one line: control characters and line separators (in a path the user gave,
-    say) are shown escaped, never as a break."""
+    """The message on one line: control characters and line separators (in a path, say) shown escaped;
+    an undecodable byte of a file name (surrogateescape) stays, for streams.protect to write as is."""
     import unicodedata
 
-    return "".join(ch if ch == " " or unicodedata.category(ch)[0] not in "CZ" else ascii(ch)[1:-1] for ch in text)
+    keep = lambda ch: ch == " " or unicodedata.category(ch)[0] not in "CZ" or "\udc80" <= ch <= "\udcff"  # noqa: E731
+    return "".join(ch if keep(ch) else ascii(ch)[1:-1] for ch in text)
 
 
 def error(message: str) -> None:

@@ -290,7 +290,7 @@ def test_a_real_study_on_a_110_column_screen(tmp_path, monkeypatch):
     assert not [x for x in final if re.search(CLOCK, x)], final
     text = "\n".join(final)
     assert re.search(r"Trained 6 cells (in .*group|one at a time).* \(the group size chosen for this machine", text), text
-    wrote = "Wrote runs.csv, summary.csv, history.csv, ablation.png, differences.png, curves.png and report.html in"
+    wrote = "Wrote study.json, runs.csv, history.csv, summary.csv, ablation.png, differences.png, curves.png and report.html in"
     assert f"{wrote} {tmp_path / 's[1]'}" in text or (wrote in text.replace("\n", " ") and f"  {tmp_path / 's[1]'}" in final)
 
 

@@ -82,8 +82,9 @@ def test_every_command_in_a_batch_log(tmp_path, name):
     assert "Training 4 cells one at a time" in text and "test accuracy 0." in text
     assert "Interrupted (SIGTERM): " in text.strip().splitlines()[-1] and "Resume with: dropcli ablate" in text
     text = run(["ablate", *GRID, "--parallel-models", "1", "--out", s], "ablate.log").finish(0)
-    assert "Resumed: " in text and "Ablation summary" in text and "Wrote runs.csv, summary.csv" in text
+    assert "Resumed: " in text and "Ablation summary" in text and "Wrote study.json, runs.csv, history.csv, summary.csv" in text
     assert "study [x]" in text and re.search(r"\d\.\d{2} \* ", text)  # the best row's star, as ASCII
+    assert name != "C locale" or f"in {s}\n" in text  # an undecodable byte of the path written as that byte
     rows = [line for line in text.splitlines() if line.startswith(("|", "│", "┃", "+", "┏", "┗"))]
     assert len(rows) >= 5 and len({len(line) for line in rows}) == 1, rows  # the header as wide as its rows
     text = run(["ablate", *GRID, "--out", tmp_path / "preview", "--dry-run"], "dry.log").finish(0)

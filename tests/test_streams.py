@@ -83,3 +83,12 @@ def test_a_shell_word_reads_back_as_itself_on_one_line(text):
     got = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
                          env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
     assert got == os.fsencode(text)
+
+
+def test_one_line_escapes_breaks_and_keeps_undecodable_bytes():
+    """A file name's byte the locale could not decode (U+DC80-U+DCFF) stays for the stream to write as
+    that byte; a line break or escape character is shown escaped."""
+    from dropcli.terminal import one_line
+
+    assert one_line("a\nb\x1b[31m\u2028c") == "a\\nb\\x1b[31m\\u2028c"
+    assert one_line("study \udcc3\udcbc") == "study \udcc3\udcbc"
