@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from dropcli.chars import as_is
 from dropcli.errors import UsageError
 
 NAME = r"[A-Za-z0-9_.-]+"  # a partition or account name: Slurm's names are letters, digits, '_', '.' and '-'
@@ -51,7 +51,7 @@ def unprintable(text: str) -> str | None:
     locale could not decode (U+DC80-U+DCFF, Python's surrogateescape, as under a C locale) is
     allowed: the script holds that byte, so it names the same file, and no byte >= 0x80 ends a line."""
     for ch in text:
-        if ch != " " and unicodedata.category(ch)[0] in "CZ" and not "\udc80" <= ch <= "\udcff":
+        if not as_is(ch):
             return ascii(ch)[1:-1]
     return None
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import codecs
 import sys
 
+from dropcli.chars import undecodable
+
 HANDLER = "dropcli-fallback"  # the codecs error handler's registered name
 STAND_INS = {
     "★": "*", "✓": "+", "✗": "x", "±": "+/-", "→": "->", "←": "<-", "↑": "^", "↓": "v", "…": "...", "—": "--",
@@ -159,18 +161,17 @@ def shell_word(text: str) -> str:
     file name the locale could not decode (surrogateescape, U+DC80-U+DCFF) as that byte (\\xHH).
     A command printed for the user to copy (resume, merge) is built of these words."""
     import shlex
-    import unicodedata
 
-    if all(ch == " " or unicodedata.category(ch)[0] not in "CZ" for ch in text):
+    if text.isprintable():
         return shlex.quote(text)
     named = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
     out = []
     for ch in text:
         if ch in named:
             out.append(named[ch])
-        elif "\udc80" <= ch <= "\udcff":
+        elif undecodable(ch):
             out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        elif ch != " " and unicodedata.category(ch)[0] in "CZ":
+        elif not ch.isprintable():
             out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
                        else f"\\U{ord(ch):08x}")
         else:

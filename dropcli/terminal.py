@@ -31,6 +31,7 @@ except ImportError:  # older typer runs on click itself
     from click.exceptions import Abort, ClickException
     from click.exceptions import UsageError as ClickUsageError
 
+from dropcli.chars import as_is
 from dropcli.errors import DropcliError, option_message
 from dropcli.interrupts import (  # noqa: F401  (Interrupted, install_signal_handlers: the command line's)
     Interrupted,
@@ -49,10 +50,7 @@ from dropcli.streams import fit_table, fit_width, protect
 def one_line(text: str) -> str:
     """The message on one line: control characters and line separators (in a path, say) shown escaped;
     an undecodable byte of a file name (surrogateescape) stays, for streams.protect to write as is."""
-    import unicodedata
-
-    keep = lambda ch: ch == " " or unicodedata.category(ch)[0] not in "CZ" or "\udc80" <= ch <= "\udcff"  # noqa: E731
-    return "".join(ch if keep(ch) else ascii(ch)[1:-1] for ch in text)
+    return "".join(ch if as_is(ch) else ascii(ch)[1:-1] for ch in text)
 
 
 def error(message: str) -> None:

@@ -74,12 +74,11 @@ def test_a_shell_word_reads_back_as_itself_on_one_line(text):
     the text, and is one line of printable characters."""
     import os
     import subprocess
-    import unicodedata
 
     from dropcli.streams import shell_word
 
     word = shell_word(text)
-    assert all(ch == " " or unicodedata.category(ch)[0] not in "CZ" for ch in word)
+    assert word.isprintable()
     got = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
                          env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
     assert got == os.fsencode(text)
@@ -92,3 +91,20 @@ def test_one_line_escapes_breaks_and_keeps_undecodable_bytes():
 
     assert one_line("a\nb\x1b[31m\u2028c") == "a\\nb\\x1b[31m\\u2028c"
     assert one_line("study \udcc3\udcbc") == "study \udcc3\udcbc"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=8) | st.text(st.sampled_from(["a", " ", "\n", "\x1b", "\u2028", "\u200b", "\udc80",
+                                                      "\udcff", "\ud800", "\ue000", "\x85"]), max_size=6))
+def test_every_one_line_writer_leaves_the_same_characters_as_they_are(text):
+    """An error message, a command to copy and a job script's line agree on which characters stay as
+    they are (chars.as_is): what one writer escapes, the others escape or refuse."""
+    from dropcli.chars import as_is
+    from dropcli.slurm import unprintable
+    from dropcli.streams import shell_word
+    from dropcli.terminal import one_line
+
+    clean = all(map(as_is, text))
+    assert (one_line(text) == text) == clean and (unprintable(text) is None) == clean
+    assert all(map(as_is, one_line(text))) and "\n" not in one_line(text)
+    assert shell_word(text).startswith("$'") == (not text.isprintable())
