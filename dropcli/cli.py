@@ -32,6 +32,7 @@ from dropcli.cli_options import (
     Hidden,
     InitOpt,
     InputKeepProb,
+    Int,
     KeepProb,
     Lr,
     MaxNorm,
@@ -118,10 +119,10 @@ RunArg = Annotated[Path, typer.Argument(help="Run directory or model.safetensors
 def evaluate(
     run: RunArg,
     split: Annotated[SplitName, typer.Option(help="Which split to evaluate.")] = "test",
-    mc_samples: Annotated[int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="Add Monte-Carlo dropout accuracy over T stochastic passes.")] = 0,
+    mc_samples: Annotated[Int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="Add Monte-Carlo dropout accuracy over T stochastic passes.")] = 0,
     mc_curve: Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--mc-curve", Values), metavar="LIST",
                                                        help="Monte-Carlo accuracy against the number of passes, e.g. 1,2,5,10,20,50,100, beside weight scaling.")] = None,
-    repeats: Annotated[int, typer.Option(min=1, max=100, help="With --mc-curve: independent repeats of each curve (their spread is shown).")] = 5,
+    repeats: Annotated[Int, typer.Option(min=1, max=100, help="With --mc-curve: independent repeats of each curve (their spread is shown).")] = 5,
     csv: Annotated[Optional[Path], typer.Option(help="Write per-class accuracy and the confusion matrix to this new .csv file (with --mc-curve: the curve, and its plot beside it as .png).")] = None,
     data_dir: DataDir = None,
     device: Device = "auto",
@@ -152,10 +153,10 @@ def evaluate(
 def predict(
     run: RunArg,
     images: Annotated[Optional[list[Path]], typer.Argument(help="PNG/JPEG digit images.")] = None,
-    index: Annotated[Optional[int], typer.Option(min=0, max=TEST_SPLIT - 1, help=f"A test image by index (0-{TEST_SPLIT - 1}).")] = None,
+    index: Annotated[Optional[Int], typer.Option(min=0, max=TEST_SPLIT - 1, help=f"A test image by index (0-{TEST_SPLIT - 1}).")] = None,
     invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert",
                                                    help="Dark ink on light paper (default: decided from the image's border).")] = None,
-    mc_samples: Annotated[int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="T dropout-on passes: mean probability, its std and the entropy.")] = 0,
+    mc_samples: Annotated[Int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="T dropout-on passes: mean probability, its std and the entropy.")] = 0,
     data_dir: DataDir = None,
     device: Device = "auto",
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from pydantic_core import PydanticCustomError, core_schema
 
 try:  # typer >= 0.26 vendors click
     from typer._click.globals import get_current_context
@@ -32,6 +33,8 @@ from dropcli.config import (
     EVALS_PER_BUDGET,
     INITS,
     MAX_MC_SAMPLES,
+    PLAIN_INT,
+    PLAIN_NUMBER,
     PRECISIONS,
     SUBSETS,
     TrainConfig,
@@ -58,6 +61,40 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A Typer choice type built from the config's tuple (one definition of each choice)."""
     return Enum(name, [(v, v) for v in values], type=str)
 
+
+def _plain(pattern, error_type: str) -> Callable:
+    """A pydantic before-validator: a str that `pattern` does not match is refused with `error_type`
+    (the type option_message words as 'takes a whole number' or 'takes a number')."""
+    def check(value):
+        if isinstance(value, str) and not pattern.fullmatch(value.strip()):
+            raise PydanticCustomError(error_type, "not a plain number")
+        return value
+
+    return check
+
+
+class Int(int):
+    """The type of every whole-number option: decimal digits only (config.PLAIN_INT, the rule of the
+    list options and of table cells). Typer checks an option's type and range with pydantic, whose
+    lax int also reads '1_0' as 10; this pydantic hook refuses it first. The value is a plain int;
+    `--help` names the type 'int'."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        return core_schema.no_info_before_validator_function(_plain(PLAIN_INT, "int_parsing"), core_schema.int_schema())
+
+
+class Float(float):
+    """The type of every number option: config.PLAIN_NUMBER (pydantic's lax float reads '0.00_1' as
+    0.001); the value is a plain float, and `--help` names the type 'float'."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        return core_schema.no_info_before_validator_function(_plain(PLAIN_NUMBER, "float_parsing"),
+                                                             core_schema.float_schema())
+
+
+Int.__name__, Float.__name__ = "int", "float"  # what --help shows: <int>, <float range>
 
 Init = choices("Init", INITS)
 DatasetName = choices("DatasetName", DATASETS)
@@ -119,26 +156,26 @@ KEEP_HELP = "Keep probability of hidden units: one value, or one per hidden laye
 # run settings shared by train, ablate and slurm: (default from TrainConfig)
 KeepProb = Annotated[Keep, typer.Option("--keep-prob", parser=parser(lambda t, w: parse_keep(t.replace(",", ":"), w), "--keep-prob", Keep),
                                         metavar="KEEP", help=KEEP_HELP)]
-InputKeepProb = Annotated[float, typer.Option(help="Keep probability of input pixels (1.0 = no input dropout).")]
+InputKeepProb = Annotated[Float, typer.Option(help="Keep probability of input pixels (1.0 = no input dropout).")]
 Hidden = Annotated[Values, typer.Option(parser=parser(parse_ints, "--hidden", Values), metavar="WIDTHS", help="Hidden layer widths.")]
 InitOpt = Annotated[Init, typer.Option("--init", help="tutorial: truncated normal(0.1) weights, normal(0, 1) biases.")]
-Lr = Annotated[float, typer.Option(help="Adam learning rate (the tutorial's 0.001).")]
-BatchSize = Annotated[int, typer.Option(help="Images per step (the tutorial's 100).")]
-Epochs = Annotated[int, typer.Option(help="Passes over the training set (the tutorial's 15).")]
-Steps = Annotated[Optional[int], typer.Option(min=1, help="Train for exactly N Adam steps whatever the data size, "
+Lr = Annotated[Float, typer.Option(help="Adam learning rate (the tutorial's 0.001).")]
+BatchSize = Annotated[Int, typer.Option(help="Images per step (the tutorial's 100).")]
+Epochs = Annotated[Int, typer.Option(help="Passes over the training set (the tutorial's 15).")]
+Steps = Annotated[Optional[Int], typer.Option(min=1, help="Train for exactly N Adam steps whatever the data size, "
                                               "instead of --epochs (the last epoch may be partial).")]
-EvalEvery = Annotated[Optional[int], typer.Option(min=1, help="Validate (a history row) every N steps and after the last "
+EvalEvery = Annotated[Optional[Int], typer.Option(min=1, help="Validate (a history row) every N steps and after the last "
                                                   f"(default: every epoch; with --steps, steps/{EVALS_PER_BUDGET}).")]
-Seed = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seeds initial weights, subset, batch order and dropout masks.")]
+Seed = Annotated[Int, typer.Option(min=0, max=2**63 - 1, help="Seeds initial weights, subset, batch order and dropout masks.")]
 MaxNorm = Annotated[Optional[str], typer.Option(parser=parser(_one_max_norm, "--max-norm", lambda v: v), metavar="C",
                                                  help="Max-norm c: each hidden unit's incoming weights kept to norm <= c after every step (the dropout paper uses 3-4); none = off.")]
 DatasetOpt = Annotated[DatasetName, typer.Option("--dataset", help="mnist is bundled; others need --data-dir.")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with your own copy of the four IDX files (.gz or not).")]
-ValidationSize = Annotated[int, typer.Option(help="First N training images held out for validation (0 allowed).")]
-TrainSize = Annotated[Optional[int], typer.Option(help="Train on N images of the training part (default: all of it).")]
+ValidationSize = Annotated[Int, typer.Option(help="First N training images held out for validation (0 allowed).")]
+TrainSize = Annotated[Optional[Int], typer.Option(help="Train on N images of the training part (default: all of it).")]
 SubsetOpt = Annotated[Subset, typer.Option("--subset", help="With --train-size(s): a random subset drawn from each seed (as the dropout paper), or the first N images.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Matmuls in float32, tf32 (CUDA only; faster there) or bf16 (slower); see README.")]
-McSamples = Annotated[int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="Also report Monte-Carlo dropout test accuracy over T passes (0 = off).")]
+McSamples = Annotated[Int, typer.Option(min=0, max=MAX_MC_SAMPLES, help="Also report Monte-Carlo dropout test accuracy over T passes (0 = off).")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")]
 # the grid's axes (ablate, slurm)
 GridFlag = Annotated[bool, typer.Option("--grid", help="The standard grid: keep " + ", ".join(fmt_keep(k) for k in GridSpec().keep_probs) + ".")]
@@ -155,16 +192,17 @@ Lrs = Annotated[Optional[Values], typer.Option(parser=parser(parse_lrs, "--lrs",
 Hiddens = Annotated[Optional[Values], typer.Option(parser=parser(parse_widths_list, "--hiddens", Values), metavar="LIST",
                                                    help="Hidden widths of each network, e.g. 512x4,1024x4 (WxN: N layers of W; "
                                                         "or per layer 1024:512:512; default: --hidden alone).")]
-Seeds = Annotated[Optional[int], typer.Option(min=1, max=MAX_CELLS, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")]
+Seeds = Annotated[Optional[Int], typer.Option(min=1, max=MAX_CELLS, help=f"Number of seeds, counted from {DEFAULT_SEED} (default: {DEFAULT_SEEDS}).")]
 SeedList = Annotated[Optional[Values], typer.Option(parser=parser(parse_ints, "--seed-list", Values), metavar="LIST", help="Explicit seeds, e.g. 1,2,3.")]
-ParallelModels = Annotated[int, typer.Option(min=0, help="Most cells trained together in lockstep (0 = the size measured fastest on this machine, once, where the grid repays timing it; else 1; 1 = one by one).")]
-Workers = Annotated[int, typer.Option(min=0, help=f"Processes training groups side by side ({AUTO_WORKERS} = one single-threaded worker per core, or per GPU, where the grid repays starting them; 1 = this process alone, on all its threads).")]
+ParallelModels = Annotated[Int, typer.Option(min=0, help="Most cells trained together in lockstep (0 = the size measured fastest on this machine, once, where the grid repays timing it; else 1; 1 = one by one).")]
+RayCpusPerTask = Annotated[Float, typer.Option(min=0.01, max=65536, help="With --executor ray: CPUs per task where tasks run on CPUs.")]
+Workers = Annotated[Int, typer.Option(min=0, help=f"Processes training groups side by side ({AUTO_WORKERS} = one single-threaded worker per core, or per GPU, where the grid repays starting them; 1 = this process alone, on all its threads).")]
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="What the summary compares: final test accuracy, or test accuracy at each run's best validation epoch.")]
 Baseline = Annotated[Optional[str], typer.Option(help="The configuration each one is compared with, as axis=value pairs (other axes match): default keep=1,input_keep=1.")]
-Power = Annotated[Optional[float], typer.Option(max=100.0, metavar="POINTS",
+Power = Annotated[Optional[Float], typer.Option(max=100.0, metavar="POINTS",
                                                 help="Also say how many seeds detect a paired difference of POINTS (above 0) at 80% power after Holm, from this study's paired SDs.")]
-Tests = Annotated[Optional[int], typer.Option(min=1, help="With --power: the difference tests of the planned study's Holm family (default: this study's).")]
-EquivalenceMargin = Annotated[float, typer.Option(max=100.0, help="Equivalence margin in points of accuracy, above 0: a difference shown to lie within +-margin (two one-sided tests, Holm-adjusted) is called no different.")]
+Tests = Annotated[Optional[Int], typer.Option(min=1, help="With --power: the difference tests of the planned study's Holm family (default: this study's).")]
+EquivalenceMargin = Annotated[Float, typer.Option(max=100.0, help="Equivalence margin in points of accuracy, above 0: a difference shown to lie within +-margin (two one-sided tests, Holm-adjusted) is called no different.")]
 
 
 def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:

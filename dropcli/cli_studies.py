@@ -5,8 +5,7 @@
     $ dropcli ablate --grid --seeds 10 --executor ray                # Ray tasks, every GPU
     $ dropcli slurm --grid --seeds 10 --out DIR --shards 8 --submit  # a Slurm job array and its merge
     $ dropcli merge DIR
-    $ dropcli report DIR --metric test_accuracy_at_best
-    $ dropcli report DIR --baseline max_norm=none --equivalence-margin 0.1
+    $ dropcli report DIR --metric test_accuracy_at_best --baseline max_norm=none --equivalence-margin 0.1
     $ dropcli report DIR --power 0.2                                 # seeds to detect 0.2 points
 
 `ablate` and `slurm` take the same grid options (cli_options.py); both build one StudyPlan.
@@ -35,6 +34,7 @@ from dropcli.cli_options import (
     Hiddens,
     InitOpt,
     InputKeepProbs,
+    Int,
     KeepProbs,
     Lr,
     Lrs,
@@ -44,6 +44,7 @@ from dropcli.cli_options import (
     ParallelModels,
     Power,
     PrecisionOpt,
+    RayCpusPerTask,
     SeedList,
     Seeds,
     Steps,
@@ -149,7 +150,7 @@ def ablate(
     shard: Annotated[Optional[str], typer.Option(help="Run only shard K of N (K/N, or 'slurm' for the array task), into --out/shards/K-of-N; then 'dropcli merge'.")] = None,
     executor: Annotated[Executor, typer.Option(help="local, or ray: the lockstep groups as Ray tasks (pip install 'dropcli[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: a running cluster ('auto' or host:port); default: start Ray here.")] = None,
-    cpus_per_task: Annotated[float, typer.Option(min=0.01, max=65536, help="With --executor ray: CPUs per task where tasks run on CPUs.")] = 1.0,
+    cpus_per_task: RayCpusPerTask = 1.0,
     metric: MetricOpt = "test_accuracy",
     baseline: Baseline = None,
     cuda_graphs: Annotated[bool, typer.Option(hidden=True, help="CUDA: replay each step as a CUDA graph.")] = True,
@@ -233,14 +234,14 @@ def slurm(
     device: Device = "auto",
     parallel_models: ParallelModels = 0,
     out: Annotated[Path, typer.Option(help="Study folder on storage every node sees.")] = ...,
-    shards: Annotated[int, typer.Option(min=1, help="Array tasks (shards) to split the study into.")] = ...,
+    shards: Annotated[Int, typer.Option(min=1, help="Array tasks (shards) to split the study into.")] = ...,
     partition: Annotated[Optional[str], typer.Option(help="sbatch --partition.")] = None,
-    gpus_per_task: Annotated[int, typer.Option(min=0, help="sbatch --gpus-per-task (0: CPU tasks).")] = 0,
-    cpus_per_task: Annotated[int, typer.Option(min=1, help="sbatch --cpus-per-task.")] = 2,
+    gpus_per_task: Annotated[Int, typer.Option(min=0, help="sbatch --gpus-per-task (0: CPU tasks).")] = 0,
+    cpus_per_task: Annotated[Int, typer.Option(min=1, help="sbatch --cpus-per-task.")] = 2,
     time: Annotated[Optional[str], typer.Option(help="sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED, e.g. 04:00:00.")] = None,
     account: Annotated[Optional[str], typer.Option(help="sbatch --account, the account charged (most clusters require one).")] = None,
-    max_parallel: Annotated[Optional[int], typer.Option(min=1, help="At most K array tasks at once (the %K throttle).")] = None,
-    max_array_size: Annotated[int, typer.Option(min=2, help="The cluster's MaxArraySize (scontrol show config); more shards make several arrays.")] = 1001,
+    max_parallel: Annotated[Optional[Int], typer.Option(min=1, help="At most K array tasks at once (the %K throttle).")] = None,
+    max_array_size: Annotated[Int, typer.Option(min=2, help="The cluster's MaxArraySize (scontrol show config); more shards make several arrays.")] = 1001,
     submit: Annotated[bool, typer.Option(help="Also run the sbatch commands (on the login node).")] = False,
 ) -> None:
     """Write a Slurm job array (one task per shard) and a merge job that runs after it; print or submit them."""

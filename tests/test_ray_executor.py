@@ -139,7 +139,7 @@ def test_a_sigterm_that_ray_turns_into_a_bare_keyboard_interrupt_stays_a_sigterm
         signal.signal(signal.SIGTERM, before)
 
 
-@pytest.mark.parametrize("value, message", [("inf", "--cpus-per-task must be at most 65536 (got inf)"),
+@pytest.mark.parametrize("value, message", [("inf", "--cpus-per-task must be at most 65,536 (got inf)"),
                                             ("nan", "--cpus-per-task takes a number (got nan)"),
                                             ("0", "--cpus-per-task must be at least 0.01")])
 def test_cpus_per_task_is_a_finite_count_of_cpus(tmp_path, value, message):
