@@ -279,9 +279,12 @@ def config_columns(c: TrainConfig) -> dict:
 def setting_columns(c: TrainConfig) -> dict:
     """config_columns and keep_prob_mean, as study.check_rows compares them (a row whose values
     differ was made by another study). A tuple lists the values that all mean this setting: a
-    subset of the whole training part is all of it, which earlier dropcli wrote as 'all'."""
+    subset of the whole training part is all of it, whether the row says 'all' (no --train-sizes;
+    earlier dropcli) or the subset rule (--train-sizes naming the whole part, which study.json
+    records as the same size, so its cells come back from it as 'all')."""
     whole = c.n_train == TRAIN_SPLIT - c.validation_size
-    return {"keep_prob_mean": c.mean_keep, **config_columns(c), **({"subset": (c.sampling, "all")} if whole else {})}
+    meanings = {"subset": tuple(dict.fromkeys((c.sampling, "all", c.subset)))} if whole else {}
+    return {"keep_prob_mean": c.mean_keep, **config_columns(c), **meanings}
 
 
 def run_row(r, finished_at: str, workers: int = 1, threads: int | None = None) -> dict:

@@ -109,7 +109,8 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path):
         claim(tmp_path / "f", identity(), fresh=False)
 
 
-_SETTINGS = {"keep_prob_mean": "0.3", "subset": "random", "epochs": "4", "init": "xavier", "batch_size": "50",
+_SETTINGS = {"keep_prob_mean": "0.3", "subset": "first",  # a whole-part row of this study says 'all' or 'random'
+             "epochs": "4", "init": "xavier", "batch_size": "50",
              "dataset": "kmnist", "mc_samples": "5", "precision": "bf16", "eval_every": "7"}
 
 
@@ -234,3 +235,34 @@ def test_a_grid_change_is_noted_for_a_grown_study_and_never_for_a_shard_rerun(tm
     assert make_plan(spec, base, tmp_path / "w").regrid_note is None
     grown = make_plan(replace(spec, seeds=(1, 2, 3)), base, tmp_path / "w", grow=True)
     assert "holds this study with other grid values" in grown.regrid_note
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.sampled_from([None, 500, 1000, 4000]), min_size=1, max_size=3, unique=True),
+       subset=st.sampled_from(["random", "first"]), validation=st.sampled_from([5000, 56000]))
+def test_the_rows_a_study_writes_pass_the_check_of_its_study_json(sizes, subset, validation):
+    """The cells a run trains (expanded from the command line) and the cells its study.json gives
+    back (report, merge, resume) are the same cells with the same settings, whatever names the whole
+    training part: a --train-sizes value equal to it trains under the subset rule, and study.json
+    records only the size. A data-size study whose 55,000-image rows said 'random' was refused by
+    its own report ("'random' is not 'all', the setting this study gives the cell")."""
+    import pandas as pd
+
+    from dropcli.grid import cells_of, expand, fmt_hidden
+    from dropcli.study import check_rows
+    from dropcli.tables import cell_columns, config_columns
+
+    base = TrainConfig(validation_size=validation, subset=subset)
+    grid = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=tuple(sizes), seeds=(1, 2))
+    try:
+        trained = expand(grid, base)
+    except ValueError:  # None and 4000 are one cell where the training part is 4,000 images
+        return
+    rows = pd.DataFrame([{**cell_columns(c), **config_columns(c), "lr": c.lr, "hidden": fmt_hidden(c.hidden)}
+                         for c in trained])
+    back = cells_of(study_identity(grid, base))
+    assert len(check_rows(rows, Path("runs.csv"), back)) == len(trained)
+    other = rows.assign(subset=["first" if s == "random" else "random" for s in rows["subset"]])
+    if any(c.n_train < 60_000 - validation for c in trained):  # a part of the training images: the rule counts
+        with pytest.raises(Exception, match="column subset"):
+            check_rows(other, Path("runs.csv"), back)
