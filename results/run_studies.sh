@@ -5,7 +5,8 @@
 #   nohup nice -n 19 bash results/run_studies.sh > studies.log 2>&1 &
 # then `dropcli report` on each folder. Every row of runs.csv records where and with which code it ran.
 # A study runs in results/running/ (ignored by git, so a half-done study never reaches a commit, CI or the
-# tests of committed studies); once complete, it gets its README and `mv` puts it in results/ to commit.
+# tests of committed studies); once complete, it gets its README, `mv` puts it in results/, and
+# `dropcli report results/NAME` rewrites its page to name the folder it is committed in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DROPCLI=${DROPCLI:-dropcli}

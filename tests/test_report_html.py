@@ -72,6 +72,22 @@ def test_committed_reports_and_readmes_quote_what_report_writes(study):
     assert quoted == said[:1] and numbered == said[1:]
 
 
+def test_every_sentence_the_readme_quotes_is_one_a_committed_study_says():
+    """A quoted conclusion in the README ('  > keep 0.7 beats ...') is word for word one that
+    `dropcli report` writes from a committed summary.csv, or one a committed study's README quotes
+    (where that README says which other metric or baseline gave it): no figure is retyped by hand."""
+    from committed import ROOT
+
+    said = {s for study in COMMITTED for s in sentences(read_summary(study / "summary.csv"))}
+    quoted_by_studies = {line.strip()[2:] for study in COMMITTED
+                         for line in (study / "README.md").read_text(encoding="utf-8").splitlines()
+                         if line.strip().startswith("> ")}
+    quotes = [line.strip()[2:] for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+              if re.match(r"^\s*> [a-z]", line)]
+    assert len(quotes) >= 10
+    assert [q for q in quotes if q not in said | quoted_by_studies] == []
+
+
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=30)
 
 
