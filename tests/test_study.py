@@ -243,8 +243,8 @@ def test_a_grid_change_is_noted_for_a_grown_study_and_never_for_a_shard_rerun(tm
 def test_the_rows_a_study_writes_pass_the_check_of_its_study_json(sizes, subset, validation):
     """The cells a run trains (expanded from the command line) and the cells its study.json gives
     back (report, merge, resume) are the same cells with the same settings, whatever names the whole
-    training part: a --train-sizes value equal to it trains under the subset rule, and study.json
-    records only the size. A data-size study whose 55,000-image rows said 'random' was refused by
+    training part: a --train-sizes value equal to it labels its rows with the subset rule (which
+    draws every image, in file order: the same training), and study.json records only the size. A data-size study whose 55,000-image rows said 'random' was refused by
     its own report ("'random' is not 'all', the setting this study gives the cell")."""
     import pandas as pd
 
