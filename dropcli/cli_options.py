@@ -75,7 +75,7 @@ def _plain(pattern, error_type: str) -> Callable:
 
 class Int(int):
     """The type of every whole-number option: decimal digits only (config.PLAIN_INT, the rule of the
-    list options and of table cells). Typer checks an option's type and range with pydantic, whose
+    list options such as --seed-list). Typer checks an option's type and range with pydantic, whose
     lax int also reads '1_0' as 10; this pydantic hook refuses it first. The value is a plain int;
     `--help` names the type 'int'."""
 
@@ -85,8 +85,8 @@ class Int(int):
 
 
 class Float(float):
-    """The type of every number option: config.PLAIN_NUMBER (pydantic's lax float reads '0.00_1' as
-    0.001); the value is a plain float, and `--help` names the type 'float'."""
+    """The type of every number option: config.PLAIN_NUMBER, the rule of --keep-probs and of table
+    cells (pydantic's lax float reads '0.00_1' as 0.001); the value is a plain float, and `--help` names the type 'float'."""
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source, handler):
