@@ -37,6 +37,7 @@ from dropcli.tables import HISTORY_SCHEMA, RUNS_SCHEMA, check_history, csv_text,
 
 PROVENANCE = ("group_train_seconds", "group_size", "device", "cpu", "engine", "workers", "threads", "finished_at",
               "dropcli_version", "torch_version", "group_epoch_seconds")  # how and when a cell ran: not part of its result
+LABELS = ("subset",)  # a setting with several names for one value (tables.setting_columns), which check_rows has checked
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -171,7 +172,7 @@ def _deduplicate(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     are refused."""
     if runs.empty:
         return runs, 0
-    result_columns = [c for c in runs.columns if c not in PROVENANCE and not c.startswith("_")]
+    result_columns = [c for c in runs.columns if c not in PROVENANCE + LABELS and not c.startswith("_")]
     keep, dropped = [], 0
     for cell, rows in runs.groupby("_id", sort=False):
         if len(rows) > 1:

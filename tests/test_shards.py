@@ -162,3 +162,22 @@ def test_a_folder_holding_shards_of_another_study_takes_no_other_study(tmp_path,
         make_plan(GRID, BASE.replace(epochs=2), out, shard)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == listing
     assert make_plan(GRID, BASE, out, shard).identity["settings"]["epochs"] == 1
+
+
+def test_merge_takes_copies_that_name_the_whole_training_part_differently(tmp_path):
+    """A whole-training-part cell trains the same with or without --train-sizes naming that size
+    (every image, in file order); its rows say 'all' or the subset rule ('random'), which
+    check_rows takes as one setting. merge compared the label as a result and refused the copies."""
+    base = TrainConfig(hidden=(16,), epochs=1, validation_size=59_000, batch_size=50)  # the whole part: 1,000 images
+    grid = GridSpec(keep_probs=((0.5,), (1.0,)), seeds=(1, 2))
+    out = tmp_path / "s"
+    for k in (1, 2):
+        run_study(make_plan(grid, base, out, (k, 2)), CPU, parallel_models=1)
+    assert merge(out)["merged"] == 4
+    first = sorted_rows(out / "runs.csv")["test_accuracy"].tolist()
+    shutil.rmtree(out / "shards" / "1-of-2")
+    named = GridSpec(keep_probs=grid.keep_probs, seeds=grid.seeds, train_sizes=(1000,))
+    run_study(make_plan(named, base, out, (1, 2)), CPU, parallel_models=1)
+    assert set(pd.read_csv(out / "shards" / "1-of-2" / "runs.csv")["subset"]) == {"random"}
+    assert merge(out)["merged"] == 4
+    assert sorted_rows(out / "runs.csv")["test_accuracy"].tolist() == first  # the same training, to the last digit
