@@ -32,6 +32,7 @@ from dropcli.config import (
     DEFAULT_SEED,
     EVALS_PER_BUDGET,
     INITS,
+    MAX_DIGITS,
     MAX_MC_SAMPLES,
     PLAIN_INT,
     PLAIN_NUMBER,
@@ -41,7 +42,9 @@ from dropcli.config import (
     fmt_keep,
     parse_ints,
     parse_keep,
+    too_long,
 )
+from dropcli.errors import WORDS
 from dropcli.grid import (
     DEFAULT_SEEDS,
     MAX_CELLS,
@@ -64,10 +67,13 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 def _plain(pattern, error_type: str) -> Callable:
     """A pydantic before-validator: a str that `pattern` does not match is refused with `error_type`
-    (the type option_message words as 'takes a whole number' or 'takes a number')."""
+    (the type option_message words as 'takes a whole number' or 'takes a number'), and a whole
+    number of more than MAX_DIGITS digits in dropcli's words (10**330 lockstep cells divided to 0.0)."""
     def check(value):
         if isinstance(value, str) and not pattern.fullmatch(value.strip()):
             raise PydanticCustomError(error_type, "not a plain number")
+        if isinstance(value, str) and pattern is PLAIN_INT and len(value.strip().lstrip("+-0")) > MAX_DIGITS:
+            raise PydanticCustomError(WORDS, too_long(len(value.strip())))
         return value
 
     return check

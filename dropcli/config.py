@@ -302,6 +302,12 @@ def split_list(text: str, what: str, example: str) -> list[str]:
 # Python's int() and float() also take ' 5', '7_77' and other scripts' digits ('٥'), which neither holds
 PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
 PLAIN_INT = re.compile(r"[+-]?[0-9]+")
+MAX_DIGITS = 30  # a whole number's digits: past every range here (and a float's), where int() stops at 4,300
+
+
+def too_long(digits: int) -> str:
+    """What an option says of a whole number past MAX_DIGITS (after the option's name)."""
+    return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {digits:,})"
 
 
 def parse_number(text: str, what: str) -> float:
@@ -333,8 +339,8 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     parts = split_list(text, what, "512,512")
     if not all(PLAIN_INT.fullmatch(p) for p in parts):
         raise ValueError(f"{what} takes whole numbers (got {text!r})")
-    if any(len(p.lstrip("+-0")) > 30 for p in parts):  # past every range here, and int() stops at 4,300 digits
-        raise ValueError(f"{what} takes whole numbers of at most 30 digits (got one of {max(map(len, parts)):,})")
+    if any(len(p.lstrip("+-0")) > MAX_DIGITS for p in parts):
+        raise ValueError(f"{what} {too_long(max(map(len, parts)))}")
     return tuple(int(p) for p in parts)
 
 

@@ -27,6 +27,7 @@ class WriteError(DropcliError):
     message names the path and the fix. Raised by files.atomic_write for every writer."""
 
 
+WORDS = "dropcli_words"  # the type of a pydantic error whose message is dropcli's sentence after the option's name
 _PYDANTIC_WORDS = {  # pydantic's error type (Typer checks an option's type and range with pydantic) -> ours
     "greater_than_equal": ("ge", "must be at least"), "greater_than": ("gt", "must be above"),
     "less_than_equal": ("le", "must be at most"), "less_than": ("lt", "must be below"),
@@ -44,6 +45,10 @@ def option_message(e: Exception) -> str:
     errors = cause.errors() if type(cause).__name__ == "ValidationError" and hasattr(cause, "errors") else []
     if name and errors:
         kind, got, ctx = errors[0].get("type"), errors[0].get("input"), errors[0].get("ctx") or {}
+        if kind == WORDS:  # a check of dropcli's own, worded in full (cli_options.Int)
+            return f"{name} {errors[0].get('msg', '')}"
+        if kind in ("int_parsing", "int_from_float", "int_type"):
+            return f"{name} takes a whole number (got {got!r})"
         if str(got).strip().lower().lstrip("+-") == "nan":  # nan fails a range check: it is no number at all
             return f"{name} takes a number (got {got})"
         if kind in _PYDANTIC_WORDS:
@@ -51,8 +56,6 @@ def option_message(e: Exception) -> str:
             limit = ctx.get(bound)
             limit = f"{limit:,}" if isinstance(limit, int) and not isinstance(limit, bool) else f"{limit:g}"
             return f"{name} {words} {limit} (got {got})"
-        if kind in ("int_parsing", "int_from_float", "int_type"):
-            return f"{name} takes a whole number (got {got!r})"
         if kind in ("float_parsing", "float_type", "finite_number"):
             return f"{name} takes a number (got {got!r})"
         if kind == "value_error":  # a choice: "Value error, 'x' is not one of 'a', 'b'."

@@ -37,7 +37,7 @@ from dropcli.study import (
     study_folder,
 )
 
-SHARD_DIR = r"^(\d+)-of-(\d+)$"  # shards/K-of-N/
+SHARD_DIR = r"^([0-9]+)-of-([0-9]+)$"  # shards/K-of-N/
 
 
 def shard_folder(out: Path, k: int, n: int) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dropcli.config import MAX_DIGITS, PLAIN_INT, too_long
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import cell_id_of, grid_of, partition
 from dropcli.identity import describe_difference, same
@@ -44,16 +45,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     """'2/8' -> (2, 8); 'slurm' reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (an array 1-N).
     Raises ValueError naming --shard."""
     if text == "slurm":
-        try:
-            k, n = int(os.environ["SLURM_ARRAY_TASK_ID"]), int(os.environ["SLURM_ARRAY_TASK_COUNT"])
-        except (KeyError, ValueError):
+        k, n = (os.environ.get(v, "").strip() for v in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"))
+        if not (PLAIN_INT.fullmatch(k) and PLAIN_INT.fullmatch(n)):
             raise ValueError("--shard slurm needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (run it in an "
-                             "sbatch --array=1-N job), or give --shard K/N") from None
+                             "sbatch --array=1-N job), or give --shard K/N")
     else:
-        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-        if not m:
+        k, _, n = (p.strip() for p in text.partition("/"))
+        if not (PLAIN_INT.fullmatch(k) and PLAIN_INT.fullmatch(n)):  # decimal digits, as every number option
             raise ValueError(f"--shard takes K/N, e.g. --shard 2/8 (got {text!r})")
-        k, n = int(m.group(1)), int(m.group(2))
+    if max(len(k.lstrip("+-0")), len(n.lstrip("+-0"))) > MAX_DIGITS:
+        raise ValueError(f"--shard {too_long(max(len(k), len(n)))}")
+    k, n = int(k), int(n)
     if n < 1:
         raise ValueError(f"--shard {k}/{n}: N, the number of shards, must be at least 1, e.g. --shard 1/2")
     if not 1 <= k <= n:

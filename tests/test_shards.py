@@ -44,12 +44,22 @@ def test_parse_shard(text, expected):
 
 
 @pytest.mark.parametrize("text, fragment", [("0/3", r"K must be in 1\.\.3"), ("4/3", r"K must be in 1\.\.3"),
+                                            ("\u0661/\u0662", "takes K/N"), ("\uff11/\uff12", "takes K/N"), ("1_0/20", "takes K/N"),
+                                            ("1/2/3", "takes K/N"), ("1/" + "9" * 5000, "at most 30 digits"),
                                             ("1/0", "N, the number of shards, must be at least 1"),
                                             ("two", "takes K/N"), ("slurm", "needs SLURM_ARRAY_TASK_ID")])
 def test_bad_shards(text, fragment, monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     with pytest.raises(ValueError, match=fragment):
         parse_shard(text)
+
+
+@pytest.mark.parametrize("k, n", [("1_0", "2_0"), ("\u0662", "3"), ("", "3"), ("2", "0x3")])
+def test_slurm_array_variables_are_plain_numbers(monkeypatch, k, n):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", k)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", n)
+    with pytest.raises(ValueError, match="needs SLURM_ARRAY_TASK_ID"):
+        parse_shard("slurm")
 
 
 def test_slurm_array_variables_name_the_shard(monkeypatch):
