@@ -157,7 +157,8 @@ def fit_width(table, console, keys: int = 1) -> list:
 def shell_word(text: str) -> str:
     """`text` as one word that bash reads back as `text`, on one line: shlex.quote where every
     character is printable, else ANSI-C quoting ($'...') with each control character, line
-    separator or other unprintable character escaped (\\n, \\x1b, \\u2028), and each byte of a
+    separator or other unprintable character escaped as its UTF-8 bytes (\\n, \\x1b, \\xe2\\x80\\xa8
+    for U+2028: bash reads those in every locale, \\u2028 only in a UTF-8 one), and each byte of a
     file name the locale could not decode (surrogateescape, U+DC80-U+DCFF) as that byte (\\xHH).
     A command printed for the user to copy (resume, merge) is built of these words."""
     import shlex
@@ -171,9 +172,8 @@ def shell_word(text: str) -> str:
             out.append(named[ch])
         elif undecodable(ch):
             out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        elif not ch.isprintable():
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
-                       else f"\\U{ord(ch):08x}")
+        elif not ch.isprintable():  # as its UTF-8 bytes: bash reads \\u escapes only in a UTF-8 locale
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
         else:
             out.append(ch)
     return "$'" + "".join(out) + "'"
