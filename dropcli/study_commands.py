@@ -39,7 +39,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
     from dropcli.study_display import StudyDisplay
 
     if plan.regrid_note:
-        term.note(one_line(plan.regrid_note))
+        term.note(plan.regrid_note)
     if dry_run:
         return dry_run_table(plan, check_device(plan, how), how.parallel_models, term, how.workers)
     ray = None
@@ -107,7 +107,7 @@ def interrupted(plan: StudyPlan, e: KeyboardInterrupt, term: Terminal, resume: s
     if left:
         term.interrupted(f"{what} {left} remain. Resume with:", resume)
     else:
-        term.interrupted(f"{what} every cell is saved. Rebuild the summary with:", f"dropcli report {out}")
+        term.interrupted(f"{what} every cell is saved. Rebuild the summary with:", f"dropcli report {shell_word(str(out))}")
     raise SystemExit(interrupt_code(e)) from None
 
 
@@ -154,7 +154,7 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
         paths = write_scripts(folder, out, grid_args, opts)
     term.wrote(paths[0].parent, [p.name for p in paths])
     if not submit:
-        term.result(f"bash {paths[-1]}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")
+        term.result(f"bash {shell_word(str(paths[-1]))}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")
         return
     spans = arrays(opts.shards, opts.max_array_size)
     record = submit_scripts(out, [(p, lo, hi) for p, (lo, hi) in zip(paths, spans)], opts.shards, paths[-2])
@@ -211,7 +211,7 @@ def dry_run_table(plan: StudyPlan, device, parallel_models: int, term: Terminal,
                       str(c.seed), str(c.epochs), f"{c.total_steps:,}", str(group_of[key]) if key in group_of else "done")
     term.table(table)
     if not todo:
-        term.result(f"Nothing to run: every cell is already in {one_line(str(plan.folder / 'runs.csv'))}.")
+        term.result(f"Nothing to run: every cell is already in {plan.folder / 'runs.csv'}.")
         return
     with term.board() as board:
         seconds = estimate_seconds(groups, device, on_progress=CountDisplay(board, "timing a few steps of each group shape"),

@@ -159,9 +159,11 @@ def _is_pipe(stream) -> bool:
 
 
 def _say(console, text: str) -> None:
-    """One line of text: on a terminal wrapped between words (never inside one that fits); elsewhere
-    (a file, a pipe) never wrapped, so each line stays whole for grep."""
-    console.print(text, soft_wrap=not console.is_terminal)
+    """One line of text, whatever a path or value in it holds (one_line: a line break or escape
+    sequence in a file name is shown escaped): on a terminal wrapped between words (never inside
+    one that fits); elsewhere (a file, a pipe) never wrapped, so each line stays whole for grep.
+    Every result and note goes through here."""
+    console.print(one_line(text), soft_wrap=not console.is_terminal)
 
 
 def plain_console(**kw):

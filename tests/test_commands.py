@@ -437,3 +437,15 @@ def test_every_number_option_reads_plain_digits_only(command, option, kind):
         check_error(invoke(command, option, bad), 2, f"{option} {words} (got {bad!r})")
     if kind == "int":  # 10**330 lockstep cells were divided into 0.0 s each (a traceback)
         check_error(invoke(command, option, "1" + "0" * 330), 2, f"{option} takes whole numbers of at most 30 digits (got one of 331)")
+
+
+def test_a_file_name_prints_on_one_line_whatever_it_holds(tmp_path, trained):
+    """Every result and note is one line (terminal._say): an image named with an escape sequence and
+    a line break printed them raw (the terminal turned red, the name broke in two)."""
+    name = tmp_path / "dig\x1b[31mRED\n2.png"
+    digit = Image.new("L", (28, 28))
+    digit.paste(255, (10, 4, 16, 24))  # a stroke: a "1"
+    digit.save(name, format="PNG")
+    result = invoke("predict", trained[0], name)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and f"{tmp_path}/dig\\x1b[31mRED\\n2.png:" in result.stdout.splitlines()

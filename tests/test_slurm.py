@@ -202,6 +202,9 @@ def test_a_study_path_with_spaces_quotes_and_hashes_is_one_argument(tmp_path):
     assert "--job-name=dropcli-my_study__1__50____q_____" in found and "--partition=debug" in found
     assert directives((out / "slurm" / "merge.sbatch").read_text())[1] == (
         f"--output={str(out).replace('%', '%%')}/slurm/logs/merge.out")
+    import shlex  # the line printed to copy runs the submit script, not 'bash .../my' with '#1 ...' a comment
+    line = next(line for line in result.stdout.splitlines() if line.startswith("bash "))
+    assert shlex.split(line, comments=True)[:2] == ["bash", str(out / "slurm" / "submit.sh")]
 
 
 def test_the_model_of_sbatchs_directive_parser():
