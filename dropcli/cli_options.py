@@ -32,7 +32,6 @@ from dropcli.config import (
     DEFAULT_SEED,
     EVALS_PER_BUDGET,
     INITS,
-    MAX_DIGITS,
     MAX_MC_SAMPLES,
     PLAIN_INT,
     PLAIN_NUMBER,
@@ -72,8 +71,8 @@ def _plain(pattern, error_type: str) -> Callable:
     def check(value):
         if isinstance(value, str) and not pattern.fullmatch(value.strip()):
             raise PydanticCustomError(error_type, "not a plain number")
-        if isinstance(value, str) and pattern is PLAIN_INT and len(value.strip().lstrip("+-0")) > MAX_DIGITS:
-            raise PydanticCustomError(WORDS, too_long(len(value.strip())))
+        if isinstance(value, str) and pattern is PLAIN_INT and (said := too_long(value)):
+            raise PydanticCustomError(WORDS, said)
         return value
 
     return check

@@ -305,9 +305,13 @@ PLAIN_INT = re.compile(r"[+-]?[0-9]+")
 MAX_DIGITS = 30  # a whole number's digits: past every range here (and a float's), where int() stops at 4,300
 
 
-def too_long(digits: int) -> str:
-    """What an option says of a whole number past MAX_DIGITS (after the option's name)."""
-    return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {digits:,})"
+def too_long(*texts: str) -> str | None:
+    """What an option says (after its name) where one of `texts`, whole numbers in decimal digits
+    (PLAIN_INT), has more than MAX_DIGITS digits past its sign and leading zeros; else None."""
+    longest = max((t.strip() for t in texts), key=lambda t: len(t.lstrip("+-0")))
+    if len(longest.lstrip("+-0")) <= MAX_DIGITS:
+        return None
+    return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {len(longest):,})"
 
 
 def parse_number(text: str, what: str) -> float:
@@ -339,8 +343,8 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
     parts = split_list(text, what, "512,512")
     if not all(PLAIN_INT.fullmatch(p) for p in parts):
         raise ValueError(f"{what} takes whole numbers (got {text!r})")
-    if any(len(p.lstrip("+-0")) > MAX_DIGITS for p in parts):
-        raise ValueError(f"{what} {too_long(max(map(len, parts)))}")
+    if said := too_long(*parts):
+        raise ValueError(f"{what} {said}")
     return tuple(int(p) for p in parts)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dropcli.config import MAX_DIGITS, PLAIN_INT, too_long
+from dropcli.config import PLAIN_INT, too_long
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import cell_id_of, grid_of, partition
 from dropcli.identity import describe_difference, same
@@ -53,8 +53,8 @@ def parse_shard(text: str) -> tuple[int, int]:
         k, _, n = (p.strip() for p in text.partition("/"))
         if not (PLAIN_INT.fullmatch(k) and PLAIN_INT.fullmatch(n)):  # decimal digits, as every number option
             raise ValueError(f"--shard takes K/N, e.g. --shard 2/8 (got {text!r})")
-    if max(len(k.lstrip("+-0")), len(n.lstrip("+-0"))) > MAX_DIGITS:
-        raise ValueError(f"--shard {too_long(max(len(k), len(n)))}")
+    if said := too_long(k, n):
+        raise ValueError(f"--shard {said}")
     k, n = int(k), int(n)
     if n < 1:
         raise ValueError(f"--shard {k}/{n}: N, the number of shards, must be at least 1, e.g. --shard 1/2")
