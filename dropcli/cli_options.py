@@ -231,10 +231,10 @@ def typed_options(only=None, skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def command_line(skip: tuple[str, ...] = ()) -> str:
-    """The running command as the user would type it, on one line (streams.shell_word)."""
-    from dropcli.streams import shell_word
+    """The running command as the user would type it, on one line (streams.shell_command)."""
+    from dropcli.streams import shell_command
 
-    return " ".join(shell_word(x) for x in ["dropcli", get_current_context().info_name, *typed_options(skip=skip)])
+    return shell_command("dropcli", get_current_context().info_name, *typed_options(skip=skip))
 
 
 def check_budget(steps: int | None, epochs: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import sys
+from pathlib import Path
 
 from dropcli.chars import undecodable
 
@@ -177,3 +178,9 @@ def shell_word(text: str) -> str:
         else:
             out.append(ch)
     return "$'" + "".join(out) + "'"
+
+
+def shell_command(*words: str | Path) -> str:
+    """A command printed for the user to copy (resume, merge, report, the Slurm submit line): the
+    words, each a shell_word, on one line that bash reads back as these words."""
+    return " ".join(shell_word(str(w)) for w in words)

@@ -13,7 +13,7 @@ from dropcli.commands import duration, load_modules
 from dropcli.config import AUTO_WORKERS, fmt_max_norm, fmt_number
 from dropcli.grid import cell_id_of, fmt_hidden
 from dropcli.plan import StudyPlan, pending
-from dropcli.streams import shell_word
+from dropcli.streams import shell_command
 from dropcli.study import REPORT_FILES, TABLES, unfinished
 from dropcli.terminal import Terminal, as_interrupt, interrupt_code, interrupt_name, one_line
 
@@ -71,7 +71,7 @@ def run_ablate(plan: StudyPlan, how: Execution, dry_run: bool, term: Terminal, r
         term.note(f"Trained {display.what_ran()}{on} ({why}).")
     if plan.shard:
         term.note_path(f"Shard {plan.shard[0]}/{plan.shard[1]}: {counts['total']} cells are in", out)
-        term.note_path("When every shard is done, combine them with:", f"dropcli merge {shell_word(str(plan.root))}")
+        term.note_path("When every shard is done, combine them with:", shell_command("dropcli", "merge", plan.root))
         return
     show_summary(summary, out, term)
     term.wrote(out, [name for name in TABLES + REPORT_FILES if (out / name).exists()])
@@ -107,7 +107,7 @@ def interrupted(plan: StudyPlan, e: KeyboardInterrupt, term: Terminal, resume: s
     if left:
         term.interrupted(f"{what} {left} remain. Resume with:", resume)
     else:
-        term.interrupted(f"{what} every cell is saved. Rebuild the summary with:", f"dropcli report {shell_word(str(out))}")
+        term.interrupted(f"{what} every cell is saved. Rebuild the summary with:", shell_command("dropcli", "report", out))
     raise SystemExit(interrupt_code(e)) from None
 
 
@@ -154,7 +154,7 @@ def run_slurm(plan: StudyPlan, grid_args: list[str], opts, submit: bool, term: T
         paths = write_scripts(folder, out, grid_args, opts)
     term.wrote(paths[0].parent, [p.name for p in paths])
     if not submit:
-        term.result(f"bash {shell_word(str(paths[-1]))}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")
+        term.result(f"{shell_command('bash', paths[-1])}    # submits {len(paths) - 2} array(s) and the merge job that waits for them")
         return
     spans = arrays(opts.shards, opts.max_array_size)
     record = submit_scripts(out, [(p, lo, hi) for p, (lo, hi) in zip(paths, spans)], opts.shards, paths[-2])
