@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import torch
 
 from dropcli.errors import UsageError
+from dropcli.provenance import flush_denormals
 
 
 def parse_device(name: str) -> torch.device | None:
@@ -28,7 +29,10 @@ def parse_device(name: str) -> torch.device | None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; a device that does not exist here is a usage error."""
+    """'auto' picks CUDA when present; a device that does not exist here is a usage error. Every
+    command computes on the device this returns, so it first sets the CPU's flush-to-zero mode
+    (provenance.flush_denormals), before torch starts its threads."""
+    flush_denormals()
     device = parse_device(name)
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

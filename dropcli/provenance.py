@@ -5,7 +5,8 @@
     >>> cpu_model()
     'AMD EPYC, 2 cores, AVX512'
 
-Also checks that MKL runs in its reproducible mode (see dropcli/__init__.py).
+Also checks that MKL runs in its reproducible mode (see dropcli/__init__.py), and sets the CPU's
+flush-to-zero mode in every thread torch computes on (flush_denormals).
 """
 
 from __future__ import annotations
@@ -130,4 +131,35 @@ def mkl_reproducible() -> bool | None:
     warnings.warn("MKL started before dropcli could make it reproducible, so lockstep cells may differ in the "
                   "last bits from single runs; set MKL_CBWR=AUTO,STRICT in the environment, or import dropcli "
                   "before running torch matmuls", RuntimeWarning, stacklevel=2)
+    return False
+
+
+FLUSH_PROBE_ELEMENTS = 1 << 16  # per thread: above torch's grain size (32,768), so every thread takes a part
+
+
+def flush_denormals() -> bool | None:
+    """Make float arithmetic on the CPU flush denormals to zero (FTZ and DAZ, torch.set_flush_denormal)
+    in this thread, and check every thread torch computes on. Returns True when all of them flush;
+    False, with a warning naming the fix, when torch's threads started before this was first called
+    (the mode belongs to a thread, which takes its creator's only as it starts, so every dropcli
+    command calls this before torch computes: device.resolve_device); None where the CPU has no such
+    mode (torch.set_flush_denormal returns False). Idempotent; costs about 2 ms.
+
+    Why: Adam's first moment of a weight whose gradient stays 0 (a dead unit's) decays into the
+    denormals and stays there (0.9 x 4 x 2**-149 rounds back to 4 x 2**-149), and denormal arithmetic
+    takes the CPU's slow path: 5% of the tutorial network's moments after 15 epochs, which make a
+    step 1.4x slower (benchmarks/RESULTS.md). Flushed, those moments are 0. GPUs are not affected:
+    this sets the CPU's mode only."""
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        return None
+    n = torch.get_num_threads()
+    tiny = torch.full((n * FLUSH_PROBE_ELEMENTS,), 2.0**-120).mul_(2.0**-10)  # 2**-130 is a denormal
+    square = torch.full((512, 512), 2.0**-70)
+    if not (tiny.any() or torch.mm(square, square).any()):  # elementwise work, and MKL's matmul threads
+        return True
+    warnings.warn("torch's threads started before dropcli set flush-to-zero, so some keep denormals: steps may be "
+                  "slower and results may differ in the last bits from other runs; call "
+                  "dropcli.provenance.flush_denormals() before torch computes anything", RuntimeWarning, stacklevel=2)
     return False

@@ -26,7 +26,7 @@ from dropcli.device import check_precision, matmul_precision
 from dropcli.engine import Stack
 from dropcli.evaluation import evaluate
 from dropcli.model import Params, init_params
-from dropcli.provenance import device_description, mkl_reproducible
+from dropcli.provenance import device_description, flush_denormals, mkl_reproducible
 from dropcli.stepper import make_step
 
 
@@ -54,7 +54,7 @@ class RunResult:
     test_accuracy_at_best: float = math.nan  # test accuracy of that epoch's weights
     train_seconds: float = 0.0
     device: str = "cpu"
-    engine: str = ""  # how the steps ran, e.g. "eager, numpy masks" or "cuda graph, fused hash kernel"
+    engine: str = ""  # how the steps ran: "eager, numpy masks dropout, denormals flushed", "cuda graph, fused hash kernel dropout"
     parallel_models: int = 1
 
     @property
@@ -118,8 +118,9 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
     device = device or data.test.x.device
     check_precision(configs[0].precision, device)
     mkl_reproducible()
+    flushed = flush_denormals() if device.type == "cpu" else None  # the CPU's mode; a GPU keeps its own
     with matmul_precision(configs[0].precision):
-        return _Group(configs, data, device, cuda_graphs, fused_dropout).run(on_epoch, on_step)
+        return _Group(configs, data, device, cuda_graphs, fused_dropout).run(on_epoch, on_step, flushed)
 
 
 class _Group:
@@ -143,9 +144,10 @@ class _Group:
             perms.append(perm if subset is None else subset[perm])
         return torch.stack(perms).reshape(K, c0.steps_per_epoch, c0.batch_size).transpose(0, 1).reshape(c0.steps_per_epoch, -1)
 
-    def run(self, on_epoch, on_step) -> list[RunResult]:
+    def run(self, on_epoch, on_step, flushed: bool | None = None) -> list[RunResult]:
         """Train every cell for total_steps steps, an epoch's batch order at a time (the last epoch
-        may stop part way: its first steps), validating every eval_interval steps and after the last."""
+        may stop part way: its first steps), validating every eval_interval steps and after the last.
+        flushed: provenance.flush_denormals's answer on the CPU (named in each result's engine), else None."""
         c0, K = self.configs[0], len(self.configs)
         total, every, per_epoch = c0.total_steps, c0.eval_interval, c0.steps_per_epoch
         self.histories: list[list[dict]] = [[] for _ in range(K)]
@@ -171,7 +173,8 @@ class _Group:
                     break
                 self.stepper.reset()
                 since, t0 = 0, time.perf_counter()
-        engine = f"{self.stepper.name}, {self.stack.dropout_path} dropout"
+        engine = f"{self.stepper.name}, {self.stack.dropout_path} dropout" + {
+            True: ", denormals flushed", False: ", denormals flushed in some threads", None: ""}[flushed]
         return [self.result(k, engine) for k in range(K)]
 
     def record(self, done: int, since: int, seconds: float) -> list[dict]:

@@ -84,10 +84,13 @@ def _set_up(threads: int, device_name: str, data, load: tuple, identity: dict | 
             workers: int) -> None:
     import torch
 
+    from dropcli.provenance import flush_denormals
+
     # the pool has flushed a worker's results before its interpreter exits; torch's teardown takes
     # seconds (4 s on a busy 2-core machine), so an exiting worker skips it
     atexit.register(os._exit, 0)
 
+    flush_denormals()  # before torch starts its threads, which take this thread's mode
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:

@@ -5,6 +5,9 @@ import torch
 
 from dropcli.config import TrainConfig
 from dropcli.data import Dataset, Split
+from dropcli.provenance import flush_denormals
+
+flush_denormals()  # as every dropcli command does, before torch starts its threads (tests train in-process too)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,5 +1,6 @@
 """Where and with which code a number was made; MKL in its reproducible mode on every CPU."""
 
+import platform
 import re
 import subprocess
 import sys
@@ -57,3 +58,56 @@ def test_provenance_strings():
     assert re.fullmatch(r".+, \d+ cores, \w+.*", cpu_model())
     assert re.fullmatch(r"0\.1\.0(\+g[0-9a-f]{12}(\.dirty)?)?", code_version())
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", utc_now())
+
+
+FLUSH = """
+import warnings
+warnings.simplefilter("always")
+{setup}
+from dropcli.provenance import flush_denormals
+with warnings.catch_warnings(record=True) as w:
+    first = flush_denormals()
+torch.set_num_threads(4)  # threads started later take the mode of the thread that starts them
+print(first, flush_denormals(), len([x for x in w if "flush-to-zero" in str(x.message)]))
+"""
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ("import torch", ["True", "True", "0"]),  # as the commands do: set before torch starts its threads
+    ("import torch\ntorch.ones(1 << 20).mul_(2).sum()", ["False", "False", "1"]),  # its threads started first
+])
+def test_flush_to_zero_holds_in_every_thread_or_a_warning_says_which_not(setup, expected):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the threads' inherited mode is checked on x86 CPUs")
+    out = subprocess.run([sys.executable, "-c", FLUSH.format(setup=setup)], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+    assert out.stdout.split() == expected, out.stderr
+
+
+def test_a_dead_weights_adam_moment_is_flushed_to_zero_not_left_denormal():
+    """The reason for flush_denormals: with a zero gradient Adam's first moment decays to 4 x 2**-149
+    and stays there (0.9 x 4 rounds back to 4), so a dead unit's weights keep denormal moments that
+    slow every later step; flushed (as every dropcli command runs), they reach 0."""
+    import torch
+
+    from dropcli.engine import FlatAdam
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode")
+
+    def moment_after_dead_steps(flush: bool) -> float:
+        torch.set_flush_denormal(flush)
+        try:
+            flat = torch.zeros(8)  # fewer elements than torch's grain: the update runs in this thread alone
+            flat.grad = torch.full((8,), 1e-3)
+            adam = FlatAdam(flat, lr=1e-3)
+            adam.update()
+            flat.grad.zero_()  # the unit died: its gradient is 0 from now on
+            for _ in range(1_000):
+                adam.update()
+            return adam.m.max().item()
+        finally:
+            torch.set_flush_denormal(True)
+
+    assert moment_after_dead_steps(flush=False) == 4 * 2.0**-149
+    assert moment_after_dead_steps(flush=True) == 0.0

@@ -114,6 +114,7 @@ def test_workers_run_mkl_reproducibly_on_their_own_threads_and_load_data_that_co
         assert pool.executor.submit(torch.get_num_threads).result() == 1
         rows = pool.executor.submit(train_group_task, 0, [cell], {}).result()
     assert [r["train_size"] for r in rows["runs"]] == [500] and (rows["runs"][0]["workers"], rows["runs"][0]["threads"]) == (2, 1)
+    assert rows["runs"][0]["engine"].endswith(", denormals flushed")  # set as each worker started
     assert not workers_alive()
 
 
