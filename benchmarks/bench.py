@@ -38,7 +38,7 @@ from grid_bench import summarise as summarise_grid  # noqa: E402
 from dropcli.config import DEFAULT_SEED, TRAIN_SPLIT, TrainConfig  # noqa: E402
 from dropcli.data import load_dataset, prepare_bundled_mnist  # noqa: E402
 from dropcli.files import atomic_write  # noqa: E402
-from dropcli.provenance import code_version, cpu_model  # noqa: E402
+from dropcli.provenance import code_version, cpu_model, flush_denormals  # noqa: E402
 
 
 def matmul_bound(config: TrainConfig) -> dict:
@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer batches and a smaller grid (a smoke run)")
     parser.add_argument("--record", action="store_true", help="append the result to benchmarks/results.csv (tracked)")
     args = parser.parse_args()
+    flush_denormals()  # as every dropcli command does, before torch starts its threads
     if args.grid_rounds < 1:
         raise SystemExit("--grid-rounds must be at least 1")
     config = TrainConfig()

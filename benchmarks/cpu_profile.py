@@ -27,12 +27,18 @@ from rich.table import Table  # noqa: E402
 from dropcli.config import TrainConfig  # noqa: E402
 from dropcli.engine import Stack  # noqa: E402
 from dropcli.model import init_params  # noqa: E402
+from dropcli.provenance import flushing  # noqa: E402
 
 GROUPS = {"matmuls": ("aten::bmm", "aten::baddbmm"), "Adam": ("aten::_fused_adam_",),
           "dropout (apply; the draw is numpy, in the rest)": ("aten::mul_", "aten::_to_copy", "aten::copy_")}
 
 
 def main(steps: int = 100) -> None:
+    with flushing():  # as dropcli trains: torch's threads start in it, and this one computes in it
+        profile_steps(steps)
+
+
+def profile_steps(steps: int) -> None:
     c = TrainConfig(keep_prob=(0.7,))
     x, y = torch.rand(1, c.batch_size, 784), torch.randint(0, 10, (1, c.batch_size))
     full, best = without(c, x, y)

@@ -43,8 +43,8 @@ def load_split(run: Path, split: str, data_dir: str | None, device_name: str, te
     from dropcli.data import data_for_run, describe
     from dropcli.device import resolve_device
 
+    device = resolve_device(device_name)  # first: it sets the CPU's float mode before torch starts its threads
     params, config, info = load_checked_run(run, mc_option)
-    device = resolve_device(device_name)
     data, note = data_for_run(config, info.get("data"), data_dir, device)
     if split == "validation":
         _, chosen = data.part(config.validation_size, config.n_train, whole=config.train_size is None)
@@ -154,8 +154,8 @@ def run_predict(run: Path, images: list[Path], index: int | None, invert: bool |
         from dropcli.images import load_image
 
         loaded = [load_image(p, invert) for p in images]  # refuse a bad file before loading anything else
+        device = resolve_device(device_name)  # before torch computes (load_checked_run's checks do)
         params, config, _ = load_checked_run(run, mc_option)
-        device = resolve_device(device_name)
         x = torch.from_numpy(np.stack([d.x.reshape(784) for d in loaded])).to(device)
         labels = [None] * len(images)
         names = [f"{p}{' (inverted: dark ink on light paper)' if d.inverted and invert is None else ''}"

@@ -6,7 +6,8 @@
 Weight scaling (dropout off, as the tutorial tests with keep_prob 1.0) is the standard test-time
 rule; Monte-Carlo dropout averages the softmax of T dropout-on passes instead (the dropout paper's
 Figure 11 compares the two on MNIST). Every evaluation runs EVAL_CHUNK rows at a time, so every
-path rounds alike and `dropcli evaluate` repeats the accuracy `dropcli train` printed.
+path rounds alike and `dropcli evaluate` repeats the accuracy `dropcli train` printed; like training,
+it computes with denormals flushed to zero (provenance.flushing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from dropcli.config import EVAL_CHUNK, Stream, TrainConfig, stream_seed
 from dropcli.data import Split
 from dropcli.model import Params, forward
+from dropcli.provenance import flushing
 
 
 @dataclass
@@ -69,6 +71,7 @@ def _on(params: Params, device: torch.device) -> Params:
     return [(W.to(device), b.to(device)) for W, b in params]
 
 
+@flushing()  # as training computes: denormals flushed in every thread
 @torch.no_grad()
 def probabilities(params: Params, x: torch.Tensor, config: TrainConfig | None = None, mc_samples: int = 0,
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -88,6 +91,7 @@ def probabilities(params: Params, x: torch.Tensor, config: TrainConfig | None = 
     return mean, (total_sq / mc_samples - mean * mean).clamp_(min=0).sqrt_()
 
 
+@flushing()  # as training computes: denormals flushed in every thread
 @torch.no_grad()
 def evaluate(params: Params, config: TrainConfig, split: Split, device: torch.device | None = None,
              mc_samples: int = 0) -> EvalResult:
@@ -111,6 +115,7 @@ def evaluate(params: Params, config: TrainConfig, split: Split, device: torch.de
     return result
 
 
+@flushing()  # as training computes: denormals flushed in every thread
 @torch.no_grad()
 def mc_curve(params: Params, config: TrainConfig, split: Split, samples: tuple[int, ...], repeats: int = 5,
              on_pass=None) -> list[dict]:

@@ -11,12 +11,15 @@ flush-to-zero mode in every thread torch computes on (flush_denormals).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
 import platform
 import subprocess
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from dropcli import __version__
@@ -135,31 +138,55 @@ def mkl_reproducible() -> bool | None:
 
 
 FLUSH_PROBE_ELEMENTS = 1 << 16  # per thread: above torch's grain size (32,768), so every thread takes a part
+_flushing = threading.local()  # .depth: how many flushing() blocks this thread is in
 
 
 def flush_denormals() -> bool | None:
-    """Make float arithmetic on the CPU flush denormals to zero (FTZ and DAZ, torch.set_flush_denormal)
-    in this thread, and check every thread torch computes on. Returns True when all of them flush;
-    False, with a warning naming the fix, when torch's threads started before this was first called
-    (the mode belongs to a thread, which takes its creator's only as it starts, so every dropcli
-    command calls this before torch computes: device.resolve_device); None where the CPU has no such
-    mode (torch.set_flush_denormal returns False). Idempotent; costs about 2 ms.
+    """Start torch's threads in the CPU's flush-to-zero mode (FTZ and DAZ: a denormal float result
+    or input counts as 0; torch.set_flush_denormal). The mode belongs to a thread, which takes its
+    creator's only as it starts, so every dropcli command calls this before torch computes
+    (device.resolve_device; workers.py as a worker starts). This thread keeps IEEE arithmetic
+    afterwards (Python's and numpy's floats here), and flushes only inside flushing().
+
+    Returns True when every thread torch uses flushes; False, with a warning naming the fix, when
+    torch's threads had started before; None where the CPU has no such mode. Idempotent; costs a
+    few ms. The check sees only the threads torch uses now: after torch.set_num_threads(1), an
+    older thread that keeps denormals would be missed, and used again once the count goes back up.
 
     Why: Adam's first moment of a weight whose gradient stays 0 (a dead unit's) decays into the
-    denormals and stays there (0.9 x 4 x 2**-149 rounds back to 4 x 2**-149), and denormal arithmetic
-    takes the CPU's slow path: 5% of the tutorial network's moments after 15 epochs, which make a
-    step 1.4x slower (benchmarks/RESULTS.md). Flushed, those moments are 0. GPUs are not affected:
-    this sets the CPU's mode only."""
+    denormals and stays there (0.9 x 4 x 2**-149 rounds back to 4 x 2**-149), and denormal
+    arithmetic takes the CPU's slow path: 6% of the tutorial network's moments after 15 epochs,
+    which make a step 1.5x slower (benchmarks/denormals.py, benchmarks/RESULTS.md). Flushed, those
+    moments are 0. GPUs are not affected: this sets the CPU's mode only."""
+    with flushing() as flushed:
+        return flushed
+
+
+@contextlib.contextmanager
+def flushing() -> Iterator[bool | None]:
+    """Inside, this thread flushes denormals too (it computes a part of every parallel torch
+    operation), then it returns to IEEE arithmetic (the outermost block restores it). Yields what
+    flush_denormals returns: whether every thread torch uses flushes (False with its warning),
+    None where the CPU has no such mode. train.train_group and evaluation's functions compute in it."""
     import torch
 
     if not torch.set_flush_denormal(True):
-        return None
-    n = torch.get_num_threads()
-    tiny = torch.full((n * FLUSH_PROBE_ELEMENTS,), 2.0**-120).mul_(2.0**-10)  # 2**-130 is a denormal
-    square = torch.full((512, 512), 2.0**-70)
-    if not (tiny.any() or torch.mm(square, square).any()):  # elementwise work, and MKL's matmul threads
-        return True
-    warnings.warn("torch's threads started before dropcli set flush-to-zero, so some keep denormals: steps may be "
-                  "slower and results may differ in the last bits from other runs; call "
-                  "dropcli.provenance.flush_denormals() before torch computes anything", RuntimeWarning, stacklevel=2)
-    return False
+        yield None
+        return
+    depth = getattr(_flushing, "depth", 0)
+    _flushing.depth = depth + 1
+    try:
+        n = torch.get_num_threads()
+        tiny = torch.full((n * FLUSH_PROBE_ELEMENTS,), 2.0**-120).mul_(2.0**-10)  # 2**-130 is a denormal
+        square = torch.full((512, 512), 2.0**-70)
+        every = not (tiny.any() or torch.mm(square, square).any())  # elementwise work, and MKL's matmul threads
+        if not every:
+            warnings.warn("torch's threads started before dropcli set flush-to-zero, so some keep denormals: steps "
+                          "may be slower and results may differ in the last bits from other runs; call "
+                          "dropcli.provenance.flush_denormals() before torch computes anything", RuntimeWarning,
+                          stacklevel=3)
+        yield every
+    finally:
+        _flushing.depth = depth
+        if depth == 0:
+            torch.set_flush_denormal(False)

@@ -26,7 +26,7 @@ from dropcli.device import check_precision, matmul_precision
 from dropcli.engine import Stack
 from dropcli.evaluation import evaluate
 from dropcli.model import Params, init_params
-from dropcli.provenance import device_description, flush_denormals, mkl_reproducible
+from dropcli.provenance import device_description, flushing, mkl_reproducible
 from dropcli.stepper import make_step
 
 
@@ -118,8 +118,8 @@ def train_group(configs: list[TrainConfig], data: Dataset, device: torch.device 
     device = device or data.test.x.device
     check_precision(configs[0].precision, device)
     mkl_reproducible()
-    flushed = flush_denormals() if device.type == "cpu" else None  # the CPU's mode; a GPU keeps its own
-    with matmul_precision(configs[0].precision):
+    with flushing() as flushed, matmul_precision(configs[0].precision):
+        flushed = flushed if device.type == "cpu" else None  # the CPU's mode; a GPU keeps its own
         return _Group(configs, data, device, cuda_graphs, fused_dropout).run(on_epoch, on_step, flushed)
 
 

@@ -90,8 +90,8 @@ def _set_up(threads: int, device_name: str, data, load: tuple, identity: dict | 
     # seconds (4 s on a busy 2-core machine), so an exiting worker skips it
     atexit.register(os._exit, 0)
 
+    torch.set_num_threads(threads)  # starts no thread: the pool starts at the first parallel work
     flush_denormals()  # before torch starts its threads, which take this thread's mode
-    torch.set_num_threads(threads)
     device = torch.device(device_name)
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
         with slot.get_lock():

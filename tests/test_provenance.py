@@ -1,5 +1,7 @@
 """Where and with which code a number was made; MKL in its reproducible mode on every CPU."""
 
+import json
+import os
 import platform
 import re
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import pytest
 
 from dropcli.provenance import code_version, cpu_model, utc_now
+from dropcli.tables import read_runs
 
 PROBE = """
 import warnings, sys
@@ -77,37 +80,68 @@ print(first, flush_denormals(), len([x for x in w if "flush-to-zero" in str(x.me
     ("import torch\ntorch.ones(1 << 20).mul_(2).sum()", ["False", "False", "1"]),  # its threads started first
 ])
 def test_flush_to_zero_holds_in_every_thread_or_a_warning_says_which_not(setup, expected):
-    if platform.machine() not in ("x86_64", "AMD64"):
-        pytest.skip("the threads' inherited mode is checked on x86 CPUs")
+    if platform.machine() not in ("x86_64", "AMD64") or (os.cpu_count() or 1) < 2:
+        pytest.skip("an x86 CPU with at least 2 cores (torch starts no other thread on one)")
     out = subprocess.run([sys.executable, "-c", FLUSH.format(setup=setup)], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+                         env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.stdout.split() == expected, out.stderr
 
 
 def test_a_dead_weights_adam_moment_is_flushed_to_zero_not_left_denormal():
-    """The reason for flush_denormals: with a zero gradient Adam's first moment decays to 4 x 2**-149
-    and stays there (0.9 x 4 rounds back to 4), so a dead unit's weights keep denormal moments that
-    slow every later step; flushed (as every dropcli command runs), they reach 0."""
+    """The reason for flushing: with a zero gradient Adam's first moment decays to 4 x 2**-149 and
+    stays there (0.9 x 4 rounds back to 4), so a dead unit's weights keep denormal moments that slow
+    every later step; inside provenance.flushing (where dropcli trains) they reach 0. Outside it this
+    thread keeps IEEE arithmetic (Python's own floats, Hypothesis's generated ones)."""
     import torch
 
     from dropcli.engine import FlatAdam
+    from dropcli.provenance import flushing
 
-    if not torch.set_flush_denormal(True):
-        pytest.skip("this CPU has no flush-to-zero mode")
-
-    def moment_after_dead_steps(flush: bool) -> float:
-        torch.set_flush_denormal(flush)
-        try:
-            flat = torch.zeros(8)  # fewer elements than torch's grain: the update runs in this thread alone
-            flat.grad = torch.full((8,), 1e-3)
-            adam = FlatAdam(flat, lr=1e-3)
+    def moment_after_dead_steps() -> float:
+        flat = torch.zeros(8)  # fewer elements than torch's grain: the update runs in this thread alone
+        flat.grad = torch.full((8,), 1e-3)
+        adam = FlatAdam(flat, lr=1e-3)
+        adam.update()
+        flat.grad.zero_()  # the unit died: its gradient is 0 from now on
+        for _ in range(1_000):
             adam.update()
-            flat.grad.zero_()  # the unit died: its gradient is 0 from now on
-            for _ in range(1_000):
-                adam.update()
-            return adam.m.max().item()
-        finally:
-            torch.set_flush_denormal(True)
+        return adam.m.max().item()
 
-    assert moment_after_dead_steps(flush=False) == 4 * 2.0**-149
-    assert moment_after_dead_steps(flush=True) == 0.0
+    def python_denormal(smallest_normal: float = 2.0**-1022) -> float:
+        return smallest_normal * 0.5  # a float64 denormal, computed here by Python at run time
+
+    assert moment_after_dead_steps() == 4 * 2.0**-149 and python_denormal() > 0
+    with flushing() as every:
+        if every is None:
+            pytest.skip("this CPU has no flush-to-zero mode")
+        assert every and moment_after_dead_steps() == 0.0
+        with flushing():
+            pass  # an inner block leaves the outer one flushing
+        assert moment_after_dead_steps() == 0.0 and python_denormal() == 0.0
+    assert moment_after_dead_steps() == 4 * 2.0**-149 and python_denormal() > 0
+
+
+def test_every_computing_command_flushes_before_torch_starts_its_threads(tmp_path):
+    """train, evaluate, predict and ablate (in this process and on workers) on 2 threads, with a
+    late flush made an error: each sets the mode before its first parallel work, and the rows say so."""
+    if platform.machine() not in ("x86_64", "AMD64") or (os.cpu_count() or 1) < 2:
+        pytest.skip("an x86 CPU with at least 2 cores (torch starts no other thread on one)")
+    small = ["--epochs", "1", "--train-size", "500", "--validation-size", "500", "--hidden", "16,16", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "100"}
+
+    def dropcli(*args):
+        out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "dropcli", *args],
+                             capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "flush-to-zero" not in out.stderr
+
+    dropcli("train", *small, "--out", str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]["engine"].endswith(", denormals flushed")
+    dropcli("evaluate", str(tmp_path / "run"), "--device", "cpu")
+    dropcli("predict", str(tmp_path / "run"), "--index", "3", "--mc-samples", "3", "--device", "cpu")
+    grid = ["--keep-probs", "0.5,1", "--seeds", "1", "--epochs", "1", "--train-sizes", "500", "--validation-size", "500",
+            "--hidden", "16,16", "--device", "cpu"]
+    for workers in ("1", "2"):
+        dropcli("ablate", *grid, "--workers", workers, "--out", str(tmp_path / f"study{workers}"))
+        engines = set(read_runs(tmp_path / f"study{workers}" / "runs.csv")["engine"])
+        assert engines == {"eager, numpy masks dropout, denormals flushed", "eager, none dropout, denormals flushed"}
