@@ -39,6 +39,7 @@ from dropcli.config import (
     SUBSETS,
     TrainConfig,
     fmt_keep,
+    not_held,
     parse_ints,
     parse_keep,
     too_long,
@@ -66,12 +67,13 @@ def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 
 def _plain(pattern, error_type: str) -> Callable:
     """A pydantic before-validator: a str that `pattern` does not match is refused with `error_type`
-    (the type option_message words as 'takes a whole number' or 'takes a number'), and a whole
-    number of more than MAX_DIGITS digits in dropcli's words (10**330 lockstep cells divided to 0.0)."""
+    (the type option_message words as 'takes a whole number' or 'takes a number'), and in dropcli's
+    words a whole number of more than MAX_DIGITS digits (10**330 lockstep cells divided to 0.0) or
+    a number a float cannot hold (config.not_held: --lr 1e-400 had said "got 0.0")."""
     def check(value):
         if isinstance(value, str) and not pattern.fullmatch(value.strip()):
             raise PydanticCustomError(error_type, "not a plain number")
-        if isinstance(value, str) and pattern is PLAIN_INT and (said := too_long(value)):
+        if isinstance(value, str) and (said := too_long(value) if pattern is PLAIN_INT else not_held(value)):
             raise PydanticCustomError(WORDS, said)
         return value
 

@@ -314,6 +314,22 @@ def too_long(*texts: str) -> str | None:
     return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {len(longest):,})"
 
 
+FLOAT_RANGE = "from 4.9e-324 to 1.8e308 in size"  # a float64's smallest denormal and largest finite value
+
+
+def not_held(text: str) -> str | None:
+    """Where a PLAIN_NUMBER text holds digits a float cannot (past 1.8e308, which reads as inf;
+    below 4.9e-324, which reads as 0): what an option says after its name ("takes numbers a float
+    can hold, ... (1e-400 would read as 0)"); else None."""
+    t = str(text).strip()
+    if "n" in t.lower():  # inf, infinity, nan: said in words, not digits
+        return None
+    x, mantissa = float(t), re.split("[eE]", t)[0]
+    if math.isinf(x) or (x == 0 and any(c in "123456789" for c in mantissa)):
+        return f"takes numbers a float can hold, {FLOAT_RANGE} ({t} would read as {x:g})"
+    return None
+
+
 def parse_number(text: str, what: str) -> float:
     """A finite float from `text` (decimal digits, PLAIN_NUMBER; surrounding spaces allowed);
     ValueError naming `what` (the option) otherwise."""
@@ -323,6 +339,8 @@ def parse_number(text: str, what: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"{what} takes numbers (got {text!r})") from None
+    if said := not_held(text):
+        raise ValueError(f"{what} {said}")
     if not math.isfinite(value):
         raise ValueError(f"{what} takes finite numbers (got {text!r})")
     return value

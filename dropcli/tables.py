@@ -27,7 +27,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dropcli.config import PLAIN_NUMBER, SUBSETS, TEST_SPLIT, TRAIN_SPLIT, TrainConfig, check_keep, fmt_keep, fmt_number
+from dropcli.config import (
+    FLOAT_RANGE,
+    PLAIN_NUMBER,
+    SUBSETS,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+    TrainConfig,
+    check_keep,
+    fmt_keep,
+    fmt_number,
+    not_held,
+)
 from dropcli.errors import DropcliError
 from dropcli.files import atomic_write, regular_file
 from dropcli.grid import cell_id, fmt_hidden
@@ -162,6 +173,8 @@ def _parse(value: str, kind: str):
             x = float(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a number (a decimal point, not a comma)") from None
+        if not_held(value):
+            raise ValueError(f"{value!r} is not a number a float can hold ({FLOAT_RANGE})")
         if not math.isfinite(x):
             raise ValueError(f"{value!r} is not a finite number")
         return x

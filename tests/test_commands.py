@@ -437,6 +437,12 @@ def test_every_number_option_reads_plain_digits_only(command, option, kind):
         check_error(invoke(command, option, bad), 2, f"{option} {words} (got {bad!r})")
     if kind == "int":  # 10**330 lockstep cells were divided into 0.0 s each (a traceback)
         check_error(invoke(command, option, "1" + "0" * 330), 2, f"{option} takes whole numbers of at most 30 digits (got one of 331)")
+    else:  # --lr 1e-400 had said "(got 0.0)", a number nobody typed
+        for bad, read in (("1e-400", "0"), ("-0.00000000000000000000001e-310", "-0"), ("1e400", "inf")):
+            check_error(invoke(command, option, bad), 2, f"{option} takes numbers a float can hold, from 4.9e-324 to "
+                                                         f"1.8e308 in size ({bad} would read as {read})")
+        for held in ("0", "0e999", "5e-324"):  # a zero, and the smallest denormal: read as they say
+            assert "a float can hold" not in invoke(command, option, held).output
 
 
 def test_a_file_name_prints_on_one_line_whatever_it_holds(tmp_path, trained):

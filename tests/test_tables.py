@@ -146,6 +146,8 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 3, "seed", "\u0663"), "row 3, column seed: '\u0663' is not a whole number"),
     (lambda ls: replace_cell(ls, 2, "test_accuracy", " 0.93"), "row 2, column test_accuracy: ' 0.93' is not a number"),
     (lambda ls: replace_cell(ls, 2, "test_accuracy", "0.9_3"), "row 2, column test_accuracy: '0.9_3' is not a number"),
+    (lambda ls: replace_cell(ls, 2, "lr", "1e-400"), "row 2, column lr: '1e-400' is not a number a float can hold (from 4.9e-324"),
+    (lambda ls: replace_cell(ls, 2, "final_cost", "2e308"), "row 2, column final_cost: '2e308' is not a number a float can hold"),
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
     (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 41 cells for 40 columns (a decimal comma"),
     (lambda ls: replace_cell(ls, 2, "status", "fine"), "row 2, column status: 'fine' is not one of ok, diverged"),
