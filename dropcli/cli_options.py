@@ -73,8 +73,10 @@ def _plain(pattern, error_type: str) -> Callable:
     def check(value):
         if isinstance(value, str) and not pattern.fullmatch(value.strip()):
             raise PydanticCustomError(error_type, "not a plain number")
-        if isinstance(value, str) and (said := too_long(value) if pattern is PLAIN_INT else not_held(value)):
+        if isinstance(value, str) and pattern is PLAIN_INT and (said := too_long(value)):
             raise PydanticCustomError(WORDS, said)
+        if isinstance(value, str) and pattern is PLAIN_NUMBER and (said := not_held(value)):
+            raise PydanticCustomError(WORDS, f"takes numbers a float can hold ({said})")
         return value
 
     return check

@@ -51,6 +51,7 @@ def stream_seed(seed: int, stream: Stream, *more: int) -> int:
 
 
 MIN_KEEP = 2.0**-32  # masks compare 32-bit draws: a smaller keep probability cannot be drawn
+FLOAT32_TINY = 2.0**-126  # float32's smallest normal: the engine computes in float32, flushing denormals to 0
 MAX_MC_SAMPLES = 10_000  # Monte-Carlo passes: the curve flattens by 100 (results/mc-curve); more is a typo
 MAX_LAYERS = 64  # hidden layers: the tutorial has 4; a plain ReLU MLP (no normalisation) this deep no longer trains; more is a typo
 MAX_STEPS = 100_000_000  # Adam steps of one cell: the dropout paper's longest runs took a few million; more is a typo
@@ -134,6 +135,9 @@ class TrainConfig:
             raise ValueError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr must be a positive number, such as 0.001 (got {self.lr})")
+        if self.lr < FLOAT32_TINY:  # 1e-50 trained with a step of exactly 0
+            raise ValueError(f"--lr {self.lr:g} is below 1.2e-38, float32's smallest normal number, so every step "
+                             "would be 0; use e.g. 0.001")
         check_max_norm(self.max_norm)
         for name, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs), ("--steps", self.steps),
                             ("--eval-every", self.eval_every)):
@@ -267,6 +271,8 @@ def check_max_norm(c: float | None, what: str = "--max-norm") -> float | None:
     """c itself if it is None (no constraint) or a positive finite number; else ValueError naming `what`."""
     if c is not None and not (math.isfinite(c) and c > 0):
         raise ValueError(f"{what} takes positive numbers such as 3, or none (got {fmt_number(c)})")
+    if c is not None and c < FLOAT32_TINY:  # 1e-50 is 0 in float32: weights of 0, a cost of nan
+        raise ValueError(f"{what} {c:g} is below 1.2e-38, float32's smallest normal number; give e.g. 3, or none")
     return c
 
 
@@ -314,19 +320,16 @@ def too_long(*texts: str) -> str | None:
     return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {len(longest):,})"
 
 
-FLOAT_RANGE = "from 4.9e-324 to 1.8e308 in size"  # a float64's smallest denormal and largest finite value
-
-
 def not_held(text: str) -> str | None:
-    """Where a PLAIN_NUMBER text holds digits a float cannot (past 1.8e308, which reads as inf;
-    below 4.9e-324, which reads as 0): what an option says after its name ("takes numbers a float
-    can hold, ... (1e-400 would read as 0)"); else None."""
+    """Where a PLAIN_NUMBER text holds digits a float cannot, so that it would read as inf (past
+    1.7976931348623157e308) or as 0 (below 2.5e-324, half the smallest denormal): why, naming the
+    text ("a float holds sizes from about 5e-324 to 1.8e308; 1e-400 would read as 0"); else None."""
     t = str(text).strip()
     if "n" in t.lower():  # inf, infinity, nan: said in words, not digits
         return None
     x, mantissa = float(t), re.split("[eE]", t)[0]
     if math.isinf(x) or (x == 0 and any(c in "123456789" for c in mantissa)):
-        return f"takes numbers a float can hold, {FLOAT_RANGE} ({t} would read as {x:g})"
+        return f"a float holds sizes from about 5e-324 to 1.8e308; {t} would read as {x:g}"
     return None
 
 
@@ -340,7 +343,7 @@ def parse_number(text: str, what: str) -> float:
     except ValueError:
         raise ValueError(f"{what} takes numbers (got {text!r})") from None
     if said := not_held(text):
-        raise ValueError(f"{what} {said}")
+        raise ValueError(f"{what} takes numbers a float can hold ({said})")
     if not math.isfinite(value):
         raise ValueError(f"{what} takes finite numbers (got {text!r})")
     return value

@@ -37,6 +37,7 @@ from dropcli.idx import (  # noqa: F401  (BUNDLE, cache_dir, ...: this module's 
     read_sums,
     sha256,
 )
+from dropcli.provenance import flush_denormals
 
 CLASS_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "kmnist": "KMNIST"}
@@ -190,7 +191,10 @@ def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str |
     """Load a whole MNIST-format dataset onto `device`, with its identity (data_identity, from the
     bytes loaded); never downloads MNIST. data_dir None: the bundled MNIST, or torchvision's copy
     of another dataset (downloaded if absent). Raises DropcliError naming the fix for a missing,
-    truncated or malformed file, or a dataset that cannot be downloaded."""
+    truncated or malformed file, or a dataset that cannot be downloaded. Like every command, it
+    first starts torch's threads flushing denormals (provenance.flush_denormals): it is the library's
+    first parallel work (`data = load_dataset(); train(config, data)`)."""
+    flush_denormals()
     device = torch.device(device)
     if data_dir is not None:
         d = Path(data_dir).expanduser()

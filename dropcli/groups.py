@@ -62,13 +62,14 @@ def step_seconds(group: list[TrainConfig], device, steps: int = 10, warmup: int 
     from dropcli.device import matmul_precision, synchronize
     from dropcli.engine import Stack
     from dropcli.model import init_params
+    from dropcli.provenance import flushing
     from dropcli.stepper import make_step
 
     c, rows = group[0], len(group) * group[0].batch_size
     x = torch.rand(rows, c.sizes[0], device=device)
     y = torch.randint(0, c.sizes[-1], (rows,), device=device)
     idx = torch.randperm(rows, device=device)
-    with matmul_precision(c.precision):
+    with flushing(), matmul_precision(c.precision):  # as train_group computes
         step = make_step(Stack(group, [init_params(m.sizes, m.init, m.seed) for m in group], device), x, y)
         for _ in range(warmup):
             step(idx)

@@ -17,6 +17,7 @@ import functools
 import os
 import platform
 import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -162,31 +163,53 @@ def flush_denormals() -> bool | None:
         return flushed
 
 
+def _flushes_here(smallest_normal: float = 2.0**-1022) -> bool:
+    """Whether this thread flushes now: Python's float multiply runs on the same SSE unit, so half of
+    float64's smallest normal comes out 0 under flush-to-zero."""
+    return smallest_normal * 0.5 == 0.0
+
+
+def _outside_dropcli() -> int:
+    """The stacklevel of the first caller outside this module and contextlib (a warning names it)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and Path(frame.f_code.co_filename).name in ("provenance.py", "contextlib.py"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 @contextlib.contextmanager
 def flushing() -> Iterator[bool | None]:
     """Inside, this thread flushes denormals too (it computes a part of every parallel torch
-    operation), then it returns to IEEE arithmetic (the outermost block restores it). Yields what
-    flush_denormals returns: whether every thread torch uses flushes (False with its warning),
-    None where the CPU has no such mode. train.train_group and evaluation's functions compute in it."""
+    operation); leaving the outermost block gives it back the mode it had. Yields what
+    flush_denormals returns: whether every thread torch uses flushes (False with its warning, once
+    per outermost block), None where the CPU has no such mode. train.train_group, groups.step_seconds
+    and evaluation's functions compute in it. The mode belongs to the thread, not to the block: a
+    generator suspended inside leaves its caller flushing, and as a decorator it does not cover a
+    generator function's body. libgomp gives each thread that starts parallel work a pool of its own,
+    so only the pool of a thread that called flush_denormals first is started in the mode."""
     import torch
 
-    if not torch.set_flush_denormal(True):
-        yield None
-        return
     depth = getattr(_flushing, "depth", 0)
-    _flushing.depth = depth + 1
+    before = _flushes_here() if depth == 0 else True
     try:
+        _flushing.depth = depth + 1
+        if not torch.set_flush_denormal(True):
+            yield None
+            return
+        if depth:
+            yield _flushing.every  # the outermost block probed the threads
+            return
         n = torch.get_num_threads()
         tiny = torch.full((n * FLUSH_PROBE_ELEMENTS,), 2.0**-120).mul_(2.0**-10)  # 2**-130 is a denormal
         square = torch.full((512, 512), 2.0**-70)
-        every = not (tiny.any() or torch.mm(square, square).any())  # elementwise work, and MKL's matmul threads
-        if not every:
+        _flushing.every = not (tiny.any() or torch.mm(square, square).any())  # elementwise work, MKL's matmul threads
+        if not _flushing.every:
             warnings.warn("torch's threads started before dropcli set flush-to-zero, so some keep denormals: steps "
                           "may be slower and results may differ in the last bits from other runs; call "
                           "dropcli.provenance.flush_denormals() before torch computes anything", RuntimeWarning,
-                          stacklevel=3)
-        yield every
+                          stacklevel=_outside_dropcli())
+        yield _flushing.every
     finally:
         _flushing.depth = depth
         if depth == 0:
-            torch.set_flush_denormal(False)
+            torch.set_flush_denormal(before)

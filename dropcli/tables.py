@@ -20,6 +20,7 @@ rows that fill them, the one writer and the one reader stay in one place.
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import math
 from pathlib import Path
@@ -28,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from dropcli.config import (
-    FLOAT_RANGE,
     PLAIN_NUMBER,
     SUBSETS,
     TEST_SPLIT,
@@ -159,11 +159,8 @@ def _parse(value: str, kind: str):
         try:
             return int(value)
         except ValueError:
-            try:
-                x = float(value)  # '55000.0': a whole number as a spreadsheet or pandas may save it
-            except ValueError:
-                x = math.nan
-            if x.is_integer():
+            x = decimal.Decimal(value)  # '55000.0', '5.5e4': a whole number as a spreadsheet or pandas may save it
+            if x.is_finite() and x == x.to_integral_value():  # exact: no float rounds 1e-400 to 0, ...993.0 to ...992
                 return int(x)
             raise ValueError(f"{value!r} is not a whole number") from None
     if kind in ("float", "exact"):
@@ -173,8 +170,8 @@ def _parse(value: str, kind: str):
             x = float(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a number (a decimal point, not a comma)") from None
-        if not_held(value):
-            raise ValueError(f"{value!r} is not a number a float can hold ({FLOAT_RANGE})")
+        if said := not_held(value):
+            raise ValueError(f"{value!r} is not a number a float can hold: {said}")
         if not math.isfinite(x):
             raise ValueError(f"{value!r} is not a finite number")
         return x

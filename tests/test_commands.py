@@ -122,6 +122,8 @@ def test_predict_png_files(trained, tmp_path):
     (["--max-norm", "-inf"], "takes finite numbers"),
     (["--lr", "inf"], "--lr must be a positive number"),
     (["--lr", "nan"], "--lr must be a positive number"),
+    (["--lr", "1e-50"], "--lr 1e-50 is below 1.2e-38, float32's smallest normal number, so every step would be 0"),
+    (["--max-norm", "1e-50"], "--max-norm 1e-50 is below 1.2e-38, float32's smallest normal number; give e.g. 3"),
     (["--seed", "-1"], "--seed must be at least 0 (got -1)"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--input-keep-prob", "0"], "outside (0, 1]"),
@@ -439,8 +441,8 @@ def test_every_number_option_reads_plain_digits_only(command, option, kind):
         check_error(invoke(command, option, "1" + "0" * 330), 2, f"{option} takes whole numbers of at most 30 digits (got one of 331)")
     else:  # --lr 1e-400 had said "(got 0.0)", a number nobody typed
         for bad, read in (("1e-400", "0"), ("-0.00000000000000000000001e-310", "-0"), ("1e400", "inf")):
-            check_error(invoke(command, option, bad), 2, f"{option} takes numbers a float can hold, from 4.9e-324 to "
-                                                         f"1.8e308 in size ({bad} would read as {read})")
+            check_error(invoke(command, option, bad), 2, f"{option} takes numbers a float can hold (a float holds "
+                                                         f"sizes from about 5e-324 to 1.8e308; {bad} would read as {read})")
         for held in ("0", "0e999", "5e-324"):  # a zero, and the smallest denormal: read as they say
             assert "a float can hold" not in invoke(command, option, held).output
 

@@ -119,6 +119,13 @@ def test_a_dead_weights_adam_moment_is_flushed_to_zero_not_left_denormal():
             pass  # an inner block leaves the outer one flushing
         assert moment_after_dead_steps() == 0.0 and python_denormal() == 0.0
     assert moment_after_dead_steps() == 4 * 2.0**-149 and python_denormal() > 0
+    torch.set_flush_denormal(True)  # a caller that flushed before: it still does after a block
+    try:
+        with flushing():
+            pass
+        assert python_denormal() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_every_computing_command_flushes_before_torch_starts_its_threads(tmp_path):
@@ -135,6 +142,13 @@ def test_every_computing_command_flushes_before_torch_starts_its_threads(tmp_pat
         assert out.returncode == 0, out.stderr[-2000:]
         assert "flush-to-zero" not in out.stderr
 
+    library = ("from dropcli.config import TrainConfig; from dropcli.data import load_dataset; "
+               "from dropcli.train import train; data = load_dataset('mnist'); "
+               "r = train(TrainConfig(hidden=(16, 16), epochs=1, train_size=500, validation_size=500), data); "
+               "print(r.engine)")  # train.py's example: load_dataset is the library's first parallel work
+    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", library], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "eager, numpy masks dropout, denormals flushed", out.stderr[-2000:]
     dropcli("train", *small, "--out", str(tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]["engine"].endswith(", denormals flushed")
     dropcli("evaluate", str(tmp_path / "run"), "--device", "cpu")

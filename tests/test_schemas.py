@@ -4,6 +4,7 @@ DropcliError (one line), or read as a study whose cells can be built; nothing el
 
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -55,6 +56,16 @@ def test_a_study_json_with_any_field_replaced_is_read_or_refused_in_one_line(tmp
         assert "\n" not in str(e) and str(path) in str(e)
         return
     assert len(cells_of(identity)) >= 1  # what is accepted describes a grid
+
+
+@pytest.mark.parametrize("number", ["1e-400", "1e400", "-2.4703282292062327e-324"])
+def test_a_number_a_float_cannot_hold_in_a_json_file_is_named_not_read_as_0_or_inf(tmp_path, number):
+    """json reads 1e-400 as 0.0 and 1e400 as inf; the check of the options (config.not_held) said
+    "--lrs must be a positive number (got 0.0)" of a file field nobody typed as 0."""
+    text = json.dumps({**VALID, "settings": {**VALID["settings"], "lr": 0.5}}).replace('"lr": 0.5', f'"lr": {number}')
+    (tmp_path / "study.json").write_text(text)
+    with pytest.raises(DropcliError, match=f"holds {re.escape(number)}, a number a float cannot hold; restore it"):
+        read_study_json(tmp_path / "study.json")
 
 
 @settings(max_examples=30, deadline=None)

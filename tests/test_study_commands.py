@@ -71,8 +71,8 @@ def test_cli_dry_run_trains_nothing(tmp_path):
     (["--keep-probs", "0.5,1", "--input-keep-probs", "0,1"], "--input-keep-probs: keep probability 0 is outside"),
     (["--keep-probs", "0.5,1", "--max-norms", "0"], "--max-norms takes positive numbers such as 3, or none (got 0)"),
     (["--keep-probs", "0.5,1", "--lrs", "abc"], "--lrs takes numbers (got 'abc')"),
-    (["--keep-probs", "0.5,1", "--lrs", "0.001,1e-400"], "--lrs takes numbers a float can hold, from 4.9e-324 to "
-                                                         "1.8e308 in size (1e-400 would read as 0)"),
+    (["--keep-probs", "0.5,1", "--lrs", "0.001,1e-400"], "--lrs takes numbers a float can hold (a float holds sizes "
+                                                         "from about 5e-324 to 1.8e308; 1e-400 would read as 0)"),
     (["--keep-probs", "0.5,1e-999"], "--keep-probs takes numbers a float can hold"),
     (["--keep-probs", "0.5,1", "--max-norms", "3,1e999"], "--max-norms takes numbers a float can hold"),
     (["--grid", "--keep-probs", "0.5"], "--grid sets the keep probabilities"),

@@ -146,7 +146,9 @@ def replace_cell(lines, row, col, value):
     (lambda ls: replace_cell(ls, 3, "seed", "\u0663"), "row 3, column seed: '\u0663' is not a whole number"),
     (lambda ls: replace_cell(ls, 2, "test_accuracy", " 0.93"), "row 2, column test_accuracy: ' 0.93' is not a number"),
     (lambda ls: replace_cell(ls, 2, "test_accuracy", "0.9_3"), "row 2, column test_accuracy: '0.9_3' is not a number"),
-    (lambda ls: replace_cell(ls, 2, "lr", "1e-400"), "row 2, column lr: '1e-400' is not a number a float can hold (from 4.9e-324"),
+    (lambda ls: replace_cell(ls, 2, "lr", "1e-400"), "row 2, column lr: '1e-400' is not a number a float can hold: a float "
+                                                     "holds sizes from about 5e-324 to 1.8e308; 1e-400 would read as 0"),
+    (lambda ls: replace_cell(ls, 2, "seed", "1e-400"), "row 2, column seed: '1e-400' is not a whole number"),
     (lambda ls: replace_cell(ls, 2, "final_cost", "2e308"), "row 2, column final_cost: '2e308' is not a number a float can hold"),
     (lambda ls: replace_cell(ls, 4, "test_accuracy", "0,93"), "row 4, column test_accuracy: '0,93' is not a number (a decimal point"),
     (lambda ls: ls[:3] + [ls[3].replace(",0.92,", ",0,92,")], "row 4 has 41 cells for 40 columns (a decimal comma"),
@@ -202,6 +204,13 @@ def test_a_table_saved_again_by_pandas_or_a_spreadsheet_reads_as_the_same_cells(
     resaved.to_csv(out / "runs.csv", index=False)
     with pytest.raises(TableError, match="row 2, column keep_probs: '1.5' is not keep probabilities"):
         read_runs(out / "runs.csv")
+
+
+@pytest.mark.parametrize("text, value", [("9007199254740993.0", 9007199254740993), ("7.77e2", 777), ("0777.000", 777)])
+def test_a_whole_number_saved_with_a_point_or_exponent_reads_exactly(runs_csv, text, value):
+    """Read as a decimal, not through a float: 9007199254740993.0 had read as ...992."""
+    edit(runs_csv, lambda ls: replace_cell(ls, 2, "seed", text))
+    assert read_runs(runs_csv)["seed"].iloc[0] == value  # row 2 of the file: its first row of data
 
 
 def test_a_deleted_row_or_header_only_is_still_a_table(runs_csv):
