@@ -43,6 +43,7 @@ from dropcli.config import (
     parse_ints,
     parse_keep,
     too_long,
+    trim,
 )
 from dropcli.errors import WORDS
 from dropcli.grid import (
@@ -71,7 +72,7 @@ def _plain(pattern, error_type: str) -> Callable:
     words a whole number of more than MAX_DIGITS digits (10**330 lockstep cells divided to 0.0) or
     a number a float cannot hold (config.not_held: --lr 1e-400 had said "got 0.0")."""
     def check(value):
-        if isinstance(value, str) and not pattern.fullmatch(value.strip()):
+        if isinstance(value, str) and not pattern.fullmatch(trim(value)):
             raise PydanticCustomError(error_type, "not a plain number")
         if isinstance(value, str) and pattern is PLAIN_INT and (said := too_long(value)):
             raise PydanticCustomError(WORDS, said)

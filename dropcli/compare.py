@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_ints, parse_keep
+from dropcli.config import fmt_keep, fmt_max_norm, fmt_number, parse_ints, parse_keep, trim
 from dropcli.errors import DropcliError
 from dropcli.grid import fmt_hidden, parse_lrs, parse_max_norms, parse_widths
 from dropcli.power import detectable_difference
@@ -53,9 +53,9 @@ def parse_baseline(text: str) -> dict:
     """The --baseline option, 'keep=1,input_keep=1', as {summary column: value}; axes not named match
     the compared configuration's own. Raises ValueError naming the fix for anything else (an axis twice)."""
     spec = {}
-    for part in [p.strip() for p in text.split(",") if p.strip()]:
+    for part in [trim(p) for p in text.split(",") if trim(p)]:
         key, _, value = part.partition("=")
-        key = key.strip().replace("-", "_")
+        key = trim(key).replace("-", "_")
         if key not in BASELINE_KEYS or not value:
             raise ValueError(f"--baseline takes axis=value pairs from {', '.join(BASELINE_KEYS)}, "
                              f"e.g. keep=1,input_keep=1 (got {part!r})")

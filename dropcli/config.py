@@ -296,9 +296,16 @@ def fmt_max_norm(c: float | None) -> str:
     return "none" if c is None else fmt_number(c)
 
 
+def trim(text: str) -> str:
+    """`text` without the spaces and tabs around it: the blanks a number may have around it in an
+    option or list. str.strip also strips line breaks and the separators \\x1c-\\x1f, and float()
+    every Unicode space (no-break, ideographic), which no one types around a number."""
+    return str(text).strip(" \t")
+
+
 def split_list(text: str, what: str, example: str) -> list[str]:
-    """The stripped parts of a comma-separated option value; ValueError naming `what` for an empty part."""
-    parts = [p.strip() for p in str(text).split(",")]
+    """The parts of a comma-separated option value, trimmed (trim); ValueError naming `what` for an empty part."""
+    parts = [trim(p) for p in str(text).split(",")]
     if any(p == "" for p in parts):
         raise ValueError(f"{what} needs a comma-separated list, e.g. {example} (got {text!r})")
     return parts
@@ -314,7 +321,7 @@ MAX_DIGITS = 30  # a whole number's digits: past every range here (and a float's
 def too_long(*texts: str) -> str | None:
     """What an option says (after its name) where one of `texts`, whole numbers in decimal digits
     (PLAIN_INT), has more than MAX_DIGITS digits past its sign and leading zeros; else None."""
-    longest = max((t.strip() for t in texts), key=lambda t: len(t.lstrip("+-0")))
+    longest = max((trim(t) for t in texts), key=lambda t: len(t.lstrip("+-0")))
     if len(longest.lstrip("+-0")) <= MAX_DIGITS:
         return None
     return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {len(longest):,})"
@@ -324,7 +331,7 @@ def not_held(text: str) -> str | None:
     """Where a PLAIN_NUMBER text holds digits a float cannot, so that it would read as inf (past
     1.7976931348623157e308) or as 0 (below 2.5e-324, half the smallest denormal): why, naming the
     text ("a float holds sizes from about 5e-324 to 1.8e308; 1e-400 would read as 0"); else None."""
-    t = str(text).strip()
+    t = trim(text)
     if "n" in t.lower():  # inf, infinity, nan: said in words, not digits
         return None
     x, mantissa = float(t), re.split("[eE]", t)[0]
@@ -334,12 +341,12 @@ def not_held(text: str) -> str | None:
 
 
 def parse_number(text: str, what: str) -> float:
-    """A finite float from `text` (decimal digits, PLAIN_NUMBER; surrounding spaces allowed);
-    ValueError naming `what` (the option) otherwise."""
+    """A finite float from `text` (decimal digits, PLAIN_NUMBER; spaces and tabs around it allowed,
+    trim); ValueError naming `what` (the option) otherwise."""
     try:
-        if not PLAIN_NUMBER.fullmatch(str(text).strip()):
+        if not PLAIN_NUMBER.fullmatch(trim(text)):
             raise ValueError
-        value = float(text)
+        value = float(trim(text))
     except ValueError:
         raise ValueError(f"{what} takes numbers (got {text!r})") from None
     if said := not_held(text):
@@ -351,7 +358,7 @@ def parse_number(text: str, what: str) -> float:
 
 def parse_keep(text: str, what: str = "--keep-prob") -> tuple[float, ...]:
     """One network's keep probabilities: '0.7', or per hidden layer '0.8:0.7:0.7:0.5'."""
-    parts = [p.strip() for p in str(text).split(":")]
+    parts = [trim(p) for p in str(text).split(":")]
     if any(p == "" for p in parts):
         raise ValueError(f"{what} takes a keep probability such as 0.7, or one per layer joined by ':' "
                          f"such as 0.8:0.7:0.7:0.5 (got {text!r})")

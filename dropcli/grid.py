@@ -35,6 +35,7 @@ from dropcli.config import (
     parse_keep,
     parse_number,
     split_list,
+    trim,
 )
 
 STUDY_FORMAT = "dropcli-study/3"  # study.json's format; /2 is read for report and merge (schemas.py)
@@ -230,7 +231,7 @@ def parse_widths(text: str, what: str = "--hiddens") -> tuple[int, ...]:
     raises ValueError naming `what`."""
     widths: list[int] = []
     for part in str(text).split(":"):
-        width, times, repeat = (p.strip() for p in part.strip().lower().partition("x"))
+        width, times, repeat = (trim(p) for p in trim(part).lower().partition("x"))
         if not all(PLAIN_INT.fullmatch(p) and len(p) < 20 for p in (width, *([repeat] if times else []))):
             raise ValueError(f"{what} takes widths such as 512x4 (four layers of 512) or 512:256, networks "
                              f"separated by ',' (got {text!r})")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dropcli.config import PLAIN_INT, too_long
+from dropcli.config import PLAIN_INT, too_long, trim
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import cell_id_of, grid_of, partition
 from dropcli.identity import describe_difference, same
@@ -45,12 +45,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     """'2/8' -> (2, 8); 'slurm' reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (an array 1-N).
     Raises ValueError naming --shard."""
     if text == "slurm":
-        k, n = (os.environ.get(v, "").strip() for v in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"))
+        k, n = (trim(os.environ.get(v, "")) for v in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"))
         if not (PLAIN_INT.fullmatch(k) and PLAIN_INT.fullmatch(n)):
             raise ValueError("--shard slurm needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (run it in an "
                              "sbatch --array=1-N job), or give --shard K/N")
     else:
-        k, _, n = (p.strip() for p in text.partition("/"))
+        k, _, n = (trim(p) for p in text.partition("/"))
         if not (PLAIN_INT.fullmatch(k) and PLAIN_INT.fullmatch(n)):  # decimal digits, as every number option
             raise ValueError(f"--shard takes K/N, e.g. --shard 2/8 (got {text!r})")
     if said := too_long(k, n):

@@ -322,3 +322,40 @@ def test_a_history_that_is_not_the_record_of_its_finished_cells_is_refused(tmp_p
         build_report(study)
     assert fragment in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
     assert path.read_bytes() == before and not (study / "summary.csv").exists()
+
+
+SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace() and chr(c) not in " \t"]  # 27: \n, \x1c, no-break, ideographic
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda c: f"U+{ord(c):04X}")
+def test_a_number_has_only_spaces_and_tabs_around_it(space):
+    """Every number an option or list reads (config.trim) may have spaces and tabs around it, and no
+    other character Python calls a space: str.strip and float() had read '0.7\\x1c' and '5\\u3000' as
+    numbers. Checked on each reader of numbers in options."""
+    from dropcli.compare import parse_baseline
+    from dropcli.config import parse_ints, parse_number
+    from dropcli.grid import parse_keep_list, parse_widths_list
+    from dropcli.shards import parse_shard
+
+    assert parse_number(" \t0.7\t ", "--lr") == 0.7 and parse_ints("\t512 , 512 ", "--seed-list") == (512, 512)
+    assert parse_widths_list(" 512x2 ") == ((512, 512),) and parse_shard(" 1 / 2 ") == (1, 2)
+    for read in (lambda t: parse_number(t, "--lr"), lambda t: parse_ints(t, "--seed-list"), parse_keep_list,
+                 parse_widths_list, lambda t: parse_shard(f"1/{t}"), lambda t: parse_baseline(f"keep={t}")):
+        for text in (f"1{space}", f"{space}1"):
+            with pytest.raises(ValueError):
+                read(text)
+
+
+@pytest.mark.parametrize("space", ["\x1c", "\u00a0", "\n"], ids=["x1c", "no-break", "newline"])
+def test_number_options_take_only_spaces_and_tabs_around_a_number(space, tmp_path):
+    """The typed options (cli_options.Int and Float, read by pydantic) follow config.trim too (were
+    one accepted, the run is 2 steps long)."""
+    from conftest import check_error
+    from typer.testing import CliRunner
+
+    from dropcli.cli import app
+
+    for option, value in (("--batch-size", "100"), ("--lr", "0.001")):
+        result = CliRunner().invoke(app, ["train", "--steps", "2", "--train-size", "200", "--device", "cpu",
+                                          option, f"{value}{space}", "--out", str(tmp_path / "run")])
+        check_error(result, 2, option)
