@@ -65,9 +65,8 @@ class GridSpec:
     learning rates) and hiddens (hidden widths, one tuple per network; None for either: the base
     config's own), seeds."""
 
-    keep_probs: tuple[tuple[float, ...], ...] = field(
-        default=tuple((k,) for k in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
-    )  # --grid: the hidden keep probabilities the tutorial's question needs
+    # --grid: the hidden keep probabilities the tutorial's question needs
+    keep_probs: tuple[tuple[float, ...], ...] = field(default=tuple((k,) for k in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)))
     input_keep_probs: tuple[float, ...] = (1.0,)  # the dropout paper suggests 0.8 for inputs
     max_norms: tuple[float | None, ...] = (None,)  # None: no max-norm constraint
     train_sizes: tuple[int | None, ...] = (None,)  # None: all of the training part
