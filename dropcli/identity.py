@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 
+from dropcli.config import TRAIN_SPLIT, TrainConfig
+
 
 def describe_difference(old: dict, new: dict, now: str = "now") -> str:
-    """The first setting, grid axis, data or code version in which two study identities differ."""
+    """The first setting, grid axis, data or code version in which two study identities differ
+    (a subset rule only where it chooses images, without_inert)."""
+    old, new = without_inert(old), without_inert(new)
     if old.get("format") != new.get("format"):
         return f"format {old.get('format')} there, {new.get('format')} {now}"
     for section in ("settings", "grid"):
@@ -32,9 +36,25 @@ def _shown(value) -> str:
 
 def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
     """Two identities are one study: equal as JSON, keys sorted, leaving out `ignore` (a shard's
-    'shard'; 'dropcli_version' where shards meet) and keys set to None."""
-    a, b = ({k: v for k, v in i.items() if k not in ignore and v is not None} for i in (a, b))
+    'shard'; 'dropcli_version' where shards meet), keys set to None and an inert subset rule."""
+    a, b = ({k: v for k, v in without_inert(i).items() if k not in ignore and v is not None} for i in (a, b))
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def without_inert(identity: dict) -> dict:
+    """The identity with the default subset rule ("random") where every train size is the whole
+    training part (60,000 minus validation_size): a subset of all the images is all of them, in
+    their order (data.subset_indices), so `--subset first` without `--train-sizes` trains the same
+    cells as without it."""
+    settings, sizes = identity.get("settings", {}), identity.get("grid", {}).get("train_sizes")
+    validation = settings.get("validation_size", 0)
+    part = TRAIN_SPLIT - validation if isinstance(validation, int) else None
+    if "subset" not in settings or not isinstance(sizes, list) or any(n != part for n in sizes):
+        return identity
+    return {**identity, "settings": {**settings, "subset": DEFAULT_SUBSET}}
+
+
+DEFAULT_SUBSET = TrainConfig().subset
 
 
 LIFTED = {"lr": "lrs", "hidden": "hiddens"}  # a setting with one value, a grid axis with more (grid.study_identity)

@@ -225,3 +225,24 @@ def test_a_preview_counts_finished_cells_as_the_run_does_without_a_study_json(tm
     again = runner.invoke(app, [*TINY, "--out", str(out)])
     assert again.exit_code == 0 and "Resumed: 4 cells were already in" in again.stderr, again.output
     assert (out / "study.json").exists()
+
+
+@pytest.mark.parametrize("sizes", [(None,), (59_500,), (500,)], ids=["no-train-sizes", "the-whole-part", "500"])
+def test_a_subset_rule_matters_only_with_a_subset(tmp_path, sizes):
+    """A subset of all the training images is all of them, in order (data.subset_indices), so
+    `--subset first` without a train size below the whole part (60,000 - validation_size) trains
+    the same cells as without it: a study begun with one resumes with the other. Below the whole
+    part the rule chooses the images and is part of the study."""
+    from dropcli.errors import StudyMismatch
+
+    out = tmp_path / "s"
+    grid = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=sizes, seeds=(1, 2))
+    claim(out, make_plan(grid, BASE.replace(subset="first"), out).identity, fresh=False)
+    if sizes == (500,):
+        with pytest.raises(StudyMismatch, match='subset "first" there, "random" now'):
+            make_plan(grid, BASE, out)
+    else:
+        assert make_plan(grid, BASE, out).identity["settings"]["subset"] == "random"
+    first = 'subset "first" there' if sizes == (500,) else r"train_sizes \[\d+\] there, \[400\] now"
+    with pytest.raises(StudyMismatch, match=first):  # a study of other images is another study
+        make_plan(GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(400,), seeds=(1, 2)), BASE, out)
