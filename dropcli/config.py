@@ -340,6 +340,18 @@ def not_held(text: str) -> str | None:
     return None
 
 
+class NotHeld(ValueError):
+    """A JSON number a float cannot hold (not_held); its message is the number's text."""
+
+
+def held_float(text: str) -> float:
+    """json.loads' parse_float for files dropcli reads (study.json, a checkpoint's metadata): the
+    float, or NotHeld where the number would read as 0 or inf (1e-400, 1e400; not_held)."""
+    if not_held(text):
+        raise NotHeld(text[:40])
+    return float(text)
+
+
 def parse_number(text: str, what: str) -> float:
     """A finite float from `text` (decimal digits, PLAIN_NUMBER; spaces and tabs around it allowed,
     trim); ValueError naming `what` (the option) otherwise."""

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import typing
 from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
-from dropcli.config import TrainConfig
+from dropcli.config import NotHeld, TrainConfig, held_float
 from dropcli.jsonlimits import check_json_text
 
 MAX_CONFIG_CHARS = 65_536  # a config is a few hundred characters
@@ -71,12 +72,20 @@ def parse_metadata(meta: dict[str, str]) -> tuple[TrainConfig, dict]:
     `meta` maps header keys to JSON texts. Raises ValueError with a one-line reason for a missing
     config, a text too long (MAX_CONFIG_CHARS, MAX_INFO_CHARS) or nested deeper than
     jsonlimits.MAX_DEPTH, a value of the wrong type or range, or data recorded for another
-    dataset than the config's. `info` is returned as a dict ({} when absent)."""
+    dataset than the config's, or a number a float cannot hold (1e-400; config.held_float). `info` is
+    returned as a dict ({} when absent)."""
     if "config" not in meta:
         raise ValueError("no config")
     check_json_text(meta["config"], "config", MAX_CONFIG_CHARS)
     info_text = meta.get("info", "{}")
     check_json_text(info_text, "info", MAX_INFO_CHARS)
+    for key, text in (("config", meta["config"]), ("info", info_text)):
+        try:  # pydantic's JSON reader reads 1e-400 as 0.0 and 1e400 as inf, then blames the value
+            json.loads(text, parse_float=held_float)
+        except NotHeld as e:
+            raise ValueError(f"{key} holds {e}, a number a float cannot hold") from None
+        except ValueError:
+            pass  # not JSON: pydantic names where
     try:
         fields = config_model().model_validate_json(meta["config"]).model_dump()
     except ValidationError as e:

@@ -20,6 +20,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
+from dropcli.config import NotHeld, held_float
 from dropcli.errors import DropcliError
 
 MAX_JSON_BYTES = 1 << 20  # a study.json is a few kB; a bigger one is not dropcli's
@@ -67,19 +68,6 @@ class StudyModel(_Strict):
     dropcli_version: Optional[StrictStr] = None
 
 
-class NotHeld(ValueError):
-    """A JSON number a float cannot hold (config.not_held); its message is the number's text."""
-
-
-def _held_float(text: str) -> float:
-    """json's parse_float: the float, or NotHeld where it would read as 0 or inf (1e-400, 1e400)."""
-    from dropcli.config import not_held
-
-    if not_held(text):
-        raise NotHeld(text[:40])
-    return float(text)
-
-
 def load_json(path: Path, what: str, fix: str) -> object:
     """The JSON value in `path`, or DropcliError naming the file: unreadable, over MAX_JSON_BYTES,
     not UTF-8, not JSON, or nested deeper than Python's parser goes."""
@@ -89,7 +77,7 @@ def load_json(path: Path, what: str, fix: str) -> object:
         size = regular_file(path, what, fix).stat().st_size
         if size > MAX_JSON_BYTES:
             raise DropcliError(f"{path} has {size:,} bytes, too many for a {what}; {fix}")
-        return json.loads(path.read_text(encoding="utf-8"), parse_float=_held_float)
+        return json.loads(path.read_text(encoding="utf-8"), parse_float=held_float)
     except NotHeld as e:
         raise DropcliError(f"{path} holds {e}, a number a float cannot hold; {fix}") from None
     except OSError as e:
