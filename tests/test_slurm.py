@@ -153,8 +153,8 @@ def test_time_minutes_reads_every_slurm_format(text, minutes):
     ("--account", "acc\r", "is not a Slurm account name"),
     ("--device", "cuda:x", "unknown device 'cuda:x'; use auto, cpu, cuda, cuda:N or mps"),
     ("--device", "tpu", "use auto, cpu, cuda, cuda:N or mps"),
-    ("--hidden", "32,32\n", "--hidden '32,32\\n' holds the character \\n, which cannot go into a job script"),
-    ("--keep-probs", "0.5,\n1.0", "holds the character \\n"),
+    ("--hidden", "32,32\n", "--hidden takes whole numbers (got '32,32\\n')"),  # a number has only spaces and tabs around it
+    ("--keep-probs", "0.5,\n1.0", "--keep-probs takes numbers (got '\\n1.0')"),
 ])
 def test_values_slurm_would_refuse_or_that_end_a_line_are_refused(tmp_path, option, value, message):
     result = runner.invoke(app, ["slurm", *GRID, "--out", str(tmp_path / "s"), "--shards", "2", option, value])
