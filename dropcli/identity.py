@@ -42,13 +42,16 @@ def same(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> bool:
 
 
 def without_inert(identity: dict) -> dict:
-    """The identity with the default subset rule ("random") where every train size is the whole
+    """The identity with the default subset rule ("random") where the study trains on the bundled
+    MNIST (no data_dir, whose files may hold more images) and every train size is its whole
     training part (60,000 minus validation_size): a subset of all the images is all of them, in
     their order (data.subset_indices), so `--subset first` without `--train-sizes` trains the same
-    cells as without it."""
-    settings, sizes = identity.get("settings", {}), identity.get("grid", {}).get("train_sizes")
-    validation = settings.get("validation_size", 0)
-    part = TRAIN_SPLIT - validation if isinstance(validation, int) else None
+    cells as without it (and tables.setting_columns reads either rule in their rows)."""
+    settings, grid = identity.get("settings"), identity.get("grid")
+    if not isinstance(settings, dict) or not isinstance(grid, dict) or settings.get("data_dir") is not None:
+        return identity
+    validation, sizes = settings.get("validation_size", 0), grid.get("train_sizes")
+    part = TRAIN_SPLIT - validation if type(validation) is int else None
     if "subset" not in settings or not isinstance(sizes, list) or any(n != part for n in sizes):
         return identity
     return {**identity, "settings": {**settings, "subset": DEFAULT_SUBSET}}

@@ -291,9 +291,12 @@ def setting_columns(c: TrainConfig) -> dict:
     differ was made by another study). A tuple lists the values that all mean this setting: a
     subset of the whole training part is all of it, whether the row says 'all' (no --train-sizes;
     earlier dropcli) or the subset rule (--train-sizes naming the whole part, which study.json
-    records as the same size, so its cells come back from it as 'all')."""
+    records as the same size, so its cells come back from it as 'all'). On the bundled MNIST (no
+    --data-dir, whose files may hold more than 60,000 images) every rule means it: the study may have
+    begun with another --subset, which then chose nothing (identity.without_inert)."""
     whole = c.n_train == TRAIN_SPLIT - c.validation_size
-    meanings = {"subset": tuple(dict.fromkeys((c.sampling, "all", c.subset)))} if whole else {}
+    rules = ("all", *SUBSETS) if c.data_dir is None else (c.sampling, "all", c.subset)
+    meanings = {"subset": tuple(dict.fromkeys((c.sampling, *rules)))} if whole else {}
     return {"keep_prob_mean": c.mean_keep, **config_columns(c), **meanings}
 
 

@@ -246,3 +246,17 @@ def test_a_subset_rule_matters_only_with_a_subset(tmp_path, sizes):
     first = 'subset "first" there' if sizes == (500,) else r"train_sizes \[\d+\] there, \[400\] now"
     with pytest.raises(StudyMismatch, match=first):  # a study of other images is another study
         make_plan(GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(400,), seeds=(1, 2)), BASE, out)
+
+
+def test_a_data_dir_keeps_the_subset_rule_in_the_study():
+    """A --data-dir may hold more than MNIST's 60,000 training images, so 59,500 of them need not be
+    its whole part: there the rule chooses images and stays part of the study (as it does for
+    report's and merge's row checks, tables.setting_columns). A malformed identity is returned as is."""
+    from dropcli.grid import study_identity
+    from dropcli.identity import same, without_inert
+
+    grid = GridSpec(keep_probs=((0.5,),), train_sizes=(59_500,), seeds=(1,))
+    assert same(*(study_identity(grid, BASE.replace(subset=rule)) for rule in ("first", "random")))
+    assert not same(*(study_identity(grid, BASE.replace(subset=rule, data_dir="/data/big")) for rule in ("first", "random")))
+    for odd in ({"settings": []}, {"settings": None, "grid": {}}, {"settings": {"subset": "first"}, "grid": []}):
+        assert without_inert(odd) is odd

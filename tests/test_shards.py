@@ -191,3 +191,22 @@ def test_merge_takes_copies_that_name_the_whole_training_part_differently(tmp_pa
     assert set(pd.read_csv(out / "shards" / "1-of-2" / "runs.csv")["subset"]) == {"random"}
     assert merge(out)["merged"] == 4
     assert sorted_rows(out / "runs.csv")["test_accuracy"].tolist() == first  # the same training, to the last digit
+
+
+@pytest.mark.parametrize("sizes", [(None,), (1000,)], ids=["no-train-sizes", "the-whole-part"])
+def test_a_subset_rule_that_chooses_nothing_resumes_and_merges(tmp_path, sizes):
+    """--subset first where every train size is the whole part trains what --subset random does
+    (identity.without_inert): a study begun with one resumes with the other, and their shards
+    merge, to the last digit. Its rows say 'first', 'random' or 'all'; check_rows reads each as the
+    setting (tables.setting_columns had refused 'first' after the identity check let it in)."""
+    base = TrainConfig(hidden=(16,), epochs=1, validation_size=59_000, batch_size=50)  # the whole part: 1,000 images
+    grid = GridSpec(keep_probs=((0.5,), (1.0,)), seeds=(1, 2), train_sizes=sizes)
+    whole = tmp_path / "whole"
+    run_study(make_plan(grid, base.replace(subset="first"), whole), CPU, parallel_models=1)
+    resumed = run_study(make_plan(grid, base, whole), CPU, parallel_models=1)  # its rows are read and checked
+    assert resumed["skipped"] == 4 and resumed["ran"] == 0
+    out = tmp_path / "sharded"
+    run_study(make_plan(grid, base.replace(subset="first"), out, (1, 2)), CPU, parallel_models=1)
+    run_study(make_plan(grid, base, out, (2, 2)), CPU, parallel_models=1)
+    assert merge(out)["merged"] == 4
+    assert sorted_rows(out / "runs.csv")["test_accuracy"].tolist() == sorted_rows(whole / "runs.csv")["test_accuracy"].tolist()
