@@ -322,9 +322,10 @@ def too_long(*texts: str) -> str | None:
     """What an option says (after its name) where one of `texts`, whole numbers in decimal digits
     (PLAIN_INT), has more than MAX_DIGITS digits past its sign and leading zeros; else None."""
     longest = max((trim(t) for t in texts), key=lambda t: len(t.lstrip("+-0")))
-    if len(longest.lstrip("+-0")) <= MAX_DIGITS:
+    digits = len(longest.lstrip("+-0"))
+    if digits <= MAX_DIGITS:
         return None
-    return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {len(longest):,})"
+    return f"takes whole numbers of at most {MAX_DIGITS} digits (got one of {digits:,})"
 
 
 def not_held(text: str) -> str | None:
@@ -341,15 +342,28 @@ def not_held(text: str) -> str | None:
 
 
 class NotHeld(ValueError):
-    """A JSON number a float cannot hold (not_held); its message is the number's text."""
+    """A JSON number no setting can hold (held_float, held_int); its message is the number's text,
+    shortened in the middle past 40 characters, and why: '1e-400, a number a float cannot hold'."""
+
+    def __init__(self, text: str, why: str):
+        shown = text if len(text) <= 40 else f"{text[:24]}...{text[-12:]} ({len(text):,} characters)"
+        super().__init__(f"{shown}, {why}")
 
 
 def held_float(text: str) -> float:
     """json.loads' parse_float for files dropcli reads (study.json, a checkpoint's metadata): the
     float, or NotHeld where the number would read as 0 or inf (1e-400, 1e400; not_held)."""
     if not_held(text):
-        raise NotHeld(text[:40])
+        raise NotHeld(text, "a number a float cannot hold")
     return float(text)
+
+
+def held_int(text: str) -> int:
+    """json.loads' parse_int for the same files: the int, or NotHeld past MAX_DIGITS digits (a
+    setting read as a float overflows past 309; none of dropcli's whole numbers has 31)."""
+    if len(text.lstrip("+-0")) > MAX_DIGITS:
+        raise NotHeld(text, f"a whole number of more than {MAX_DIGITS} digits")
+    return int(text)
 
 
 def parse_number(text: str, what: str) -> float:

@@ -20,7 +20,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from dropcli.config import NotHeld, held_float
+from dropcli.config import NotHeld, held_float, held_int
 from dropcli.errors import DropcliError
 
 MAX_JSON_BYTES = 1 << 20  # a study.json is a few kB; a bigger one is not dropcli's
@@ -77,9 +77,9 @@ def load_json(path: Path, what: str, fix: str) -> object:
         size = regular_file(path, what, fix).stat().st_size
         if size > MAX_JSON_BYTES:
             raise DropcliError(f"{path} has {size:,} bytes, too many for a {what}; {fix}")
-        return json.loads(path.read_text(encoding="utf-8"), parse_float=held_float)
+        return json.loads(path.read_text(encoding="utf-8"), parse_float=held_float, parse_int=held_int)
     except NotHeld as e:
-        raise DropcliError(f"{path} holds {e}, a number a float cannot hold; {fix}") from None
+        raise DropcliError(f"{path} holds {e}; {fix}") from None
     except OSError as e:
         raise DropcliError(f"cannot read {path}: {e.strerror}; {fix}") from None
     except (ValueError, RecursionError):

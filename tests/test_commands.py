@@ -439,6 +439,7 @@ def test_every_number_option_reads_plain_digits_only(command, option, kind):
         check_error(invoke(command, option, bad), 2, f"{option} {words} (got {bad!r})")
     if kind == "int":  # 10**330 lockstep cells were divided into 0.0 s each (a traceback)
         check_error(invoke(command, option, "1" + "0" * 330), 2, f"{option} takes whole numbers of at most 30 digits (got one of 331)")
+        check_error(invoke(command, option, "+00" + "1" * 31), 2, "at most 30 digits (got one of 31)")  # sign and zeros are no digits
     else:  # --lr 1e-400 had said "(got 0.0)", a number nobody typed
         for bad, read in (("1e-400", "0"), ("-0.00000000000000000000001e-310", "-0"), ("1e400", "inf")):
             check_error(invoke(command, option, bad), 2, f"{option} takes numbers a float can hold (a float holds "

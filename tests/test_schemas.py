@@ -68,6 +68,27 @@ def test_a_number_a_float_cannot_hold_in_a_json_file_is_named_not_read_as_0_or_i
         read_study_json(tmp_path / "study.json")
 
 
+@pytest.mark.parametrize("field, number, said", [
+    ("lr", "1" + "0" * 400, "100000000000000000000000...000000000000 (401 characters), a whole number of more than 30 digits"),
+    ("lr", "0." + "0" * 400 + "1", "0.0000000000000000000000...000000000001 (403 characters), a number a float cannot hold"),
+    ("seed", "-" + "9" * 31, "-9999999999999999999999999999999, a whole number of more than 30 digits"),
+])
+def test_a_number_too_long_for_a_setting_is_named_shortened(tmp_path, field, number, said):
+    """A whole number of 401 digits in a float field was an OverflowError traceback (grid_of's
+    float()); in study.json and a checkpoint's metadata it is refused, and a long number is shown
+    by its ends: cut at 40 characters, 0.000...1 had read as '0.0000...', a number floats hold."""
+    from dropcli.run_schema import parse_metadata
+
+    settings = {**VALID["settings"], "lr": 0.5, "seed": 7}
+    text = json.dumps({**VALID, "settings": settings}).replace(f'"{field}": {settings[field]}', f'"{field}": {number}')
+    (tmp_path / "study.json").write_text(text)
+    with pytest.raises(DropcliError, match=f"holds {re.escape(said)}; restore it"):
+        read_study_json(tmp_path / "study.json")
+    config = json.dumps({"lr": 0.5, "seed": 7}).replace(f'"{field}": {settings[field]}', f'"{field}": {number}')
+    with pytest.raises(ValueError, match=f"^config holds {re.escape(said)}$"):
+        parse_metadata({"config": config})
+
+
 @settings(max_examples=30, deadline=None)
 @given(text=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
 def test_any_text_as_study_json_is_read_or_refused_in_one_line(tmp_path_factory, text):
