@@ -178,11 +178,18 @@ def _parse(value: str, kind: str):
     return value
 
 
+def _words(text: str) -> list[str]:
+    """The numbers of a per-layer cell, between ASCII spaces (str.split also splits at line breaks,
+    \x1c-\x1f and every Unicode space, which no file dropcli writes holds)."""
+    return [t for t in text.split(" ") if t]
+
+
 def _keep_label(text: str) -> str:
-    """A keep_probs cell as dropcli writes it (config.fmt_keep): '1.0' -> '1', '0.70' -> '0.7'."""
+    """A keep_probs cell as dropcli writes it (config.fmt_keep): '1.0' -> '1', '0.70' -> '0.7';
+    each number by the rule of every number cell (config.PLAIN_NUMBER: no '0.5_5', no '٠.٥')."""
     try:
-        if text.split():
-            return fmt_keep(tuple(check_keep(float(t)) for t in text.split()))
+        if _words(text):
+            return fmt_keep(tuple(check_keep(_parse(t, "float")) for t in _words(text)))
     except ValueError:
         pass
     raise ValueError(f"{text!r} is not keep probabilities (numbers in (0, 1], one per layer, spaces between)")
@@ -191,8 +198,8 @@ def _keep_label(text: str) -> str:
 def _widths_label(text: str) -> str:
     """A hidden cell as dropcli writes it: '512 512' (whole numbers, '512.0' read as 512)."""
     try:
-        if text.split():
-            return " ".join(str(_parse(t, "int")) for t in text.split())
+        if _words(text):
+            return " ".join(str(_parse(t, "int")) for t in _words(text))
     except ValueError:
         pass
     raise ValueError(f"{text!r} is not layer widths (whole numbers, spaces between)")

@@ -359,3 +359,19 @@ def test_number_options_take_only_spaces_and_tabs_around_a_number(space, tmp_pat
         result = CliRunner().invoke(app, ["train", "--steps", "2", "--train-size", "200", "--device", "cpu",
                                           option, f"{value}{space}", "--out", str(tmp_path / "run")])
         check_error(result, 2, option)
+
+
+@pytest.mark.parametrize("column, text", [
+    ("keep_probs", "\u0660.\u0665"), ("keep_probs", "0.5_5"), ("keep_probs", "0.5\u30000.5"), ("keep_probs", "0.5\x1c0.5"),
+    ("keep_probs", "0.5\n0.5"), ("keep_probs", "\xa00.5"), ("keep_probs", "1e-400"), ("hidden", "64\u300064"),
+    ("hidden", "64\x1c64"), ("hidden", "64\n64"), ("hidden", "6_4 64"), ("hidden", "\uff16\uff14 64"),
+])
+def test_per_layer_cells_read_numbers_by_the_rule_of_every_cell(runs_csv, column, text):
+    """keep_probs and hidden hold one number per layer between spaces; each is read as every number
+    cell is (config.PLAIN_NUMBER), and only ASCII spaces separate them: str.split() and float() had
+    read '٠.٥' as 0.5, '0.5_5' as 0.55 and '64\\u300064' as two layers of 64."""
+    edit(runs_csv, lambda ls: replace_cell(ls, 2, column, text))
+    with pytest.raises(TableError, match="row 2"):  # its column; a row broken at \x1c or \n, its cell count
+        read_runs(runs_csv)
+    edit(runs_csv, lambda ls: replace_cell(ls[:1] + ls[-2:], 2, column, " 0.50 " if column == "keep_probs" else "64  64.0 "))
+    assert read_runs(runs_csv)[column].iloc[0] == ("0.5" if column == "keep_probs" else "64 64")
