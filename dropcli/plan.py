@@ -37,7 +37,7 @@ from dropcli.study import (
     study_folder,
 )
 
-SHARD_DIR = r"^([0-9]+)-of-([0-9]+)$"  # shards/K-of-N/
+SHARD_DIR = r"([1-9][0-9]*)-of-([1-9][0-9]*)"  # shards/K-of-N/, as dropcli names them (re.fullmatch: no "01-of-2", no "1-of-2\n")
 
 
 def shard_folder(out: Path, k: int, n: int) -> Path:
@@ -92,7 +92,7 @@ def check_shards_agree(root: Path, identity: dict) -> None:
     base = root / SHARDS
     if base.is_symlink() or not base.is_dir():
         return
-    for folder in sorted(p for p in base.iterdir() if re.match(SHARD_DIR, p.name) and not p.is_symlink()):
+    for folder in sorted(p for p in base.iterdir() if re.fullmatch(SHARD_DIR, p.name) and not p.is_symlink()):
         other = read_identity(folder) if folder.is_dir() else None
         # a shard's own; merge checks that one dropcli ran them all
         if other is not None and not same(other, identity, ignore=("shard", "dropcli_version")):

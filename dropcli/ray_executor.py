@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 
@@ -91,18 +92,20 @@ def check_reachable(address: str | None) -> None:
         except ImportError:  # another Ray layout: try the address as given
             pass
         except ConnectionError as e:
-            raise DropcliError(f"cannot reach a Ray cluster at {given} ({e}); {fix}") from None
+            raise DropcliError(f"cannot reach a Ray cluster at {given!r} ({e}); {fix}") from None
         except ValueError as e:
             raise UsageError(f"--ray-address {given!r}: {e}; give host:port, 'auto' or ray://host:port") from None
     host, _, port = target.rpartition(":")
     try:
+        if not re.fullmatch("[0-9]{1,5}", port):  # int() also reads '6_379', '+6379' and other scripts' digits
+            raise ValueError(port)
         with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
             pass
     except ValueError:
         raise UsageError(f"--ray-address {given!r} is not host:port, 'auto' or ray://host:port") from None
     except OSError as e:
         where = "" if target == given else f" at {target}"
-        raise DropcliError(f"cannot reach a Ray cluster at {given} ({e.strerror or e}{where}); {fix}") from None
+        raise DropcliError(f"cannot reach a Ray cluster at {given!r} ({e.strerror or e}{where}); {fix}") from None
 
 
 TOKEN_FIX = ("the cluster asks for its token (Ray's token authentication): set RAY_AUTH_MODE=token and "

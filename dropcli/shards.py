@@ -70,8 +70,8 @@ def shard_identities(out: Path) -> dict[Path, dict]:
     if base.is_symlink():
         raise DropcliError(f"{base} is a symbolic link; dropcli never reads shards through a link; replace it "
                            "with the shards' folder")
-    folders = sorted((p for p in base.iterdir() if re.match(SHARD_DIR, p.name)),
-                     key=lambda p: int(re.match(SHARD_DIR, p.name).group(1))) if base.is_dir() else []
+    folders = sorted((p for p in base.iterdir() if re.fullmatch(SHARD_DIR, p.name)),
+                     key=lambda p: int(re.fullmatch(SHARD_DIR, p.name).group(1))) if base.is_dir() else []
     for f in folders:  # a shard's name on a link or a file is refused, not passed over as a missing shard
         if f.is_symlink() or not f.is_dir():
             raise DropcliError(f"{f} is {'a symbolic link' if f.is_symlink() else 'not a folder'}; dropcli reads "
@@ -81,7 +81,7 @@ def shard_identities(out: Path) -> dict[Path, dict]:
     identities = {}
     for f in folders:
         ident = read_identity(f)
-        k, n = map(int, re.match(SHARD_DIR, f.name).groups())
+        k, n = map(int, re.fullmatch(SHARD_DIR, f.name).groups())
         if ident is None or ident.get("shard") != {"index": k, "count": n}:
             raise DropcliError(f"{f} is not dropcli's shard {k} of {n} (its study.json names another or none); "
                                f"remove it from {base}")

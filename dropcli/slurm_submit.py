@@ -24,6 +24,7 @@ from dropcli.errors import DropcliError, UsageError
 from dropcli.owned import OwnedFolder
 
 RECORD_VERSION = 1
+JOB_ID = "[0-9]+"  # a Slurm job id as sbatch --parsable prints it (ASCII digits)
 SBATCH_SECONDS = 300  # sbatch retries an unreachable controller for a while; past this it is a failure
 
 
@@ -43,9 +44,9 @@ def read_record(out: Path, shards: int) -> dict:
 
     try:
         record = load_json(path, "record of submitted jobs", "delete it if no job of it runs")
-        ok = (record["version"] == RECORD_VERSION and isinstance(record["shards"], int)
-              and all(re.fullmatch(r"\d+-\d+", k) and re.fullmatch(r"\d+", v) for k, v in record["arrays"].items())
-              and (record["merge"] is None or re.fullmatch(r"\d+", record["merge"])))
+        ok = (record["version"] == RECORD_VERSION and type(record["shards"]) is int  # not True
+              and all(re.fullmatch(r"[0-9]+-[0-9]+", k) and re.fullmatch(JOB_ID, v) for k, v in record["arrays"].items())
+              and (record["merge"] is None or re.fullmatch(JOB_ID, record["merge"])))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
@@ -77,7 +78,7 @@ def sbatch(args: list[str], script: Path) -> str:
         raise DropcliError(f"cannot run sbatch: {e.strerror or e}") from None
     lines = proc.stdout.strip().splitlines()
     job = lines[-1].split(";")[0].strip() if lines else ""
-    if proc.returncode or not job.isdigit():
+    if proc.returncode or not re.fullmatch(JOB_ID, job):  # str.isdigit also takes '²' and other scripts' digits
         last = (proc.stderr.strip().splitlines() or lines or ["no message"])[-1]
         raise DropcliError(f"sbatch refused {script} ({last})")
     return job

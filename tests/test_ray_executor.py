@@ -1,5 +1,7 @@
 """--executor ray on a local Ray cluster: the same rows as a plain run, distinct GPUs per task, resources checked."""
 
+import re
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -111,7 +113,7 @@ def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
     start = time.monotonic()
     result = runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--ray-address", "127.0.0.1:1",
                                  "--out", str(tmp_path / "r")])
-    check_error(result, 1, "cannot reach a Ray cluster at 127.0.0.1:1 (Connection refused")
+    check_error(result, 1, "cannot reach a Ray cluster at '127.0.0.1:1' (Connection refused")
     assert time.monotonic() - start < 10 and not ray.is_initialized()
     assert not (tmp_path / "r").exists()  # refused before the study folder is claimed or locked
     check_error(runner.invoke(app, ["ablate", *GRID, "--device", "cpu", "--executor", "ray", "--ray-address", "no:port",
@@ -148,3 +150,15 @@ def test_cpus_per_task_is_a_finite_count_of_cpus(tmp_path, value, message):
     check_error(runner.invoke(app, ["ablate", *GRID, "--executor", "ray", "--cpus-per-task", value,
                                     "--out", str(tmp_path / "r")]), 2, message)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:6_379", "127.0.0.1:\u0666\u0663\u0667\u0669", "127.0.0.1:+6379",
+                                     "127.0.0.1: 6379\n", "127.0.0.1:123456"])
+def test_a_port_is_ascii_digits(address):
+    """int() read '6_379', '+6379' and Arabic-Indic digits as port 6379; a port is 1-5 ASCII digits,
+    and the address is shown as given (repr: one line)."""
+    from dropcli.errors import UsageError
+    from dropcli.ray_executor import check_reachable
+
+    with pytest.raises(UsageError, match=re.escape(f"--ray-address {address!r} is not host:port")):
+        check_reachable(address)

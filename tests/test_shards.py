@@ -12,7 +12,7 @@ from dropcli.device import resolve_device
 from dropcli.errors import DropcliError, UsageError
 from dropcli.grid import GridSpec, cell_id_of, cost, expand, partition
 from dropcli.plan import make_plan
-from dropcli.shards import merge, parse_shard
+from dropcli.shards import merge, parse_shard, shard_identities
 from dropcli.tables import TableError
 
 CPU = resolve_device("cpu")
@@ -210,3 +210,17 @@ def test_a_subset_rule_that_chooses_nothing_resumes_and_merges(tmp_path, sizes):
     run_study(make_plan(grid, base, out, (2, 2)), CPU, parallel_models=1)
     assert merge(out)["merged"] == 4
     assert sorted_rows(out / "runs.csv")["test_accuracy"].tolist() == sorted_rows(whole / "runs.csv")["test_accuracy"].tolist()
+
+
+@pytest.mark.parametrize("copy", ["01-of-2", "1-of-2\n", "0-of-2"])
+def test_only_folders_named_as_dropcli_names_shards_are_shards(tmp_path, copy):
+    """shards/K-of-N as dropcli writes it (plan.SHARD_DIR, matched whole): a copy named '01-of-2' or
+    '1-of-2\\n' had been read as a second shard 1, and merge then blamed its own history.csv."""
+    base = TrainConfig(hidden=(16,), epochs=1, validation_size=59_000, batch_size=50)
+    grid = GridSpec(keep_probs=((0.5,), (1.0,)), seeds=(1,))
+    out = tmp_path / "s"
+    for k in (1, 2):
+        run_study(make_plan(grid, base, out, (k, 2)), CPU, parallel_models=1)
+    shutil.copytree(out / "shards" / "1-of-2", out / "shards" / copy)
+    assert [p.name for p in shard_identities(out)] == ["1-of-2", "2-of-2"]
+    assert merge(out)["merged"] == 2
