@@ -135,7 +135,7 @@ class RayCluster:
             try:
                 self.ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise DropcliError(f"cannot reach a Ray cluster at {address or 'a new local one'} ({e}); "
+                raise DropcliError(f"cannot reach a Ray cluster at {repr(address) if address else 'a new local one'} ({e}); "
                                    + (TOKEN_FIX if _asks_for_token(e) else
                                       "check --ray-address, or leave it out to start Ray here")) from None
             finally:

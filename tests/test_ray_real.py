@@ -128,6 +128,6 @@ def test_a_cluster_that_asks_for_a_token_is_named(cluster, tmp_path):
                            cluster.address, "--out", str(tmp_path / "s")], cwd=REPO, capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}, timeout=300)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"Error: cannot reach a Ray cluster at {cluster.address}")
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"Error: cannot reach a Ray cluster at {cluster.address!r}")
     assert "the cluster asks for its token (Ray's token authentication): set RAY_AUTH_MODE=token" in proc.stderr
     assert lock_is_free(tmp_path / "s")
