@@ -358,6 +358,12 @@ def held_float(text: str) -> float:
     return float(text)
 
 
+def no_constant(name: str):
+    """json.loads' parse_constant for the same files: NotHeld for NaN, Infinity and -Infinity,
+    which Python's json reads and no JSON standard allows (dropcli writes null, or refuses)."""
+    raise NotHeld(name, "which JSON does not allow")
+
+
 def held_int(text: str) -> int:
     """json.loads' parse_int for the same files: the int, or NotHeld past MAX_DIGITS digits (a
     setting read as a float overflows past 309; none of dropcli's whole numbers has 31)."""

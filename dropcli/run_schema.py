@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
-from dropcli.config import NotHeld, TrainConfig, held_float, held_int
+from dropcli.config import NotHeld, TrainConfig, held_float, held_int, no_constant
 from dropcli.jsonlimits import check_json_text
 
 MAX_CONFIG_CHARS = 65_536  # a config is a few hundred characters
@@ -81,7 +81,7 @@ def parse_metadata(meta: dict[str, str]) -> tuple[TrainConfig, dict]:
     check_json_text(info_text, "info", MAX_INFO_CHARS)
     for key, text in (("config", meta["config"]), ("info", info_text)):
         try:  # pydantic's JSON reader reads 1e-400 as 0.0, 1e400 and a 400-digit int as inf, then blames the value
-            json.loads(text, parse_float=held_float, parse_int=held_int)
+            json.loads(text, parse_float=held_float, parse_int=held_int, parse_constant=no_constant)
         except NotHeld as e:
             raise ValueError(f"{key} holds {e}") from None
         except ValueError:

@@ -20,7 +20,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from dropcli.config import NotHeld, held_float, held_int
+from dropcli.config import NotHeld, held_float, held_int, no_constant
 from dropcli.errors import DropcliError
 
 MAX_JSON_BYTES = 1 << 20  # a study.json is a few kB; a bigger one is not dropcli's
@@ -77,7 +77,7 @@ def load_json(path: Path, what: str, fix: str) -> object:
         size = regular_file(path, what, fix).stat().st_size
         if size > MAX_JSON_BYTES:
             raise DropcliError(f"{path} has {size:,} bytes, too many for a {what}; {fix}")
-        return json.loads(path.read_text(encoding="utf-8"), parse_float=held_float, parse_int=held_int)
+        return json.loads(path.read_text(encoding="utf-8"), parse_float=held_float, parse_int=held_int, parse_constant=no_constant)
     except NotHeld as e:
         raise DropcliError(f"{path} holds {e}; {fix}") from None
     except OSError as e:
