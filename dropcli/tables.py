@@ -50,7 +50,7 @@ CELL_SCHEMA = {"keep_probs": "text", "keep_prob_mean": "exact", "input_keep_prob
                "train_size": "int", "seed": "int"}
 RUNS_SCHEMA = {
     # epochs_run and steps: epochs reached (the last may be partial) and Adam steps taken; eval_every: steps between validations
-    **CELL_SCHEMA, "subset": "text", "epochs": "int", "epochs_run": "int", "steps": "int", "eval_every": "int",
+    **CELL_SCHEMA, "subset": "text", "validation_size": "int?", "epochs": "int", "epochs_run": "int", "steps": "int", "eval_every": "int",
     "hidden": "text", "init": "text", "lr": "exact", "batch_size": "int", "dataset": "text", "test_images": "int",
     "final_cost": "float?", "train_accuracy": "float?",
     "validation_accuracy": "float?", "test_accuracy": "float?", "generalization_gap": "float?", "test_loss": "float?",
@@ -71,7 +71,7 @@ RENAMED = {"keep_prob": "keep_prob_mean", "parallel_models": "group_size", "trai
            "seconds": "group_epoch_seconds"}
 # column -> its value in files written before the column existed (every dataset's test split has 10,000 images;
 # before worker processes a study ran in one process, with a thread count nobody recorded)
-ADDED = {"test_images": str(TEST_SPLIT), "workers": "1", "threads": ""}
+ADDED = {"test_images": str(TEST_SPLIT), "workers": "1", "threads": "", "validation_size": ""}  # "": not recorded
 CHOICES = {"status": ("ok", "diverged"), "subset": ("all", *SUBSETS)}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 SIGNIFICANT_DIGITS = 6  # p-values: enough to recompute a Holm adjustment, and never rounded to 0
@@ -289,7 +289,7 @@ def cell_columns(c: TrainConfig) -> dict:
 def config_columns(c: TrainConfig) -> dict:
     """The runs.csv columns besides the cell key (cell_columns, lr, hidden) that the cell's config
     alone decides: the settings a study gives every cell."""
-    return {"subset": c.sampling, "epochs": c.epochs, "eval_every": c.eval_interval, "init": c.init,
+    return {"subset": c.sampling, "validation_size": c.validation_size, "epochs": c.epochs, "eval_every": c.eval_interval, "init": c.init,
             "batch_size": c.batch_size, "dataset": c.dataset, "mc_samples": c.mc_samples, "precision": c.precision}
 
 
@@ -300,7 +300,8 @@ def setting_columns(c: TrainConfig) -> dict:
     earlier dropcli) or the subset rule (--train-sizes naming the whole part, which study.json
     records as the same size, so its cells come back from it as 'all'). On the bundled MNIST (no
     --data-dir, whose files may hold more than 60,000 images) every rule means it: the study may have
-    begun with another --subset, which then chose nothing (identity.without_inert)."""
+    begun with another --subset, which then chose nothing (identity.without_inert); a row that does
+    not record its validation_size (older files) is read by the narrower rule (study.check_rows)."""
     whole = c.n_train == TRAIN_SPLIT - c.validation_size
     rules = ("all", *SUBSETS) if c.data_dir is None else (c.sampling, "all", c.subset)
     meanings = {"subset": tuple(dict.fromkeys((c.sampling, *rules)))} if whole else {}

@@ -224,3 +224,26 @@ def test_only_folders_named_as_dropcli_names_shards_are_shards(tmp_path, copy):
     shutil.copytree(out / "shards" / "1-of-2", out / "shards" / copy)
     assert [p.name for p in shard_identities(out)] == ["1-of-2", "2-of-2"]
     assert merge(out)["merged"] == 2
+
+
+def test_a_row_of_another_validation_split_is_refused_even_where_its_subset_chose_nothing(tmp_path):
+    """runs.csv records each row's validation_size: 500 images after --validation-size 59000 are half
+    the part, after 59,500 all of it, and a row of the first study copied into the second had been
+    read as one of its cells (its subset 'first' counting as a rule that chooses nothing). A row of
+    an older file (no validation_size) is read by the narrower rule: its own subset rule, or 'all'."""
+    from dropcli.report import build_report
+
+    grid = GridSpec(keep_probs=((0.5,), (1.0,)), seeds=(1,))
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    half = TrainConfig(hidden=(16,), epochs=1, validation_size=59_000, batch_size=50, subset="first")
+    run_study(make_plan(GridSpec(keep_probs=grid.keep_probs, seeds=grid.seeds, train_sizes=(500,)), half, other), CPU,
+              parallel_models=1)
+    run_study(make_plan(grid, half.replace(validation_size=59_500, subset="random"), mine), CPU, parallel_models=1)
+    for name in ("runs.csv", "history.csv"):
+        shutil.copy(other / name, mine / name)
+    with pytest.raises(TableError, match="row 2, column validation_size: 59000 is not 59500"):
+        build_report(mine)
+    runs = pd.read_csv(mine / "runs.csv", dtype=str, keep_default_na=False).drop(columns="validation_size")
+    runs.to_csv(mine / "runs.csv", index=False)  # as a file written before the column
+    with pytest.raises(TableError, match="row 2, column subset: 'first' is not"):
+        build_report(mine)
