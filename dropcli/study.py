@@ -40,6 +40,7 @@ from dropcli.tables import (
     row_cell_ids,
     run_row,
     setting_columns,
+    setting_mismatch,
 )
 
 STUDY_FILE = "study.json"
@@ -190,19 +191,12 @@ def check_rows(table: pd.DataFrame, path: Path, cells: list[TrainConfig], shard_
 def _check_settings(table: pd.DataFrame, path: Path, keys: pd.Series, cells: list[TrainConfig]) -> None:
     """Refuse (TableError naming row and column) a row of a cell of the study whose other settings
     (tables.setting_columns: epochs, data set, batch size, ...) are not the ones the study gives it."""
-    wanted = {cell_id_of(c): (setting_columns(c), c) for c in cells}
-    unrecorded = table["validation_size"].isna().tolist() if "validation_size" in table else [True] * len(table)
+    wanted = {cell_id_of(c): (c, setting_columns(c)) for c in cells}
+    recorded = table["validation_size"].notna().tolist() if "validation_size" in table else [False] * len(table)
     for column in [c for c in setting_columns(cells[0]) if c in table] if cells else []:
         for i, (key, got) in enumerate(zip(keys, table[column].tolist())):
-            want, cell = wanted[key][0][column], wanted[key][1]
-            accepted = want if isinstance(want, tuple) else (want,)  # the values that mean one setting
-            if unrecorded[i] and column == "validation_size":
-                continue  # a file written before the column: its study's own, as it was read then
-            if unrecorded[i] and column == "subset":  # then the rule the cell's own config names, or 'all'
-                accepted = tuple(a for a in accepted if a in (cell.sampling, "all", cell.subset))
-            numeric = isinstance(got, (int, float)) and isinstance(accepted[0], (int, float))
-            if not (math.isclose(got, accepted[0], rel_tol=1e-9) if numeric else str(got) in map(str, accepted)):
-                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {accepted[0]!r}, the setting this study "
+            if (want := setting_mismatch(*wanted[key], column, got, recorded[i])) is not None:
+                raise TableError(f"{path} row {i + 2}, column {column}: {got!r} is not {want!r}, the setting this study "
                                  "gives the cell: if study.json was changed, restore it; delete only a row another study made")
 
 

@@ -301,11 +301,27 @@ def setting_columns(c: TrainConfig) -> dict:
     records as the same size, so its cells come back from it as 'all'). On the bundled MNIST (no
     --data-dir, whose files may hold more than 60,000 images) every rule means it: the study may have
     begun with another --subset, which then chose nothing (identity.without_inert); a row that does
-    not record its validation_size (older files) is read by the narrower rule (study.check_rows)."""
+    not record its validation_size (older files) is read by the narrower rule (setting_mismatch)."""
     whole = c.n_train == TRAIN_SPLIT - c.validation_size
     rules = ("all", *SUBSETS) if c.data_dir is None else (c.sampling, "all", c.subset)
     meanings = {"subset": tuple(dict.fromkeys((c.sampling, *rules)))} if whole else {}
     return {"keep_prob_mean": c.mean_keep, **config_columns(c), **meanings}
+
+
+def setting_mismatch(c: TrainConfig, settings: dict, column: str, got, recorded: bool = True):
+    """None where a row's value `got` in `column` means cell c's setting (settings: setting_columns(c),
+    where a tuple lists the values that all mean it); else the value the study gives the cell.
+    recorded: whether the row records its validation_size. A row of a file written before that
+    column (False) is read with the study's validation_size and the narrower subset rule: the
+    cell's own rule, or 'all'."""
+    if column not in settings or (column == "validation_size" and not recorded):
+        return None
+    accepted = settings[column] if isinstance(settings[column], tuple) else (settings[column],)
+    if column == "subset" and not recorded:
+        accepted = tuple(a for a in accepted if a in (c.sampling, "all", c.subset))
+    numeric = isinstance(got, (int, float)) and isinstance(accepted[0], (int, float))
+    held = math.isclose(got, accepted[0], rel_tol=1e-9) if numeric else str(got) in map(str, accepted)
+    return None if held else accepted[0]
 
 
 def run_row(r, finished_at: str, workers: int = 1, threads: int | None = None) -> dict:
