@@ -97,7 +97,7 @@ def check_reachable(address: str | None) -> None:
             raise UsageError(f"--ray-address {given!r}: {e}; give host:port, 'auto' or ray://host:port") from None
     host, _, port = target.rpartition(":")
     try:
-        if not re.fullmatch("[0-9]{1,5}", port):  # int() also reads '6_379', '+6379' and other scripts' digits
+        if not (re.fullmatch("[0-9]{1,5}", port) and 1 <= int(port) <= 65535):  # int() also reads '6_379', '+6379', '٦'
             raise ValueError(port)
         with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
             pass

@@ -24,7 +24,13 @@ from dropcli.errors import DropcliError, UsageError
 from dropcli.owned import OwnedFolder
 
 RECORD_VERSION = 1
-JOB_ID = "[0-9]+"  # a Slurm job id as sbatch --parsable prints it (ASCII digits)
+JOB_ID = "[0-9]{1,10}"  # a Slurm job id as sbatch --parsable prints it (ASCII digits; Slurm's ids are 32-bit)
+
+
+def _in_order(key: str, shards: int) -> bool:
+    """Whether a record's array key 'LO-HI' names shards 1 <= LO <= HI <= shards, as dropcli writes it."""
+    match = re.fullmatch(r"([1-9][0-9]{0,9})-([1-9][0-9]{0,9})", key)
+    return bool(match) and int(match[1]) <= int(match[2]) <= shards
 SBATCH_SECONDS = 300  # sbatch retries an unreachable controller for a while; past this it is a failure
 
 
@@ -44,8 +50,9 @@ def read_record(out: Path, shards: int) -> dict:
 
     try:
         record = load_json(path, "record of submitted jobs", "delete it if no job of it runs")
-        ok = (record["version"] == RECORD_VERSION and type(record["shards"]) is int  # not True
-              and all(re.fullmatch(r"[0-9]+-[0-9]+", k) and re.fullmatch(JOB_ID, v) for k, v in record["arrays"].items())
+        ok = (type(record["version"]) is int and record["version"] == RECORD_VERSION  # not True, not 1.0
+              and type(record["shards"]) is int and record["shards"] >= 1
+              and all(_in_order(k, record["shards"]) and re.fullmatch(JOB_ID, v) for k, v in record["arrays"].items())
               and (record["merge"] is None or re.fullmatch(JOB_ID, record["merge"])))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         ok = False

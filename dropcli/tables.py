@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dropcli.config import (
+    PLAIN_INT,
     PLAIN_NUMBER,
     SUBSETS,
     TEST_SPLIT,
@@ -157,12 +158,17 @@ def _parse(value: str, kind: str):
         if not PLAIN_NUMBER.fullmatch(value):
             raise ValueError(f"{value!r} is not a whole number")
         try:
-            return int(value)
+            whole = int(value) if PLAIN_INT.fullmatch(value) and len(value) <= 40 else None
         except ValueError:
+            whole = None
+        if whole is None:
             x = decimal.Decimal(value)  # '55000.0', '5.5e4': a whole number as a spreadsheet or pandas may save it
-            if x.is_finite() and x == x.to_integral_value():  # exact: no float rounds 1e-400 to 0, ...993.0 to ...992
-                return int(x)
-            raise ValueError(f"{value!r} is not a whole number") from None
+            if not (x.is_finite() and x == x.to_integral_value()):  # exact: no float rounds 1e-400 to 0, ...993.0 to ...992
+                raise ValueError(f"{value!r} is not a whole number") from None
+            whole = int(x) if x == 0 or x.adjusted() < 40 else 2**64  # 1e5000: no 5,000-digit int to say it is too big
+        if not -(2**63) <= whole < 2**63:  # a column of whole numbers is int64 (pandas raised OverflowError)
+            raise ValueError(f"{value[:30]!r} is past the whole numbers a table holds (up to 2^63 - 1)")
+        return whole
     if kind in ("float", "exact"):
         if not PLAIN_NUMBER.fullmatch(value):
             raise ValueError(f"{value!r} is not a number (a decimal point, not a comma; no spaces or '_')")

@@ -153,10 +153,10 @@ def test_cpus_per_task_is_a_finite_count_of_cpus(tmp_path, value, message):
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:6_379", "127.0.0.1:\u0666\u0663\u0667\u0669", "127.0.0.1:+6379",
-                                     "127.0.0.1: 6379\n", "127.0.0.1:123456"])
+                                     "127.0.0.1: 6379\n", "127.0.0.1:123456", "127.0.0.1:0", "127.0.0.1:65536"])
 def test_a_port_is_ascii_digits(address):
-    """int() read '6_379', '+6379' and Arabic-Indic digits as port 6379; a port is 1-5 ASCII digits,
-    and the address is shown as given (repr: one line)."""
+    """int() read '6_379', '+6379' and Arabic-Indic digits as port 6379; a port is 1 to 65535 in ASCII
+    digits, and the address is shown as given (repr: one line)."""
     from dropcli.errors import UsageError
     from dropcli.ray_executor import check_reachable
 

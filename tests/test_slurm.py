@@ -258,10 +258,18 @@ def test_a_record_dropcli_did_not_write_is_refused(tmp_path, fake_sbatch):
     with pytest.raises(DropcliError, match="is not a record of submitted jobs that dropcli wrote; check that none of"):
         read_record(out, 3)  # and its reader refuses it by its shape
     for odd in ('"shards": 3, "arrays": {}, "merge": "\u0664\u0660\u0660\u0661"',  # would go into --dependency
-                '"shards": true, "arrays": {}, "merge": null', '"shards": 3, "arrays": {"1-2": "\u00b2"}, "merge": null'):
+                '"shards": true, "arrays": {}, "merge": null', '"shards": 3, "arrays": {"1-2": "\u00b2"}, "merge": null',
+                '"shards": 3, "arrays": {"2-1": "7"}, "merge": null', '"shards": 3, "arrays": {"1-4": "7"}, "merge": null',
+                '"shards": 3, "arrays": {"1-2": "12345678901"}, "merge": null'):
         (out / "slurm" / "submitted.json").write_text('{"version": 1, ' + odd + "}")
         with pytest.raises(DropcliError, match="is not a record of submitted jobs that dropcli wrote"):
             read_record(out, 3 if "true" not in odd else 1)
+    (out / "slurm" / "submitted.json").write_text('{"version": true, "shards": 3, "arrays": {}, "merge": null}')
+    with pytest.raises(DropcliError, match="is not a record of submitted jobs that dropcli wrote"):
+        read_record(out, 3)
+    (out / "slurm" / "submitted.json").write_text('{"version": 1, "shards": 3, "arrays": {}, "merge": NaN}')
+    with pytest.raises(DropcliError, match="holds NaN, which JSON does not allow; delete it if no job of it runs"):
+        read_record(out, 3)
     assert not fake_sbatch.exists()
 
 

@@ -376,3 +376,12 @@ def test_per_layer_cells_read_numbers_by_the_rule_of_every_cell(runs_csv, column
         read_runs(runs_csv)
     edit(runs_csv, lambda ls: replace_cell(ls[:1] + ls[-2:], 2, column, " 0.50 " if column == "keep_probs" else "64  64.0 "))
     assert read_runs(runs_csv)[column].iloc[0] == ("0.5" if column == "keep_probs" else "64 64")
+
+
+@pytest.mark.parametrize("column, text", [("seed", "9223372036854775808"), ("seed", "1e30"), ("train_size", "5e5000"),
+                                          ("epochs", "-9223372036854775809"), ("steps", "1" * 4400)])
+def test_a_whole_number_past_int64_is_refused_naming_its_cell(runs_csv, column, text):
+    """A column of whole numbers is int64: pandas had raised OverflowError (a traceback) for 2^63."""
+    edit(runs_csv, lambda ls: replace_cell(ls, 2, column, text))
+    with pytest.raises(TableError, match=f"row 2, column {column}: .* is past the whole numbers a table holds"):
+        read_runs(runs_csv)
