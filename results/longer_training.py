@@ -27,7 +27,8 @@ import numpy as np
 
 from dropcli.compare import correct_images
 from dropcli.conclusions import interval, p_text, points
-from dropcli.stats import holm, paired
+from dropcli.power import detectable_difference
+from dropcli.stats import ALPHA, holm, paired
 from dropcli.tables import read_history, read_runs
 
 ROOT = Path(__file__).resolve().parent
@@ -69,12 +70,16 @@ def main() -> int:
 
 
 def report(rows: list) -> bool:
-    """Print one line per (keep, stats.paired result, prefix) with Holm's adjustment over the rows;
-    True when every row has a test."""
+    """Print one line per (keep, stats.paired result, prefix) with Holm's adjustment over the rows,
+    and where it is not significant the smallest difference the seeds could detect (80% power at
+    Holm's strictest level, 0.05 / rows; dropcli.power, as `dropcli report` says it). True when
+    every row has a test."""
     adjusted = holm([r["p_value"] for _, r, _ in rows])
     for (keep, r, prefix), p_holm in zip(rows, adjusted):
+        detect = detectable_difference(r["paired_seeds"], r["diff_sd"], ALPHA / len(rows))
+        weak = "" if p_holm < ALPHA else f": not significant; these seeds could detect {detect:.2f} points"
         print(f"keep {keep}: {prefix}{points(r['diff'])} points {interval(r['diff_ci_low'], r['diff_ci_high'])} "
-              f"(p = {p_text(r['p_value'])}, Holm p = {p_text(p_holm)}), better on {r['wins']} of {r['paired_seeds']} seeds")
+              f"(p = {p_text(r['p_value'])}, Holm p = {p_text(p_holm)}), better on {r['wins']} of {r['paired_seeds']} seeds{weak}")
     return bool(np.isfinite(adjusted).all())
 
 
