@@ -367,7 +367,7 @@ def no_constant(name: str):
 def held_int(text: str) -> int:
     """json.loads' parse_int for the same files: the int, or NotHeld past MAX_DIGITS digits (a
     setting read as a float overflows past 309; none of dropcli's whole numbers has 31)."""
-    if len(text.lstrip("+-0")) > MAX_DIGITS:
+    if too_long(text):
         raise NotHeld(text, f"a whole number of more than {MAX_DIGITS} digits")
     return int(text)
 
