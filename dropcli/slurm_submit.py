@@ -25,13 +25,13 @@ from dropcli.owned import OwnedFolder
 
 RECORD_VERSION = 1
 JOB_ID = "[0-9]{1,10}"  # a Slurm job id as sbatch --parsable prints it (ASCII digits; Slurm's ids are 32-bit)
+SBATCH_SECONDS = 300  # sbatch retries an unreachable controller for a while; past this it is a failure
 
 
 def _in_order(key: str, shards: int) -> bool:
     """Whether a record's array key 'LO-HI' names shards 1 <= LO <= HI <= shards, as dropcli writes it."""
     match = re.fullmatch(r"([1-9][0-9]{0,9})-([1-9][0-9]{0,9})", key)
     return bool(match) and int(match[1]) <= int(match[2]) <= shards
-SBATCH_SECONDS = 300  # sbatch retries an unreachable controller for a while; past this it is a failure
 
 
 def record_path(out: Path) -> Path:

@@ -157,14 +157,11 @@ def _parse(value: str, kind: str):
     if kind == "int":
         if not PLAIN_NUMBER.fullmatch(value):
             raise ValueError(f"{value!r} is not a whole number")
-        try:
-            whole = int(value) if PLAIN_INT.fullmatch(value) and len(value) <= 40 else None
-        except ValueError:
-            whole = None
+        whole = int(value) if PLAIN_INT.fullmatch(value) and len(value) <= 40 else None
         if whole is None:
             x = decimal.Decimal(value)  # '55000.0', '5.5e4': a whole number as a spreadsheet or pandas may save it
             if not (x.is_finite() and x == x.to_integral_value()):  # exact: no float rounds 1e-400 to 0, ...993.0 to ...992
-                raise ValueError(f"{value!r} is not a whole number") from None
+                raise ValueError(f"{value!r} is not a whole number")
             whole = int(x) if x == 0 or x.adjusted() < 40 else 2**64  # 1e5000: no 5,000-digit int to say it is too big
         if not -(2**63) <= whole < 2**63:  # a column of whole numbers is int64 (pandas raised OverflowError)
             raise ValueError(f"{value[:30]!r} is past the whole numbers a table holds (up to 2^63 - 1)")
