@@ -21,6 +21,8 @@ from dropcli.config import TrainConfig
 from dropcli.masks import make_dropout
 from dropcli.model import Params, forward, param_count
 
+ADAM_ALIGN = 64  # floats: a multiple of every CPU vector width (AVX-512: 16) and of the kernel's 64-byte work units
+
 
 class FlatAdam:
     """Adam (torch.optim.Adam's defaults and arithmetic) over one flat parameter vector, in one
@@ -60,8 +62,11 @@ class Stack:
         self.K, self.sizes, self.batch_size, self.device = len(configs), c0.sizes, c0.batch_size, device
         self.bf16 = c0.precision == "bf16"
         L = len(self.sizes) - 1
-        total = self.K * param_count(self.sizes)
-        self.flat = torch.empty(total, device=device)
+        # padded with zeros (which Adam keeps at 0) to a multiple of ADAM_ALIGN, so that torch's fused Adam
+        # computes every element in its vector loop: its scalar tail rounds differently on some CPUs (AVX2:
+        # 2 of 8,000 elements), which made a cell's last biases depend on its place in the group
+        total = -(-self.K * param_count(self.sizes) // ADAM_ALIGN) * ADAM_ALIGN
+        self.flat = torch.zeros(total, device=device)
         self.flat.grad = torch.zeros(total, device=device)
         self.weights, self.biases, self.weight_grads, self.bias_grads = [], [], [], []
         off = 0

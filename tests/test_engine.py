@@ -138,3 +138,21 @@ def test_the_private_torch_apis_the_engine_uses_still_exist():
     from torch.cuda import jiterator
 
     assert callable(getattr(jiterator, "_create_jit_fn", None)), "jiterator._create_jit_fn is gone: see masks.FusedHashDropout"
+
+
+@pytest.mark.parametrize("hidden, k", [((64, 64), 1), ((64, 64), 2), ((33,), 3), ((512, 512, 512, 512), 1)])
+def test_adams_vector_has_no_tail_and_its_padding_stays_zero(hidden, k):
+    """torch's fused Adam rounds its scalar tail differently from its vector loop on some CPUs (AVX2),
+    which made a cell's last biases depend on its place in a group: the flat vector has no tail."""
+    from dropcli.engine import ADAM_ALIGN
+    from dropcli.model import param_count
+
+    configs = [small_config(hidden=hidden, seed=s, batch_size=8) for s in range(k)]
+    stack = make_stack(configs)
+    used = k * param_count(configs[0].sizes)
+    assert stack.flat.numel() % ADAM_ALIGN == 0 and 0 <= stack.flat.numel() - used < ADAM_ALIGN
+    x, y = torch.rand(k, 8, 784), torch.randint(0, 10, (k, 8))
+    for _ in range(3):
+        stack.step(x.clone(), y)
+    assert not stack.flat[used:].any() and not stack.adam.m[used:].any()
+    assert stack.biases[-1].data_ptr() + stack.biases[-1].numel() * 4 == stack.flat.data_ptr() + used * 4
