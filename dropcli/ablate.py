@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dropcli.commits import StudyTables, commit_rows
 from dropcli.config import AUTO_WORKERS, TrainConfig
 from dropcli.errors import DropcliError
 from dropcli.files import rescue_folder
 from dropcli.layout import Layout
 from dropcli.plan import StudyPlan, check_data, check_memory, open_study
 from dropcli.provenance import utc_now
-from dropcli.study import commit_rows
 
 
 @dataclass
@@ -123,7 +123,7 @@ def run_study(plan: StudyPlan, device, parallel_models: int = 0, progress: Study
 def _run_here(groups: list[list[TrainConfig]], device, data, progress: StudyProgress, train_options, commit) -> None:
     """Train the groups one after another in this process on `data` (a data.Dataset on `device`),
     committing each as it ends."""
-    from dropcli.study import result_rows
+    from dropcli.commits import result_rows
     from dropcli.train import train_group
 
     for gi, group in enumerate(groups):
@@ -135,12 +135,14 @@ def _run_here(groups: list[list[TrainConfig]], device, data, progress: StudyProg
 
 
 def _committer(out: Path, progress: StudyProgress) -> Callable[[list[dict], list[dict]], None]:
-    """commit(runs, history): write a finished group's rows to `out` (study.commit_rows), or, where
+    """commit(runs, history): write a finished group's rows to `out` (commits.StudyTables), or, where
     the folder cannot take them, to a rescue folder named in the DropcliError raised; on_cell for
     each committed row; commit.ran counts them."""
+    tables = StudyTables(out)
+
     def commit(runs: list[dict], history: list[dict]) -> None:
         try:
-            commit_rows(out, runs, history)
+            tables.commit(runs, history)
         except DropcliError as e:  # the folder could not be written: keep the group's results elsewhere
             rescue = rescue_folder()
             commit_rows(rescue, runs, history)

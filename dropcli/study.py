@@ -1,4 +1,4 @@
-"""A study folder: what it holds, who may write it, and how finished cells are committed.
+"""A study folder: what it holds, who may write it, and which rows it may hold.
 
     results/studies/<grid>-<hash>/      (or --out DIR)
       study.json    the grid, settings and data: a different study pointed at the folder is refused
@@ -7,8 +7,8 @@
       .dropcli-manifest.json   the files dropcli wrote here: the only ones it replaces or deletes
 
 A folder is claimed before any training: it must be new, empty, or this same study. Each lockstep
-group is committed as it ends, history.csv first and runs.csv last (atomic rewrites), so a cell
-listed in runs.csv always has its history, and a rerun of the same command skips it. Every row
+group is committed as it ends (commits.py: history.csv first and runs.csv last, atomic rewrites), so a
+cell listed in runs.csv always has its history, and a rerun of the same command skips it. Every row
 read back must belong to the study's grid (and to its shard): a foreign row refuses the file.
 """
 
@@ -29,16 +29,10 @@ from dropcli.identity import describe_difference, grows, lifted, regrids, role, 
 from dropcli.owned import MANIFEST, OwnedFolder
 from dropcli.schemas import read_study_json
 from dropcli.tables import (
-    HISTORY_SCHEMA,
-    RUNS_SCHEMA,
     TableError,
-    csv_text,
-    frame,
-    history_rows,
     read_history,
     read_runs,
     row_cell_ids,
-    run_row,
     setting_columns,
     setting_mismatch,
 )
@@ -227,33 +221,3 @@ def check_tables(out: Path, cells: list[TrainConfig]) -> None:
     done_keys(out, cells)
     if (out / "history.csv").exists():
         check_rows(history_of(out), out / "history.csv", cells)
-
-
-def _append(folder: OwnedFolder, name: str, rows: list[dict], schema: dict, reader) -> None:
-    """Add rows to a table, first dropping any rows of the same cells: history left by a commit
-    that was cut off before its runs.csv rows were written. reader(folder) reads the table."""
-    path = folder.folder / name
-    new = frame(rows, schema)
-    if path.exists():
-        old = reader(folder.folder)
-        old = old[~row_cell_ids(old).isin(set(row_cell_ids(new)))]
-        new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    folder.write_text(name, csv_text(new, schema))
-
-
-def commit_rows(out: Path, runs: list[dict], history: list[dict]) -> list[dict]:
-    """Write finished cells' rows: history.csv first, runs.csv last (so a listed cell has its history)."""
-    folder = study_folder(out)
-    _append(folder, "history.csv", history, HISTORY_SCHEMA, history_of)
-    _append(folder, "runs.csv", runs, RUNS_SCHEMA, lambda f: read_runs(f / "runs.csv"))
-    return runs
-
-
-def result_rows(results: list, finished_at: str) -> tuple[list[dict], list[dict]]:
-    """The runs.csv and history.csv rows of RunResults (train.RunResult) trained in this process."""
-    return [run_row(r, finished_at) for r in results], [h for r in results for h in history_rows(r)]
-
-
-def commit(out: Path, results: list, finished_at: str) -> list[dict]:
-    """Write finished RunResults (train.RunResult); returns their runs.csv rows."""
-    return commit_rows(out, *result_rows(results, finished_at))

@@ -6,6 +6,7 @@ import pytest
 from conftest import check_error
 from typer.testing import CliRunner
 
+from dropcli import commits
 from dropcli import study as st
 from dropcli.cli import app
 
@@ -19,7 +20,7 @@ ACCEPT = ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "2", "--epochs", "1", 
 def test_cli_acceptance_command_and_interrupt_message(tmp_path, monkeypatch):
     out = tmp_path / "study"
     calls = {"n": 0}
-    real = st.run_row
+    real = commits.run_row
 
     def interrupt_after_first(r, stamp):
         calls["n"] += 1
@@ -27,11 +28,11 @@ def test_cli_acceptance_command_and_interrupt_message(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(r, stamp)
 
-    monkeypatch.setattr(st, "run_row", interrupt_after_first)
+    monkeypatch.setattr(commits, "run_row", interrupt_after_first)
     result = runner.invoke(app, [*ACCEPT, "--parallel-models", "1", "--out", str(out)])
     assert result.exit_code == 130
     assert "Interrupted (SIGINT): 1 of 4 cells are saved" in result.stderr and "3 remain. Resume with: dropcli ablate" in result.stderr
-    monkeypatch.setattr(st, "run_row", real)
+    monkeypatch.setattr(commits, "run_row", real)
     result = runner.invoke(app, [*ACCEPT, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Resumed: 1 cells were already in" in result.stderr

@@ -213,14 +213,14 @@ def test_arrange_spreads_measured_groups_over_the_workers(monkeypatch):
 def test_a_group_the_folder_cannot_take_is_rescued_and_every_worker_stops(tmp_path, monkeypatch):
     import dropcli.ablate as ablate
 
-    study, rescue, write = tmp_path / "study", tmp_path / "rescued", ablate.commit_rows
+    study, rescue, write = tmp_path / "study", tmp_path / "rescued", ablate.StudyTables.commit
 
-    def full_disk(out, runs, history):  # the study folder cannot be written; any other folder can
-        if out == study:
-            raise DropcliError(f"cannot write {out / 'runs.csv'}: No space left on device")
-        return write(out, runs, history)
+    def full_disk(tables, runs, history):  # the study folder cannot be written; any other folder can
+        if tables.out == study:
+            raise DropcliError(f"cannot write {study / 'runs.csv'}: No space left on device")
+        return write(tables, runs, history)
 
-    monkeypatch.setattr(ablate, "commit_rows", full_disk)
+    monkeypatch.setattr(ablate.StudyTables, "commit", full_disk)
     monkeypatch.setattr(ablate, "rescue_folder", lambda: rescue.mkdir() or rescue)
     spec = GridSpec(keep_probs=((0.5,), (1.0,)), train_sizes=(500,), seeds=(1,))
     with pytest.raises(DropcliError, match=r"No space left on device; this group's 1 finished cell is saved in "
