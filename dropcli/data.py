@@ -28,6 +28,7 @@ from dropcli.idx import (  # noqa: F401  (BUNDLE, cache_dir, ...: this module's 
     bundled_digests,
     cache_dir,
     combined_digest,
+    files_in,
     find_files,
     idx_count,
     parse_idx,
@@ -152,7 +153,8 @@ def data_identity(dataset: str = "mnist", data_dir: str | Path | None = None) ->
     """What a data set is, by content: {"name": dataset, "sha256": 64 hex digits over its four
     files (idx.combined_digest), "train_images": N, "test_images": M, "files": {file name: hex
     SHA-256 of its decompressed bytes}}. data_dir None means the bundled MNIST (its sums are
-    shipped; nothing is hashed) or, for another dataset, torchvision's copy in cache_dir().
+    shipped; nothing is hashed) or, for another dataset, its copy in cache_dir()/<class name>/raw
+    (downloaded if absent).
     Computed once per process for files whose size, time and inode are unchanged. Raises
     DropcliError when the folder does not hold the four files or one cannot be read."""
     if dataset not in CLASS_NAMES:
@@ -165,10 +167,13 @@ def data_identity(dataset: str = "mnist", data_dir: str | Path | None = None) ->
             with gzip.open(BUNDLE / f"{f}.gz", "rb") as g:
                 counts.append(idx_count(g.read(8), BUNDLE / f"{f}.gz"))
         return _identity(dataset, bundled_digests(), counts)
-    folder = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
-    if not folder.is_dir():
-        raise DropcliError(f"--data-dir {folder} is not a folder; give the folder that holds the four IDX files")
-    files = _files_in(dataset, folder, "")
+    if data_dir is None:  # the downloaded copy load_dataset reads (downloaded now if absent)
+        files = files_in(_cache_raw(dataset)) or _download(dataset)
+    else:
+        folder = Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise DropcliError(f"--data-dir {folder} is not a folder; give the folder that holds the four IDX files")
+        files = _files_in(dataset, folder, "")
     cached = _identities.get((dataset, _stamps(files)))
     return {**cached, "files": dict(cached["files"])} if cached else _read_files(dataset, files)[1]
 
@@ -189,8 +194,9 @@ def describe(identity: dict | None, source: str | None = None) -> str:
 
 def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str | torch.device = "cpu") -> Dataset:
     """Load a whole MNIST-format dataset onto `device`, with its identity (data_identity, from the
-    bytes loaded); never downloads MNIST. data_dir None: the bundled MNIST, or torchvision's copy
-    of another dataset (downloaded if absent). Raises DropcliError naming the fix for a missing,
+    bytes loaded); never downloads MNIST. data_dir None: the bundled MNIST, or the copy of another
+    dataset in cache_dir() (downloaded by torchvision if absent). Every file is read by idx.py's
+    reader (torchvision's import alone takes about 3 s). Raises DropcliError naming the fix for a missing,
     truncated or malformed file, or a dataset that cannot be downloaded. Like every command, it
     first starts torch's threads flushing denormals (provenance.flush_denormals): it is the library's
     first parallel work (`data = load_dataset(); train(config, data)`)."""
@@ -200,33 +206,40 @@ def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str |
         d = Path(data_dir).expanduser()
         if not d.is_dir():
             raise DropcliError(f"--data-dir {d} is not a folder; give the folder that holds the four IDX files")
-        (tr_x, tr_y, te_x, te_y), identity = _read_files(name, _files_in(name, d, ""))
-        train, test = (_to_split(torch.from_numpy(a), torch.from_numpy(b), device) for a, b in ((tr_x, tr_y), (te_x, te_y)))
-        return Dataset(name, train, test, str(d.resolve()), identity)
-    from torchvision import datasets
+        arrays, identity = _read_files(name, _files_in(name, d, ""))
+        source = str(d.resolve())
+    elif name == "mnist":  # verified against the shipped sums (prepare_bundled_mnist): its identity is theirs
+        files = [prepare_bundled_mnist() / "MNIST" / "raw" / f for f in FILES]
+        arrays, identity = [parse_idx(read_bytes(f), f) for f in files], data_identity(name)
+        source = "bundled MNIST (SHA-256 verified)"
+    else:  # read by dropcli's own IDX reader, as --data-dir is; torchvision only downloads
+        arrays, identity = _read_files(name, files_in(_cache_raw(name)) or _download(name))
+        source = str(_cache_raw(name).parent)
+    train, test = (_to_split(torch.from_numpy(a), torch.from_numpy(b), device) for a, b in (arrays[:2], arrays[2:]))
+    return Dataset(name, train, test, source, identity)
 
-    class_name = CLASS_NAMES[name]
-    if name == "mnist":
-        root, source = prepare_bundled_mnist(), "bundled MNIST (SHA-256 verified)"
-    else:
-        root = cache_dir()
-        source = str(root / class_name)
-    cls = getattr(datasets, class_name)
+
+def _cache_raw(name: str) -> Path:
+    """Where a data set other than MNIST is kept: cache_dir()/<class name>/raw, as torchvision lays it out."""
+    return cache_dir() / CLASS_NAMES[name] / "raw"
+
+
+def _download(name: str) -> list[Path]:
+    """Fetch a data set other than MNIST with torchvision into _cache_raw(name); its four files.
+    Raises DropcliError naming where to put the files when it cannot."""
+    from torchvision import datasets  # a 3 s import: only where a download is needed
+
+    why = "its files are not all there after it"
     try:
-        try:
-            train, test = cls(root, train=True, download=False), cls(root, train=False, download=False)
-        except RuntimeError:
-            if name == "mnist":
-                raise
-            train, test = cls(root, train=True, download=True), cls(root, train=False, download=True)
+        for train in (True, False):
+            getattr(datasets, CLASS_NAMES[name])(cache_dir(), train=train, download=True)
     except Exception as e:  # torchvision raises RuntimeError, URLError, ... when offline
-        raise DropcliError(
-            f"{TITLES[name]} is not on this machine and could not be downloaded ({type(e).__name__}); "
-            f"put its four IDX files in {root / class_name / 'raw'} or pass --data-dir DIR"
-        ) from None
-    identity = data_identity(name, None if name == "mnist" else root)
-    return Dataset(name, _to_split(train.data, train.targets, device), _to_split(test.data, test.targets, device),
-                   source, identity)
+        why = type(e).__name__
+    files = files_in(_cache_raw(name))
+    if files is None:
+        raise DropcliError(f"{TITLES[name]} is not on this machine and could not be downloaded ({why}); "
+                           f"put its four IDX files in {_cache_raw(name)} or pass --data-dir DIR")
+    return files
 
 
 def data_for_run(config, recorded: dict | None, data_dir: str | None, device) -> tuple[Dataset, str | None]:

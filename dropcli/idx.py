@@ -6,7 +6,7 @@
 The bundled MNIST (the four gzipped IDX files of Y. LeCun, C. Cortes and C. J. C. Burges) lives in
 dropcli/mnist with the SHA-256 sums of its files, gzipped (SHA256SUMS) and decompressed
 (SHA256SUMS.uncompressed). On first use the sums are checked and the files are decompressed into
-a cache ($DROPCLI_DATA_DIR, else ~/.cache/dropcli), which torchvision reads. A file's digest is
+a cache ($DROPCLI_DATA_DIR, else ~/.cache/dropcli), from which data.py reads them. A file's digest is
 always that of its decompressed bytes, so a copy gzipped or not has one identity.
 """
 
@@ -30,7 +30,7 @@ REINSTALL = "reinstall dropcli (pip install --force-reinstall .) to restore it"
 
 
 def cache_dir() -> Path:
-    """Where the bundled MNIST is decompressed and torchvision data sets are kept: $DROPCLI_DATA_DIR,
+    """Where the bundled MNIST is decompressed and downloaded data sets are kept: $DROPCLI_DATA_DIR,
     else $XDG_CACHE_HOME/dropcli, else ~/.cache/dropcli."""
     env = os.environ.get("DROPCLI_DATA_DIR")
     if env:
@@ -168,12 +168,18 @@ def find_files(data_dir: Path, class_name: str) -> list[Path] | None:
     data_dir itself (the first folder that holds all four), in FILES order; None if none does.
     """
     for folder in (data_dir / class_name / "raw", data_dir / "raw", data_dir):
-        found = []
-        for name in FILES:
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if candidate.is_file():
-                    found.append(candidate)
-                    break
-        if len(found) == len(FILES):
+        if (found := files_in(folder)) is not None:
             return found
     return None
+
+
+def files_in(folder: Path) -> list[Path] | None:
+    """The four files of FILES (each plain or .gz) in `folder` itself, in FILES order; None unless
+    all four are there."""
+    found = []
+    for name in FILES:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                found.append(candidate)
+                break
+    return found if len(found) == len(FILES) else None

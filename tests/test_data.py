@@ -144,6 +144,36 @@ def test_absent_dataset_offline_says_where_to_put_files(tmp_path, monkeypatch):
         load_dataset("kmnist")
 
 
+def test_the_bundled_mnist_loads_as_torchvision_reads_it_without_importing_torchvision(mnist):
+    import subprocess
+    import sys
+
+    from torchvision.datasets import MNIST
+
+    from dropcli.data import prepare_bundled_mnist
+
+    root = prepare_bundled_mnist()
+    for split, theirs in ((mnist.train_full, MNIST(root, train=True)), (mnist.test, MNIST(root, train=False))):
+        assert torch.equal(split.x, theirs.data.reshape(-1, 784).float().div_(255))
+        assert torch.equal(split.y, theirs.targets) and split.y.dtype == torch.int64
+    # torchvision's import alone takes about 3 s: every command that loads the bundled MNIST skips it
+    code = "import sys; from dropcli.data import load_dataset; load_dataset(); print('torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_a_dataset_already_in_the_cache_is_read_by_its_files_and_not_downloaded(tmp_path, monkeypatch):
+    import torchvision.datasets.mnist as tvm
+
+    from dropcli.data import data_identity
+
+    arrays = fake_mnist_dir(tmp_path / "FashionMNIST" / "raw", gz=False, n_test=30)
+    monkeypatch.setenv("DROPCLI_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(tvm.MNIST, "download", lambda self: pytest.fail("downloaded a data set already on disk"))
+    d = load_dataset("fashion-mnist")
+    assert d.test.y.tolist() == arrays[3].tolist() and len(d.train_full) == 60_000
+    assert d.identity == data_identity("fashion-mnist") and d.source == str(tmp_path / "FashionMNIST")
+
+
 # Data known by its content: the SHA-256 of its files, sizes read from the files
 
 def test_the_bundled_mnist_is_known_by_its_shipped_sums(mnist):
@@ -302,3 +332,22 @@ def test_any_other_recorded_hash_is_refused(tmp_path_factory, field, digest, whi
         return
     with pytest.raises(DropcliError, match="does not hold the data this run was trained on"):
         data_for_run(small_run_config(folder), recorded, None, "cpu")
+
+
+@pytest.mark.parametrize("where", ["", "raw"])
+def test_a_cached_data_set_is_looked_for_only_where_it_is_downloaded(tmp_path, monkeypatch, where):
+    import torchvision.datasets.mnist as tvm
+
+    fake_mnist_dir(tmp_path / where, gz=False, n_test=30)  # MNIST-format files beside the cache's folders
+    monkeypatch.setenv("DROPCLI_DATA_DIR", str(tmp_path))
+
+    def offline(self):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tvm.MNIST, "download", offline)
+    from dropcli.data import data_identity
+
+    for load in (load_dataset, data_identity):  # the data set's identity, which a study's plan records first, too
+        with pytest.raises(DropcliError, match=r"Fashion-MNIST is not on this machine and could not be downloaded "
+                                               r"\(OSError\); put its four IDX files in .*FashionMNIST/raw"):
+            load("fashion-mnist")
