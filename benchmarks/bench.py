@@ -173,13 +173,12 @@ def main() -> None:
     show(result)
     if args.record:
         path = HERE / "results.csv"
-        fields = list(result)
-        rows = []
-        if path.exists():  # keep earlier rows, whatever columns they had
+        fields, rows = [], []
+        if path.exists():  # keep earlier rows and their columns' order, whatever columns they had
             with open(path, newline="") as f:
                 old = csv.DictReader(f)
-                rows = list(old)
-                fields += [c for c in old.fieldnames or [] if c not in fields]
+                rows, fields = list(old), list(old.fieldnames or [])
+        fields += [c for c in result if c not in fields]
         rows.append({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in result.items()})
 
         def write(tmp: Path) -> None:

@@ -10,7 +10,10 @@ per core), interleaved, the minimum of rounds quoted. The grid's matmul bound is
 alone: every training step's 14 matmuls and every evaluation forward pass (validation each epoch,
 then the training, validation and test sets, and the test set again for a best epoch before the
 last), each matmul timed alone at its shape, arranged the faster of two ways: one process with
-all threads, or one single-threaded process per core timed while every core runs one. The small
+all threads, or one single-threaded process per core timed while every core runs one. Its engine
+bound is the same steps and evaluation rows as dropcli's engine runs them (engine_seconds: a step
+is about 1.5x its matmuls), one single-threaded process per core: what the grid costs beyond it is
+the running of the grid (starting workers, cells and commits). The small
 grids (the issue's 8-cell one and the 24-cell one, in one process) time the automatic group size
 against one by one.
 
@@ -97,18 +100,42 @@ def _single_thread(barrier) -> None:
     _barrier = barrier
 
 
-def _timed_together(sizes: tuple[int, ...], batch: int) -> dict:
-    _barrier.wait()  # every core starts at once: each process times its matmuls while the others run theirs
-    return matmul_seconds(sizes, batch, clock=time.process_time)  # CPU time: what others' load cannot inflate
+def engine_seconds(cells: list[TrainConfig], clock=time.perf_counter) -> dict:
+    """Seconds of one training step and of one evaluation row as dropcli's engine runs them, at
+    torch's current threads: "engine_step", a step of one cell (engine.Stack.step, batch and keep
+    as the cells', inside provenance.flushing as train_group runs it), the mean over the cells'
+    distinct configs, each warmed up; "engine_row", Stack.logits and its argmax over EVAL_CHUNK
+    rows, per row. What the grid costs beyond these is the running of it: starting workers and
+    cells, batch orders, copies of the best weights, commits, progress."""
+    from dropcli.engine import Stack
+    from dropcli.model import init_params
+    from dropcli.provenance import flushing
+
+    configs = list({c.replace(seed=777): None for c in cells})  # the distinct shapes and keep probabilities
+    c0 = configs[0]
+    x, y = torch.rand(1, c0.batch_size, c0.sizes[0]), torch.randint(0, c0.sizes[-1], (1, c0.batch_size))
+    rows = torch.rand(EVAL_CHUNK, c0.sizes[0])
+    with flushing():
+        stacks = [Stack([c], [init_params(c.sizes, c.init, c.seed)], torch.device("cpu")) for c in configs]
+        step = best_time(lambda: [s.step(x.clone(), y) for s in stacks], number=5, clock=clock) / len(stacks)
+        row = best_time(lambda: stacks[0].logits(rows, EVAL_CHUNK).argmax(2), number=5, clock=clock) / EVAL_CHUNK
+    return {"engine_step": step, "engine_row": row}
 
 
-def per_core_matmul_seconds(sizes: tuple[int, ...], batch: int, cores: int) -> dict:
-    """matmul_seconds in CPU seconds, in one single-threaded process per core, all at once; the mean
-    over the processes."""
+def _timed_together(cells: list[TrainConfig]) -> dict:
+    _barrier.wait()  # every core starts at once: each process times its work while the others run theirs
+    c = cells[0]  # CPU time: what others' load cannot inflate
+    return {**matmul_seconds(c.sizes, c.batch_size, clock=time.process_time),
+            **engine_seconds(cells, clock=time.process_time)}
+
+
+def per_core_seconds(cells: list[TrainConfig], cores: int) -> dict:
+    """matmul_seconds and engine_seconds in CPU seconds, in one single-threaded process per core, all
+    at once; the mean over the processes."""
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(cores, mp_context=ctx, initializer=_single_thread, initargs=(ctx.Barrier(cores),)) as ex:
-        times = list(ex.map(_timed_together, [sizes] * cores, [batch] * cores))
-    return {k: statistics.mean(t[k] for t in times) for k in ("step", "row")}
+        times = list(ex.map(_timed_together, [cells] * cores))
+    return {k: statistics.mean(t[k] for t in times) for k in times[0]}
 
 
 def grid_work(cells: list[TrainConfig], runs=None) -> tuple[int, int]:
@@ -123,14 +150,19 @@ def grid_work(cells: list[TrainConfig], runs=None) -> tuple[int, int]:
 
 def grid_bound(cells: list[TrainConfig], runs, cores: int) -> dict:
     """The grid's matmul bound in seconds: one process with all threads (wall time), one
-    single-threaded process per core (CPU time, see per_core_matmul_seconds), and the faster."""
+    single-threaded process per core (CPU time, see per_core_seconds), and the faster; and its
+    engine bound: the grid's steps and evaluation rows as the engine runs them (engine_seconds),
+    one single-threaded process per core."""
     c = cells[0]
     steps, rows = grid_work(cells, runs)
     together = matmul_seconds(c.sizes, c.batch_size)
-    apart = per_core_matmul_seconds(c.sizes, c.batch_size, cores)
+    apart = per_core_seconds(cells, cores)
     one = steps * together["step"] + rows * together["row"]
     per_core = (steps * apart["step"] + rows * apart["row"]) / cores
-    return {"bound_one_process_s": one, "bound_per_core_s": per_core, "bound_s": min(one, per_core)}
+    engine = (steps * apart["engine_step"] + rows * apart["engine_row"]) / cores
+    return {"bound_one_process_s": one, "bound_per_core_s": per_core, "bound_s": min(one, per_core),
+            "engine_bound_s": engine, "engine_step_ms": apart["engine_step"] * 1e3,
+            "matmul_step_ms": apart["step"] * 1e3}
 
 
 def cpu_seconds() -> float:
@@ -195,7 +227,7 @@ def grid_round() -> dict:
 
 def summarise(rounds: list[dict]) -> dict:
     """The minimum of each time over the rounds, cells per hour and the ratios to the bound."""
-    best = {k: min(r[k] for r in rounds if k in r) for k in set().union(*rounds)}
+    best = {k: min(r[k] for r in rounds if k in r) for k in dict.fromkeys(k for r in rounds for k in r)}
     cells = len(expand(*GRID))
     cores = best["grid_workers"] * best["grid_workers_threads"]
     best.update(grid_cells=cells, grid_epochs=GRID_EPOCHS, grid_images=GRID_IMAGES, cpu=lscpu(),
@@ -207,6 +239,9 @@ def summarise(rounds: list[dict]) -> dict:
                 grid_workers_cells_per_hour=cells * 3600 / best["grid_workers_s"],
                 grid_one_process_vs_bound=best["grid_one_process_s"] / best["bound_s"],
                 grid_workers_vs_bound=best["grid_workers_s"] / best["bound_s"],
+                grid_one_process_vs_engine=best["grid_one_process_s"] / best["engine_bound_s"],
+                grid_workers_vs_engine=best["grid_workers_s"] / best["engine_bound_s"],
+                grid_workers_cpu_vs_engine=best["grid_workers_cpu_s"] / cores / best["engine_bound_s"],
                 grid_workers_speedup=best["grid_one_process_s"] / best["grid_workers_s"])
     return best
 
@@ -218,20 +253,25 @@ def show(r: dict, console=None) -> None:
     console = console or Console()
     t = Table(title=f"{r['grid_cells']}-cell grid ({r['grid_epochs']} epochs on {r['grid_images']:,} images) on "
                     f"{r['cpu']}, min of rounds")
-    for name in ("what", "seconds", "cells per hour", "x matmul bound"):
+    for name in ("what", "seconds", "cells per hour", "x matmul bound", "x engine bound"):
         t.add_column(name, justify="left" if name == "what" else "right")
-    b = r["bound_s"]
-    t.add_row("matmul bound, one process with all threads", f"{r['bound_one_process_s']:.1f}", "", "")
-    t.add_row("matmul bound, one single-threaded process per core", f"{r['bound_per_core_s']:.1f}", "", "")
+    b, e = r["bound_s"], r["engine_bound_s"]
+    t.add_row("matmul bound, one process with all threads", f"{r['bound_one_process_s']:.1f}", "", "", "")
+    t.add_row("matmul bound, one single-threaded process per core", f"{r['bound_per_core_s']:.1f}", "", "", "")
+    t.add_row("engine bound: the steps and evaluations alone, one single-threaded process per core",
+              f"{e:.1f}", "", f"{e / b:.2f}", "1.00")
     t.add_row(f"one process, {r['grid_one_process_threads']} threads, groups of {r['grid_one_process_k']}",
               f"{r['grid_one_process_s']:.1f}", f"{r['grid_one_process_cells_per_hour']:,.0f}",
-              f"{r['grid_one_process_s'] / b:.2f}")
+              f"{r['grid_one_process_s'] / b:.2f}", f"{r['grid_one_process_s'] / e:.2f}")
     t.add_row(f"{r['grid_workers']} workers of {r['grid_workers_threads']} thread(s), groups of {r['grid_workers_k']}",
-              f"{r['grid_workers_s']:.1f}", f"{r['grid_workers_cells_per_hour']:,.0f}", f"{r['grid_workers_s'] / b:.2f}")
+              f"{r['grid_workers_s']:.1f}", f"{r['grid_workers_cells_per_hour']:,.0f}", f"{r['grid_workers_s'] / b:.2f}",
+              f"{r['grid_workers_s'] / e:.2f}")
     console.print(t)
+    console.print(f"a step of one cell, single-threaded with every core busy: {r['engine_step_ms']:.2f} ms in the engine, "
+                  f"{r['matmul_step_ms']:.2f} ms of matmuls alone ({r['engine_step_ms'] / r['matmul_step_ms']:.2f}x)")
     console.print(f"{r['grid_workers']} workers' CPU seconds over the cores: {r['grid_workers_cpu_vs_bound']:.2f}x the "
-                  f"per-core bound (their wall time on an idle machine); machine load average "
-                  f"{r['load_average']:.1f} to {r['load_average_max']:.1f} over the rounds")
+                  f"per-core matmul bound, {r['grid_workers_cpu_vs_engine']:.2f}x the engine bound (their wall time on "
+                  f"an idle machine); machine load average {r['load_average']:.1f} to {r['load_average_max']:.1f} over the rounds")
     for name, label in (("grid8", "8-cell grid (2 epochs, 10,000 images)"), ("grid24", f"{r['grid_cells']}-cell grid")):
         if r[f"{name}_auto_k"] == 1:
             console.print(f"{label}, one process: the automatic group size is 1, one by one itself (the grid is too "
