@@ -42,9 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dropcli.config import EVAL_CHUNK, TEST_SPLIT, TrainConfig  # noqa: E402
+from dropcli.config import EVAL_CHUNK, TEST_SPLIT, TRAIN_SPLIT, TrainConfig  # noqa: E402
 from dropcli.grid import GridSpec, expand  # noqa: E402
 
+TRAIN_PART = TRAIN_SPLIT - TrainConfig().validation_size  # the training part a grid's cells draw their images from
 GRID_EPOCHS, GRID_IMAGES = 2, 5000  # the 24-cell grid, cut for time (a cell is a fifth of a full epoch's work)
 GRID = (GridSpec(train_sizes=(GRID_IMAGES,)), TrainConfig(epochs=GRID_EPOCHS))
 SMALL = (GridSpec(keep_probs=((0.4,), (0.6,), (0.8,), (1.0,)), seeds=(777, 778), train_sizes=(10_000,)),
@@ -102,23 +103,33 @@ def _single_thread(barrier) -> None:
 
 def engine_seconds(cells: list[TrainConfig], clock=time.perf_counter) -> dict:
     """Seconds of one training step and of one evaluation row as dropcli's engine runs them, at
-    torch's current threads: "engine_step", a step of one cell (engine.Stack.step, batch and keep
-    as the cells', inside provenance.flushing as train_group runs it), the mean over the cells'
-    distinct configs, each warmed up; "engine_row", Stack.logits and its argmax over EVAL_CHUNK
-    rows, per row. What the grid costs beyond these is the running of it: starting workers and
-    cells, batch orders, copies of the best weights, commits, progress."""
+    torch's current threads: "engine_step", a step of one cell as train_group takes it (its batch
+    gathered by stepper.make_step from a training part of TRAIN_PART rows at random indices, then
+    engine.Stack.step, inside provenance.flushing), the mean over the cells' distinct configs, each
+    warmed up; "engine_row", Stack.logits and its argmax over TEST_SPLIT rows, EVAL_CHUNK at a time,
+    per row. What the grid costs beyond these is the running of it: starting workers and cells,
+    batch orders, copies of the best weights, commits, progress."""
     from dropcli.engine import Stack
     from dropcli.model import init_params
     from dropcli.provenance import flushing
+    from dropcli.stepper import make_step
 
     configs = list({c.replace(seed=777): None for c in cells})  # the distinct shapes and keep probabilities
     c0 = configs[0]
-    x, y = torch.rand(1, c0.batch_size, c0.sizes[0]), torch.randint(0, c0.sizes[-1], (1, c0.batch_size))
-    rows = torch.rand(EVAL_CHUNK, c0.sizes[0])
+    part = torch.rand(TRAIN_PART, c0.sizes[0]), torch.randint(0, c0.sizes[-1], (TRAIN_PART,))
+    batches = torch.randint(0, TRAIN_PART, (64, c0.batch_size))
+    rows, at = torch.rand(TEST_SPLIT, c0.sizes[0]), [0]
+
+    def steps(steppers) -> None:
+        at[0] = (at[0] + 1) % len(batches)
+        for stepper in steppers:
+            stepper(batches[at[0]])
+
     with flushing():
         stacks = [Stack([c], [init_params(c.sizes, c.init, c.seed)], torch.device("cpu")) for c in configs]
-        step = best_time(lambda: [s.step(x.clone(), y) for s in stacks], number=5, clock=clock) / len(stacks)
-        row = best_time(lambda: stacks[0].logits(rows, EVAL_CHUNK).argmax(2), number=5, clock=clock) / EVAL_CHUNK
+        steppers = [make_step(s, *part) for s in stacks]
+        step = best_time(lambda: steps(steppers), number=5, clock=clock) / len(stacks)
+        row = best_time(lambda: stacks[0].logits(rows, EVAL_CHUNK).argmax(2), repeats=3, number=2, clock=clock) / TEST_SPLIT
     return {"engine_step": step, "engine_row": row}
 
 
