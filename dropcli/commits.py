@@ -9,13 +9,14 @@ before its runs.csv rows were written.
 
 A study of hundreds of cells commits hundreds of times, so a commit must not read back and render
 the whole table again: for an 8,000-row history.csv that took 1.1 s, and the study's 160 commits
-114 s of the command's CPU, taken from the workers (it still hashes and writes the whole file). StudyTables therefore keeps the text it last wrote of
-each table: where the file still holds exactly that text (its SHA-256 and size, as the folder's
-manifest records them) and the new rows are of new cells, the new text is that text followed by
-the new rows' lines, which are what rendering the whole table would give (each value is written
-on its own; tests/test_commits.py checks the texts are the same). Otherwise (the first commit of a
-command, a file changed since, a cut-off commit's rows) it reads the table through its reader, with
-every check that reading makes.
+114 s of the command's CPU, taken from the workers. StudyTables therefore keeps the text it last
+wrote of each table: where the file still holds exactly that text (its SHA-256 and size, as the
+folder's manifest records them) and the new rows are of new cells, the new text is that text
+followed by the new rows' lines, which are what rendering the whole table would give (each value
+is written on its own; tests/test_commits.py checks the texts are the same). The whole file is
+still hashed and written, which is cheap. Otherwise (the first commit of a command, a file
+changed since, a cut-off commit's rows) it reads the table through its reader, with every check
+that reading makes.
 """
 
 from __future__ import annotations
@@ -106,4 +107,3 @@ def commit_rows(out: Path, runs: list[dict], history: list[dict]) -> list[dict]:
 def result_rows(results: list, finished_at: str) -> tuple[list[dict], list[dict]]:
     """The runs.csv and history.csv rows of RunResults (train.RunResult) trained in this process."""
     return [run_row(r, finished_at) for r in results], [h for r in results for h in history_rows(r)]
-

@@ -196,8 +196,8 @@ def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str |
     """Load a whole MNIST-format dataset onto `device`, with its identity (data_identity, from the
     bytes loaded); never downloads MNIST. data_dir None: the bundled MNIST, or the copy of another
     dataset in cache_dir() (downloaded by torchvision if absent). Every file is read by idx.py's
-    reader (torchvision's import alone takes about 3 s). Raises DropcliError naming the fix for a missing,
-    truncated or malformed file, or a dataset that cannot be downloaded. Like every command, it
+    reader (torchvision's import alone takes about 3 s). Raises DropcliError naming the fix for a
+    missing, truncated or malformed file, or a dataset that cannot be downloaded. Like every command, it
     first starts torch's threads flushing denormals (provenance.flush_denormals): it is the library's
     first parallel work (`data = load_dataset(); train(config, data)`)."""
     flush_denormals()
