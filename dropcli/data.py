@@ -168,7 +168,7 @@ def data_identity(dataset: str = "mnist", data_dir: str | Path | None = None) ->
                 counts.append(idx_count(g.read(8), BUNDLE / f"{f}.gz"))
         return _identity(dataset, bundled_digests(), counts)
     if data_dir is None:  # the downloaded copy load_dataset reads (downloaded now if absent)
-        files = files_in(_cache_raw(dataset)) or _download(dataset)
+        files = _downloaded(dataset)
     else:
         folder = Path(data_dir).expanduser()
         if not folder.is_dir():
@@ -213,7 +213,7 @@ def load_dataset(name: str = "mnist", data_dir: str | None = None, device: str |
         arrays, identity = [parse_idx(read_bytes(f), f) for f in files], data_identity(name)
         source = "bundled MNIST (SHA-256 verified)"
     else:  # read by dropcli's own IDX reader, as --data-dir is; torchvision only downloads
-        arrays, identity = _read_files(name, files_in(_cache_raw(name)) or _download(name))
+        arrays, identity = _read_files(name, _downloaded(name))
         source = str(_cache_raw(name).parent)
     train, test = (_to_split(torch.from_numpy(a), torch.from_numpy(b), device) for a, b in (arrays[:2], arrays[2:]))
     return Dataset(name, train, test, source, identity)
@@ -224,9 +224,12 @@ def _cache_raw(name: str) -> Path:
     return cache_dir() / CLASS_NAMES[name] / "raw"
 
 
-def _download(name: str) -> list[Path]:
-    """Fetch a data set other than MNIST with torchvision into _cache_raw(name); its four files.
-    Raises DropcliError naming where to put the files when it cannot."""
+def _downloaded(name: str) -> list[Path]:
+    """The four files of a data set other than MNIST in _cache_raw(name), fetched there with
+    torchvision first where they are not all there. Raises DropcliError naming where to put the
+    files when they cannot be fetched."""
+    if (files := files_in(_cache_raw(name))) is not None:
+        return files
     from torchvision import datasets  # a 3 s import: only where a download is needed
 
     why = "its files are not all there after it"
