@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
 from pathlib import Path
 
 import torch
@@ -177,7 +178,8 @@ def grid_bound(cells: list[TrainConfig], runs, cores: int) -> dict:
 
 
 def cpu_seconds() -> float:
-    """CPU seconds (user and system) of this process and of its children that have ended (the workers)."""
+    """CPU seconds (user and system) of this process and of its children that have ended: the
+    forkserver, with the workers it forked and reaped."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
@@ -192,6 +194,10 @@ def run_grid(grid: tuple[GridSpec, TrainConfig], workers: int, parallel_models: 
         plan = make_plan(*grid, Path(tmp) / "study")
         t0, c0 = time.perf_counter(), cpu_seconds()
         counts = run_study(plan, torch.device("cpu"), parallel_models=parallel_models, workers=workers)
+        # a command's forkserver ends with it: end this one (its CPU is counted once it is reaped), so
+        # that the next run starts its own. It started late, with the pool: in `dropcli ablate` it
+        # imports torch while the command imports its own, here it cannot, so this is the slower case
+        forkserver._forkserver._stop()
         seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         runs = read_runs(Path(tmp) / "study" / "runs.csv")
     return {"s": seconds, "cpu_s": cpu, "k": counts["parallel_models"], "workers": counts["workers"],

@@ -89,10 +89,9 @@ def grid_spec(g: dict) -> tuple[GridSpec, TrainConfig]:
         steps=g["steps"], eval_every=g["eval_every"], dataset=value(g["dataset"]), data_dir=resolved(g["data_dir"]),
         validation_size=g["validation_size"], subset=value(g["subset"]), precision=value(g["precision"]),
         mc_samples=g["mc_samples"]))
-    spec = GridSpec(keep_probs=tuple(g["keep_probs"] or GridSpec().keep_probs),
-                    input_keep_probs=tuple(g["input_keep_probs"]), max_norms=tuple(g["max_norms"]),
+    spec = GridSpec(keep_probs=tuple(g["keep_probs"] or G.keep_probs), input_keep_probs=tuple(g["input_keep_probs"]),
                     train_sizes=(None,) if g["train_sizes"] is None else tuple(g["train_sizes"]),
-                    lrs=tuple(g["lrs"]) if g["lrs"] else None,
+                    max_norms=tuple(g["max_norms"]), lrs=tuple(g["lrs"]) if g["lrs"] else None,
                     hiddens=tuple(tuple(h) for h in g["hiddens"]) if g["hiddens"] else None,
                     seeds=tuple(g["seed_list"]) if g["seed_list"] else default_seeds(g["seeds"] or DEFAULT_SEEDS))
     return spec, base
@@ -159,17 +158,18 @@ def ablate(
     """Train a grid of keep probabilities over seeds; resumable, as spreadsheet-ready CSV and plots."""
     from dropcli.compare import parse_baseline
     from dropcli.shards import parse_shard
+    from dropcli.study_commands import Execution, run_ablate
+    from dropcli.worker_start import warm_up
 
     g = {k: v for k, v in locals().items() if k in GRID_OPTIONS}
     chosen = usage(parse_baseline, baseline) if baseline else None
     part = usage(parse_shard, shard) if shard else None
     if executor.value == "ray" and (part or workers):  # Ray places its own tasks
         usage_error(f"--{'shard' if part else 'workers'} and --executor ray both split the study; use one")
+    warm_up(workers if executor.value == "local" and not dry_run else 1)  # 1: none; see workers.warm_up
     with failures():
         plan = build_plan(g, out, part, fresh, chosen, grow=True)
         typed = command_line(skip=("fresh", "dry_run"))
-        from dropcli.study_commands import Execution, run_ablate
-
         run_ablate(plan, Execution(device, parallel_models, executor.value, ray_address, cpus_per_task,
                                    {"cuda_graphs": cuda_graphs, "fused_dropout": fused_dropout}, workers),
                    dry_run, Terminal(), resume=typed + ("" if "--out" in typed else f" --out {plan.root}"),

@@ -6,29 +6,29 @@
 A step's small matmuls (100 rows x 512) use several threads poorly, and its single-threaded parts
 (the numpy mask draw, Python dispatch) run in parallel across processes, so on a CPU a grid trains
 fastest as one single-threaded process per core; on a machine with several GPUs, one worker per
-GPU. The workers are a standard-library ProcessPoolExecutor started with `spawn`: fresh
-interpreters that import dropcli, which sets MKL's reproducible mode before torch loads, so a cell's
-numbers do not depend on the process or thread count that trained it. This process loads the data
-set once and shares its tensors (shared memory, torch.multiprocessing; where the shared-memory
-folder is too small, as a container's 64 MB /dev/shm, each worker loads its own); each worker trains one
-group per task and returns its rows, which this process commits as each group ends (as with Ray),
-so the lock, resume and the files are those of a one-process run. A script that runs a study on
-workers needs the `if __name__ == "__main__":` guard, as every spawn-started pool does.
+GPU. The workers are a standard-library ProcessPoolExecutor started with `forkserver` (`spawn`
+where the platform has none): one fresh interpreter imports dropcli (which sets MKL's reproducible
+mode before torch loads, so a cell's numbers do not depend on the process or thread count that
+trained it) and torch, 3-5 s of CPU, once; the workers are forked from it, warm, in milliseconds.
+`ablate` starts it first (warm_up), so that it imports on another core while the command imports
+its own. This process loads the data set once and shares its tensors (shared memory,
+torch.multiprocessing; where the shared-memory folder is too small, as a container's 64 MB
+/dev/shm, each worker loads its own); each worker trains one group per task and returns its rows,
+which this process commits as each group ends (as with Ray), so the lock, resume and the files are
+those of a one-process run. A script that runs a study on workers needs the
+`if __name__ == "__main__":` guard, as every forkserver- or spawn-started pool does.
 
-Stopping: workers ignore Ctrl-C, which a terminal sends to the whole process group; this process
-then sets a shared stop flag that workers check at every step, waits for them and re-raises, having
-committed every group that ended before. SIGTERM stops a worker at once (the pool's own way to end
-workers), and a worker whose parent has died exits within a second.
+Stopping: workers and their forkserver ignore Ctrl-C, which a terminal sends to the whole process
+group; this process then sets a shared stop flag that workers check at every step, waits for them
+and re-raises, having committed every group that ended before. SIGTERM stops a worker at once (the
+pool's own way to end workers), and a worker whose command has died (a pipe from it, closed) exits
+at once; the forkserver ends when the command and its workers have.
 """
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
 import os
 import queue
-import signal
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +37,7 @@ from typing import Callable
 from dropcli.config import TrainConfig
 from dropcli.errors import DropcliError
 from dropcli.layout import Layout
+from dropcli.worker_start import WORKER, start_forkserver, start_worker
 
 POLL_SECONDS = 0.2  # how often this process forwards the workers' progress while it waits
 STEP_EVENTS_EVERY = 0.2  # seconds between a worker's step reports (an epoch's last step is always reported)
@@ -45,9 +46,6 @@ STOP_GRACE_SECONDS = 10.0  # how long stopping waits for workers to reach a step
 
 class _Stopped(Exception):
     """Raised inside a worker's step callback when this process asked the workers to stop."""
-
-
-_WORKER: dict = {}  # a worker's own state, set by _start_worker
 
 
 def _share(data) -> bool:
@@ -62,64 +60,6 @@ def _share(data) -> bool:
     return True
 
 
-def _start_worker(threads: int, device_name: str, data, load: tuple, identity: dict | None, stop, events, slot,
-                  parent: int, workers: int) -> None:
-    """A worker's initializer: ignore Ctrl-C (meant for the parent, which stops the workers), set
-    torch's threads, take a GPU (the next one of `slot`, a shared counter) where there are several,
-    put the shared data set on the worker's device (or, where none was shared, load the data set
-    `load` = (name, data_dir) and check that it is `identity`, the parent's), and watch the parent.
-    A worker that cannot start says why on `events` ("failed") and exits (no traceback)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
-    try:
-        _set_up(threads, device_name, data, load, identity, stop, events, slot, workers)
-    except Exception as e:  # noqa: BLE001  (said by the parent, as one line)
-        events.put(("failed", -1, str(e) if isinstance(e, DropcliError) else f"{type(e).__name__}: {e}"))
-        events.close()
-        events.join_thread()  # the line reaches the parent before this process ends (or the watch above ends it)
-        os._exit(1)
-
-
-def _set_up(threads: int, device_name: str, data, load: tuple, identity: dict | None, stop, events, slot,
-            workers: int) -> None:
-    import torch
-
-    from dropcli.provenance import flush_denormals
-
-    # the pool has flushed a worker's results before its interpreter exits; torch's teardown takes
-    # seconds (4 s on a busy 2-core machine), so an exiting worker skips it
-    atexit.register(os._exit, 0)
-
-    torch.set_num_threads(threads)  # starts no thread: the pool starts at the first parallel work
-    flush_denormals()  # before torch starts its threads, which take this thread's mode
-    device = torch.device(device_name)
-    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
-        with slot.get_lock():
-            index, slot.value = slot.value, slot.value + 1
-        device = torch.device("cuda", index % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    if data is None:
-        from dropcli.data import load_dataset
-
-        data = load_dataset(*load, device)
-        if identity is not None and data.identity != identity:
-            raise DropcliError(f"the data set changed as the study started (sha256 {data.identity['sha256'][:12]} in a "
-                               f"worker, {identity['sha256'][:12]} in the command); rerun when nothing writes to it")
-    elif device.type != "cpu":
-        from dropcli.data import Dataset, Split
-
-        data = Dataset(data.name, *(Split(s.x.to(device), s.y.to(device)) for s in (data.train_full, data.test)),
-                       data.source, data.identity)
-    events.cancel_join_thread()  # never block a worker's exit on progress nobody reads
-    _WORKER.update(device=device, data=data, stop=stop, events=events, threads=threads, workers=workers)
-
-
-def _exit_when_orphaned(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
 def train_group_task(gi: int, configs: list[TrainConfig], train_options: dict) -> dict | None:
     """Runs in a worker: train group `gi`, reporting progress on the events queue. Returns its
     {"runs": runs.csv rows, "history": history.csv rows}, or None when stopped."""
@@ -127,7 +67,7 @@ def train_group_task(gi: int, configs: list[TrainConfig], train_options: dict) -
     from dropcli.tables import history_rows, run_row
     from dropcli.train import train_group
 
-    w = _WORKER
+    w = WORKER
     w["events"].put(("start", gi))
     last = [0.0]
 
@@ -151,7 +91,7 @@ def train_group_task(gi: int, configs: list[TrainConfig], train_options: dict) -
 
 
 class WorkerPool:
-    """`layout.workers` spawned processes that train groups of cells on `device_name` ("cpu",
+    """`layout.workers` worker processes that train groups of cells on `device_name` ("cpu",
     "cuda", ...) with train.train_group's keyword `train_options`, on the data set `data` (a
     data.Dataset on the CPU, whose tensors move to shared memory), or where it is None or cannot be
     shared, on the data set each worker loads: `load` = (name, data_dir) as data.load_dataset takes
@@ -161,15 +101,16 @@ class WorkerPool:
                  load: tuple[str, str | None] = ("mnist", None)):
         identity = data.identity if data is not None else None  # what a worker that loads its own must find
         data = data if data is not None and _share(data) else None
-        ctx = multiprocessing.get_context("spawn")
+        ctx = start_forkserver()  # where ablate has not already
         self.layout, self.train_options = layout, train_options or {}
         self.stop = ctx.RawValue("b", 0)  # lock-free: a worker killed while reading it cannot hold a lock
         self.events = ctx.Queue()
         self.running: dict[Future, int] = {}
+        self.command, self.command_end = ctx.Pipe(duplex=False)  # open while this process lives
         self.executor = ProcessPoolExecutor(
-            layout.workers, mp_context=ctx, initializer=_start_worker,
-            initargs=(layout.threads, device_name, data, load, identity, self.stop, self.events, ctx.Value("i", 0), os.getpid(),
-                      layout.workers))
+            layout.workers, mp_context=ctx, initializer=start_worker,
+            initargs=(layout.threads, device_name, data, load, identity, self.stop, self.events, ctx.Value("i", 0),
+                      self.command, layout.workers, dict(os.environ)))
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -246,3 +187,5 @@ class WorkerPool:
         self.running.clear()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.events.close()
+        self.command.close()
+        self.command_end.close()

@@ -27,13 +27,15 @@ KEYS = ["keep_prob_mean", "seed"]
 
 
 def workers_alive() -> list[psutil.Process]:
-    """This test's worker processes still running (spawned pool processes, not the resource tracker)."""
+    """This test's worker processes still running: those forked by the forkserver (not the forkserver
+    itself, which stays for the next pool, nor the resource tracker), or spawned."""
     alive = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "spawn_main" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+            forked = "forkserver" in " ".join(p.parent().cmdline())
+            if (forked or "spawn_main" in " ".join(p.cmdline())) and p.status() != psutil.STATUS_ZOMBIE:
                 alive.append(p)
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, AttributeError):  # ended meanwhile (its parent gone: None)
             pass
     return alive
 
@@ -236,11 +238,9 @@ def test_a_group_the_folder_cannot_take_is_rescued_and_every_worker_stops(tmp_pa
     assert list(again["test_accuracy"]) == list(rescued["test_accuracy"])  # the rescued row is the cell's own
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_stop_signal_to_the_process_group_stops_the_command_and_its_workers(tmp_path, sig):
-    """A terminal's Ctrl-C (SIGINT) and Slurm's scancel (SIGTERM) reach the whole process group: the
-    workers ignore SIGINT (the command stops them) or die of SIGTERM; the command keeps what was
-    committed and says how to resume, exiting 128 + the signal."""
+def start_study(tmp_path):
+    """`dropcli ablate` on 2 workers in a new session, marked by an environment variable its
+    processes inherit, once it has committed a cell: (the process, its study folder, the marker)."""
     import subprocess
     import sys
     import time
@@ -257,17 +257,95 @@ def test_a_stop_signal_to_the_process_group_stops_the_command_and_its_workers(tm
     while not ((out / "runs.csv").exists() and len(read_runs(out / "runs.csv"))) and proc.poll() is None:
         assert time.monotonic() < deadline, "no cell was committed in 5 minutes"
         time.sleep(0.2)
+    return proc, out, marker
+
+
+def left_behind(marker: str, seconds: float) -> list[psutil.Process]:
+    """The processes marked `marker` still running after up to `seconds`."""
+    import time
+
+    def ours(p):
+        try:
+            return p.environ().get("DROPCLI_TEST_MARKER") == marker and p.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+
+    deadline = time.monotonic() + seconds
+    while (alive := [p for p in psutil.process_iter() if ours(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_the_process_group_stops_the_command_and_its_workers(tmp_path, sig):
+    """A terminal's Ctrl-C (SIGINT) and Slurm's scancel (SIGTERM) reach the whole process group: the
+    workers and their forkserver ignore SIGINT (the command stops them) or die of SIGTERM; the
+    command keeps what was committed and says how to resume, exiting 128 + the signal."""
+    proc, out, marker = start_study(tmp_path)
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
     saved = len(read_runs(out / "runs.csv"))
     assert f"Interrupted ({sig.name}): {saved} of 8 cells are saved in {out / 'runs.csv'}" in err and "Traceback" not in err
+    assert not left_behind(marker, 1.5)
 
-    def ours(p):
-        try:
-            return p.environ().get("DROPCLI_TEST_MARKER") == marker
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            return False
 
-    time.sleep(1.5)  # an orphaned worker notices within a second
-    assert not [p for p in psutil.process_iter() if ours(p)]
+def test_killing_the_command_ends_its_workers_and_their_forkserver(tmp_path):
+    """SIGKILL to the command alone (the OOM killer, kill -9): its workers, whose parent is the
+    forkserver, see the pipe from the command end and exit; the forkserver ends after them."""
+    proc, out, marker = start_study(tmp_path)
+    assert len(left_behind(marker, 0)) >= 4  # the command, the forkserver and two workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not left_behind(marker, 10)
+    assert 1 <= len(read_runs(out / "runs.csv")) < 8
+
+
+def test_workers_fork_warm_from_a_forkserver_that_holds_torch_and_ignores_ctrl_c(capfd, monkeypatch):
+    """The forkserver imports torch once and ignores Ctrl-C from its start (even mid-import); the
+    workers forked from it run in the environment of the command at the pool's start, not the
+    forkserver's."""
+    from multiprocessing import forkserver
+
+    from dropcli.worker_start import start_forkserver
+    from dropcli.workers import WorkerPool
+
+    forkserver._forkserver._stop()  # this test starts its own
+    start_forkserver()
+    server = psutil.Process(forkserver._forkserver._forkserver_pid)
+    server.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C would, as it imports
+    monkeypatch.setenv("DROPCLI_TEST_SEEN", "after the forkserver started")
+    with WorkerPool(Layout(2, 1), "cpu", None, load=("mnist", None)) as pool:
+        assert pool.executor.submit(os.getenv, "DROPCLI_TEST_SEEN").result() == "after the forkserver started"
+        assert pool.executor.submit(os.getppid).result() == server.pid
+    assert server.is_running() and any("libtorch_cpu" in m.path for m in server.memory_maps())
+    assert "KeyboardInterrupt" not in capfd.readouterr().err and not workers_alive()
+
+
+def test_workers_are_spawned_where_the_forkserver_cannot_start(monkeypatch):
+    from multiprocessing import forkserver
+
+    from dropcli.workers import WorkerPool, train_group_task
+
+    def no_room():
+        raise OSError(28, "No space left on device")  # as where its socket's temporary folder is full
+
+    monkeypatch.setattr(forkserver, "ensure_running", no_room)
+    with WorkerPool(Layout(2, 1), "cpu", None, load=("mnist", None)) as pool:
+        assert pool.executor.submit(os.getppid).result() == os.getpid()  # spawned by this process
+        rows = pool.executor.submit(train_group_task, 0, [BASE.replace(train_size=500)], {}).result()
+    assert [r["train_size"] for r in rows["runs"]] == [500] and not workers_alive()
+
+
+@pytest.mark.parametrize("options, first", [(["--workers", "2"], True), (["--workers", "1"], False),
+                                            (["--workers", "2", "--dry-run"], False)])
+def test_ablate_starts_the_forkserver_before_its_own_work_where_workers_may_run(tmp_path, monkeypatch, options, first):
+    from dropcli import worker_start
+
+    started, out = [], tmp_path / "s"
+    monkeypatch.setattr(worker_start, "start_forkserver", lambda: started.append(out.exists()))
+    grid = ["ablate", "--keep-probs", "0.5,1.0", "--seeds", "1", "--epochs", "1", "--train-sizes", "500", "--hidden", "32,32",
+            "--validation-size", "500", "--device", "cpu", "--out", str(out)]
+    result = CliRunner().invoke(app, [*grid, *options])
+    assert result.exit_code == 0, result.output
+    assert started[:1] == ([False] if first else [])  # before the study folder (and the data) is made
