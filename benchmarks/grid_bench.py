@@ -17,6 +17,13 @@ the running of the grid (starting workers, cells and commits). The small
 grids (the issue's 8-cell one and the 24-cell one, in one process) time the automatic group size
 against one by one.
 
+A command on workers starts their forkserver first (worker_start.warm_up), and it imports torch
+(3-4 s here) while the command imports scipy and torch and loads the data (4.5 s after it on the
+2-core AVX2 EPYC), so a worker is ready when the command's pool starts. This process has imported
+all that already, so the workers' run starts the forkserver and waits until it is ready before its
+clock starts; its CPU seconds still count the forkserver's imports. Whole commands, timed in turn
+(old code against new, or --workers 1 against the default), are the cross-check (benchmarks/RESULTS.md).
+
 On a machine that others load, wall times measure their load as much as dropcli. Single-threaded
 processes do not spin while they wait, so their CPU seconds do not grow with it: the per-core
 bound is timed in CPU seconds, and the workers' run is also given as its CPU seconds (every
@@ -45,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dropcli.config import EVAL_CHUNK, TEST_SPLIT, TRAIN_SPLIT, TrainConfig  # noqa: E402
 from dropcli.grid import GridSpec, expand  # noqa: E402
+from dropcli.worker_start import start_forkserver  # noqa: E402
 
 TRAIN_PART = TRAIN_SPLIT - TrainConfig().validation_size  # the training part a grid's cells draw their images from
 GRID_EPOCHS, GRID_IMAGES = 2, 5000  # the 24-cell grid, cut for time (a cell is a fifth of a full epoch's work)
@@ -192,11 +200,14 @@ def run_grid(grid: tuple[GridSpec, TrainConfig], workers: int, parallel_models: 
 
     with tempfile.TemporaryDirectory() as tmp:
         plan = make_plan(*grid, Path(tmp) / "study")
+        if workers != 1:  # started as ablate starts it, first (worker_start.warm_up); see the module's docstring
+            probe = start_forkserver().Process(target=int)
+            probe.start()  # the forkserver serves it once its imports are done
+            probe.join()
         t0, c0 = time.perf_counter(), cpu_seconds()
         counts = run_study(plan, torch.device("cpu"), parallel_models=parallel_models, workers=workers)
-        # a command's forkserver ends with it: end this one (its CPU is counted once it is reaped), so
-        # that the next run starts its own. It started late, with the pool: in `dropcli ablate` it
-        # imports torch while the command imports its own, here it cannot, so this is the slower case
+        # a command's forkserver ends with it: end this one, so that its CPU (its imports included) and
+        # its workers' are counted once it is reaped, and the next run starts its own
         forkserver._forkserver._stop()
         seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         runs = read_runs(Path(tmp) / "study" / "runs.csv")
