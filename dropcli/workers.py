@@ -6,23 +6,21 @@
 A step's small matmuls (100 rows x 512) use several threads poorly, and its single-threaded parts
 (the numpy mask draw, Python dispatch) run in parallel across processes, so on a CPU a grid trains
 fastest as one single-threaded process per core; on a machine with several GPUs, one worker per
-GPU. The workers are a standard-library ProcessPoolExecutor started with `forkserver` (`spawn`
-where the platform has none): one fresh interpreter imports dropcli (which sets MKL's reproducible
-mode before torch loads, so a cell's numbers do not depend on the process or thread count that
-trained it) and torch, 3-5 s of CPU, once; the workers are forked from it, warm, in milliseconds.
-`ablate` starts it first (warm_up), so that it imports on another core while the command imports
-its own. This process loads the data set once and shares its tensors (shared memory,
+GPU. The workers are a standard-library ProcessPoolExecutor whose processes are forked, warm, from
+a forkserver that imported dropcli and torch once (worker_start.py: how they start, stop and watch
+the command). This process loads the data set once and shares its tensors (shared memory,
 torch.multiprocessing; where the shared-memory folder is too small, as a container's 64 MB
 /dev/shm, each worker loads its own); each worker trains one group per task and returns its rows,
 which this process commits as each group ends (as with Ray), so the lock, resume and the files are
-those of a one-process run. A script that runs a study on workers needs the
-`if __name__ == "__main__":` guard, as every forkserver- or spawn-started pool does.
+those of a one-process run. A cell's numbers do not depend on the process or thread count that
+trained it (MKL's reproducible mode, which importing dropcli sets before torch loads). A script
+that runs a study on workers needs the `if __name__ == "__main__":` guard, as every forkserver- or
+spawn-started pool does.
 
-Stopping: workers and their forkserver ignore Ctrl-C, which a terminal sends to the whole process
-group; this process then sets a shared stop flag that workers check at every step, waits for them
-and re-raises, having committed every group that ended before. SIGTERM stops a worker at once (the
-pool's own way to end workers), and a worker whose command has died (a pipe from it, closed) exits
-at once; the forkserver ends when the command and its workers have.
+Stopping: workers ignore Ctrl-C, which a terminal sends to the whole process group; this process
+then sets a shared stop flag that workers check at every step, waits for them and re-raises, having
+committed every group that ended before. SIGTERM stops a worker at once (the pool's own way to end
+workers).
 """
 
 from __future__ import annotations
