@@ -6,16 +6,18 @@ initializer (start_worker) sets it up and watches the command.
 A fresh interpreter that imports torch spends 3-5 s of CPU (2.9-4.8 s measured on a 2-core AMD
 EPYC), once per spawned worker. The workers are instead forked from multiprocessing's forkserver:
 one interpreter that imports PRELOAD (dropcli first, which sets MKL's reproducible mode before torch
-loads) and then forks a worker per request in milliseconds; the forkserver has started no thread
-of torch's, so forking it is safe. Where the platform has no forkserver (Windows), or it cannot
-start, the workers are spawned, as before.
+loads) and then forks a worker per request in milliseconds. Forking it is safe: torch starts its
+thread pools at the first parallel work, which the forkserver never does, and CUDA at the first
+CUDA call (none); the one thread it has, OpenBLAS's (numpy), OpenBLAS stops and restarts around a
+fork itself. Where the platform has no forkserver (Windows), or it cannot start, the workers are
+spawned.
 
-Signals: the forkserver starts with Ctrl-C blocked (from its first instruction: a Ctrl-C as it
-imports would otherwise print its traceback) and its workers ignore it; the command handles Ctrl-C
-and stops them. A worker's parent is the forkserver, not the command, so a worker watches the
-command through a pipe only the command holds open: when the command dies (SIGKILL, the OOM killer)
-the pipe ends and the worker exits at once; the forkserver ends once the command and its workers
-have closed its own pipe.
+Signals: the forkserver ignores Ctrl-C from its first instruction (a Ctrl-C as it imports would
+otherwise print its traceback) and so do its workers; the command handles Ctrl-C and stops them. A
+worker's parent is the forkserver, not the command, so a worker watches the command through a pipe
+only the command holds open: when the command dies (SIGKILL, the OOM killer) the pipe ends and the
+worker exits at once; the forkserver ends once the command and its workers have closed its own
+pipe (a forkserver still importing finishes first, a few seconds).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ PRELOAD = ["dropcli.train", "dropcli.tables", "dropcli.data", "dropcli.provenanc
 def start_forkserver():
     """Start the process the workers are forked from, where it is not running: a fresh interpreter
     that imports PRELOAD (3-5 s of CPU, on another core while the caller goes on) and then forks a
-    worker per request. It starts with Ctrl-C blocked, as do the workers forked from it: Ctrl-C is
-    the command's to handle. It ends when the last process holding its pipe (the caller, the
+    worker per request. It ignores Ctrl-C from its start, as do the workers forked from it: Ctrl-C
+    is the command's to handle. It ends when the last process holding its pipe (the caller, the
     workers) has. Returns the multiprocessing context the workers start with: forkserver, or spawn
     where the platform has none (Windows) or it could not start (OSError: no room for its socket)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -50,14 +52,29 @@ def start_forkserver():
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a blocked signal stays blocked in the child
     try:
-        forkserver.ensure_running()
+        with _ctrl_c_ignored_by_children():
+            forkserver.ensure_running()
     except OSError:
         return multiprocessing.get_context("spawn")
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C that came meanwhile is delivered here now
     return ctx
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored_by_children():
+    """Within: the processes this thread starts ignore SIGINT from their first instruction (an
+    ignored signal stays ignored across fork and exec, and Python keeps it so); this process's own
+    handler is back on leaving. A Ctrl-C within, the milliseconds a fork and exec take, is lost (a
+    blocked signal would wait, but any other thread of this process can take it). Only the main
+    thread may set handlers, and only one set from Python can be put back: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def warm_up(workers: int) -> None:

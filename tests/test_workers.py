@@ -4,6 +4,7 @@ stops them all; and how many workers, threads and cells per group a grid gets.""
 import os
 import re
 import signal
+import time
 
 import pandas as pd
 import psutil
@@ -313,6 +314,9 @@ def test_workers_fork_warm_from_a_forkserver_that_holds_torch_and_ignores_ctrl_c
     forkserver._forkserver._stop()  # this test starts its own
     start_forkserver()
     server = psutil.Process(forkserver._forkserver._forkserver_pid)
+    ignored = int(next(line for line in open(f"/proc/{server.pid}/status") if line.startswith("SigIgn:")).split()[1], 16)
+    assert ignored & (1 << (signal.SIGINT - 1))  # from its start, not only once its imports are done
+    time.sleep(0.5)
     server.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C would, as it imports
     monkeypatch.setenv("DROPCLI_TEST_SEEN", "after the forkserver started")
     with WorkerPool(Layout(2, 1), "cpu", None, load=("mnist", None)) as pool:
@@ -320,6 +324,22 @@ def test_workers_fork_warm_from_a_forkserver_that_holds_torch_and_ignores_ctrl_c
         assert pool.executor.submit(os.getppid).result() == server.pid
     assert server.is_running() and any("libtorch_cpu" in m.path for m in server.memory_maps())
     assert "KeyboardInterrupt" not in capfd.readouterr().err and not workers_alive()
+
+
+def test_the_processes_started_with_the_forkserver_ignore_ctrl_c_and_the_command_keeps_its_handler():
+    import subprocess
+    import sys
+
+    from dropcli.worker_start import _ctrl_c_ignored_by_children
+
+    handler = signal.signal(signal.SIGINT, lambda *_: None)  # as the command's own
+    try:
+        with _ctrl_c_ignored_by_children():
+            child = subprocess.run([sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"],
+                                   capture_output=True, text=True, timeout=60)
+        assert child.stdout.strip() == "True" and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def test_workers_are_spawned_where_the_forkserver_cannot_start(monkeypatch):
