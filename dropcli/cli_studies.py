@@ -156,17 +156,17 @@ def ablate(
     fused_dropout: Annotated[bool, typer.Option(hidden=True, help="CUDA: the fused dropout kernel.")] = True,
 ) -> None:
     """Train a grid of keep probabilities over seeds; resumable, as spreadsheet-ready CSV and plots."""
-    from dropcli.compare import parse_baseline
     from dropcli.shards import parse_shard
-    from dropcli.study_commands import Execution, run_ablate
     from dropcli.worker_start import warm_up
 
     g = {k: v for k, v in locals().items() if k in GRID_OPTIONS}
-    chosen = usage(parse_baseline, baseline) if baseline else None
     part = usage(parse_shard, shard) if shard else None
     if executor.value == "ray" and (part or workers):  # Ray places its own tasks
         usage_error(f"--{'shard' if part else 'workers'} and --executor ray both split the study; use one")
-    warm_up(workers if executor.value == "local" and not dry_run else 1)  # 1: none; see workers.warm_up
+    warm_up(workers if executor.value == "local" and not dry_run else 1)  # before scipy, pandas and torch load
+    from dropcli.compare import parse_baseline
+    from dropcli.study_commands import Execution, run_ablate
+    chosen = usage(parse_baseline, baseline) if baseline else None
     with failures():
         plan = build_plan(g, out, part, fresh, chosen, grow=True)
         typed = command_line(skip=("fresh", "dry_run"))

@@ -5,12 +5,11 @@ initializer (start_worker) sets it up and watches the command.
 
 A fresh interpreter that imports torch spends 3-5 s of CPU (2.9-4.8 s measured on a 2-core AMD
 EPYC), once per spawned worker. The workers are instead forked from multiprocessing's forkserver:
-one interpreter that imports PRELOAD (dropcli first, which sets MKL's reproducible mode before torch
-loads) and then forks a worker per request in milliseconds. Forking it is safe: torch starts its
-thread pools at the first parallel work, which the forkserver never does, and CUDA at the first
-CUDA call (none); the one thread it has, OpenBLAS's (numpy), OpenBLAS stops and restarts around a
-fork itself. Where the platform has no forkserver (Windows), or it cannot start, the workers are
-spawned.
+one interpreter that imports PRELOAD (torch and pandas) and then forks a worker per request in
+milliseconds. Forking it is safe: torch starts its thread pools at the first parallel work, which
+the forkserver never does, and CUDA at the first CUDA call (none); the one thread it has,
+OpenBLAS's (numpy), OpenBLAS stops and restarts around a fork itself. Where the platform has no
+forkserver (Windows), or it cannot start, the workers are spawned.
 
 Signals: the forkserver ignores Ctrl-C from its first instruction (a Ctrl-C as it imports would
 otherwise print its traceback) and so do its workers; the command handles Ctrl-C and stops them. A
@@ -34,9 +33,12 @@ from dropcli.errors import DropcliError
 from dropcli.layout import cpu_cores
 
 WORKER: dict = {}  # a worker's own state, set by start_worker
-# what a worker imports, imported once by the forkserver: dropcli (MKL's mode first), torch, the engine
-PRELOAD = ["dropcli.train", "dropcli.tables", "dropcli.data", "dropcli.provenance", "dropcli.workers",
-           "dropcli.worker_start"]
+# what a worker needs that takes seconds to import, imported once by the forkserver. Not dropcli:
+# before Python 3.12 the forkserver imports these with its own sys.path (its working folder
+# first), not the command's (CPython gh-117378), so a dropcli there could be another checkout's; a
+# worker imports dropcli itself (0.1 s), once it has the command's sys.path. MKL_CBWR is already in
+# the forkserver's environment: the command set it on importing dropcli, before starting it.
+PRELOAD = ["torch", "pandas"]
 
 
 def start_forkserver():

@@ -342,6 +342,25 @@ def test_the_processes_started_with_the_forkserver_ignore_ctrl_c_and_the_command
         signal.signal(signal.SIGINT, handler)
 
 
+def test_workers_run_the_commands_dropcli_whatever_folder_the_forkserver_starts_in(tmp_path, monkeypatch):
+    """Before Python 3.12 the forkserver imports its preloads with its own sys.path, its working
+    folder first (CPython gh-117378): a dropcli there, another checkout's, must not be what the
+    workers run."""
+    from multiprocessing import forkserver
+
+    import dropcli
+    from dropcli.workers import WorkerPool
+
+    (tmp_path / "dropcli").mkdir()
+    (tmp_path / "dropcli" / "__init__.py").write_text("ANOTHER_CHECKOUT = True\n")
+    monkeypatch.chdir(tmp_path)
+    forkserver._forkserver._stop()  # the next one starts here
+    with WorkerPool(Layout(2, 1), "cpu", None, load=("mnist", None)) as pool:
+        assert pool.executor.submit(eval, "__import__('dropcli').__file__").result() == dropcli.__file__
+    forkserver._forkserver._stop()  # not left for the next test in that folder
+    assert not workers_alive()
+
+
 def test_workers_are_spawned_where_the_forkserver_cannot_start(monkeypatch):
     from multiprocessing import forkserver
 
