@@ -41,7 +41,7 @@ WORKER: dict = {}  # a worker's own state, set by start_worker
 PRELOAD = ["torch", "pandas"]
 
 
-def start_forkserver():
+def start_forkserver() -> multiprocessing.context.BaseContext:
     """Start the process the workers are forked from, where it is not running: a fresh interpreter
     that imports PRELOAD (3-5 s of CPU, on another core while the caller goes on) and then forks a
     worker per request. It ignores Ctrl-C from its start, as do the workers forked from it: Ctrl-C
@@ -82,8 +82,9 @@ def _ctrl_c_ignored_by_children():
 def warm_up(workers: int) -> None:
     """Start the forkserver now (start_forkserver) where a study with `workers` (ablate --workers; 0,
     config.AUTO_WORKERS: automatic) may train on worker processes: more than one, or automatic on
-    more than one core (layout.plan_layout's rule). Where it then runs in one process after all, the
-    forkserver has spent a few seconds of another core and ends with the command."""
+    more than one core (layout.plan_layout's rule). Where it then runs in one process after all, or
+    fails first, the forkserver has spent a few seconds of another core; it ends with the command,
+    or, still importing then, seconds after it (holding the command's stdout and stderr till then)."""
     if workers > 1 or (workers == AUTO_WORKERS and cpu_cores() > 1):
         start_forkserver()
 
