@@ -4,6 +4,8 @@ stops them all; and how many workers, threads and cells per group a grid gets.""
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -242,9 +244,6 @@ def test_a_group_the_folder_cannot_take_is_rescued_and_every_worker_stops(tmp_pa
 def start_study(tmp_path):
     """`dropcli ablate` on 2 workers in a new session, marked by an environment variable its
     processes inherit, once it has committed a cell: (the process, its study folder, the marker)."""
-    import subprocess
-    import sys
-    import time
     import uuid
 
     marker = uuid.uuid4().hex
@@ -263,8 +262,6 @@ def start_study(tmp_path):
 
 def left_behind(marker: str, seconds: float) -> list[psutil.Process]:
     """The processes marked `marker` still running after up to `seconds`."""
-    import time
-
     def ours(p):
         try:
             return p.environ().get("DROPCLI_TEST_MARKER") == marker and p.status() != psutil.STATUS_ZOMBIE
@@ -327,9 +324,6 @@ def test_workers_fork_warm_from_a_forkserver_that_holds_torch_and_ignores_ctrl_c
 
 
 def test_the_processes_started_with_the_forkserver_ignore_ctrl_c_and_the_command_keeps_its_handler():
-    import subprocess
-    import sys
-
     from dropcli.worker_start import _ctrl_c_ignored_by_children
 
     handler = signal.signal(signal.SIGINT, lambda *_: None)  # as the command's own
